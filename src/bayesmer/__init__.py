@@ -1,0 +1,21 @@
+"""bayesmer: Bayesian mixed-effects models from lme4 formulas.
+
+One design feeds both estimators: :func:`reml` (exact REML/ML, as lme4) and
+:func:`fit` (PyMC's Mixed Model 7 sampled with NUTS), reported side by side.
+"""
+
+from .design import Design, DesignError, ReTerm, build_design
+from .formula import Formula, FormulaError, RandomTerm, parse_formula
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Design",
+    "DesignError",
+    "Formula",
+    "FormulaError",
+    "RandomTerm",
+    "ReTerm",
+    "build_design",
+    "parse_formula",
+]
