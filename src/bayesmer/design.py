@@ -187,7 +187,7 @@ def _used_columns(formula: Formula, data: pd.DataFrame) -> list[str]:
 
 def _matrix(expr: str, frame: pd.DataFrame, where: str):
     try:
-        return formulaic.model_matrix(expr, frame, na_action="raise")
+        return formulaic.model_matrix(expr, frame, na_action="ignore")
     except Exception as exc:
         raise DesignError(f"cannot build {where} from {expr!r}: {exc}") from exc
 
