@@ -1,0 +1,505 @@
+"""Priors of the Bayesian mixed model (Clark's "Mixed Model 7").
+
+Each prior is a small frozen dataclass that prints as it is written
+(``HalfCauchy(5)``), parses back from that string without ``eval``, makes its
+PyMC distribution and evaluates its log density in numpy (for the
+``log_prior`` group). :func:`default_priors` scales them to the data and
+:func:`resolve_priors` applies a user's overrides by slot name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import ClassVar, Mapping
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = [
+    "PriorError",
+    "Prior",
+    "Normal",
+    "StudentT",
+    "HalfCauchy",
+    "HalfNormal",
+    "HalfStudentT",
+    "Exponential",
+    "LKJ",
+    "PriorSet",
+    "parse_prior",
+    "default_priors",
+    "resolve_priors",
+]
+
+
+class PriorError(ValueError):
+    """A prior that is malformed, out of range or in the wrong slot."""
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _real(cls_name: str, field: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise PriorError(f"{cls_name}: {field} must be a number, not {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise PriorError(f"{cls_name}: {field} must be finite, got {value}")
+    return value
+
+
+def _positive(cls_name: str, field: str, value) -> float:
+    value = _real(cls_name, field, value)
+    if value <= 0:
+        raise PriorError(f"{cls_name}: {field} must be positive, got {_fmt(value)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Base class: validation, printing and the slot it may fill."""
+
+    #: "real" (fixed effects), "positive" (scales) or "corr" (correlation matrices)
+    support: ClassVar[str] = ""
+    _positive_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        for f in fields(self):
+            check = _positive if f.name in self._positive_fields else _real
+            object.__setattr__(self, f.name, check(type(self).__name__, f.name, getattr(self, f.name)))
+
+    def params(self) -> tuple[float, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}({', '.join(_fmt(v) for v in self.params())})"
+
+    def spec(self) -> str:
+        """Like ``str`` but exact: ``parse_prior(p.spec()) == p``."""
+        return f"{type(self).__name__}({', '.join(repr(v) for v in self.params())})"
+
+    def to_dict(self) -> dict:
+        return {"family": type(self).__name__, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    # subclasses: _pymc(name, params as arrays, dims) and logp(x)
+    def logp(self, x):
+        """Log density at ``x`` (numpy, elementwise)."""
+        raise NotImplementedError
+
+    @classmethod
+    def pymc_vector(cls, name: str, priors, dims=None):
+        """One PyMC variable with one prior of this family per element.
+
+        Must be called inside a model context; ``priors`` all of type ``cls``.
+        """
+        cols = np.array([p.params() for p in priors], dtype=float).T
+        return cls._pymc(name, *cols, dims=dims)
+
+    def pymc(self, name: str, dims=None):
+        """The PyMC variable with this prior (scalar unless ``dims``)."""
+        return type(self)._pymc(name, *self.params(), dims=dims)
+
+
+@dataclass(frozen=True)
+class Normal(Prior):
+    """Normal(mu, sigma) on a fixed effect."""
+
+    mu: float
+    sigma: float
+    support: ClassVar[str] = "real"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("sigma",)
+
+    @staticmethod
+    def _pymc(name, mu, sigma, dims=None):
+        import pymc as pm
+
+        return pm.Normal(name, mu=mu, sigma=sigma, dims=dims)
+
+    def logp(self, x):
+        return stats.norm.logpdf(x, self.mu, self.sigma)
+
+
+@dataclass(frozen=True)
+class StudentT(Prior):
+    """StudentT(nu, mu, sigma) on a fixed effect."""
+
+    nu: float
+    mu: float
+    sigma: float
+    support: ClassVar[str] = "real"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("nu", "sigma")
+
+    @staticmethod
+    def _pymc(name, nu, mu, sigma, dims=None):
+        import pymc as pm
+
+        return pm.StudentT(name, nu=nu, mu=mu, sigma=sigma, dims=dims)
+
+    def logp(self, x):
+        return stats.t.logpdf(x, self.nu, self.mu, self.sigma)
+
+
+@dataclass(frozen=True)
+class HalfCauchy(Prior):
+    """HalfCauchy(beta) on a standard deviation; beta is the scale."""
+
+    beta: float
+    support: ClassVar[str] = "positive"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("beta",)
+
+    @staticmethod
+    def _pymc(name, beta, dims=None):
+        import pymc as pm
+
+        return pm.HalfCauchy(name, beta=beta, dims=dims)
+
+    def logp(self, x):
+        return stats.halfcauchy.logpdf(x, scale=self.beta)
+
+
+@dataclass(frozen=True)
+class HalfNormal(Prior):
+    """HalfNormal(sigma) on a standard deviation."""
+
+    sigma: float
+    support: ClassVar[str] = "positive"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("sigma",)
+
+    @staticmethod
+    def _pymc(name, sigma, dims=None):
+        import pymc as pm
+
+        return pm.HalfNormal(name, sigma=sigma, dims=dims)
+
+    def logp(self, x):
+        return stats.halfnorm.logpdf(x, scale=self.sigma)
+
+
+@dataclass(frozen=True)
+class HalfStudentT(Prior):
+    """HalfStudentT(nu, sigma) on a standard deviation."""
+
+    nu: float
+    sigma: float
+    support: ClassVar[str] = "positive"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("nu", "sigma")
+
+    @staticmethod
+    def _pymc(name, nu, sigma, dims=None):
+        import pymc as pm
+
+        return pm.HalfStudentT(name, nu=nu, sigma=sigma, dims=dims)
+
+    def logp(self, x):
+        x = np.asarray(x, dtype=float)
+        out = np.log(2.0) + stats.t.logpdf(x, self.nu, 0.0, self.sigma)
+        return np.where(x >= 0, out, -np.inf)
+
+
+@dataclass(frozen=True)
+class Exponential(Prior):
+    """Exponential(lam) on a standard deviation; lam is the rate."""
+
+    lam: float
+    support: ClassVar[str] = "positive"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("lam",)
+
+    @staticmethod
+    def _pymc(name, lam, dims=None):
+        import pymc as pm
+
+        return pm.Exponential(name, lam=lam, dims=dims)
+
+    def logp(self, x):
+        return stats.expon.logpdf(x, scale=1.0 / self.lam)
+
+
+@dataclass(frozen=True)
+class LKJ(Prior):
+    """LKJ(eta) on a correlation matrix; eta = 1 is uniform."""
+
+    eta: float
+    support: ClassVar[str] = "corr"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("eta",)
+
+    def pymc(self, name: str, n: int, dims=None):
+        """PyMC 6's ``LKJCorr``: a lower Cholesky factor of the correlation matrix."""
+        import pymc as pm
+
+        return pm.LKJCorr(name, n=n, eta=self.eta, dims=dims)
+
+    def logp(self, R):
+        """Log density of correlation matrices ``R`` (..., k, k)."""
+        R = np.asarray(R, dtype=float)
+        k = R.shape[-1]
+        i = np.arange(1, k)
+        const = (k - 1) * special.gammaln(self.eta + 0.5 * (k - 1)) - np.sum(
+            0.5 * i * np.log(np.pi) + special.gammaln(self.eta + 0.5 * (k - 1 - i))
+        )
+        _, logdet = np.linalg.slogdet(R)
+        return const + (self.eta - 1.0) * logdet
+
+
+FAMILIES: dict[str, type[Prior]] = {
+    c.__name__: c for c in (Normal, StudentT, HalfCauchy, HalfNormal, HalfStudentT, Exponential, LKJ)
+}
+
+_CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*$", re.S)
+_KW = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
+
+
+def parse_prior(text: str | Prior) -> Prior:
+    """Parse ``"HalfCauchy(5)"``, ``"Normal(0, sigma=10)"`` and the like.
+
+    Numbers only, positional or by keyword; nothing is evaluated.
+
+    Raises
+    ------
+    PriorError
+        For an unknown family, a malformed string, a wrong number of
+        parameters or an out-of-range value.
+    """
+    if isinstance(text, Prior):
+        return text
+    if not isinstance(text, str):
+        raise PriorError(f"a prior must be a prior object or a string like 'HalfCauchy(5)', not {text!r}")
+    m = _CALL.match(text)
+    if m is None:
+        raise PriorError(f"cannot parse prior {text!r}: expected Family(number, ...), e.g. 'Normal(0, 10)'")
+    family, body = m.groups()
+    cls = FAMILIES.get(family)
+    if cls is None:
+        raise PriorError(f"unknown prior family {family!r} in {text!r}; known: {', '.join(FAMILIES)}")
+    names = [f.name for f in fields(cls)]
+    args: list[float] = []
+    kwargs: dict[str, float] = {}
+    pieces = [p for p in body.split(",")] if body.strip() else []
+    for piece in pieces:
+        kw = _KW.match(piece)
+        raw = kw.group(2) if kw else piece.strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            raise PriorError(f"cannot parse prior {text!r}: {raw.strip()!r} is not a number") from None
+        if kw:
+            if kw.group(1) not in names:
+                raise PriorError(f"{family} has no parameter {kw.group(1)!r}; its parameters are {names}")
+            kwargs[kw.group(1)] = value
+        elif kwargs:
+            raise PriorError(f"cannot parse prior {text!r}: positional value after a keyword")
+        else:
+            args.append(value)
+    given = dict(zip(names, args))
+    if len(args) > len(names) or set(given) & set(kwargs) or len(given) + len(kwargs) != len(names):
+        raise PriorError(f"{family} takes {len(names)} parameter(s) ({', '.join(names)}); got {text!r}")
+    return cls(**given, **kwargs)
+
+
+_SLOT_SUPPORT = {"fixed": "real", "sd": "positive", "sigma": "positive", "corr": "corr"}
+_SLOT_WORDS = {
+    "fixed": "a fixed effect (Normal or StudentT)",
+    "sd": "a standard deviation (HalfCauchy, HalfNormal, HalfStudentT or Exponential)",
+    "sigma": "a standard deviation (HalfCauchy, HalfNormal, HalfStudentT or Exponential)",
+    "corr": "a correlation matrix (LKJ)",
+}
+
+
+def _check_slot(prior: Prior, cls: str, where: str) -> Prior:
+    if prior.support != _SLOT_SUPPORT[cls]:
+        raise PriorError(f"{prior} cannot be the prior of {where}: it needs {_SLOT_WORDS[cls]}")
+    return prior
+
+
+@dataclass(frozen=True)
+class PriorSet:
+    """All priors of one model, by slot.
+
+    Attributes
+    ----------
+    fixed : tuple of (name, Prior)
+        One per fixed effect, in the design's order.
+    sigma : Prior
+        Residual standard deviation.
+    sd : tuple of (term name, tuple of (column, Prior))
+        One per column of each random-effect term.
+    corr : tuple of (term name, LKJ)
+        One per term with more than one column.
+    """
+
+    fixed: tuple[tuple[str, Prior], ...]
+    sigma: Prior
+    sd: tuple[tuple[str, tuple[tuple[str, Prior], ...]], ...]
+    corr: tuple[tuple[str, LKJ], ...]
+
+    def fixed_prior(self, name: str) -> Prior:
+        return dict(self.fixed)[name]
+
+    def sd_priors(self, term: str) -> tuple[Prior, ...]:
+        return tuple(p for _, p in dict(self.sd)[term])
+
+    def corr_prior(self, term: str) -> LKJ | None:
+        return dict(self.corr).get(term)
+
+    def rows(self, exact: bool = False) -> list[tuple[str, str, str]]:
+        """(class, slot name, prior) rows, the slot names :func:`resolve_priors` accepts."""
+        show = (lambda p: p.spec()) if exact else str
+        out = [("fixed", name, show(p)) for name, p in self.fixed]
+        for term, cols in self.sd:
+            out += [("sd", f"sd({col}|{term})", show(p)) for col, p in cols]
+        out += [("corr", f"corr({term})", show(p)) for term, p in self.corr]
+        out.append(("sigma", "sigma", show(self.sigma)))
+        return out
+
+    def to_dict(self) -> dict[str, str]:
+        """``{slot name: exact prior string}``; :func:`resolve_priors` takes it back unchanged."""
+        return {name: prior for _, name, prior in self.rows(exact=True)}
+
+    def __str__(self) -> str:
+        rows = self.rows()
+        w0 = max(len("class"), *(len(r[0]) for r in rows))
+        w1 = max(len("parameter"), *(len(r[1]) for r in rows))
+        lines = [f"{'class':<{w0}}  {'parameter':<{w1}}  prior"]
+        lines += [f"{c:<{w0}}  {n:<{w1}}  {p}" for c, n, p in rows]
+        return "\n".join(lines)
+
+
+def _sd(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if x.shape[0] > 1 else 0.0
+
+
+def default_priors(design) -> PriorSet:
+    """Weakly informative priors scaled to the data (Mixed Model 7).
+
+    With ``s_y = sd(y)``:
+
+    * a fixed slope on column ``x_j``: ``Normal(0, 2.5 s_y / sd(x_j))``, i.e. a
+      one-sd change in ``x_j`` moves y by a few sd of y at most;
+    * the intercept: ``Normal(mean(y), s)`` with
+      ``s^2 = (2.5 s_y)^2 + sum_j (2.5 s_y mean(x_j) / sd(x_j))^2``. The
+      intercept of an uncentered X is the value at x = 0, which is
+      ``mean(y) - sum_j beta_j mean(x_j)``; its scale therefore adds the prior
+      variance the slopes carry to x = 0 (bambi does the same);
+    * a constant column that is not the intercept: scale ``2.5 s_y / |c|``;
+    * residual SD: ``HalfCauchy(s_y)``;
+    * SD of a random-effect column ``z``: ``HalfCauchy(s_y)`` for a constant
+      column (the intercept), ``HalfCauchy(s_y / sd(z))`` otherwise;
+    * each term with several columns: ``LKJ(2)`` on its correlation matrix,
+      mildly favouring small correlations.
+    """
+    y = np.asarray(design.y, dtype=float)
+    sy = _sd(y)
+    if not sy > 0:
+        sy = max(abs(float(np.mean(y))), 1.0)
+    my = float(np.mean(y))
+    X = np.asarray(design.X, dtype=float)
+    scales, means, const = [], [], []
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        s = _sd(x)
+        is_const = not s > 1e-12 * max(1.0, float(np.max(np.abs(x))))
+        const.append(is_const)
+        means.append(float(np.mean(x)))
+        scales.append(2.5 * sy / (abs(float(x[0])) if is_const else s))
+    fixed = []
+    intercept = design.fixed_names.index("(Intercept)") if "(Intercept)" in design.fixed_names else None
+    for j, name in enumerate(design.fixed_names):
+        if j == intercept:
+            shift = sum((scales[i] * means[i]) ** 2 for i in range(len(scales)) if i != j and not const[i])
+            fixed.append((name, Normal(my, math.sqrt((2.5 * sy) ** 2 + shift))))
+        else:
+            fixed.append((name, Normal(0.0, scales[j])))
+    sd = []
+    corr = []
+    for term in design.terms:
+        cols = []
+        for c, col in enumerate(term.terms):
+            z = np.asarray(term.Z[:, c], dtype=float)
+            s = _sd(z)
+            if s > 1e-12 * max(1.0, float(np.max(np.abs(z)))):
+                r = sy / s
+            else:
+                r = sy / max(abs(float(z[0])), 1e-12)
+            cols.append((col, HalfCauchy(r)))
+        sd.append((term.name, tuple(cols)))
+        if term.k > 1:
+            corr.append((term.name, LKJ(2.0)))
+    return PriorSet(tuple(fixed), HalfCauchy(sy), tuple(sd), tuple(corr))
+
+
+def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -> PriorSet:
+    """The default priors with ``overrides`` applied.
+
+    Parameters
+    ----------
+    design : Design
+    overrides : dict, optional
+        Keys name a class of slots or one slot; values are priors or strings.
+        Classes: ``"fixed"``, ``"sd"``, ``"sigma"``, ``"corr"``. Slots: a fixed
+        effect by its lme4 name (``"Days"``, ``"(Intercept)"``),
+        ``"sd(Days|Subject)"`` (one column of one term, the term by its
+        unique name), ``"corr(Subject)"``. Class overrides apply first, then
+        single slots, whatever the dict's order.
+
+    Raises
+    ------
+    PriorError
+        For an unknown name (listing the valid ones), a prior of the wrong
+        family for its slot, or an unparsable prior.
+    """
+    base = default_priors(design)
+    if not overrides:
+        return base
+    if not isinstance(overrides, Mapping):
+        raise PriorError(f"priors must be a dict of name -> prior, not {type(overrides).__name__}")
+    fixed = dict(base.fixed)
+    sigma = base.sigma
+    sd = {term: dict(cols) for term, cols in base.sd}
+    corr = dict(base.corr)
+    slots = {name for _, name, _ in base.rows()}
+    valid = ["fixed", "sd", "sigma", "corr"] + [n for _, n, _ in base.rows() if n != "sigma"]
+    sd_slot = re.compile(r"^sd\((.+)\|(.+)\)$")
+    corr_slot = re.compile(r"^corr\((.+)\)$")
+    for key in overrides:
+        if not isinstance(key, str) or (key not in slots and key not in ("fixed", "sd", "sigma", "corr")):
+            raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(valid)}")
+
+    def parsed(key):
+        try:
+            return parse_prior(overrides[key])
+        except PriorError as exc:
+            raise PriorError(f"prior for {key!r}: {exc}") from None
+
+    # classes first so that a single slot always wins over its class
+    for cls in ("fixed", "sd", "sigma", "corr"):
+        if cls not in overrides:
+            continue
+        prior = _check_slot(parsed(cls), cls, f"class {cls!r}")
+        if cls == "fixed":
+            fixed = {n: prior for n in fixed}
+        elif cls == "sd":
+            sd = {t: {c: prior for c in cols} for t, cols in sd.items()}
+        elif cls == "sigma":
+            sigma = prior
+        else:
+            corr = {t: prior for t in corr}
+    for key in overrides:
+        if key in ("fixed", "sd", "sigma", "corr"):
+            continue
+        prior = parsed(key)
+        if key in fixed:
+            fixed[key] = _check_slot(prior, "fixed", f"fixed effect {key!r}")
+        elif (m := sd_slot.match(key)) and m.group(2) in sd and m.group(1) in sd[m.group(2)]:
+            sd[m.group(2)][m.group(1)] = _check_slot(prior, "sd", key)
+        elif (m := corr_slot.match(key)) and m.group(1) in corr:
+            corr[m.group(1)] = _check_slot(prior, "corr", key)
+        else:  # pragma: no cover - caught by the slot check above
+            raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(valid)}")
+    return PriorSet(
+        tuple(fixed.items()),
+        sigma,
+        tuple((t, tuple(cols.items())) for t, cols in sd.items()),
+        tuple(corr.items()),
+    )
