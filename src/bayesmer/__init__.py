@@ -4,8 +4,11 @@ One design feeds both estimators: :func:`reml` (exact REML/ML, as lme4) and
 :func:`fit` (PyMC's Mixed Model 7 sampled with NUTS), reported side by side.
 """
 
+from . import datasets
+from .datasets import simulate_clark, simulate_ogorek
 from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
+from .simulate import SimulationError, simulate
 
 __version__ = "0.1.0"
 
@@ -16,6 +19,11 @@ __all__ = [
     "FormulaError",
     "RandomTerm",
     "ReTerm",
+    "SimulationError",
     "build_design",
+    "datasets",
     "parse_formula",
+    "simulate",
+    "simulate_clark",
+    "simulate_ogorek",
 ]
