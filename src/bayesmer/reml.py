@@ -1,0 +1,742 @@
+"""Exact REML and ML fits of linear mixed models, as lme4 computes them.
+
+lme4's profiled formulation: with the relative covariance factor Λ(θ), the
+penalised least-squares system
+
+    [Λ'Z'ZΛ + I   Λ'Z'X   Λ'Z'y]
+    [  X'ZΛ        X'X     X'y ]
+    [  y'ZΛ        y'X     y'y ]
+
+is factored by a lower Cholesky factor L; ``log|L_Z|²``, ``log|R_X|²`` and the
+penalised residual sum of squares r² (the square of the last diagonal element,
+X and y being stacked into one block "Xy" as MixedModels.jl does) give the
+profiled deviance. Everything is computed from sufficient statistics built
+once, with MixedModels.jl's blocked scheme: the term with most levels is
+block diagonal (``G`` blocks of ``k x k``); the other terms make one dense block.
+
+The first block enters the rest only through ``W = Λ₁(Λ₁'A₁₁Λ₁ + I)⁻¹Λ₁'``
+(block diagonal), so ``L₂₁`` is never formed during the optimisation: its
+products are ``A₂₁ W A₁₂`` and ``A₂₁ W A₁y``, cached on the first term's θ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.optimize as sopt
+import scipy.sparse as sp
+
+from .design import Design, build_design
+from .formula import Formula
+
+__all__ = ["RemlFit", "reml", "fit_reml"]
+
+_SINGULAR_TOL = 1e-4
+_SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
+
+
+# --------------------------------------------------------------------------
+# theta <-> per-term lower-triangular factors
+
+
+def _tri_index(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the lower triangle in column-major order (lme4's)."""
+    cols, rows = np.triu_indices(k)
+    return rows, cols
+
+
+def _theta_to_T(theta: np.ndarray, ks: list[int]) -> list[np.ndarray]:
+    out, pos = [], 0
+    for k in ks:
+        m = k * (k + 1) // 2
+        T = np.zeros((k, k))
+        r, c = _tri_index(k)
+        T[r, c] = theta[pos : pos + m]
+        out.append(T)
+        pos += m
+    return out
+
+
+def _theta_lower(ks: list[int]) -> np.ndarray:
+    """Lower bounds of θ: 0 on the diagonals, free elsewhere."""
+    lo = []
+    for k in ks:
+        r, c = _tri_index(k)
+        lo.extend(np.where(r == c, 0.0, -np.inf))
+    return np.asarray(lo)
+
+
+# --------------------------------------------------------------------------
+# the problem: sufficient statistics and the profiled deviance
+
+
+def _term_sparse(term, offset: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO entries of a term's columns in Z: random effect index = level*k + j."""
+    k = term.k
+    rows = np.repeat(np.arange(n), k)
+    cols = offset + (term.codes[:, None] * k + np.arange(k)[None, :]).reshape(-1)
+    return rows, cols, term.Z.reshape(-1)
+
+
+class _Problem:
+    """Sufficient statistics of a design and the profiled deviance d(θ)."""
+
+    def __init__(self, design: Design, reml: bool):
+        self.reml = reml
+        self.design = design
+        terms = design.terms
+        if not terms:
+            raise ValueError("the formula has no random-effect term: use a linear model instead")
+        n, p = design.n, design.p
+        self.n, self.p = n, p
+        self.ks = [t.k for t in terms]
+        self.Gs = [t.n_levels for t in terms]
+        self.qs = [k * G for k, G in zip(self.ks, self.Gs)]
+        self.ntheta = sum(k * (k + 1) // 2 for k in self.ks)
+        Xy = np.column_stack([design.X, design.y])
+        self.Xy = Xy
+        self.Ayy = Xy.T @ Xy
+
+        # First term: block diagonal, one k x k block per level.
+        t1 = terms[0]
+        k1, G1 = t1.k, t1.n_levels
+        self.k1, self.G1 = k1, G1
+        self._diag1 = np.arange(k1)
+        Z1 = t1.Z
+        A11 = np.empty((G1, k1, k1))
+        for a in range(k1):
+            for b in range(a, k1):
+                v = np.bincount(t1.codes, weights=Z1[:, a] * Z1[:, b], minlength=G1)
+                A11[:, a, b] = v
+                A11[:, b, a] = v
+        self.A11 = A11
+        A1y = np.empty((G1, k1, p + 1))
+        for a in range(k1):
+            for c in range(p + 1):
+                A1y[:, a, c] = np.bincount(t1.codes, weights=Z1[:, a] * Xy[:, c], minlength=G1)
+        self.A1y = A1y
+
+        # The other terms: one block, dense in the optimisation.
+        self.m = len(terms)
+        if self.m > 1:
+            offs = np.cumsum([0] + self.qs[1:])
+            self.q2 = int(offs[-1])
+            self.blocks2 = [(int(offs[i]), self.Gs[i + 1], self.ks[i + 1]) for i in range(self.m - 1)]
+            coo = [_term_sparse(t, int(o), n) for t, o in zip(terms[1:], offs[:-1])]
+            rows = np.concatenate([c[0] for c in coo])
+            cols = np.concatenate([c[1] for c in coo])
+            vals = np.concatenate([c[2] for c in coo])
+            Z2 = sp.csr_matrix((vals, (rows, cols)), shape=(n, self.q2))
+            r1, c1, v1 = _term_sparse(t1, 0, n)
+            Z1s = sp.csr_matrix((v1, (r1, c1)), shape=(n, self.qs[0]))
+            Z2t = Z2.T.tocsr()
+            self.A22 = (Z2t @ Z2).toarray()
+            self.A2y = np.asarray(Z2t @ Xy)
+            A21 = (Z2t @ Z1s).tocsr()
+            A21.sum_duplicates()
+            A21.sort_indices()
+            self.A21 = A21
+            # A dense A21 is quicker when it is small or not sparse.
+            dense_ok = self.q2 * self.qs[0] <= 4_000_000 and A21.nnz > 0.05 * self.q2 * self.qs[0]
+            self.A21_dense = A21.toarray() if (dense_ok or self.q2 * self.qs[0] <= 250_000) else None
+            self.A12 = A21.T.tocsr()
+            self.all_scalar2 = all(k == 1 for k in self.ks[1:])
+            self._diag2 = np.arange(self.q2)
+        self._cache_key: bytes | None = None
+        self._cache: tuple | None = None
+        self.n_evals = 0
+
+    # -- the first term enters the rest only through W -------------------
+    def _first_block(self, T1: np.ndarray):
+        """log|L₁₁|², W (G, k, k) and the quantities built from it, cached."""
+        key = T1.tobytes()
+        if key == self._cache_key:
+            return self._cache
+        A11, A1y = self.A11, self.A1y
+        if self.k1 == 1:
+            lam = T1[0, 0]
+            d = lam * lam * A11[:, 0, 0] + 1.0
+            logdet = float(np.log(d).sum())
+            w = (lam * lam) / d
+            WA1y = w[:, None] * A1y[:, 0, :]  # (G, p+1)
+            C11 = A1y[:, 0, :].T @ WA1y
+            W = w
+        else:
+            M = T1.T @ A11 @ T1
+            M[:, self._diag1, self._diag1] += 1.0
+            L = np.linalg.cholesky(M)
+            logdet = 2.0 * float(np.log(L[:, self._diag1, self._diag1]).sum())
+            W = T1 @ np.linalg.inv(M) @ T1.T
+            WA1y = (W @ A1y).reshape(-1, self.p + 1)
+            C11 = A1y.reshape(-1, self.p + 1).T @ WA1y
+        S0 = V = None
+        if self.m > 1:
+            V = self.A21 @ WA1y
+            if self.k1 == 1:
+                if self.A21_dense is not None:
+                    S0 = (self.A21_dense * W) @ self.A21_dense.T
+                else:
+                    A = self.A21
+                    B = sp.csr_matrix((A.data * W[A.indices], A.indices, A.indptr), shape=A.shape)
+                    S0 = (B @ self.A12).toarray()
+            else:
+                G, k = self.G1, self.k1
+                if self.A21_dense is not None:
+                    Ad = self.A21_dense.reshape(self.q2, G, k)
+                    AW = np.einsum("rgj,gjl->rgl", Ad, W, optimize=True).reshape(self.q2, -1)
+                    S0 = AW @ self.A21_dense.T
+                else:
+                    Wb = sp.bsr_matrix((W, np.arange(G), np.arange(G + 1)), shape=(G * k, G * k))
+                    S0 = (self.A21 @ Wb @ self.A12).toarray()
+        out = (logdet, W, C11, S0, V)
+        self._cache_key, self._cache = key, out
+        return out
+
+    def _lam2_rows(self, M: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """Λ₂'M for the rows of the second block."""
+        out = np.empty_like(M)
+        for (off, G, k), T in zip(self.blocks2, Ts):
+            seg = M[off : off + G * k]
+            if k == 1:
+                out[off : off + G] = T[0, 0] * seg
+            else:
+                s = seg.reshape(G, k, -1)
+                out[off : off + G * k] = np.einsum("lj,glc->gjc", T, s).reshape(G * k, -1)
+        return out
+
+    def factor(self, theta: np.ndarray):
+        """Blocked Cholesky at θ: (logdet_Z, L22 or None, L33, Ts).
+
+        The second block and Xy are factored together, one Cholesky of
+        ``[[M22, R2], [R2', M33]]``, which gives L32 without a triangular
+        solve (numpy has none, and mixing in scipy's BLAS costs milliseconds a
+        call when both libraries keep threads spinning).
+        """
+        Ts = _theta_to_T(theta, self.ks)
+        logdet, W, C11, S0, V = self._first_block(Ts[0])
+        M33 = self.Ayy - C11
+        if self.m == 1:
+            return logdet, None, np.linalg.cholesky(M33), Ts
+        Ts2 = Ts[1:]
+        q2 = self.q2
+        M = np.empty((q2 + self.p + 1, q2 + self.p + 1))
+        if self.all_scalar2:
+            lam2 = np.concatenate([np.full(G, T[0, 0]) for (_, G, _), T in zip(self.blocks2, Ts2)])
+            M22 = np.subtract(self.A22, S0, out=M[:q2, :q2])
+            M22 *= lam2[:, None]
+            M22 *= lam2[None, :]
+            R2 = (self.A2y - V) * lam2[:, None]
+        else:
+            N = self._lam2_rows(self.A22 - S0, Ts2)
+            M[:q2, :q2] = self._lam2_rows(np.ascontiguousarray(N.T), Ts2)
+            R2 = self._lam2_rows(self.A2y - V, Ts2)
+        M[self._diag2, self._diag2] += 1.0
+        M[q2:, :q2] = R2.T
+        M[:q2, q2:] = R2
+        M[q2:, q2:] = M33
+        L = np.linalg.cholesky(M)
+        logdet += 2.0 * float(np.log(np.diagonal(L)[:q2]).sum())
+        return logdet, L[:q2, :q2], L[q2:, q2:], Ts
+
+    def deviance(self, theta: np.ndarray) -> float:
+        """lme4's profiled REML criterion or deviance at θ."""
+        self.n_evals += 1
+        try:
+            logdet, _, L33, _ = self.factor(np.asarray(theta, dtype=float))
+        except np.linalg.LinAlgError:
+            return np.inf
+        p, n = self.p, self.n
+        r2 = L33[p, p] ** 2
+        if self.reml:
+            nmp = n - p
+            ldx = 2.0 * float(np.log(np.diagonal(L33)[:p]).sum())
+            return logdet + ldx + nmp * (1.0 + math.log(2.0 * math.pi * r2 / nmp))
+        return logdet + n * (1.0 + math.log(2.0 * math.pi * r2 / n))
+
+
+# --------------------------------------------------------------------------
+# optimisation
+
+
+def _fd_grad_hess(f, theta, free, h, f0, hessian=True):
+    """Central-difference gradient (and Hessian) of ``f`` on the free coordinates."""
+    idx = np.flatnonzero(free)
+    m = len(idx)
+    g = np.zeros(m)
+    H = np.zeros((m, m))
+    fp, fm = np.empty(m), np.empty(m)
+    for a, i in enumerate(idx):
+        e = np.zeros_like(theta)
+        e[i] = h[i]
+        fp[a], fm[a] = f(theta + e), f(theta - e)
+        g[a] = (fp[a] - fm[a]) / (2 * h[i])
+        H[a, a] = (fp[a] - 2 * f0 + fm[a]) / h[i] ** 2
+    if hessian:
+        for a in range(m):
+            for b in range(a + 1, m):
+                i, j = idx[a], idx[b]
+                e = np.zeros_like(theta)
+                e2 = np.zeros_like(theta)
+                e[i], e2[j] = h[i], h[j]
+                v = (f(theta + e + e2) - f(theta + e - e2) - f(theta - e + e2) + f(theta - e - e2))
+                H[a, b] = H[b, a] = v / (4 * h[i] * h[j])
+    return idx, g, H
+
+
+def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
+    """Minimise d(θ) from lme4's start (Λ = I) within lme4's bounds.
+
+    L-BFGS-B on forward differences gets close cheaply; Newton steps on
+    central differences then pin the optimum down (forward differences stall
+    about 1e-5 short, which is the size of the tolerance on the SDs).
+    """
+    ks = prob.ks
+    theta0 = np.concatenate([np.eye(k)[_tri_index(k)] for k in ks])
+    lower = _theta_lower(ks)
+    diag = lower == 0
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    f = prob.deviance
+    res = sopt.minimize(
+        f, theta0, method="L-BFGS-B", bounds=bounds,
+        options={"ftol": 1e-10, "gtol": 1e-5, "eps": 1e-7, "maxiter": 1000, "maxfun": 10000},
+    )
+    theta, fval = res.x, float(res.fun)
+    message = str(res.message)
+    # A diagonal heading for 0 ends on the boundary, as lme4's does.
+    small = diag & (theta < 1e-4)
+    if small.any():
+        snapped = np.where(small, 0.0, theta)
+        fs = f(snapped)
+        if fs <= fval + 1e-9:
+            theta, fval = snapped, fs
+    g = None
+    if len(theta) <= 6:
+        for _ in range(4):
+            h = 1e-4 * np.maximum(1.0, np.abs(theta))
+            free = ~(diag & (theta < 2 * h))
+            if not free.any():
+                break
+            idx, g, H = _fd_grad_hess(f, theta, free, h, fval)
+            if np.max(np.abs(g)) < 1e-7:
+                break
+            try:
+                np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                break
+            step = -np.linalg.solve(H, g)
+            cap = 0.1 * np.maximum(1.0, np.abs(theta[idx]))
+            step *= min(1.0, float(np.min(cap / np.maximum(np.abs(step), 1e-300))))
+            cand = theta.copy()
+            cand[idx] += step
+            cand = np.maximum(cand, lower)
+            fc = f(cand)
+            if not fc < fval:
+                break
+            theta, fval, g = cand, fc, None
+            if np.max(np.abs(step)) < 1e-9:
+                break
+    else:
+        res2 = sopt.minimize(
+            f, theta, method="L-BFGS-B", bounds=bounds, jac="3-point",
+            options={"ftol": 1e-14, "gtol": 1e-7, "maxiter": 500, "maxfun": 5000},
+        )
+        if res2.fun <= fval:
+            theta, fval, message = res2.x, float(res2.fun), str(res2.message)
+    if g is None:
+        h = 1e-4 * np.maximum(1.0, np.abs(theta))
+        free = ~(diag & (theta < 2 * h))
+        g = _fd_grad_hess(f, theta, free, h, fval, hessian=False)[1] if free.any() else np.zeros(0)
+    # lme4 flags a fit whose gradient exceeds 2e-3 (check.conv.grad).
+    gmax = float(np.max(np.abs(g))) if len(g) else 0.0
+    converged = gmax < 2e-3
+    if not converged:
+        message = f"{message}; gradient {gmax:.3g} at the optimum"
+    return theta, fval, converged, message
+
+
+# --------------------------------------------------------------------------
+# estimates at the optimum
+
+
+def _lam_blocks(M: np.ndarray, blocks, Ts, trans: bool) -> np.ndarray:
+    """Λ M (or Λ' M when ``trans``) for the rows of a block-diagonal Λ."""
+    out = np.empty_like(M, dtype=float)
+    for (off, G, k), T in zip(blocks, Ts):
+        seg = M[off : off + G * k].reshape(G, k, -1)
+        A = T.T if trans else T
+        out[off : off + G * k] = np.einsum("jl,glc->gjc", A, seg).reshape(G * k, -1)
+    return out
+
+
+def _estimates(prob: _Problem, theta: np.ndarray):
+    """β, vcov, σ, conditional modes and conditional SDs at θ, per lme4."""
+    n, p = prob.n, prob.p
+    logdet, L22, L33, Ts = prob.factor(theta)
+    Lx = L33[:p, :p]
+    lxy = L33[p, :p]
+    r2 = L33[p, p] ** 2
+    beta = np.linalg.solve(Lx.T, lxy) if p else np.zeros(0)
+    sigma2 = r2 / (n - p) if prob.reml else r2 / n
+    if p:
+        Lxinv = np.linalg.inv(Lx)
+        vcov = sigma2 * (Lxinv.T @ Lxinv)
+    else:
+        vcov = np.zeros((0, 0))
+
+    # Conditional modes: P u = Λ'Z'(y - Xβ), P = Λ'Z'ZΛ + I, solved by blocks.
+    G1, k1 = prob.G1, prob.k1
+    T1 = Ts[0]
+    coef = np.append(-beta, 1.0)
+    z1r = prob.A1y @ coef  # (G1, k1): Z₁'(y - Xβ) per level
+    rhs1 = z1r @ T1  # Λ₁' per level: row-vector times T
+    M11 = np.einsum("ji,gjl,lm->gim", T1, prob.A11, T1)
+    M11[:, np.arange(k1), np.arange(k1)] += 1.0
+    L11 = np.linalg.cholesky(M11)
+
+    def p11_solve(x):  # x (G1, k1, c)
+        return np.linalg.solve(M11, x)
+
+    blocks1 = [(0, G1, k1)]
+    out_b, out_sd = [], []
+    if prob.m == 1:
+        u1 = p11_solve(rhs1[:, :, None])[:, :, 0]
+        b1 = u1 @ T1.T
+        P11inv = np.linalg.inv(M11)
+        cv1 = sigma2 * np.einsum("ij,gjl,ml->gim", T1, P11inv, T1)
+        return beta, vcov, math.sqrt(sigma2), [b1], [cv1], Ts
+
+    blocks2, Ts2 = prob.blocks2, Ts[1:]
+    q1, q2 = G1 * k1, prob.q2
+    rhs2 = _lam_blocks((prob.A2y @ coef)[:, None], blocks2, Ts2, trans=True)[:, 0]
+
+    def p21(x1):  # Λ₂'A₂₁Λ₁ x, x (q1, c)
+        y = _lam_blocks(x1, blocks1, [T1], trans=False)
+        return _lam_blocks(np.asarray(prob.A21 @ y), blocks2, Ts2, trans=True)
+
+    def p12(x2):  # Λ₁'A₁₂Λ₂ x, x (q2, c)
+        y = _lam_blocks(x2, blocks2, Ts2, trans=False)
+        return _lam_blocks(np.asarray(prob.A12 @ y), blocks1, [T1], trans=True)
+
+    Linv = np.linalg.inv(L22)
+
+    def s_solve(x):
+        return Linv.T @ (Linv @ x)
+
+    x1 = p11_solve(rhs1[:, :, None]).reshape(q1, 1)
+    u2 = s_solve(rhs2[:, None] - p21(x1))
+    u1 = p11_solve((rhs1.reshape(q1, 1) - p12(u2)).reshape(G1, k1, 1)).reshape(q1, 1)
+    b1 = (u1.reshape(G1, k1) @ T1.T)
+    b2 = _lam_blocks(u2, blocks2, Ts2, trans=False)[:, 0]
+
+    # Diagonal blocks of P⁻¹: S⁻¹ for the second block, and
+    # P₁₁⁻¹ + B S⁻¹ B' with B = P₁₁⁻¹P₁₂ for the first, column chunks of B'.
+    P11inv = np.linalg.inv(M11)
+    extra = np.zeros((G1, k1, k1))
+    chunk = max(1, int(4_000_000 // max(q2, 1)) // k1)
+    for g0 in range(0, G1, chunk):
+        g1 = min(G1, g0 + chunk)
+        E = np.zeros((q1, (g1 - g0) * k1))
+        for j in range(k1):
+            E[np.arange(g0, g1) * k1 + j, np.arange(g1 - g0) * k1 + j] = 1.0
+        # B' columns for these levels: P₂₁ P₁₁⁻¹ e (P₁₁⁻¹ is symmetric).
+        Pe = np.einsum("gij,gjc->gic", P11inv, E.reshape(G1, k1, -1)).reshape(q1, -1)
+        Y = Linv @ p21(Pe)
+        Yg = Y.reshape(q2, g1 - g0, k1)
+        extra[g0:g1] = np.einsum("rgj,rgl->gjl", Yg, Yg)
+    cv1 = sigma2 * np.einsum("ij,gjl,ml->gim", T1, P11inv + extra, T1)
+    bs, cvs = [b1], [cv1]
+    for (off, G, k), T in zip(blocks2, Ts2):
+        Li = Linv[:, off : off + G * k].reshape(q2, G, k)
+        Sinv = np.einsum("rgj,rgl->gjl", Li, Li)
+        cvs.append(sigma2 * np.einsum("ij,gjl,ml->gim", T, Sinv, T))
+        bs.append(b2[off : off + G * k].reshape(G, k))
+    return beta, vcov, math.sqrt(sigma2), bs, cvs, Ts
+
+
+# --------------------------------------------------------------------------
+# the fit
+
+
+@dataclass(frozen=True, eq=False)
+class RemlFit:
+    """A linear mixed model fitted by REML or ML, with lme4's estimates.
+
+    Attributes
+    ----------
+    design : Design
+    method : {"REML", "ML"}
+    fixef, se : Series
+        Fixed effects and their standard errors, indexed by the design's names.
+    vcov : DataFrame
+        Covariance of the fixed effects.
+    sigma : float
+        Residual standard deviation.
+    varcorr : DataFrame
+        Columns ``group, kind, term1, term2, value``: per term its SDs
+        (``kind="sd"``) and correlations (``kind="corr"``), then ``Residual``.
+    theta : ndarray
+        lme4's θ: per term the column-major lower triangle of its relative
+        covariance factor.
+    objective : float
+        REML criterion or deviance (-2 log-likelihood scale), as lme4.
+    loglik, aic, bic : float
+    ranef, ranef_sd : dict of str to DataFrame
+        Per term, levels x columns: conditional modes and conditional SDs.
+    singular : bool
+        lme4's ``isSingular``: a diagonal element of θ below 1e-4.
+    converged : bool
+    optimizer_message : str
+    n_evaluations : int
+    nobs : int
+    ngroups : dict of str to int
+    """
+
+    design: Design
+    method: str
+    fixef: pd.Series
+    se: pd.Series
+    vcov: pd.DataFrame
+    sigma: float
+    varcorr: pd.DataFrame
+    theta: np.ndarray
+    objective: float
+    loglik: float
+    aic: float
+    bic: float
+    ranef: dict
+    ranef_sd: dict
+    singular: bool
+    converged: bool
+    optimizer_message: str
+    n_evaluations: int
+    nobs: int
+    ngroups: dict
+    _covs: dict = field(repr=False, default_factory=dict)
+
+    def cov_matrices(self) -> dict[str, np.ndarray]:
+        """Per term, the ``k x k`` covariance matrix of its random effects."""
+        return {name: c.copy() for name, c in self._covs.items()}
+
+    def sd(self, term_name: str) -> np.ndarray:
+        """Standard deviations of a term's random effects."""
+        return np.sqrt(np.diag(self._cov(term_name)))
+
+    def corr(self, term_name: str) -> np.ndarray:
+        """Correlation matrix of a term's random effects (NaN where an SD is 0)."""
+        c = self._cov(term_name)
+        s = np.sqrt(np.diag(c))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = c / np.outer(s, s)
+        np.fill_diagonal(r, 1.0)
+        return r
+
+    def _cov(self, term_name: str) -> np.ndarray:
+        try:
+            return self._covs[term_name]
+        except KeyError:
+            raise KeyError(f"no random-effect term {term_name!r}; the terms are {list(self._covs)}") from None
+
+    def fitted(self) -> np.ndarray:
+        """Conditional fitted values ``Xβ + Zb``."""
+        d = self.design
+        out = d.X @ self.fixef.to_numpy()
+        for t in d.terms:
+            b = self.ranef[t.name].to_numpy()
+            out = out + np.einsum("nk,nk->n", t.Z, b[t.codes])
+        return out
+
+    def residuals(self) -> np.ndarray:
+        """Conditional residuals ``y - Xβ - Zb``."""
+        return self.design.y - self.fitted()
+
+    def summary(self) -> str:
+        """The fit laid out as lme4's ``summary(lmer(...))``."""
+        d = self.design
+        lines = []
+        if self.method == "REML":
+            lines.append("Linear mixed model fit by REML ['lmerMod']")
+        else:
+            lines.append("Linear mixed model fit by maximum likelihood  ['lmerMod']")
+        lines.append(f"Formula: {d.formula}")
+        lines.append("")
+        if self.method == "REML":
+            lines.append(f"REML criterion at convergence: {self.objective:.1f}")
+        else:
+            hdr = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+            df_resid = self.nobs - len(self.fixef) - len(self.theta) - 1
+            vals = [f"{self.aic:.1f}", f"{self.bic:.1f}", f"{self.loglik:.1f}", f"{self.objective:.1f}", str(df_resid)]
+            w = max(len(v) for v in hdr + vals) + 1
+            lines.append("".join(h.rjust(w) for h in hdr))
+            lines.append("".join(v.rjust(w) for v in vals))
+        lines.append("")
+        res = self.residuals() / self.sigma
+        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
+        lines.append("Scaled residuals: ")
+        qs = [f"{v:.4f}" for v in q]
+        w = max(len(s) for s in qs) + 1
+        lines.append("".join(h.rjust(w) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+        lines.append("".join(s.rjust(w) for s in qs))
+        lines.append("")
+        lines.append("Random effects:")
+        rows = []
+        for t in d.terms:
+            cov = self._covs[t.name]
+            sds = np.sqrt(np.diag(cov))
+            cr = self.corr(t.name)
+            for j, nm in enumerate(t.terms):
+                corr = " ".join(f"{cr[j, i]:5.2f}" for i in range(j)) if j else ""
+                rows.append((t.group if j == 0 else "", nm, f"{cov[j, j]:.4g}", f"{sds[j]:.4g}", corr))
+        rows.append(("Residual", "", f"{self.sigma**2:.4g}", f"{self.sigma:.4g}", ""))
+        has_corr = any(r[4] for r in rows)
+        head = ("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())
+        table = [head] + [r if has_corr else r[:4] for r in rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+        for r in table:
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]), r[3].rjust(widths[3])]
+            if has_corr:
+                cells.append(r[4].ljust(widths[4]))
+            lines.append((" " + " ".join(cells)).rstrip())
+        groups = ", ".join(f"{g}, {v}" for g, v in self.ngroups.items())
+        lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        lines.append("")
+        lines.append("Fixed effects:")
+        fe = pd.DataFrame(
+            {"Estimate": self.fixef, "Std. Error": self.se, "t value": self.fixef / self.se}
+        )
+        lines.append(fe.to_string(float_format=lambda v: f"{v:.4g}"))
+        if self.singular:
+            lines.append(_SINGULAR_MSG)
+        if not self.converged:
+            lines.append(f"optimizer did not converge: {self.optimizer_message}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _varcorr(design: Design, covs: dict, sigma: float) -> pd.DataFrame:
+    rows = []
+    for t in design.terms:
+        c = covs[t.name]
+        s = np.sqrt(np.diag(c))
+        for j, nm in enumerate(t.terms):
+            rows.append((t.name, "sd", nm, "", float(s[j])))
+        for j in range(t.k):
+            for i in range(j + 1, t.k):
+                v = c[i, j] / (s[i] * s[j]) if s[i] > 0 and s[j] > 0 else float("nan")
+                rows.append((t.name, "corr", t.terms[j], t.terms[i], float(v)))
+    rows.append(("Residual", "sd", "", "", float(sigma)))
+    return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
+
+
+def _blas_threads(prob: _Problem):
+    """One BLAS thread for small problems.
+
+    numpy and scipy ship separate OpenBLAS builds; with both keeping threads
+    spinning on two cores, a tiny scipy call (L-BFGS-B's) can take milliseconds.
+    Large dense blocks still get every thread.
+    """
+    if prob.m > 1 and prob.q2 >= 400:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # an optional speed-up only
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def fit_reml(design: Design, method: str = "REML") -> RemlFit:
+    """Fit a linear mixed model to a design by REML or ML, as lme4 does.
+
+    Parameters
+    ----------
+    design : Design
+        From :func:`bayesmer.build_design`.
+    method : {"REML", "ML"}
+
+    Returns
+    -------
+    RemlFit
+
+    Warns
+    -----
+    UserWarning
+        On a singular (boundary) fit and when the optimiser did not converge.
+    """
+    if method not in ("REML", "ML"):
+        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+    n, p = design.n, design.p
+    if method == "REML" and n <= p:
+        raise ValueError(f"REML needs more observations ({n}) than fixed effects ({p})")
+    prob = _Problem(design, reml=method == "REML")
+    with _blas_threads(prob):
+        theta, fval, converged, message = _optimize(prob)
+        beta, vcov, sigma, bs, cvs, Ts = _estimates(prob, theta)
+    names = list(design.fixed_names)
+    se = np.sqrt(np.diag(vcov))
+    covs = {t.name: sigma**2 * (T @ T.T) for t, T in zip(design.terms, Ts)}
+    ranef, ranef_sd = {}, {}
+    for t, b, cv in zip(design.terms, bs, cvs):
+        idx = pd.Index(t.levels, name=t.name)
+        ranef[t.name] = pd.DataFrame(b, index=idx, columns=list(t.terms))
+        sds = np.sqrt(np.clip(np.diagonal(cv, axis1=1, axis2=2), 0.0, None))
+        ranef_sd[t.name] = pd.DataFrame(sds, index=idx, columns=list(t.terms))
+    df = p + len(theta) + 1
+    loglik = -fval / 2.0
+    lower = _theta_lower(prob.ks)
+    singular = bool(np.any(theta[lower == 0] < _SINGULAR_TOL))
+    ngroups: dict[str, int] = {}
+    for t in design.terms:
+        ngroups.setdefault(t.group, t.n_levels)
+    fit = RemlFit(
+        design=design,
+        method=method,
+        fixef=pd.Series(beta, index=names, name="Estimate"),
+        se=pd.Series(se, index=names, name="Std. Error"),
+        vcov=pd.DataFrame(vcov, index=names, columns=names),
+        sigma=float(sigma),
+        varcorr=_varcorr(design, covs, sigma),
+        theta=theta,
+        objective=float(fval),
+        loglik=float(loglik),
+        aic=float(fval + 2 * df),
+        bic=float(fval + math.log(n) * df),
+        ranef=ranef,
+        ranef_sd=ranef_sd,
+        singular=singular,
+        converged=converged,
+        optimizer_message=message,
+        n_evaluations=prob.n_evals,
+        nobs=n,
+        ngroups=ngroups,
+        _covs=covs,
+    )
+    if singular:
+        warnings.warn(_SINGULAR_MSG, UserWarning, stacklevel=2)
+    if not converged:
+        warnings.warn(f"the optimizer did not converge: {message}", UserWarning, stacklevel=2)
+    return fit
+
+
+def reml(formula: str | Formula, data: pd.DataFrame, method: str = "REML") -> RemlFit:
+    """Fit ``formula`` to ``data`` by REML (default) or ML, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : str or Formula
+        An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : DataFrame
+    method : {"REML", "ML"}
+
+    Returns
+    -------
+    RemlFit
+    """
+    if method not in ("REML", "ML"):
+        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+    return fit_reml(build_design(formula, data), method=method)
