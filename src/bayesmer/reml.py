@@ -590,7 +590,7 @@ class RemlFit:
             cr = self.corr(t.name)
             for j, nm in enumerate(t.terms):
                 corr = " ".join(f"{cr[j, i]:5.2f}" for i in range(j)) if j else ""
-                rows.append((t.group if j == 0 else "", nm, f"{cov[j, j]:.4g}", f"{sds[j]:.4g}", corr))
+                rows.append((t.name if j == 0 else "", nm, f"{cov[j, j]:.4g}", f"{sds[j]:.4g}", corr))
         rows.append(("Residual", "", f"{self.sigma**2:.4g}", f"{self.sigma:.4g}", ""))
         has_corr = any(r[4] for r in rows)
         head = ("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())

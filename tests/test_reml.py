@@ -1,0 +1,221 @@
+"""REML/ML fits against lme4 1.1-31's recorded fits (tests/data/*.json)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesmer import build_design
+from bayesmer.reml import RemlFit, fit_reml, reml
+
+DATA = Path(__file__).parent / "data"
+REFS = sorted(p for p in DATA.glob("*.json") if p.name != "brms_sleepstudy.json")
+
+
+def _lme4_group(name: str) -> str:
+    """lme4 names a nested term ``cask:batch``; we name it ``batch:cask``."""
+    return ":".join(reversed(name.split(":"))) if ":" in name else name
+
+
+def _lme4_level(level: str) -> str:
+    return ":".join(reversed(level.split(":")))
+
+
+@pytest.fixture(scope="module", params=REFS, ids=[p.stem for p in REFS])
+def case(request):
+    ref = json.loads(request.param.read_text())
+    data = pd.read_csv(DATA / ref["data"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = reml(ref["formula"], data, method="REML" if ref["REML"] else "ML")
+    return ref, fit, [str(w.message) for w in caught]
+
+
+def _our_terms(fit: RemlFit, ref_group: str, ref_terms: list[str]):
+    """Our term names covering lme4's group (``||`` splits one group in several)."""
+    group = _lme4_group(ref_group)
+    names = [t.name for t in fit.design.terms if t.group == group]
+    cols = [(n, c) for n in names for c in fit.ranef[n].columns]
+    assert [c for _, c in cols] == ref_terms
+    return cols
+
+
+def test_fixed_effects(case):
+    ref, fit, _ = case
+    assert list(fit.fixef.index) == ref["fixef_names"]
+    np.testing.assert_allclose(fit.fixef.to_numpy(), ref["fixef"], rtol=1e-4)
+    np.testing.assert_allclose(fit.se.to_numpy(), ref["se"], rtol=1e-4)
+    np.testing.assert_allclose(fit.vcov.to_numpy(), ref["vcov"], rtol=2e-4, atol=1e-12)
+    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-4)
+
+
+def test_variance_components(case):
+    ref, fit, _ = case
+    for vc in ref["varcorr"]:
+        group = _lme4_group(vc["group"])
+        rows = fit.varcorr[fit.varcorr.group == group]
+        assert len(rows), group
+        sd = rows[rows.kind == "sd"].set_index("term1").value
+        for term, want in zip(vc["terms"], vc["sd"]):
+            if want == 0:
+                assert sd[term] == 0.0
+            else:
+                assert sd[term] == pytest.approx(want, rel=1e-4), (group, term)
+        k = len(vc["terms"])
+        if k > 1:
+            ours = fit.corr(group)
+            np.testing.assert_allclose(ours, np.asarray(vc["corr"]), atol=1e-4)
+    res = fit.varcorr.iloc[-1]
+    assert (res.group, res.kind, res.term1, res.value) == ("Residual", "sd", "", fit.sigma)
+
+
+def test_likelihood(case):
+    ref, fit, _ = case
+    assert fit.objective == pytest.approx(ref["objective"], abs=1e-3)
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-3)
+    assert fit.aic == pytest.approx(ref["aic"], abs=1e-3)
+    assert fit.bic == pytest.approx(ref["bic"], abs=1e-3)
+    assert fit.nobs == ref["nobs"]
+    assert fit.ngroups == {_lme4_group(g): v for g, v in ref["ngroups"].items()}
+    assert len(fit.theta) == len(ref["theta"])
+    assert fit.converged
+
+
+def test_conditional_modes(case):
+    ref, fit, _ = case
+    for re_ref in ref["ranef"]:
+        cols = _our_terms(fit, re_ref["group"], re_ref["terms"])
+        levels = [_lme4_level(lv) if ":" in lv else lv for lv in re_ref["levels"]]
+        want = np.asarray(re_ref["values"], dtype=float)
+        got = np.column_stack([fit.ranef[n].loc[levels, c].to_numpy() for n, c in cols])
+        floor = 1e-3 * np.max(np.abs(want)) if np.any(want) else 1e-12
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=floor)
+        if re_ref["cond_sd"]:
+            want_sd = np.asarray(re_ref["cond_sd"], dtype=float)
+            got_sd = np.column_stack([fit.ranef_sd[n].loc[levels, c].to_numpy() for n, c in cols])
+            floor = 1e-3 * np.max(want_sd) if np.any(want_sd) else 1e-12
+            np.testing.assert_allclose(got_sd, want_sd, rtol=1e-3, atol=floor)
+
+
+def test_singular_flag_and_warning(case):
+    ref, fit, caught = case
+    assert fit.singular == ref["singular"]
+    singular_warned = any("boundary (singular) fit" in m for m in caught)
+    assert singular_warned == ref["singular"]
+    if ref["singular"]:
+        assert np.all(fit.varcorr[fit.varcorr.group != "Residual"].query("kind == 'sd'").value == 0.0)
+
+
+def test_summary_layout(case):
+    ref, fit, _ = case
+    text = fit.summary()
+    head = "REML ['lmerMod']" if ref["REML"] else "maximum likelihood  ['lmerMod']"
+    assert head in text.splitlines()[0]
+    for piece in ["Formula:", "Scaled residuals:", "Random effects:", "Groups", "Std.Dev.",
+                  "Residual", f"Number of obs: {ref['nobs']}", "Fixed effects:", "t value"]:
+        assert piece in text
+    assert str(fit) == text
+    if ref["REML"]:
+        assert "REML criterion at convergence:" in text
+
+
+def test_cov_matrices_match_sd_and_corr(case):
+    _, fit, _ = case
+    for name, cov in fit.cov_matrices().items():
+        sd = fit.sd(name)
+        np.testing.assert_allclose(np.sqrt(np.diag(cov)), sd)
+        if np.all(sd > 0):
+            np.testing.assert_allclose(cov, fit.corr(name) * np.outer(sd, sd), rtol=1e-12, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return pd.read_csv(DATA / "sleepstudy.csv")
+
+
+def test_ml_and_reml_differ_as_expected(sleep):
+    f = "Reaction ~ Days + (Days | Subject)"
+    r = reml(f, sleep)
+    m = reml(f, sleep, method="ML")
+    assert (r.method, m.method) == ("REML", "ML")
+    np.testing.assert_allclose(r.fixef, m.fixef, rtol=1e-6)  # balanced design: same β
+    assert m.sigma < r.sigma
+    assert np.all(m.sd("Subject") < r.sd("Subject"))
+    assert np.all(m.se < r.se)
+    assert "maximum likelihood" in m.summary() and "deviance" in m.summary()
+
+
+@pytest.mark.parametrize("bad", ["reml", "MLE", "", None])
+def test_bad_method(sleep, bad):
+    with pytest.raises(ValueError, match="method"):
+        reml("Reaction ~ Days + (Days | Subject)", sleep, method=bad)
+    with pytest.raises(ValueError, match="method"):
+        fit_reml(build_design("Reaction ~ Days + (1 | Subject)", sleep), method=bad)
+
+
+def test_unknown_term_name(sleep):
+    fit = reml("Reaction ~ Days + (1 | Subject)", sleep)
+    with pytest.raises(KeyError, match="Subject"):
+        fit.sd("Day")
+
+
+def _simulate(n_groups=100, per=20, seed=1):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=g.size)
+    cov = np.array([[1.0, 0.3 * 1.0 * 0.5], [0.3 * 1.0 * 0.5, 0.25]])
+    b = rng.multivariate_normal([0, 0], cov, size=n_groups)
+    y = 2.0 + 0.5 * x + b[g, 0] + b[g, 1] * x + rng.normal(scale=0.8, size=g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+
+
+def test_recovers_simulated_truth():
+    """2,000 rows, one grouping factor with a random slope: truth is recovered."""
+    fit = reml("y ~ x + (x | g)", _simulate())
+    assert fit.sigma == pytest.approx(0.8, rel=0.1)
+    np.testing.assert_allclose(fit.sd("g"), [1.0, 0.5], rtol=0.25)
+    np.testing.assert_allclose(fit.fixef, [2.0, 0.5], atol=0.25)
+    assert fit.converged and not fit.singular
+
+
+def test_single_factor_uses_block_statistics_only():
+    """The single-factor path keeps per-level k x k blocks, nothing n x q."""
+    from bayesmer.reml import _Problem
+
+    d = build_design("y ~ x + (x | g)", _simulate())
+    prob = _Problem(d, reml=True)
+    assert prob.m == 1
+    assert prob.A11.shape == (100, 2, 2)
+    assert prob.A1y.shape == (100, 2, 3)
+    big = [v for v in vars(prob).values() if isinstance(v, np.ndarray) and v.size >= d.n * 100]
+    assert not big
+
+
+def test_crossed_blocked_matches_direct_dense():
+    """The blocked deviance equals a direct dense evaluation of lme4's formula."""
+    from bayesmer.reml import _Problem, _theta_to_T
+
+    data = pd.read_csv(DATA / "penicillin.csv")
+    d = build_design("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    prob = _Problem(d, reml=True)
+    theta = np.array([0.7, 1.9])
+    Zs, lams = [], []
+    for t, T in zip(d.terms, _theta_to_T(theta, prob.ks)):
+        Zs.append(np.eye(t.n_levels)[t.codes] * t.Z)
+        lams.append(np.full(t.n_levels, T[0, 0]))
+    Z = np.hstack(Zs) * np.concatenate(lams)
+    n, p = d.n, d.p
+    V = np.eye(n) + Z @ Z.T
+    Vi = np.linalg.inv(V)
+    X, y = d.X, d.y
+    beta = np.linalg.solve(X.T @ Vi @ X, X.T @ Vi @ y)
+    r = y - X @ beta
+    s2 = r @ Vi @ r / (n - p)
+    want = (np.linalg.slogdet(V)[1] + np.linalg.slogdet(X.T @ Vi @ X)[1]
+            + (n - p) * (1 + np.log(2 * np.pi * s2)))
+    assert prob.deviance(theta) == pytest.approx(want, abs=1e-8)
