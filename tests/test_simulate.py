@@ -1,5 +1,7 @@
 """bayesmer.simulate: drawing responses from a stated mixed model."""
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,15 +132,25 @@ class _BadFit(_FitLike):
         raise KeyError(f"no term {name!r}")
 
 
-def test_reml_fit_if_available():
-    import bayesmer
+def _reml():
+    try:
+        return importlib.import_module("bayesmer.reml").reml
+    except (ImportError, AttributeError):
+        pytest.skip("bayesmer.reml is not available")
 
-    if not hasattr(bayesmer, "reml"):
-        pytest.skip("bayesmer.reml is not available yet")
+
+def test_simulate_from_a_reml_fit():
     s = datasets.load("sleepstudy")
-    fit = bayesmer.reml(SLEEP, s)
-    y = simulate(SLEEP, s, fit, seed=1, nsim=2)
-    assert y.shape == (180, 2)
+    fit = _reml()(SLEEP, s)
+    y = simulate(SLEEP, s, fit, seed=1, nsim=400)
+    assert y.shape == (180, 400)
+    # every row's marginal mean is X beta-hat and its variance z' Psi z + sigma^2
+    X = np.column_stack([np.ones(180), s["Days"]])
+    psi = np.diag(fit.sd("Subject")) @ fit.corr("Subject") @ np.diag(fit.sd("Subject"))
+    sd = np.sqrt(np.einsum("ij,jk,ik->i", X, psi, X) + fit.sigma**2)
+    z = (y.mean(axis=1) - X @ fit.fixef.to_numpy()) / (sd / np.sqrt(400))
+    assert np.abs(z).max() < 4.5
+    assert np.mean(y.std(axis=1) / sd) == pytest.approx(1.0, abs=0.03)
 
 
 @pytest.mark.parametrize(
@@ -167,3 +179,10 @@ def test_singular_covariance_is_allowed():
     params = {"fixef": [251, 10], "sigma": 25, "sd": {"Subject": [25, 0.0]}, "corr": {"Subject": 0.0}}
     y = simulate(SLEEP, s, params, seed=1)
     assert np.isfinite(y).all()
+
+
+def test_nan_correlation_of_a_zero_sd_is_ignored():
+    s = datasets.load("sleepstudy")
+    nan = np.array([[1.0, np.nan], [np.nan, 1.0]])
+    params = {"fixef": [251, 10], "sigma": 25, "sd": {"Subject": [25, 0.0]}, "corr": {"Subject": nan}}
+    assert np.isfinite(simulate(SLEEP, s, params, seed=1)).all()

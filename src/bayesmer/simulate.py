@@ -128,6 +128,10 @@ def _term_cov_factor(term: ReTerm, sd_value, corr_value) -> np.ndarray:
         corr = np.array([[1.0, float(corr)], [float(corr), 1.0]])
     if corr.shape != (k, k):
         raise SimulationError(f"params['corr'][{term.name!r}] has shape {corr.shape}; term {term.label} needs ({k}, {k})")
+    # A fit reports NaN correlations for a column whose sd is 0 (a singular
+    # fit); they do not matter then, so read them as 0.
+    corr = np.where(np.isnan(corr) & (np.outer(sd, sd) == 0), 0.0, corr)
+    np.fill_diagonal(corr, 1.0)
     if not np.allclose(corr, corr.T) or not np.allclose(np.diag(corr), 1.0):
         raise SimulationError(f"params['corr'][{term.name!r}] must be symmetric with a unit diagonal")
     cov = corr * np.outer(sd, sd)

@@ -1,0 +1,573 @@
+"""The ``bayesmer`` command.
+
+``bayesmer run MODEL.toml``
+    Fit a model file (see :mod:`bayesmer.modelfile`): print the REML and
+    posterior table side by side and write the posterior (NetCDF), the table
+    (CSV) and a short report with plots to ``out/<model name>/``.
+``bayesmer fit FORMULA DATA``
+    The same for a formula and a CSV file, priors given by ``--prior``.
+``bayesmer reml FORMULA DATA``
+    The exact REML (or ``--ml``) fit, printed as lme4's summary.
+``bayesmer datasets``
+    The bundled data sets, which DATA may also name.
+
+Errors end the command with a non-zero status and one line on stderr naming
+the file, key or flag at fault; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["main", "CommandError"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """An error to report in one line, without a traceback."""
+
+
+# ---- arguments ------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+
+def _sampling(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampler (these win over the model file)")
+    g.add_argument("--draws", type=_positive_int, metavar="N", help="draws per chain after tuning")
+    g.add_argument("--tune", type=_nonneg_int, metavar="N", help="tuning steps per chain")
+    g.add_argument("--chains", type=_positive_int, metavar="N", help="number of chains")
+    g.add_argument("--seed", type=_nonneg_int, metavar="S", help="random seed")
+    g.add_argument("--sampler", choices=("nutpie", "pymc"), help="NUTS implementation")
+    g.add_argument("--strategy", metavar="NAME", help="parameterisation, passed to bayesmer.fit")
+    p.add_argument(
+        "--prior",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help='a prior, e.g. --prior sd="HalfCauchy(10)" or --prior "sd(Days|Subject)=HalfNormal(5)"; repeatable',
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or chatter; the table is still printed")
+    p.add_argument("--no-report", action="store_true", help="write the posterior and the table but no plots/report")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayesmer",
+        description="Bayesian mixed-effects models from lme4 formulas: exact REML and NUTS side by side.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="fit a model file (models/*.toml)", description="Fit a model file.")
+    run.add_argument("model", metavar="MODEL.toml", help="the model file")
+    run.add_argument("--out", metavar="DIR", help="output folder (default out/<model name>)")
+    run.add_argument(
+        "--sensitivity", action="store_true", help="also refit for each prior in the file's [sensitivity] grid"
+    )
+    _sampling(run)
+    _common(run)
+
+    fit = sub.add_parser("fit", help="fit a formula to a CSV file", description="Fit a formula to a CSV file.")
+    fit.add_argument("formula", help='an lme4 formula, e.g. "Reaction ~ Days + (Days | Subject)"')
+    fit.add_argument("data", metavar="DATA", help="a CSV file, or a bundled data set name")
+    fit.add_argument("--out", metavar="DIR", help="also write the posterior, the table and a report here")
+    _sampling(fit)
+    _common(fit)
+
+    reml = sub.add_parser("reml", help="exact REML/ML fit, printed as lme4", description="Exact REML/ML fit.")
+    reml.add_argument("formula", help="an lme4 formula")
+    reml.add_argument("data", metavar="DATA", help="a CSV file, or a bundled data set name")
+    reml.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
+    _common(reml)
+
+    ds = sub.add_parser("datasets", help="list the bundled data sets")
+    _common(ds)
+    return parser
+
+
+# ---- helpers --------------------------------------------------------------
+
+
+def _say(args, *lines: str) -> None:
+    if not getattr(args, "quiet", False):
+        for line in lines:
+            print(line, file=sys.stderr)
+
+
+def _read_data(arg: str) -> pd.DataFrame:
+    from . import datasets
+
+    path = Path(arg)
+    if path.is_file():
+        try:
+            return pd.read_csv(path)
+        except Exception as exc:  # pandas has many parser errors
+            raise CommandError(f"{arg}: cannot read as CSV: {exc}") from None
+    if arg in datasets.list_datasets():
+        return datasets.load(arg)
+    if path.is_dir():
+        raise CommandError(f"{arg}: is a folder, not a CSV file")
+    raise CommandError(
+        f"{arg}: no such CSV file (nor a bundled data set: {', '.join(datasets.list_datasets())})"
+    )
+
+
+def _parse_prior_flags(flags: list[str]) -> dict[str, str]:
+    from .priors import PriorError, parse_prior
+
+    out: dict[str, str] = {}
+    for flag in flags:
+        name, sep, spec = flag.partition("=")
+        name, spec = name.strip(), spec.strip()
+        if not sep or not name or not spec:
+            raise CommandError(f"--prior {flag!r}: expected NAME=SPEC, e.g. --prior sd=HalfCauchy(10)")
+        try:
+            parse_prior(spec)
+        except PriorError as exc:
+            raise CommandError(f"--prior {name}: {exc}") from None
+        out[name] = spec
+    return out
+
+
+def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: str) -> None:
+    """Resolve the priors against the design now, so a bad name fails before sampling."""
+    from .design import build_design
+    from .priors import PriorError, resolve_priors
+
+    design = build_design(formula, data)
+    for name, spec in priors.items():
+        try:
+            resolve_priors(design, {name: spec})
+        except PriorError as exc:
+            raise CommandError(f"{where} {name}: {exc}") from None
+
+
+def _api(name: str):
+    """``bayesmer.fit`` / ``bayesmer.reml``, also before the package exports them."""
+    import importlib
+
+    import bayesmer
+
+    func = getattr(bayesmer, name, None)
+    if callable(func) and not inspect.ismodule(func):
+        return func
+    # bayesmer.reml may be the submodule itself; fit lives in bayesmer.api
+    for module in (f"bayesmer.{name}", "bayesmer.api"):
+        try:
+            func = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
+        if callable(func):
+            return func
+    raise CommandError(f"bayesmer.{name} is not available in this installation of bayesmer")
+
+
+def _call(func, *args, **kwargs):
+    """Call ``func`` with the keyword arguments it accepts (None ones dropped)."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return func(*args, **kwargs)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return func(*args, **kwargs)
+
+
+def _fit(args, formula: str, data: pd.DataFrame, priors: dict, settings: dict, method=None, strategy=None):
+    fit = _api("fit")
+    return _call(
+        fit,
+        formula,
+        data,
+        priors=priors or None,
+        draws=settings.get("draws"),
+        tune=settings.get("tune"),
+        chains=settings.get("chains"),
+        seed=settings.get("seed"),
+        sampler=settings.get("sampler"),
+        strategy=strategy,
+        method=method,
+        progress=not args.quiet,
+    )
+
+
+def _settings(args, base: dict) -> dict:
+    out = dict(base)
+    for key in ("draws", "tune", "chains", "seed", "sampler"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _summary_table(fit) -> pd.DataFrame:
+    table = fit.summary()
+    if not isinstance(table, pd.DataFrame):
+        table = pd.DataFrame(table)
+    return table
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200):
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+# ---- writing results ------------------------------------------------------
+
+
+def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict) -> list[str]:
+    """Write posterior, table and report; returns notes on what failed.
+
+    The fit is already in memory and the table printed, so a failure in one
+    writer is reported and the others still run.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    table.to_csv(out / "summary.csv")
+    idata = getattr(fit, "idata", None)
+    if idata is not None:
+        try:
+            _write_idata(idata, out / "posterior.nc")
+        except Exception as exc:  # any backend failure: keep going
+            notes.append(f"posterior not written: {exc}")
+    if not getattr(args, "no_report", False):
+        try:
+            notes += _write_report(fit, table, out, meta)
+        except Exception as exc:  # a plotting failure must not lose the fit
+            notes.append(f"report not written: {type(exc).__name__}: {exc}")
+    return notes
+
+
+def _write_idata(idata, path: Path) -> Path:
+    """Write the DataTree as NetCDF (h5netcdf); fall back to Zarr if that fails."""
+    try:
+        idata.to_netcdf(path)
+        return path
+    except Exception as exc:
+        zpath = path.with_suffix(".zarr")
+        try:
+            idata.to_zarr(zpath, mode="w")
+        except Exception:
+            raise exc from None
+        return zpath
+
+
+def _posterior_columns(idata, limit: int = 12) -> list[tuple[str, "object"]]:
+    """(label, chains x draws array) for the model's scalar parameters.
+
+    Per-level random effects are left out (there may be hundreds): a component
+    is kept only when its variable has at most 10 values per draw.
+    """
+    import numpy as np
+
+    post = idata["posterior"]
+    ds = post.to_dataset() if hasattr(post, "to_dataset") else post
+    out = []
+    for name, var in ds.data_vars.items():
+        extra = [d for d in var.dims if d not in ("chain", "draw")]
+        size = int(np.prod([var.sizes[d] for d in extra])) if extra else 1
+        if size > 10 or name.endswith("_log__") or name.endswith("_interval__"):
+            continue
+        arr = var.transpose("chain", "draw", *extra).to_numpy().reshape(var.sizes["chain"], var.sizes["draw"], -1)
+        labels = [name]
+        if extra:
+            coords = [var[d].to_numpy() for d in extra]
+            labels = [f"{name}[{','.join(str(c) for c in idx)}]" for idx in _product(coords)]
+        for j, label in enumerate(labels):
+            col = arr[:, :, j]
+            if np.all(np.isfinite(col)) and np.ptp(col) > 0:
+                out.append((label, col))
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def _product(coords):
+    import itertools
+
+    return itertools.product(*coords)
+
+
+def _plot_trace(cols, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(cols), 2, figsize=(10, 1.9 * len(cols)), squeeze=False)
+    for (label, arr), (left, right) in zip(cols, axes):
+        for c in range(arr.shape[0]):
+            left.hist(arr[c], bins=30, histtype="step", density=True)
+            right.plot(arr[c], lw=0.5)
+        left.set_title(label, fontsize=9, loc="left")
+        left.set_yticks([])
+    axes[-1, 1].set_xlabel("draw")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_rank(cols, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from scipy.stats import rankdata
+
+    ncol = 3
+    nrow = -(-len(cols) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(10, 2.2 * nrow), squeeze=False)
+    for ax in axes.flat[len(cols):]:
+        ax.axis("off")
+    for (label, arr), ax in zip(cols, axes.flat):
+        ranks = rankdata(arr.reshape(-1)).reshape(arr.shape)
+        bins = np.linspace(0, ranks.size, 21)
+        for c in range(arr.shape[0]):
+            ax.hist(ranks[c], bins=bins, histtype="step")
+        # uniform ranks per chain are what mixed chains give
+        ax.axhline(arr.shape[1] / 20, color="k", ls=":", lw=0.8)
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    cols = [table.index.name or ""] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join([cell(idx)] + [cell(v) for v in row]) + " |")
+    return "\n".join(lines)
+
+
+def _write_report(fit, table: pd.DataFrame, out: Path, meta: dict) -> list[str]:
+    """report.md with the run's settings, the table, REML summary and plots."""
+    notes: list[str] = []
+    lines = [f"# {meta.get('name', 'bayesmer fit')}", ""]
+    if meta.get("description"):
+        lines += [str(meta["description"]), ""]
+    for key in ("model file", "data", "rows", "formula", "strategy", "seconds", "sensitivity"):
+        if meta.get(key) is not None:
+            lines.append(f"- **{key}**: `{meta[key]}`")
+    if meta.get("sampler"):
+        lines.append("- **sampler**: " + ", ".join(f"{k}={v}" for k, v in meta["sampler"].items()))
+    lines.append("")
+    priors = getattr(fit, "priors", None)
+    lines += ["## Priors", "", "```", str(priors) if priors is not None else _priors_text(meta), "```", ""]
+    lines += ["## REML and posterior", "", _markdown_table(table), ""]
+    reml = getattr(fit, "reml", None)
+    if reml is not None and hasattr(reml, "summary"):
+        try:
+            lines += ["## Exact fit", "", "```", str(reml.summary()), "```", ""]
+        except Exception as exc:
+            notes.append(f"REML summary not in the report: {exc}")
+    idata = getattr(fit, "idata", None)
+    if idata is not None:
+        try:
+            cols = _posterior_columns(idata)
+        except Exception as exc:
+            cols = []
+            notes.append(f"no plots: cannot read the posterior: {exc}")
+        for fname, title, plot in (("trace.png", "Trace", _plot_trace), ("rank.png", "Rank", _plot_rank)):
+            if not cols:
+                break
+            try:
+                plot(cols, out / fname)
+                lines += [f"## {title}", "", f"![{title.lower()} plot]({fname})", ""]
+            except Exception as exc:
+                notes.append(f"{fname} not drawn: {type(exc).__name__}: {exc}")
+    (out / "report.md").write_text("\n".join(lines))
+    return notes
+
+
+def _priors_text(meta: dict) -> str:
+    priors = meta.get("priors") or {}
+    if not priors:
+        return "defaults (scaled to the data)"
+    return "\n".join(f"{k} = {v}" for k, v in priors.items()) + "\nothers: defaults (scaled to the data)"
+
+
+# ---- commands -------------------------------------------------------------
+
+
+def _cmd_run(args) -> int:
+    from .modelfile import check_priors, load_data, load_model_file
+
+    spec = load_model_file(args.model)
+    data = load_data(spec)
+    check_priors(spec, data)
+    priors = spec.prior_dict
+    flags = _parse_prior_flags(args.prior)
+    if flags:
+        _check_prior_names(spec.formula, data, flags, "--prior")
+        priors.update(flags)
+    settings = _settings(args, spec.sampler_kwargs())
+    strategy = args.strategy or spec.strategy
+    _say(args, f"bayesmer: {spec.name}: {spec.formula}  [{spec.data.describe()}, {len(data)} rows]")
+    t0 = time.perf_counter()
+    fit = _fit(args, spec.formula, data, priors, settings, method=spec.method, strategy=strategy)
+    seconds = time.perf_counter() - t0
+    table = _summary_table(fit)
+    _print_table(table)
+    out = Path(args.out) if args.out else Path("out") / spec.name
+    meta = {
+        "name": spec.name,
+        "description": spec.description,
+        "model file": str(spec.path),
+        "data": spec.data.describe(),
+        "rows": len(data),
+        "formula": spec.formula,
+        "priors": priors,
+        "sampler": settings,
+        "strategy": strategy,
+        "seconds": round(seconds, 2),
+    }
+    if args.sensitivity and spec.sensitivity:
+        meta["sensitivity"] = _sensitivity(args, spec, data, priors, settings, strategy, out)
+    notes = _write_outputs(args, fit, table, out, meta)
+    for note in notes:
+        print(f"bayesmer: warning: {note}", file=sys.stderr)
+    _say(args, f"bayesmer: wrote {out}/ in {seconds:.1f} s of fitting")
+    return 0
+
+
+def _sensitivity(args, spec, data, priors, settings, strategy, out: Path) -> str:
+    rows = []
+    for name, alternatives in spec.sensitivity:
+        for alt in alternatives:
+            _say(args, f"bayesmer: sensitivity: {name} = {alt}")
+            fit = _fit(args, spec.formula, data, {**priors, name: alt}, settings, method=spec.method, strategy=strategy)
+            t = _summary_table(fit).copy()
+            t.insert(0, "prior", alt)
+            t.insert(0, "prior_name", name)
+            rows.append(t)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "sensitivity.csv"
+    pd.concat(rows).to_csv(path)
+    return str(path)
+
+
+def _cmd_fit(args) -> int:
+    data = _read_data(args.data)
+    priors = _parse_prior_flags(args.prior)
+    _check_prior_names(args.formula, data, priors, "--prior")
+    settings = _settings(args, {})
+    t0 = time.perf_counter()
+    fit = _fit(args, args.formula, data, priors, settings, strategy=args.strategy)
+    seconds = time.perf_counter() - t0
+    table = _summary_table(fit)
+    _print_table(table)
+    if args.out:
+        meta = {
+            "name": Path(args.data).stem,
+            "data": args.data,
+            "rows": len(data),
+            "formula": args.formula,
+            "priors": priors,
+            "sampler": settings,
+            "strategy": args.strategy,
+            "seconds": round(seconds, 2),
+        }
+        for note in _write_outputs(args, fit, table, Path(args.out), meta):
+            print(f"bayesmer: warning: {note}", file=sys.stderr)
+        _say(args, f"bayesmer: wrote {args.out}/")
+    return 0
+
+
+def _cmd_reml(args) -> int:
+    data = _read_data(args.data)
+    reml = _api("reml")
+    fit = reml(args.formula, data, method="ML" if args.ml else "REML")
+    text = fit.summary() if hasattr(fit, "summary") else str(fit)
+    print(text if isinstance(text, str) else str(text))
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from . import datasets
+
+    for name in datasets.list_datasets():
+        print(f"{name:<18} {datasets.describe(name)}")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "fit": _cmd_fit, "reml": _cmd_reml, "datasets": _cmd_datasets}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]
+    return " ".join(text.split())
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input: reported without the 'use --debug' hint."""
+    from .datasets import DatasetError
+    from .design import DesignError
+    from .formula import FormulaError
+    from .modelfile import ModelFileError
+    from .priors import PriorError
+    from .simulate import SimulationError
+
+    return (CommandError, ModelFileError, FormulaError, DesignError, PriorError, DatasetError, SimulationError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bayesmer`` console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("bayesmer: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        hint = "" if isinstance(exc, _expected_errors()) else f" ({type(exc).__name__}; rerun with --debug for the traceback)"
+        print(f"bayesmer: error: {_one_line(exc)}{hint}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
