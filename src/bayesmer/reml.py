@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.linalg as sla
 import scipy.optimize as sopt
 import scipy.sparse as sp
 
@@ -81,6 +82,40 @@ def _term_sparse(term, offset: int, n: int) -> tuple[np.ndarray, np.ndarray, np.
     rows = np.repeat(np.arange(n), k)
     cols = offset + (term.codes[:, None] * k + np.arange(k)[None, :]).reshape(-1)
     return rows, cols, term.Z.reshape(-1)
+
+
+def _pair_structure(A21: sp.csr_matrix, k1: int, max_pairs: int = 30_000_000):
+    """Precomputed products for ``A₂₁ W A₁₂`` with W block diagonal.
+
+    Entry (r, r') of the lower triangle is ``Σ_g Σ_jl A[r,gj] W_g[j,l] A[r',gl]``:
+    linear in W, so it is ``V @ W.ravel()`` with a sparse V built once. One
+    sparse product a evaluation instead of a sparse-sparse product.
+    Returns None when there would be too many pairs.
+    """
+    A = A21.tocsc()
+    A.sum_duplicates()
+    A.sort_indices()
+    q2, q1 = A.shape
+    G = q1 // k1
+    indptr, rows, vals = A.indptr, A.indices, A.data
+    col = np.repeat(np.arange(q1), np.diff(indptr))
+    grp = col // k1
+    start, stop = indptr[grp * k1], indptr[(grp + 1) * k1]
+    counts = stop - start
+    total = int(counts.sum())
+    if total > max_pairs:
+        return None
+    a = np.repeat(np.arange(len(rows)), counts)
+    within = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    b = start[a] + within
+    keep = rows[a] >= rows[b]
+    a, b = a[keep], b[keep]
+    tgt = rows[a].astype(np.int64) * q2 + rows[b]
+    widx = grp[a] * (k1 * k1) + (col[a] % k1) * k1 + (col[b] % k1)
+    tgt_u, t_inv = np.unique(tgt, return_inverse=True)
+    V = sp.csr_matrix((vals[a] * vals[b], (t_inv.reshape(-1), widx)), shape=(len(tgt_u), G * k1 * k1))
+    V.sum_duplicates()
+    return V, tgt_u
 
 
 class _Problem:
@@ -146,17 +181,20 @@ class _Problem:
             self.A21_dense = A21.toarray() if (dense_ok or self.q2 * self.qs[0] <= 250_000) else None
             self.A12 = A21.T.tocsr()
             self.all_scalar2 = all(k == 1 for k in self.ks[1:])
+            self._pairs = None if self.A21_dense is not None else _pair_structure(A21, k1)
             self._diag2 = np.arange(self.q2)
-        self._cache_key: bytes | None = None
-        self._cache: tuple | None = None
+        # Finite differences in the other terms' θ revisit the first term's θ:
+        # a few entries spare most recomputations of A₂₁WA₁₂.
+        self._cache: dict[bytes, tuple] = {}
         self.n_evals = 0
 
     # -- the first term enters the rest only through W -------------------
     def _first_block(self, T1: np.ndarray):
         """log|L₁₁|², W (G, k, k) and the quantities built from it, cached."""
         key = T1.tobytes()
-        if key == self._cache_key:
-            return self._cache
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         A11, A1y = self.A11, self.A1y
         if self.k1 == 1:
             lam = T1[0, 0]
@@ -180,6 +218,8 @@ class _Problem:
             if self.k1 == 1:
                 if self.A21_dense is not None:
                     S0 = (self.A21_dense * W) @ self.A21_dense.T
+                elif self._pairs is not None:
+                    S0 = self._s0_from_pairs(W)
                 else:
                     A = self.A21
                     B = sp.csr_matrix((A.data * W[A.indices], A.indices, A.indptr), shape=A.shape)
@@ -190,12 +230,24 @@ class _Problem:
                     Ad = self.A21_dense.reshape(self.q2, G, k)
                     AW = np.einsum("rgj,gjl->rgl", Ad, W, optimize=True).reshape(self.q2, -1)
                     S0 = AW @ self.A21_dense.T
+                elif self._pairs is not None:
+                    S0 = self._s0_from_pairs(W)
+                    S0 += np.tril(S0, -1).T
                 else:
                     Wb = sp.bsr_matrix((W, np.arange(G), np.arange(G + 1)), shape=(G * k, G * k))
                     S0 = (self.A21 @ Wb @ self.A12).toarray()
         out = (logdet, W, C11, S0, V)
-        self._cache_key, self._cache = key, out
+        if len(self._cache) >= 8:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = out
         return out
+
+    def _s0_from_pairs(self, W: np.ndarray) -> np.ndarray:
+        """Lower triangle of A₂₁WA₁₂ (the Cholesky reads no more) from the pairs."""
+        V, tgt = self._pairs
+        S0 = np.zeros((self.q2, self.q2))
+        S0.flat[tgt] = V @ W.reshape(-1)
+        return S0
 
     def _lam2_rows(self, M: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
         """Λ₂'M for the rows of the second block."""
@@ -314,9 +366,9 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
         fs = f(snapped)
         if fs <= fval + 1e-9:
             theta, fval = snapped, fs
-    g = None
+    g = H = None
     if len(theta) <= 6:
-        for _ in range(4):
+        for _ in range(2):
             h = 1e-4 * np.maximum(1.0, np.abs(theta))
             free = ~(diag & (theta < 2 * h))
             if not free.any():
@@ -337,8 +389,10 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
             fc = f(cand)
             if not fc < fval:
                 break
-            theta, fval, g = cand, fc, None
-            if np.max(np.abs(step)) < 1e-9:
+            theta, fval = cand, fc
+            # Newton converges quadratically: after a step this small the
+            # next would be below 1e-10, so stop (g is the pre-step gradient).
+            if np.max(np.abs(step) / np.maximum(1.0, np.abs(theta[idx]))) < 1e-5:
                 break
     else:
         res2 = sopt.minimize(
@@ -350,9 +404,20 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     if g is None:
         h = 1e-4 * np.maximum(1.0, np.abs(theta))
         free = ~(diag & (theta < 2 * h))
-        g = _fd_grad_hess(f, theta, free, h, fval, hessian=False)[1] if free.any() else np.zeros(0)
-    # lme4 flags a fit whose gradient exceeds 2e-3 (check.conv.grad).
-    gmax = float(np.max(np.abs(g))) if len(g) else 0.0
+        if free.any():
+            _, g, H = _fd_grad_hess(f, theta, free, h, fval, hessian=len(theta) <= 6)
+        else:
+            g = np.zeros(0)
+    # lme4's check.conv.grad: the gradient scaled by the Hessian's Cholesky
+    # factor (or the raw one where smaller) must stay below 2e-3.
+    mingrad = np.abs(g)
+    if len(g) and H is not None and H.shape[0] == len(g):
+        try:
+            R = np.linalg.cholesky(H).T
+            mingrad = np.minimum(mingrad, np.abs(np.linalg.solve(R, g)))
+        except np.linalg.LinAlgError:
+            pass
+    gmax = float(np.max(mingrad)) if len(g) else 0.0
     converged = gmax < 2e-3
     if not converged:
         message = f"{message}; gradient {gmax:.3g} at the optimum"
@@ -371,6 +436,12 @@ def _lam_blocks(M: np.ndarray, blocks, Ts, trans: bool) -> np.ndarray:
         A = T.T if trans else T
         out[off : off + G * k] = np.einsum("jl,glc->gjc", A, seg).reshape(G * k, -1)
     return out
+
+
+def _lam_sparse(blocks, Ts) -> sp.csr_matrix:
+    """Block-diagonal Λ as a sparse matrix (for the one-off final solves)."""
+    return sp.block_diag([sp.kron(sp.identity(G), sp.csr_matrix(T)) for (_, G, _), T in zip(blocks, Ts)],
+                         format="csr")
 
 
 def _estimates(prob: _Problem, theta: np.ndarray):
@@ -422,7 +493,7 @@ def _estimates(prob: _Problem, theta: np.ndarray):
         y = _lam_blocks(x2, blocks2, Ts2, trans=False)
         return _lam_blocks(np.asarray(prob.A12 @ y), blocks1, [T1], trans=True)
 
-    Linv = np.linalg.inv(L22)
+    Linv = sla.lapack.dtrtri(L22, lower=1)[0]  # one BLAS thread here: no ping-pong
 
     def s_solve(x):
         return Linv.T @ (Linv @ x)
@@ -434,20 +505,20 @@ def _estimates(prob: _Problem, theta: np.ndarray):
     b2 = _lam_blocks(u2, blocks2, Ts2, trans=False)[:, 0]
 
     # Diagonal blocks of P⁻¹: S⁻¹ for the second block, and
-    # P₁₁⁻¹ + B S⁻¹ B' with B = P₁₁⁻¹P₁₂ for the first, column chunks of B'.
+    # P₁₁⁻¹ + B S⁻¹ B' with B = P₁₁⁻¹P₁₂ for the first. B is as sparse as
+    # A₁₂, so L₂₂⁻¹B' costs nnz(A₁₂)·q₂, taken a chunk of levels at a time.
     P11inv = np.linalg.inv(M11)
-    extra = np.zeros((G1, k1, k1))
+    Lam1 = _lam_sparse([(0, G1, k1)], [T1])
+    Lam2 = _lam_sparse(blocks2, Ts2)
+    P11inv_s = sp.block_diag(list(P11inv), format="csr") if k1 > 1 else sp.diags(P11inv[:, 0, 0])
+    Bt = (Lam2.T @ prob.A21 @ Lam1 @ P11inv_s).T.tocsr()  # B, (q1, q2)
+    extra = np.empty((G1, k1, k1))
     chunk = max(1, int(4_000_000 // max(q2, 1)) // k1)
+    LinvT = np.ascontiguousarray(Linv.T)
     for g0 in range(0, G1, chunk):
         g1 = min(G1, g0 + chunk)
-        E = np.zeros((q1, (g1 - g0) * k1))
-        for j in range(k1):
-            E[np.arange(g0, g1) * k1 + j, np.arange(g1 - g0) * k1 + j] = 1.0
-        # B' columns for these levels: P₂₁ P₁₁⁻¹ e (P₁₁⁻¹ is symmetric).
-        Pe = np.einsum("gij,gjc->gic", P11inv, E.reshape(G1, k1, -1)).reshape(q1, -1)
-        Y = Linv @ p21(Pe)
-        Yg = Y.reshape(q2, g1 - g0, k1)
-        extra[g0:g1] = np.einsum("rgj,rgl->gjl", Yg, Yg)
+        Y = np.asarray(Bt[g0 * k1 : g1 * k1] @ LinvT).reshape(g1 - g0, k1, q2)
+        extra[g0:g1] = Y @ Y.transpose(0, 2, 1)
     cv1 = sigma2 * np.einsum("ij,gjl,ml->gim", T1, P11inv + extra, T1)
     bs, cvs = [b1], [cv1]
     for (off, G, k), T in zip(blocks2, Ts2):
@@ -634,15 +705,14 @@ def _varcorr(design: Design, covs: dict, sigma: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
 
 
-def _blas_threads(prob: _Problem):
-    """One BLAS thread for small problems.
+def _blas_threads():
+    """One BLAS thread during a fit.
 
     numpy and scipy ship separate OpenBLAS builds; with both keeping threads
-    spinning on two cores, a tiny scipy call (L-BFGS-B's) can take milliseconds.
-    Large dense blocks still get every thread.
+    spinning, a tiny scipy call (L-BFGS-B's) can take milliseconds, and a
+    multithreaded Cholesky slows several-fold when another process holds a
+    core. The dense blocks here are too small to gain much from threads.
     """
-    if prob.m > 1 and prob.q2 >= 400:
-        return contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # an optional speed-up only
@@ -674,7 +744,7 @@ def fit_reml(design: Design, method: str = "REML") -> RemlFit:
     if method == "REML" and n <= p:
         raise ValueError(f"REML needs more observations ({n}) than fixed effects ({p})")
     prob = _Problem(design, reml=method == "REML")
-    with _blas_threads(prob):
+    with _blas_threads():
         theta, fval, converged, message = _optimize(prob)
         beta, vcov, sigma, bs, cvs, Ts = _estimates(prob, theta)
     names = list(design.fixed_names)
