@@ -8,6 +8,7 @@ from . import datasets
 from .datasets import simulate_clark, simulate_ogorek
 from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
+from .reml import RemlFit, fit_reml, reml
 from .simulate import SimulationError, simulate
 
 __version__ = "0.1.0"
@@ -18,11 +19,14 @@ __all__ = [
     "Formula",
     "FormulaError",
     "RandomTerm",
+    "RemlFit",
     "ReTerm",
     "SimulationError",
     "build_design",
     "datasets",
+    "fit_reml",
     "parse_formula",
+    "reml",
     "simulate",
     "simulate_clark",
     "simulate_ogorek",

@@ -112,9 +112,13 @@ def _pair_structure(A21: sp.csr_matrix, k1: int, max_pairs: int = 30_000_000):
     a, b = a[keep], b[keep]
     tgt = rows[a].astype(np.int64) * q2 + rows[b]
     widx = grp[a] * (k1 * k1) + (col[a] % k1) * k1 + (col[b] % k1)
-    tgt_u, t_inv = np.unique(tgt, return_inverse=True)
-    V = sp.csr_matrix((vals[a] * vals[b], (t_inv.reshape(-1), widx)), shape=(len(tgt_u), G * k1 * k1))
-    V.sum_duplicates()
+    # Number the distinct targets through a q2² marker, not a sort.
+    rank = np.zeros(q2 * q2, dtype=np.int64)
+    rank[tgt] = 1
+    tgt_u = np.flatnonzero(rank)
+    rank[tgt_u] = np.arange(len(tgt_u))
+    # Duplicates stay: the product sums them.
+    V = sp.csr_matrix((vals[a] * vals[b], (rank[tgt], widx)), shape=(len(tgt_u), G * k1 * k1))
     return V, tgt_u
 
 
@@ -183,6 +187,7 @@ class _Problem:
             self.all_scalar2 = all(k == 1 for k in self.ks[1:])
             self._pairs = None if self.A21_dense is not None else _pair_structure(A21, k1)
             self._diag2 = np.arange(self.q2)
+            self._Mbuf = np.empty((self.q2 + p + 1, self.q2 + p + 1))
         # Finite differences in the other terms' θ revisit the first term's θ:
         # a few entries spare most recomputations of A₂₁WA₁₂.
         self._cache: dict[bytes, tuple] = {}
@@ -212,14 +217,14 @@ class _Problem:
             W = T1 @ np.linalg.inv(M) @ T1.T
             WA1y = (W @ A1y).reshape(-1, self.p + 1)
             C11 = A1y.reshape(-1, self.p + 1).T @ WA1y
-        S0 = V = None
+        S0 = V = X22 = None
         if self.m > 1:
             V = self.A21 @ WA1y
             if self.k1 == 1:
                 if self.A21_dense is not None:
                     S0 = (self.A21_dense * W) @ self.A21_dense.T
                 elif self._pairs is not None:
-                    S0 = self._s0_from_pairs(W)
+                    X22 = self._x22_from_pairs(W)
                 else:
                     A = self.A21
                     B = sp.csr_matrix((A.data * W[A.indices], A.indices, A.indptr), shape=A.shape)
@@ -231,23 +236,25 @@ class _Problem:
                     AW = np.einsum("rgj,gjl->rgl", Ad, W, optimize=True).reshape(self.q2, -1)
                     S0 = AW @ self.A21_dense.T
                 elif self._pairs is not None:
-                    S0 = self._s0_from_pairs(W)
-                    S0 += np.tril(S0, -1).T
+                    X22 = np.tril(self._x22_from_pairs(W))
+                    X22 += np.tril(X22, -1).T
                 else:
                     Wb = sp.bsr_matrix((W, np.arange(G), np.arange(G + 1)), shape=(G * k, G * k))
                     S0 = (self.A21 @ Wb @ self.A12).toarray()
-        out = (logdet, W, C11, S0, V)
+        if X22 is None and S0 is not None:
+            X22 = self.A22 - S0
+        out = (logdet, W, C11, X22, V)
         if len(self._cache) >= 8:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = out
         return out
 
-    def _s0_from_pairs(self, W: np.ndarray) -> np.ndarray:
-        """Lower triangle of A₂₁WA₁₂ (the Cholesky reads no more) from the pairs."""
+    def _x22_from_pairs(self, W: np.ndarray) -> np.ndarray:
+        """Lower triangle of A₂₂ - A₂₁WA₁₂ (the Cholesky reads no more)."""
         V, tgt = self._pairs
-        S0 = np.zeros((self.q2, self.q2))
-        S0.flat[tgt] = V @ W.reshape(-1)
-        return S0
+        X = self.A22.copy()
+        X.flat[tgt] -= V @ W.reshape(-1)
+        return X
 
     def _lam2_rows(self, M: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
         """Λ₂'M for the rows of the second block."""
@@ -270,30 +277,40 @@ class _Problem:
         call when both libraries keep threads spinning).
         """
         Ts = _theta_to_T(theta, self.ks)
-        logdet, W, C11, S0, V = self._first_block(Ts[0])
+        logdet, W, C11, X22, V = self._first_block(Ts[0])
         M33 = self.Ayy - C11
         if self.m == 1:
             return logdet, None, np.linalg.cholesky(M33), Ts
         Ts2 = Ts[1:]
         q2 = self.q2
-        M = np.empty((q2 + self.p + 1, q2 + self.p + 1))
+        # One buffer for every evaluation, factored in place: a fresh 10 MB
+        # array per call costs page faults comparable to the factorisation.
+        M = self._Mbuf
         if self.all_scalar2:
-            lam2 = np.concatenate([np.full(G, T[0, 0]) for (_, G, _), T in zip(self.blocks2, Ts2)])
-            M22 = np.subtract(self.A22, S0, out=M[:q2, :q2])
-            M22 *= lam2[:, None]
-            M22 *= lam2[None, :]
+            # Λ₂ is constant on each term's rows: scale X₂₂ block by block,
+            # lower blocks only, in one pass.
+            lams = [T[0, 0] for T in Ts2]
+            for a, (oa, Ga, _) in enumerate(self.blocks2):
+                for b, (ob, Gb, _) in enumerate(self.blocks2[: a + 1]):
+                    np.multiply(X22[oa : oa + Ga, ob : ob + Gb], lams[a] * lams[b], out=M[oa : oa + Ga, ob : ob + Gb])
+            lam2 = np.concatenate([np.full(G, lam) for (_, G, _), lam in zip(self.blocks2, lams)])
             R2 = (self.A2y - V) * lam2[:, None]
         else:
-            N = self._lam2_rows(self.A22 - S0, Ts2)
+            N = self._lam2_rows(X22, Ts2)
             M[:q2, :q2] = self._lam2_rows(np.ascontiguousarray(N.T), Ts2)
             R2 = self._lam2_rows(self.A2y - V, Ts2)
         M[self._diag2, self._diag2] += 1.0
         M[q2:, :q2] = R2.T
-        M[:q2, q2:] = R2
         M[q2:, q2:] = M33
-        L = np.linalg.cholesky(M)
+        # M is C-ordered: its transpose is the same memory in Fortran order,
+        # whose upper triangle is M's lower one, which LAPACK then overwrites
+        # with L (the upper triangle keeps stale values: only tril is L).
+        _, info = sla.lapack.dpotrf(M.T, lower=0, overwrite_a=1, clean=0)
+        if info != 0:
+            raise np.linalg.LinAlgError("the random-effects block is not positive definite")
+        L = M
         logdet += 2.0 * float(np.log(np.diagonal(L)[:q2]).sum())
-        return logdet, L[:q2, :q2], L[q2:, q2:], Ts
+        return logdet, L[:q2, :q2], np.tril(L[q2:, q2:]), Ts
 
     def deviance(self, theta: np.ndarray) -> float:
         """lme4's profiled REML criterion or deviance at θ."""
@@ -359,6 +376,17 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     )
     theta, fval = res.x, float(res.fun)
     message = str(res.message)
+    # d(θ) is even in a scalar term's θ, so its gradient vanishes at 0: a step
+    # that lands near 0 can stall there although the optimum is inside. Start
+    # those diagonals again from lme4's start and keep the better optimum.
+    near = diag & (theta < 1e-3)
+    if near.any():
+        res_b = sopt.minimize(
+            f, np.where(near, 1.0, theta), method="L-BFGS-B", bounds=bounds,
+            options={"ftol": 1e-10, "gtol": 1e-5, "eps": 1e-7, "maxiter": 1000, "maxfun": 10000},
+        )
+        if res_b.fun < fval - 1e-9:
+            res, theta, fval, message = res_b, res_b.x, float(res_b.fun), str(res_b.message)
     # A diagonal heading for 0 ends on the boundary, as lme4's does.
     small = diag & (theta < 1e-4)
     if small.any():
@@ -367,7 +395,13 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
         if fs <= fval + 1e-9:
             theta, fval = snapped, fs
     g = H = None
-    if len(theta) <= 6:
+    # Each evaluation of a large crossed model is a dense Cholesky: there
+    # L-BFGS-B's optimum (within ~1e-6 in θ) stands, and only the gradient
+    # check below is paid for.
+    expensive = prob.m > 1 and prob.q2 >= 400
+    if expensive:
+        pass
+    elif len(theta) <= 6:
         for _ in range(2):
             h = 1e-4 * np.maximum(1.0, np.abs(theta))
             free = ~(diag & (theta < 2 * h))
@@ -405,11 +439,13 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
         h = 1e-4 * np.maximum(1.0, np.abs(theta))
         free = ~(diag & (theta < 2 * h))
         if free.any():
-            _, g, H = _fd_grad_hess(f, theta, free, h, fval, hessian=len(theta) <= 6)
+            idx, g, H = _fd_grad_hess(f, theta, free, h, fval, hessian=len(theta) <= 6 and not expensive)
         else:
             g = np.zeros(0)
     # lme4's check.conv.grad: the gradient scaled by the Hessian's Cholesky
-    # factor (or the raw one where smaller) must stay below 2e-3.
+    # factor (or the raw one where smaller) must stay below 2e-3. For an
+    # expensive model the Hessian is its diagonal, which the central
+    # differences give for free.
     mingrad = np.abs(g)
     if len(g) and H is not None and H.shape[0] == len(g):
         try:
@@ -421,6 +457,9 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     converged = gmax < 2e-3
     if not converged:
         message = f"{message}; gradient {gmax:.3g} at the optimum"
+    if H is not None and len(g) and np.any(np.diag(H) < 0):
+        converged = False
+        message = f"{message}; negative curvature at the optimum"
     return theta, fval, converged, message
 
 
@@ -482,6 +521,7 @@ def _estimates(prob: _Problem, theta: np.ndarray):
         return beta, vcov, math.sqrt(sigma2), [b1], [cv1], Ts
 
     blocks2, Ts2 = prob.blocks2, Ts[1:]
+    L22 = np.tril(L22)  # a copy: the factor lives in the problem's buffer
     q1, q2 = G1 * k1, prob.q2
     rhs2 = _lam_blocks((prob.A2y @ coef)[:, None], blocks2, Ts2, trans=True)[:, 0]
 

@@ -1,0 +1,210 @@
+"""Time bayesmer's REML/ML against statsmodels, mixedlm and lme4's recorded times.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/reml.py            # prints the table
+    .venv/bin/python benchmarks/reml.py --write    # also writes benchmarks/results/reml.md
+
+Every time is a whole fit from the data frame (formula parsing and design
+included), the median of several runs in this one process. lme4's times are
+those recorded with the reference fits (tests/data/*.json, lme4 1.1-31); the
+InstEval-shaped design is simulated here, so its lme4 entry is lme4's time on
+the real InstEval (about 11 s), for scale only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayesmer import reml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+OUT = ROOT / "benchmarks" / "results" / "reml.md"
+
+# statsmodels' MixedLM takes one grouping factor; crossed and nested designs
+# go through variance components (vc_formula) within one all-covering group.
+STATSMODELS = {
+    "clark_intercepts": dict(formula="y ~ x", groups="clus", re_formula="1"),
+    "clark_slopes": dict(formula="y ~ x", groups="clus", re_formula="~x"),
+    "dyestuff": dict(formula="Yield ~ 1", groups="Batch", re_formula="1"),
+    "dyestuff2_singular": dict(formula="Yield ~ 1", groups="Batch", re_formula="1"),
+    "ogorek_crosslevel": dict(formula="y ~ x * a", groups="unit", re_formula="~x"),
+    "ogorek_simple": dict(formula="y ~ x", groups="unit", re_formula="~x"),
+    "pastes_nested": dict(formula="strength ~ 1", groups="batch", re_formula="1",
+                          vc_formula={"cask": "0 + C(cask)"}),
+    "penicillin_crossed": dict(formula="diameter ~ 1", groups="one", re_formula="0",
+                               vc_formula={"plate": "0 + C(plate)", "sample": "0 + C(sample)"}),
+    "sleepstudy_ml": dict(formula="Reaction ~ Days", groups="Subject", re_formula="~Days"),
+    "sleepstudy_reml": dict(formula="Reaction ~ Days", groups="Subject", re_formula="~Days"),
+    "sleepstudy_uncorr": None,  # independent intercept and slope: no direct spelling
+}
+
+
+def _median_time(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _statsmodels(case_id: str, data: pd.DataFrame, reml_: bool, repeats: int):
+    spec = STATSMODELS.get(case_id)
+    if spec is None:
+        return None
+    import statsmodels.formula.api as smf
+
+    data = data.copy()
+    data["one"] = 1
+    kw = dict(groups=spec["groups"], re_formula=spec["re_formula"])
+    if "vc_formula" in spec:
+        kw["vc_formula"] = spec["vc_formula"]
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return smf.mixedlm(spec["formula"], data, **kw).fit(reml=reml_)
+
+    return _median_time(run, repeats)[0]
+
+
+def _mixedlm(formula: str, data: pd.DataFrame, reml_: bool, repeats: int):
+    import mixedlm
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mixedlm.lmer(formula, data, REML=reml_)
+
+    return _median_time(run, repeats)
+
+
+def _bayesmer(formula: str, data: pd.DataFrame, method: str, repeats: int):
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return reml(formula, data, method=method)
+
+    return _median_time(run, repeats)
+
+
+def simulate_insteval(seed: int = 2024) -> pd.DataFrame:
+    """73,421 ratings in InstEval's shape: students s, lecturers d within dept."""
+    rng = np.random.default_rng(seed)
+    n, n_s, n_d, n_dept = 73_421, 2_972, 1_128, 14
+    dept_of_d = rng.integers(0, n_dept, n_d)
+    home = rng.integers(0, n_dept, n_s)  # a student's department
+    s = rng.integers(0, n_s, n)
+    # Most ratings are of lecturers in the student's department.
+    own = rng.random(n) < 0.8
+    by_dept = [np.flatnonzero(dept_of_d == k) for k in range(n_dept)]
+    d = rng.integers(0, n_d, n)
+    for k in range(n_dept):
+        rows = np.flatnonzero(own & (home[s] == k))
+        d[rows] = rng.choice(by_dept[k], size=rows.size)
+    dept = dept_of_d[d]
+    service = rng.integers(0, 2, n)
+    y = (3.2 - 0.09 * service + rng.normal(0, 0.33, n_s)[s] + rng.normal(0, 0.52, n_d)[d]
+         + rng.normal(0, 0.08, n_dept)[dept] + rng.normal(0, 1.18, n))
+    return pd.DataFrame({
+        "y": y, "service": service.astype(str),
+        "s": s.astype(str), "d": d.astype(str), "dept": dept.astype(str),
+    })
+
+
+def _agree(fit, m) -> float:
+    """Largest relative difference of θ·σ (scalar terms: the SDs) and σ, bayesmer vs mixedlm.
+
+    Sorted, as the two may order terms with equal numbers of levels differently.
+    """
+    ours = np.append(np.sort(fit.theta * fit.sigma), fit.sigma)
+    theirs = np.append(np.sort(np.asarray(m.theta) * m.sigma), m.sigma)
+    return float(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-8)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    args = ap.parse_args(argv)
+
+    rows = []
+    for path in sorted(DATA.glob("*.json")):
+        if path.name == "brms_sleepstudy.json":
+            continue
+        ref = json.loads(path.read_text())
+        data = pd.read_csv(DATA / ref["data"])
+        method = "REML" if ref["REML"] else "ML"
+        t_b, fit = _bayesmer(ref["formula"], data, method, args.repeats)
+        t_sm = _statsmodels(ref["id"], data, ref["REML"], max(1, args.repeats // 2))
+        t_m, m = _mixedlm(ref["formula"], data, ref["REML"], args.repeats)
+        rows.append(dict(model=ref["id"], n=len(data), bayesmer=t_b, statsmodels=t_sm, mixedlm=t_m,
+                         lme4=ref["lme4_seconds"], agree=_agree(fit, m), evals=fit.n_evaluations))
+        print(f"  {ref['id']}: done", file=sys.stderr)
+
+    big = [("insteval_simulated", simulate_insteval())]
+    try:
+        import mixedlm
+
+        big.append(("insteval_real (mixedlm's copy)", mixedlm.load_insteval()))
+    except Exception:  # the real data only come with mixedlm
+        pass
+    formula = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
+    for name, data in big:
+        reps = max(1, min(3, args.repeats))
+        t_b, fit = _bayesmer(formula, data, "REML", reps)
+        t_m, m = _mixedlm(formula, data, True, reps)
+        rows.append(dict(model=name, n=len(data), bayesmer=t_b, statsmodels=None, mixedlm=t_m,
+                         lme4=11.0, agree=_agree(fit, m), evals=fit.n_evaluations))
+        print(f"  {name}: done", file=sys.stderr)
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v * 1e3:.1f}"
+
+    def ratio(a, b):
+        return "n/a" if a is None or b is None else f"{a / b:.1f}x"
+
+    head = ("| model | rows | bayesmer ms | statsmodels ms | mixedlm ms | lme4 ms (recorded) | "
+            "mixedlm / bayesmer | lme4 / bayesmer | statsmodels / bayesmer | evals | max rel diff vs mixedlm |")
+    lines = [head, "|" + "|".join(["---"] * 11) + "|"]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['n']} | {fmt(r['bayesmer'])} | {fmt(r['statsmodels'])} | {fmt(r['mixedlm'])} | "
+            f"{fmt(r['lme4'])} | {ratio(r['mixedlm'], r['bayesmer'])} | {ratio(r['lme4'], r['bayesmer'])} | "
+            f"{ratio(r['statsmodels'], r['bayesmer'])} | {r['evals']} | {r['agree']:.1e} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        cpu = platform.processor() or platform.machine()
+        text = (
+            "# REML benchmark\n\n"
+            f"`{' '.join(['.venv/bin/python', 'benchmarks/reml.py'] + (argv if argv is not None else sys.argv[1:]))}`"
+            f" on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')}.\n\n"
+            "Times: whole fit from the data frame, median of the repeats (bayesmer and mixedlm "
+            f"{args.repeats} on the reference models, 3 on InstEval; statsmodels half as many). "
+            "lme4: times recorded with the reference fits (lme4 1.1-31); for the InstEval rows "
+            "lme4's ~11 s on the real InstEval, for scale. The last column compares bayesmer's "
+            "and mixedlm's SDs and sigma.\n\n" + table + "\n"
+        )
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
