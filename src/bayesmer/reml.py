@@ -22,6 +22,7 @@ products are ``A₂₁ W A₁₂`` and ``A₂₁ W A₁y``, cached on the first 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 # theta <-> per-term lower-triangular factors
 
 
+@functools.lru_cache(maxsize=None)
 def _tri_index(k: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of the lower triangle in column-major order (lme4's)."""
     cols, rows = np.triu_indices(k)
@@ -370,23 +372,29 @@ def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     diag = lower == 0
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     f = prob.deviance
+    opts = {"ftol": 1e-10, "gtol": 1e-5, "eps": 1e-7, "maxiter": 1000, "maxfun": 10000}
+    # First with the diagonals kept off 0 (see below why 0 traps), then, if
+    # one ends on that floor, on to lme4's bounds from there.
+    floor = 1e-2
     res = sopt.minimize(
-        f, theta0, method="L-BFGS-B", bounds=bounds,
-        options={"ftol": 1e-10, "gtol": 1e-5, "eps": 1e-7, "maxiter": 1000, "maxfun": 10000},
+        f, theta0, method="L-BFGS-B", options=opts,
+        bounds=[(floor if lo == 0 else b[0], None) for lo, b in zip(lower, bounds)],
     )
+    if np.any(diag & (res.x <= floor * (1 + 1e-9))):
+        res = sopt.minimize(f, res.x, method="L-BFGS-B", bounds=bounds, options=opts)
     theta, fval = res.x, float(res.fun)
     message = str(res.message)
     # d(θ) is even in a scalar term's θ, so its gradient vanishes at 0: a step
-    # that lands near 0 can stall there although the optimum is inside. Start
-    # those diagonals again from lme4's start and keep the better optimum.
+    # that lands near 0 can stall there although the optimum is inside. Probe
+    # small interior values of those diagonals; from a better one, start again.
     near = diag & (theta < 1e-3)
     if near.any():
-        res_b = sopt.minimize(
-            f, np.where(near, 1.0, theta), method="L-BFGS-B", bounds=bounds,
-            options={"ftol": 1e-10, "gtol": 1e-5, "eps": 1e-7, "maxiter": 1000, "maxfun": 10000},
-        )
-        if res_b.fun < fval - 1e-9:
-            res, theta, fval, message = res_b, res_b.x, float(res_b.fun), str(res_b.message)
+        probes = [(f(np.where(near, v, theta)), v) for v in (0.1, 0.01)]
+        fp, v = min(probes)
+        if fp < fval:
+            res_b = sopt.minimize(f, np.where(near, v, theta), method="L-BFGS-B", bounds=bounds, options=opts)
+            if res_b.fun < fval - 1e-9:
+                res, theta, fval, message = res_b, res_b.x, float(res_b.fun), str(res_b.message)
     # A diagonal heading for 0 ends on the boundary, as lme4's does.
     small = diag & (theta < 1e-4)
     if small.any():
@@ -753,11 +761,20 @@ def _blas_threads():
     multithreaded Cholesky slows several-fold when another process holds a
     core. The dense blocks here are too small to gain much from threads.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # an optional speed-up only
+    controller = _controller()
+    if controller is None:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _controller():
+    """threadpoolctl's view of the loaded BLAS libraries, inspected once."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # an optional speed-up only
+        return None
+    return ThreadpoolController()
 
 
 def fit_reml(design: Design, method: str = "REML") -> RemlFit:
