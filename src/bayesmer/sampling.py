@@ -1,0 +1,364 @@
+"""Sample a built model with NUTS and assemble the ArviZ DataTree.
+
+Groups: ``posterior`` (beta, sigma, sd_*, corr_*, b_*), ``sample_stats``,
+``log_likelihood`` (pointwise, conditional on b, named as the response),
+``log_prior`` (the hyperparameters' priors only), ``observed_data`` and, on
+request, ``posterior_predictive``, ``prior`` and ``prior_predictive``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from .builder import BuiltModel, draw_conditional_b
+
+__all__ = ["Sampled", "sample", "linear_predictor"]
+
+_SAMPLE = ("chain", "draw")
+# keep pointwise log-likelihoods below ~400 MB unless asked
+_LOGLIK_AUTO_LIMIT = 50_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class Sampled:
+    """Draws and the time they took.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+    timings : dict
+        Seconds: ``compile``, ``sampling`` and ``postprocess``.
+    sampler : str
+    backend : str
+    """
+
+    idata: xr.DataTree
+    timings: dict = field(default_factory=dict)
+    sampler: str = "nutpie"
+    backend: str = "c"
+
+
+def _check_counts(draws, tune, chains):
+    for name, value, least in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+
+def _initial_point_fn(built: BuiltModel):
+    from pymc.initial_point import make_initial_point_fn
+
+    m = built.model
+    return make_initial_point_fn(
+        model=m, overrides=built.initial_point, jitter_rvs=set(m.free_RVs), return_transformed=True
+    )
+
+
+def _compile_c(built: BuiltModel):
+    """nutpie driving PyTensor's C functions through its Python-function interface.
+
+    nutpie's own route (numba) spends 10-40 s compiling even a small model;
+    PyTensor's C ops are cached on disk, so this costs ~2 s. Each gradient
+    then pays a Python call (~20 µs), which is small next to compile time for
+    all but very long runs.
+    """
+    from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    n_dim, _, logp_fn, expand_fn, init_fn, shape_info, reparam = _make_functions(
+        built.model,
+        mode="FAST_RUN",
+        compute_grad=True,
+        join_expanded=False,
+        pymc_initial_point_fn=_initial_point_fn(built),
+        var_names=None,
+    )
+    logp_fn.trust_input = True
+    expand_fn.trust_input = True
+    names, _, shapes = shape_info
+
+    def make_logp():
+        def logp(x, **_):
+            lp, grad = logp_fn(x)
+            return float(lp), np.asarray(grad, dtype="float64", order="C")
+
+        return logp
+
+    def make_expand(seed1, seed2, chain):
+        def expand(x, **_):
+            return {
+                n: np.asarray(v, dtype="float64", order="C").reshape(s)
+                for n, v, s in zip(names, expand_fn(x), shapes)
+            }
+
+        return expand
+
+    dims, coords = _prepare_dims_and_coords(built.model, shape_info, reparam)
+    return from_pyfunc(
+        ndim=n_dim,
+        make_logp_fn=make_logp,
+        make_expand_fn=make_expand,
+        make_initial_point_fn=init_fn,
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=shapes,
+        expanded_names=names,
+        dims=dims,
+        coords=coords,
+        reparameterized_names=reparam,
+    )
+
+
+def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept):
+    import nutpie
+
+    t0 = time.perf_counter()
+    if backend == "c":
+        compiled = _compile_c(built)
+        # Python-level logp calls hold the GIL: parallel chains would only
+        # contend for it (a convoy that made sampling 10x slower here).
+        cores = 1
+    else:
+        compiled = nutpie.compile_pymc_model(built.model, initial_points=built.initial_point)
+        cores = None
+    t1 = time.perf_counter()
+    kwargs = {"cores": cores} if cores else {}
+    idata = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress_bar=progress,
+        save_warmup=False,
+        target_accept=target_accept,
+        **kwargs,
+    )
+    t2 = time.perf_counter()
+    return idata, t1 - t0, t2 - t1
+
+
+def _run_pymc(built, draws, tune, chains, seed, progress, target_accept):
+    t0 = time.perf_counter()
+    with built.model:
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=seed,
+            progressbar=progress,
+            initvals=built.initial_point,
+            target_accept=target_accept,
+            compute_convergence_checks=False,
+        )
+    t1 = time.perf_counter()
+    # PyMC compiles inside pm.sample; its time is not separable here
+    return idata, 0.0, t1 - t0
+
+
+def _ds(node) -> xr.Dataset:
+    return node.to_dataset() if hasattr(node, "to_dataset") else node
+
+
+def _stack(post: xr.Dataset, name: str) -> np.ndarray:
+    """(chain, draw, ...) -> (S, ...)."""
+    a = post[name].transpose(*_SAMPLE, ...).to_numpy()
+    return a.reshape((-1,) + a.shape[2:])
+
+
+def _L_draws(post: xr.Dataset, built: BuiltModel, term) -> np.ndarray:
+    sd = _stack(post, built.sd[term.name])
+    if term.k == 1:
+        return sd[:, :, None]
+    R = _stack(post, built.corr[term.name])
+    try:
+        C = np.linalg.cholesky(R)
+    except np.linalg.LinAlgError:  # |corr| rounding to 1
+        C = np.linalg.cholesky(R + 1e-10 * np.eye(term.k))
+    return sd[:, :, None] * C
+
+
+def linear_predictor(design_X, Zs, codes, beta, bs) -> np.ndarray:
+    """``X β + Σ_t z_t·b_t[code]`` for draws ``beta`` (S, p) and ``bs`` [(S, G_t, k_t)].
+
+    A code of -1 contributes nothing (the caller supplies effects for new levels).
+    """
+    eta = beta @ design_X.T if design_X.shape[1] else np.zeros((beta.shape[0], design_X.shape[0]))
+    for Z, c, b in zip(Zs, codes, bs):
+        known = c >= 0
+        contrib = np.einsum("snk,nk->sn", b[:, np.where(known, c, 0)], Z)
+        eta = eta + np.where(known, contrib, 0.0)
+    return eta
+
+
+def _pointwise(design, beta, sigma, bs, fn, chunk=200):
+    S = sigma.shape[0]
+    out = np.empty((S, design.n))
+    for lo in range(0, S, chunk):
+        s = slice(lo, min(S, lo + chunk))
+        eta = linear_predictor(design.X, [t.Z for t in design.terms], [t.codes for t in design.terms], beta[s], [b[s] for b in bs])
+        out[s] = fn(eta, sigma[s, None], s)
+    return out
+
+
+def _log_prior(post: xr.Dataset, built: BuiltModel, design) -> xr.Dataset:
+    pri = built.priors
+    out = {}
+    beta = post[built.beta]
+    lp = np.stack([p.logp(beta.sel(fixed=n).to_numpy()) for n, p in pri.fixed], axis=-1)
+    out[built.beta] = (("chain", "draw", "fixed"), lp)
+    for t in design.terms:
+        sd = post[built.sd[t.name]].transpose(*_SAMPLE, ...).to_numpy()
+        lp = np.stack([p.logp(sd[..., i]) for i, p in enumerate(pri.sd_priors(t.name))], axis=-1)
+        out[built.sd[t.name]] = (("chain", "draw", f"{t.name}_term"), lp)
+        if t.name in built.corr:
+            R = post[built.corr[t.name]].transpose(*_SAMPLE, ...).to_numpy()
+            out[built.corr[t.name]] = (_SAMPLE, pri.corr_prior(t.name).logp(R))
+    out[built.sigma] = (_SAMPLE, pri.sigma.logp(post[built.sigma].to_numpy()))
+    return xr.Dataset(out, coords={k: post.coords[k] for k in post.coords if k in ("chain", "draw", "fixed") or k.endswith("_term")})
+
+
+def _new_rng(seed):
+    return np.random.default_rng(None if seed is None else [int(seed), 7919])
+
+
+def sample(
+    built: BuiltModel,
+    design,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int | None = None,
+    sampler: str = "nutpie",
+    progress: bool = True,
+    *,
+    backend: str = "c",
+    target_accept: float = 0.8,
+    log_likelihood: bool | None = None,
+    sample_posterior_predictive: bool = False,
+    sample_prior: bool | int = False,
+) -> Sampled:
+    """Sample the posterior of ``built`` and assemble the DataTree.
+
+    Parameters
+    ----------
+    built : BuiltModel
+    design : Design
+    draws, tune, chains : int
+        Per chain; ``draws`` and ``chains`` at least 1.
+    seed : int, optional
+        Seeds the sampler and the exact draws of b under ``"marginal"``.
+    sampler : {"nutpie", "pymc"}
+    progress : bool
+    backend : {"c", "numba"}
+        For nutpie: ``"numba"`` is ``nutpie.compile_pymc_model`` (fastest
+        gradients, slow compile); ``"c"`` (default) feeds nutpie PyTensor's
+        cached C functions (compiles in seconds).
+    target_accept : float
+    log_likelihood : bool, optional
+        Pointwise log-likelihood group; by default only when it stays small
+        (draws x rows <= 5e7).
+    sample_posterior_predictive : bool
+    sample_prior : bool or int
+        Add ``prior`` (the hyperparameters) and ``prior_predictive``; an int
+        sets the number of prior draws (default 500).
+
+    Returns
+    -------
+    Sampled
+    """
+    _check_counts(draws, tune, chains)
+    if sampler not in ("nutpie", "pymc"):
+        raise ValueError(f"sampler must be 'nutpie' or 'pymc', not {sampler!r}")
+    if backend not in ("c", "numba"):
+        raise ValueError(f"backend must be 'c' or 'numba', not {backend!r}")
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    if sampler == "nutpie":
+        raw, t_compile, t_sample = _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept)
+    else:
+        raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+    t0 = time.perf_counter()
+    rng = _new_rng(seed)
+
+    post = _ds(raw["posterior"])
+    drop = [v for v in post.data_vars if v in built.hidden or v.startswith("z_") or v.startswith("corr_chol_")]
+    post = post.drop_vars(drop)
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    S = n_chain * n_draw
+    beta = _stack(post, built.beta) if design.p else np.zeros((S, 0))
+    sigma = _stack(post, built.sigma)
+    Ls = [_L_draws(post, built, t) for t in design.terms]
+
+    if built.strategy == "marginal":
+        b_all = draw_conditional_b(built.stats, beta, sigma, Ls, rng)
+        off = 0
+        for t in design.terms:
+            b = b_all[:, :, off : off + t.k].reshape(n_chain, n_draw, t.n_levels, t.k)
+            off += t.k
+            post[built.b[t.name]] = (("chain", "draw", f"{t.name}_level", f"{t.name}_term"), b)
+            post = post.assign_coords({f"{t.name}_level": list(t.levels), f"{t.name}_term": list(t.terms)})
+    bs = [_stack(post, built.b[t.name]) for t in design.terms]
+
+    groups: dict[str, xr.Dataset] = {"posterior": post}
+    stats = _ds(raw["sample_stats"])
+    stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
+    groups["sample_stats"] = stats
+    sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": np.arange(design.n)}
+    y = design.y
+    want_ll = log_likelihood if log_likelihood is not None else S * design.n <= _LOGLIK_AUTO_LIMIT
+    if want_ll:
+        ll = _pointwise(
+            design, beta, sigma, bs,
+            lambda eta, sg, s: -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((y - eta) / sg) ** 2,
+        )
+        groups["log_likelihood"] = xr.Dataset(
+            {built.response: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, -1))}, coords=sample_coords
+        )
+    groups["log_prior"] = _log_prior(post, built, design)
+    groups["observed_data"] = xr.Dataset({built.response: (("obs",), y)}, coords={"obs": np.arange(design.n)})
+    if sample_posterior_predictive:
+        yrep = _pointwise(design, beta, sigma, bs, lambda eta, sg, s: eta + sg * rng.standard_normal(eta.shape))
+        groups["posterior_predictive"] = xr.Dataset(
+            {built.response: (("chain", "draw", "obs"), yrep.reshape(n_chain, n_draw, -1))}, coords=sample_coords
+        )
+    if sample_prior:
+        n_prior = 500 if sample_prior is True else int(sample_prior)
+        prior, prior_pred = _prior_groups(built, design, n_prior, seed, rng)
+        groups["prior"] = prior
+        groups["prior_predictive"] = prior_pred
+    idata = xr.DataTree.from_dict(groups)
+    t1 = time.perf_counter()
+    return Sampled(
+        idata=idata,
+        timings={"compile": t_compile, "sampling": t_sample, "postprocess": t1 - t0},
+        sampler=sampler,
+        backend=backend if sampler == "nutpie" else "pymc",
+    )
+
+
+def _prior_groups(built, design, n_prior, seed, rng):
+    names = [built.beta, built.sigma, *built.sd.values(), *built.corr.values()]
+    with warnings.catch_warnings():
+        # Potentials (the marginal likelihood) are rightly ignored here
+        warnings.filterwarnings("ignore", message=".*Potential.*")
+        pri = pm.sample_prior_predictive(draws=n_prior, model=built.model, var_names=names, random_seed=seed)
+    prior = _ds(pri["prior"])
+    beta = _stack(prior, built.beta) if design.p else np.zeros((n_prior, 0))
+    sigma = _stack(prior, built.sigma)
+    bs = []
+    for t in design.terms:
+        L = _L_draws(prior, built, t)
+        z = rng.standard_normal((L.shape[0], t.n_levels, t.k))
+        bs.append(np.einsum("sgk,slk->sgl", z, L))
+    yrep = _pointwise(design, beta, sigma, bs, lambda eta, sg, s: eta + sg * rng.standard_normal(eta.shape))
+    c, d = prior.sizes["chain"], prior.sizes["draw"]
+    pp = xr.Dataset(
+        {built.response: (("chain", "draw", "obs"), yrep.reshape(c, d, -1))},
+        coords={"chain": prior.coords["chain"], "draw": prior.coords["draw"], "obs": np.arange(design.n)},
+    )
+    return prior, pp
