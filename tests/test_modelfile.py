@@ -89,6 +89,7 @@ def test_csv_relative_to_the_file(tmp_path):
         (GOOD + "[sampler]\nsampler = 'stan'\n", ["[sampler] sampler", "nutpie"]),
         (GOOD.replace("[model]", "[model]\nmethod = 'MLE'"), ["[model] method", "REML, ML"]),
         (GOOD + "[sensitivity]\nsd = []\n", ["[sensitivity] sd", "non-empty"]),
+        (GOOD.replace("[model]", "[model]\nstrategy = 'centered'"), ["[model] strategy", "auto, marginal, full"]),
         ("[data\n", ["not valid TOML"]),
     ],
 )

@@ -21,6 +21,7 @@ import argparse
 import inspect
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +70,9 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chains", type=_positive_int, metavar="N", help="number of chains")
     g.add_argument("--seed", type=_nonneg_int, metavar="S", help="random seed")
     g.add_argument("--sampler", choices=("nutpie", "pymc"), help="NUTS implementation")
-    g.add_argument("--strategy", metavar="NAME", help="parameterisation, passed to bayesmer.fit")
+    g.add_argument(
+        "--strategy", choices=("auto", "marginal", "full"), help="marginal integrates the random effects out"
+    )
     p.add_argument(
         "--prior",
         action="append",
@@ -305,10 +308,16 @@ def _posterior_columns(idata, limit: int = 12) -> list[tuple[str, "object"]]:
         if extra:
             coords = [var[d].to_numpy() for d in extra]
             labels = [f"{name}[{','.join(str(c) for c in idx)}]" for idx in _product(coords)]
+        kept: list = []
         for j, label in enumerate(labels):
             col = arr[:, :, j]
-            if np.all(np.isfinite(col)) and np.ptp(col) > 0:
-                out.append((label, col))
+            # constant components (a correlation matrix's unit diagonal, up to
+            # rounding) have nothing to show; its upper triangle repeats the lower
+            flat = not np.all(np.isfinite(col)) or np.ptp(col) <= 1e-9 * max(1.0, float(np.abs(col).max()))
+            if flat or any(np.array_equal(col, k) for k in kept):
+                continue
+            kept.append(col)
+            out.append((label, col))
             if len(out) >= limit:
                 return out
     return out
@@ -372,10 +381,12 @@ def _markdown_table(table: pd.DataFrame) -> str:
             return f"{v:.4g}"
         return str(v).replace("|", "\\|")
 
-    cols = [table.index.name or ""] + [str(c) for c in table.columns]
+    names = [n or "" for n in table.index.names]
+    cols = names + [str(c) for c in table.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for idx, row in table.iterrows():
-        lines.append("| " + " | ".join([cell(idx)] + [cell(v) for v in row]) + " |")
+        keys = idx if isinstance(idx, tuple) else (idx,)
+        lines.append("| " + " | ".join([cell(k) for k in keys] + [cell(v) for v in row]) + " |")
     return "\n".join(lines)
 
 
@@ -552,10 +563,22 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     return (CommandError, ModelFileError, FormulaError, DesignError, PriorError, DatasetError, SimulationError)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    text = str(message).strip().splitlines()
+    print(f"bayesmer: warning: {text[0] if text else category.__name__}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayesmer`` console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = _show_warning
+        return _main(args)
+
+
+def _main(args) -> int:
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -14,7 +14,8 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
     name = "sleepstudy"         # optional, default the file's stem
     description = "..."         # optional
     method = "REML"             # optional: "REML" or "ML" for the exact fit
-    strategy = "..."            # optional: parameterisation, passed to fit()
+    strategy = "auto"           # optional: "auto", "marginal" (random effects
+                                #   integrated out) or "full", passed to fit()
 
     [priors]                    # optional: name = "Prior(...)"
     fixed = "Normal(0, 500)"    # classes: fixed, sd, sigma, corr;
@@ -72,6 +73,7 @@ _MODEL_KEYS = ("formula", "name", "description", "method", "strategy")
 _SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler")
 _SAMPLERS = ("nutpie", "pymc")
 _METHODS = ("REML", "ML")
+_STRATEGIES = ("auto", "marginal", "full")
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,9 @@ def load_model_file(path) -> ModelSpecFile:
     if method is not None and method.upper() not in _METHODS:
         raise _err(path, "model", "method", f"must be one of {', '.join(_METHODS)}, got {method!r}")
     name = _string(path, "model", model_t, "name") or path.stem
+    strategy = _string(path, "model", model_t, "strategy")
+    if strategy is not None and strategy not in _STRATEGIES:
+        raise _err(path, "model", "strategy", f"must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
 
     priors_t = _table(doc, path, "priors", required=False)
     priors = tuple((str(k), _parse_prior(path, "priors", k, v)) for k, v in priors_t.items())
@@ -274,7 +279,7 @@ def load_model_file(path) -> ModelSpecFile:
         formula=formula,
         description=_string(path, "model", model_t, "description"),
         method=method.upper() if method else None,
-        strategy=_string(path, "model", model_t, "strategy"),
+        strategy=strategy,
         priors=priors,
         draws=_int(path, "sampler", sampler_t, "draws", 1),
         tune=_int(path, "sampler", sampler_t, "tune", 0),
