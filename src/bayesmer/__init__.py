@@ -10,10 +10,38 @@ from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .reml import RemlFit, fit_reml, reml
 from .simulate import SimulationError, simulate
+from .api import fit
+from .builder import BuildError
+from .priors import (
+    LKJ,
+    Exponential,
+    HalfCauchy,
+    HalfNormal,
+    HalfStudentT,
+    Normal,
+    PriorError,
+    PriorSet,
+    StudentT,
+    parse_prior,
+)
+from .results import BayesFit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BayesFit",
+    "BuildError",
+    "Exponential",
+    "HalfCauchy",
+    "HalfNormal",
+    "HalfStudentT",
+    "LKJ",
+    "Normal",
+    "PriorError",
+    "PriorSet",
+    "StudentT",
+    "fit",
+    "parse_prior",
     "Design",
     "DesignError",
     "Formula",
