@@ -1,0 +1,165 @@
+"""Simulation-based calibration of bayesmer's sampler, both strategies.
+
+Each replication draws every hyperparameter from the prior, simulates a
+correlated random-slope data set ``y ~ x + (x | g)`` from it, fits the same
+model, and records the rank of the true value among thinned posterior draws.
+If the sampler draws from the exact posterior, every rank is uniform
+(Talts et al. 2018). Fixed, data-independent priors are used, since SBC needs
+the prior the data were drawn from.
+
+    python benchmarks/sbc.py --reps 200          # both strategies, ~20 min on 2 cores
+
+Writes benchmarks/results/sbc.json, sbc.md and sbc_ranks.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+import bayesmer
+
+RESULTS = Path(__file__).parent / "results"
+FORMULA = "y ~ x + (x | g)"
+PRIORS = {"fixed": "Normal(0, 1)", "sd": "HalfNormal(1)", "sigma": "HalfNormal(1)", "corr": "LKJ(2)"}
+GROUPS, PER_GROUP = 20, 8
+THIN_TO = 99  # ranks 0..99, binned into 10 bins of 10
+PARAMS = ["beta[0]", "beta[1]", "sd[0]", "sd[1]", "corr", "sigma"]
+
+
+def draw_truth(rng: np.random.Generator) -> dict:
+    """One draw of the hyperparameters from PRIORS."""
+    # LKJ(2) for a 2x2 matrix: (r + 1) / 2 ~ Beta(2, 2)
+    return {
+        "beta": rng.normal(0, 1, 2),
+        "sd": np.abs(rng.normal(0, 1, 2)),
+        "corr": 2 * rng.beta(2, 2) - 1,
+        "sigma": abs(rng.normal(0, 1)),
+    }
+
+
+def simulate(truth: dict, rng: np.random.Generator) -> pd.DataFrame:
+    g = np.repeat(np.arange(GROUPS), PER_GROUP)
+    x = rng.normal(size=g.size)
+    r = truth["corr"]
+    chol = np.linalg.cholesky(np.array([[1, r], [r, 1]]))
+    b = (rng.standard_normal((GROUPS, 2)) @ chol.T) * truth["sd"]
+    mu = truth["beta"][0] + b[g, 0] + (truth["beta"][1] + b[g, 1]) * x
+    y = mu + truth["sigma"] * rng.standard_normal(g.size)
+    return pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+
+
+def ranks(fit, truth: dict) -> list[int]:
+    post = fit.idata["posterior"]
+
+    def flat(name):
+        a = np.asarray(post[name].values)
+        return a.reshape((-1,) + a.shape[2:])
+
+    beta, sd, corr, sigma = flat("beta"), flat("sd_g"), flat("corr_g")[:, 1, 0], flat("sigma")
+    draws = [beta[:, 0], beta[:, 1], sd[:, 0], sd[:, 1], corr, sigma]
+    values = [truth["beta"][0], truth["beta"][1], truth["sd"][0], truth["sd"][1], truth["corr"], truth["sigma"]]
+    idx = np.linspace(0, beta.shape[0] - 1, THIN_TO).round().astype(int)
+    return [int((d[idx] < v).sum()) for d, v in zip(draws, values)]
+
+
+def run(strategy: str, reps: int, seed: int, draws: int, tune: int) -> dict:
+    out = {"ranks": [], "divergences": [], "seconds": []}
+    for rep in range(reps):
+        rng = np.random.default_rng([seed, rep])
+        truth = draw_truth(rng)
+        data = simulate(truth, rng)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = bayesmer.fit(
+                FORMULA, data, priors=PRIORS, draws=draws, tune=tune, chains=2,
+                seed=seed * 100_000 + rep, strategy=strategy, progress=False,
+            )
+        out["seconds"].append(time.perf_counter() - t0)
+        out["ranks"].append(ranks(fit, truth))
+        out["divergences"].append(int(np.asarray(fit.idata["sample_stats"]["diverging"].values).sum()))
+        if rep % 20 == 19:
+            print(f"  {strategy}: {rep + 1}/{reps} replications", flush=True)
+    return out
+
+
+def uniformity(r: np.ndarray, bins: int = 10) -> tuple[np.ndarray, float]:
+    counts = np.histogram(r, bins=bins, range=(0, THIN_TO + 1))[0]
+    return counts, float(stats.chisquare(counts).pvalue)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=200)
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--strategies", nargs="+", default=["marginal", "full"])
+    args = ap.parse_args()
+    logging.getLogger("pymc").setLevel(logging.ERROR)
+    RESULTS.mkdir(exist_ok=True)
+    result = {"formula": FORMULA, "priors": PRIORS, "groups": GROUPS, "per_group": PER_GROUP,
+              "reps": args.reps, "draws": args.draws, "tune": args.tune, "chains": 2, "seed": args.seed,
+              "thinned_to": THIN_TO, "strategies": {}}
+    lines = [f"# SBC: `{FORMULA}`, {GROUPS} groups x {PER_GROUP} rows, {args.reps} replications", "",
+             f"priors {PRIORS}; 2 chains x {args.draws} draws ({args.tune} tune), ranks among "
+             f"{THIN_TO} thinned draws, 10 bins; chi-square uniformity test per parameter.", "",
+             "| strategy | parameter | chi2 p-value | bin counts |", "|---|---|---|---|"]
+    for strategy in args.strategies:
+        print(f"{strategy}: {args.reps} replications", flush=True)
+        res = run(strategy, args.reps, args.seed, args.draws, args.tune)
+        r = np.array(res["ranks"])
+        per = {}
+        for j, name in enumerate(PARAMS):
+            counts, p = uniformity(r[:, j])
+            per[name] = {"p_value": p, "counts": counts.tolist()}
+            lines.append(f"| {strategy} | {name} | {p:.3f} | {' '.join(map(str, counts))} |")
+        result["strategies"][strategy] = {
+            "parameters": per,
+            "ranks": res["ranks"],
+            "divergent_fits": int(np.sum(np.array(res["divergences"]) > 0)),
+            "median_seconds_per_fit": float(np.median(res["seconds"])),
+        }
+        lines.append(f"| {strategy} | (fits with divergences: {result['strategies'][strategy]['divergent_fits']}, "
+                     f"median {np.median(res['seconds']):.2f} s/fit) | | |")
+    (RESULTS / "sbc.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / "sbc.md").write_text("\n".join(lines) + "\n")
+    plot(result)
+    print("\n".join(lines))
+
+
+def plot(result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies = list(result["strategies"])
+    fig, axes = plt.subplots(len(strategies), len(PARAMS), figsize=(2.4 * len(PARAMS), 2.2 * len(strategies)),
+                             squeeze=False)
+    reps = result["reps"]
+    band = stats.binom.interval(0.99, reps, 0.1)
+    for i, s in enumerate(strategies):
+        for j, name in enumerate(PARAMS):
+            ax = axes[i, j]
+            counts = result["strategies"][s]["parameters"][name]["counts"]
+            ax.bar(np.arange(10), counts, width=1.0, color="C0", edgecolor="white")
+            ax.axhspan(*band, color="C7", alpha=0.3)
+            p = result["strategies"][s]["parameters"][name]["p_value"]
+            ax.set_title(f"{s} {name}\np={p:.2f}", fontsize=8)
+            ax.set_xticks([])
+    fig.tight_layout()
+    fig.savefig(RESULTS / "sbc_ranks.png", dpi=80)
+
+
+if __name__ == "__main__":
+    main()
