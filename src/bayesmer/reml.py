@@ -211,12 +211,15 @@ class _Problem:
             WA1y = w[:, None] * A1y[:, 0, :]  # (G, p+1)
             C11 = A1y[:, 0, :].T @ WA1y
             W = w
+            aux = d
         else:
             M = T1.T @ A11 @ T1
             M[:, self._diag1, self._diag1] += 1.0
             L = np.linalg.cholesky(M)
             logdet = 2.0 * float(np.log(L[:, self._diag1, self._diag1]).sum())
-            W = T1 @ np.linalg.inv(M) @ T1.T
+            Minv = np.linalg.inv(M)
+            W = T1 @ Minv @ T1.T
+            aux = (M, Minv)
             WA1y = (W @ A1y).reshape(-1, self.p + 1)
             C11 = A1y.reshape(-1, self.p + 1).T @ WA1y
         S0 = V = X22 = None
@@ -245,7 +248,7 @@ class _Problem:
                     S0 = (self.A21 @ Wb @ self.A12).toarray()
         if X22 is None and S0 is not None:
             X22 = self.A22 - S0
-        out = (logdet, W, C11, X22, V)
+        out = (logdet, W, C11, X22, V, aux)
         if len(self._cache) >= 8:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = out
@@ -279,7 +282,8 @@ class _Problem:
         call when both libraries keep threads spinning).
         """
         Ts = _theta_to_T(theta, self.ks)
-        logdet, W, C11, X22, V = self._first_block(Ts[0])
+        logdet, W, C11, X22, V, aux = self._first_block(Ts[0])
+        self._last = (Ts, aux)
         M33 = self.Ayy - C11
         if self.m == 1:
             return logdet, None, np.linalg.cholesky(M33), Ts
@@ -314,13 +318,18 @@ class _Problem:
         logdet += 2.0 * float(np.log(np.diagonal(L)[:q2]).sum())
         return logdet, L[:q2, :q2], np.tril(L[q2:, q2:]), Ts
 
-    def deviance(self, theta: np.ndarray) -> float:
-        """lme4's profiled REML criterion or deviance at θ."""
-        self.n_evals += 1
-        try:
-            logdet, _, L33, _ = self.factor(np.asarray(theta, dtype=float))
-        except np.linalg.LinAlgError:
-            return np.inf
+    @functools.cached_property
+    def has_gradient(self) -> bool:
+        """Whether :meth:`deviance_grad` can run (not on the sparse fallback)."""
+        return self.m == 1 or self.A21_dense is not None or self._pairs is not None
+
+    @functools.cached_property
+    def _pair_rc(self):
+        _, tgt = self._pairs
+        r, c = np.divmod(tgt, self.q2)
+        return r, c, np.where(r == c, 1.0, 2.0)
+
+    def _criterion(self, logdet: float, L33: np.ndarray) -> float:
         p, n = self.p, self.n
         r2 = L33[p, p] ** 2
         if self.reml:
@@ -328,6 +337,138 @@ class _Problem:
             ldx = 2.0 * float(np.log(np.diagonal(L33)[:p]).sum())
             return logdet + ldx + nmp * (1.0 + math.log(2.0 * math.pi * r2 / nmp))
         return logdet + n * (1.0 + math.log(2.0 * math.pi * r2 / n))
+
+    def deviance_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """d(θ) and its exact gradient.
+
+        With N_S the inverse of the leading block S of the full system M
+        (S = Z, ZX or ZXy), ∂log|M_S|/∂θᵢ = 2 tr((I - [N_S]_ZZ) Λ⁻¹∂ᵢΛ), and
+        d = Σ_S c_S log|M_S| + const with Σ c_S = 1. The Z₂ blocks of N_S are
+        those of the inverse Schur complement (from the dense factor); the Z₁
+        blocks are P₁₁⁻¹ + F'K_S F, F = M_r1 P₁₁⁻¹, whose traces against the
+        per-level matrices reduce to the products already used for A₂₁WA₁₂.
+        Needs every diagonal of Λ above 0 but the first term's when scalar.
+        """
+        self.n_evals += 1
+        theta = np.asarray(theta, dtype=float)
+        try:
+            logdet, L22, L33, Ts = self.factor(theta)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(theta)
+        f = self._criterion(logdet, L33)
+        p, n, m = self.p, self.n, self.m
+        _, aux = self._last
+        a = np.zeros(p + 1)
+        if self.reml:
+            a[:p], a[p] = 1.0, n - p
+        else:
+            a[p] = n
+        # Rows of the inverse Schur factor for X and y: [-L33⁻¹L32L22⁻¹, L33⁻¹].
+        L33inv = sla.lapack.dtrtri(L33, lower=1)[0]
+        Kyy = L33inv.T @ (a[:, None] * L33inv)
+        G1, k1 = self.G1, self.k1
+        grads = []
+        if m > 1:
+            q2 = self.q2
+            L = self._Mbuf
+            L32 = L[q2:, :q2]
+            Y = L33inv @ L32
+            # Z L22 = Y: the X/y rows of the inverse, Z2 columns (negated).
+            V2 = -sla.solve_triangular(L22, Y.T, lower=True, trans=1, check_finite=False).T
+            Kz = sla.lapack.dpotri(L22, lower=1)[0]  # lower triangle of K_Z
+            aV2 = a[:, None] * V2
+            K2y = V2.T @ (a[:, None] * L33inv)  # (q2, p+1)
+            Ts2 = Ts[1:]
+            diag_all = np.diagonal(Kz) + np.einsum("kr,kr->r", aV2, V2)
+            for (off, G, k), T in zip(self.blocks2, Ts2):
+                if k == 1:
+                    lam = T[0, 0]
+                    if lam == 0.0:
+                        grads.append((off, np.zeros(1)))
+                        continue
+                    Zm = np.array([[G - diag_all[off:off + G].sum()]])
+                else:
+                    idx = off + np.arange(G * k).reshape(G, k)
+                    r_ = idx[:, :, None]
+                    c_ = idx[:, None, :]
+                    lo = np.maximum(r_, c_)
+                    hi = np.minimum(r_, c_)
+                    blk = Kz[lo, hi] + np.einsum("kgi,kgj->gij", aV2[:, idx], V2[:, idx])
+                    Zm = G * np.eye(k) - blk.sum(0)
+                grads.append((off, Zm))
+            # D_g: gradient of <K̃, A_r1 W A_1r> in W, K̃ = Λ_r K̄ Λ_r'.
+            lam_scalar = self.all_scalar2
+            if lam_scalar:
+                lam2 = np.concatenate([np.full(G, T[0, 0]) for (_, G, _), T in zip(self.blocks2, Ts2)])
+                K2yt = lam2[:, None] * K2y
+            else:
+                K2yt = _lam_blocks(K2y, self.blocks2, Ts2, trans=False)
+            if self._pairs is not None:
+                Vp, _ = self._pairs
+                rr, cc, wt = self._pair_rc
+                kv = Kz[rr, cc] + np.einsum("kr,kr->r", aV2[:, rr], V2[:, cc])
+                if lam_scalar:
+                    kv *= lam2[rr] * lam2[cc]
+                else:
+                    Kfull = np.tril(Kz) + np.tril(Kz, -1).T + V2.T @ aV2
+                    Kt = _lam_blocks(_lam_blocks(Kfull, self.blocks2, Ts2, trans=False).T, self.blocks2, Ts2, trans=False)
+                    kv = Kt[rr, cc]
+                D = np.asarray(Vp.T @ (wt * kv)).reshape(G1, k1, k1)
+                if k1 > 1:  # a pair r > r' stands for (j, l) and its mirror (l, j)
+                    D = (D + D.transpose(0, 2, 1)) / 2
+            else:
+                Kfull = np.tril(Kz) + np.tril(Kz, -1).T + V2.T @ aV2
+                if lam_scalar:
+                    Kt = Kfull * np.outer(lam2, lam2)
+                else:
+                    Kt = _lam_blocks(_lam_blocks(Kfull, self.blocks2, Ts2, trans=False).T, self.blocks2, Ts2, trans=False)
+                Ad = self.A21_dense
+                Yd = Kt @ Ad
+                D = np.einsum("rgj,rgl->gjl", Ad.reshape(q2, G1, k1), Yd.reshape(q2, G1, k1))
+            U = np.asarray(self.A12 @ K2yt).reshape(G1, k1, p + 1)
+            E = np.einsum("gjc,glc->gjl", U, self.A1y)
+            D += E + E.transpose(0, 2, 1)
+        else:
+            D = np.zeros((G1, k1, k1))
+        D += np.einsum("gjc,cd,gld->gjl", self.A1y, Kyy, self.A1y)
+        # The first term.
+        T1 = Ts[0]
+        g = np.zeros_like(theta)
+        if k1 == 1:
+            lam, dd = T1[0, 0], aux
+            g[0] = 2.0 * lam * float(np.sum(self.A11[:, 0, 0] / dd) - np.sum(D[:, 0, 0] / dd**2))
+        else:
+            P, Pinv = aux
+            Abar = np.einsum("gij,gjl->il", Pinv, P - np.eye(k1))
+            PT = Pinv @ T1.T  # (G, k, k): P⁻¹T'
+            Dbar = np.einsum("gij,gjl,glm->im", PT, D, PT.transpose(0, 2, 1))
+            self._put_grad(g, 0, (Abar + Abar.T) / 2 - Dbar, T1)
+        pos = k1 * (k1 + 1) // 2
+        for (off, Zm), T in zip(grads, Ts[1:]):
+            k = T.shape[0]
+            if k == 1 and T[0, 0] == 0.0:
+                pass
+            else:
+                self._put_grad(g, pos, Zm, T)
+            pos += k * (k + 1) // 2
+        return f, g
+
+    @staticmethod
+    def _put_grad(g, pos, Zm, T):
+        """∂/∂T[r,c] of 2 tr(Zm T⁻¹E_rc) = 2 (Zm T⁻¹)[c, r], column-major tril order."""
+        k = T.shape[0]
+        ZT = 2.0 * np.linalg.solve(T.T, Zm.T).T  # Zm T⁻¹
+        r, c = _tri_index(k)
+        g[pos:pos + len(r)] = ZT[c, r]
+
+    def deviance(self, theta: np.ndarray) -> float:
+        """lme4's profiled REML criterion or deviance at θ."""
+        self.n_evals += 1
+        try:
+            logdet, _, L33, _ = self.factor(np.asarray(theta, dtype=float))
+        except np.linalg.LinAlgError:
+            return np.inf
+        return self._criterion(logdet, L33)
 
 
 # --------------------------------------------------------------------------
@@ -360,6 +501,167 @@ def _fd_grad_hess(f, theta, free, h, f0, hessian=True):
 
 
 def _optimize(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
+    """Minimise d(θ) from lme4's start (Λ = I) within lme4's bounds."""
+    if prob.has_gradient:
+        return _optimize_grad(prob)
+    return _optimize_fd(prob)
+
+
+def _optimize_grad(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
+    """L-BFGS-B on the exact gradient (see :meth:`_Problem.deviance_grad`).
+
+    The same safeguards as :func:`_optimize_fd`: a first pass with the
+    diagonals kept off 0, probes of small interior values for diagonals that
+    end near 0, and snapping to the boundary. Where a diagonal of a term with
+    several columns is 0, Λ⁻¹ does not exist and the gradient is taken by
+    forward differences.
+    """
+    ks = prob.ks
+    theta0 = np.concatenate([np.eye(k)[_tri_index(k)] for k in ks])
+    lower = _theta_lower(ks)
+    diag = lower == 0
+    vec_diag = np.concatenate([np.full(k * (k + 1) // 2, k > 1) for k in ks]) & diag
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    f = prob.deviance
+
+    def fg(theta):
+        theta = np.asarray(theta, dtype=float)
+        if not np.any(vec_diag & (theta < 1e-8)):
+            return prob.deviance_grad(theta)
+        f0 = f(theta)
+        g = np.empty_like(theta)
+        for i in range(len(theta)):
+            h = 1e-7 * max(1.0, abs(theta[i]))
+            e = np.zeros_like(theta)
+            e[i] = h
+            g[i] = (f(theta + e) - f0) / h
+        return f0, g
+
+    opts = {"ftol": _LBFGS_FTOL, "gtol": 1e-7, "maxiter": 1000, "maxfun": 10000}
+    floor = 1e-2
+    start = _moment_start(prob, theta0)
+    if start is not None:
+        start = np.where(diag, np.maximum(start, 5 * floor), start)
+        if f(start) < f(theta0):
+            theta0 = start
+    res = sopt.minimize(
+        fg, theta0, jac=True, method="L-BFGS-B", options=opts,
+        bounds=[(floor if lo == 0 else b[0], None) for lo, b in zip(lower, bounds)],
+    )
+    if np.any(diag & (res.x <= floor * (1 + 1e-9))):
+        res = sopt.minimize(fg, res.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
+    theta, fval = res.x, float(res.fun)
+    message = str(res.message)
+    near = diag & (theta < 1e-3)
+    if near.any():
+        probes = [(f(np.where(near, v, theta)), v) for v in (0.1, 0.01)]
+        fp, v = min(probes)
+        if fp < fval:
+            res_b = sopt.minimize(fg, np.where(near, v, theta), jac=True, method="L-BFGS-B",
+                                  bounds=bounds, options=opts)
+            if res_b.fun < fval - 1e-9:
+                res, theta, fval, message = res_b, res_b.x, float(res_b.fun), str(res_b.message)
+    small = diag & (theta < 1e-4)
+    if small.any():
+        snapped = np.where(small, 0.0, theta)
+        fs = f(snapped)
+        if fs <= fval + 1e-9:
+            theta, fval = snapped, fs
+    # Newton steps on the free coordinates, with the Hessian from forward
+    # differences of the exact gradient; the same Hessian scales lme4's
+    # check.conv.grad below.
+    free = ~(diag & (theta < 1e-6))
+    idx = np.flatnonzero(free)
+    fv, g_all = fg(theta)
+    g = g_all[idx]
+    H = None
+    expensive = prob.m > 1 and prob.q2 >= 400
+    tol = 1e-13 * max(1.0, abs(fval))
+    if len(idx) and np.max(np.abs(g)) > tol:
+        H = np.zeros((len(idx), len(idx)))
+        for a, i in enumerate(idx):
+            h = 1e-6 * max(1.0, abs(theta[i]))
+            e = np.zeros_like(theta)
+            e[i] = h
+            H[a] = (fg(theta + e)[1][idx] - g) / h
+        H = (H + H.T) / 2
+        try:
+            np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:
+            H_ok = False
+        else:
+            H_ok = True
+        # Newton steps with this one Hessian (each step costs one evaluation).
+        for _ in range(2 if expensive else 3):
+            if not H_ok or np.max(np.abs(g)) <= tol:
+                break
+            step = -np.linalg.solve(H, g)
+            cap = 0.1 * np.maximum(1.0, np.abs(theta[idx]))
+            step *= min(1.0, float(np.min(cap / np.maximum(np.abs(step), 1e-300))))
+            cand = theta.copy()
+            cand[idx] += step
+            cand = np.maximum(cand, lower)
+            fc, gc = fg(cand)
+            # d(θ) is only known to ~1e-15 relative near the optimum: accept a
+            # step that does not raise it beyond that and shrinks the gradient.
+            if not (fc <= fval + 1e-14 * abs(fval) and np.max(np.abs(gc[idx])) < np.max(np.abs(g))):
+                break
+            theta, fval, g = cand, min(fc, fval), gc[idx]
+    mingrad = np.abs(g)
+    if len(g) and H is not None:
+        try:
+            R = np.linalg.cholesky(H).T
+            mingrad = np.minimum(mingrad, np.abs(np.linalg.solve(R, g)))
+        except np.linalg.LinAlgError:
+            pass
+    gmax = float(np.max(mingrad)) if len(g) else 0.0
+    converged = gmax < 2e-3
+    if not converged:
+        message = f"{message}; gradient {gmax:.3g} at the optimum"
+    if H is not None and len(g) and np.any(np.diag(H) < 0):
+        converged = False
+        message = f"{message}; negative curvature at the optimum"
+    return theta, fval, converged, message
+
+
+_LBFGS_FTOL = 1e-11
+
+
+def _moment_start(prob: _Problem, theta0: np.ndarray) -> np.ndarray | None:
+    """θ from moments for the intercept-only terms (the others keep Λ = I).
+
+    Per grouping factor, the spread of the group means of the OLS residuals
+    beyond what the within-group variance explains; σ² the smallest
+    within-group variance. Only a start: the caller keeps Λ = I where that
+    gives the lower deviance.
+    """
+    d = prob.design
+    if not any(t.k == 1 and np.all(t.Z == 1.0) for t in d.terms):
+        return None
+    X, y = d.X, d.y
+    r = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if d.p else y - 0.0
+    n = len(r)
+    s2, within = [], []
+    for t in d.terms:
+        G = t.n_levels
+        cnt = np.bincount(t.codes, minlength=G).astype(float)
+        cnt[cnt == 0] = 1.0
+        m = np.bincount(t.codes, weights=r, minlength=G) / cnt
+        within.append(float(((r - m[t.codes]) ** 2).sum()) / max(n - G, 1))
+        between = float(np.mean((m - r.mean()) ** 2))
+        s2.append(max(between - within[-1] * float(np.mean(1.0 / cnt)), 0.0))
+    sig2 = min(within)
+    if not sig2 > 0:
+        return None
+    out, pos = theta0.copy(), 0
+    for t, v in zip(d.terms, s2):
+        if t.k == 1 and np.all(t.Z == 1.0):
+            out[pos] = math.sqrt(v / sig2)
+        pos += t.k * (t.k + 1) // 2
+    return out
+
+
+def _optimize_fd(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     """Minimise d(θ) from lme4's start (Λ = I) within lme4's bounds.
 
     L-BFGS-B on forward differences gets close cheaply; Newton steps on
