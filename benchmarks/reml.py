@@ -179,6 +179,9 @@ def main(argv=None) -> int:
                          lme4=11.0, agree=_agree(fit, m), evals=fit.n_evaluations))
         print(f"  {name}: done", file=sys.stderr)
 
+    load_after = os.getloadavg()
+    print(f"load average before {load[0]:.2f}, after {load_after[0]:.2f} (1-minute)", file=sys.stderr)
+
     def fmt(v):
         return "n/a" if v is None else f"{v * 1e3:.1f}"
 
@@ -202,7 +205,8 @@ def main(argv=None) -> int:
             "# REML benchmark\n\n"
             f"`{' '.join(['.venv/bin/python', 'benchmarks/reml.py'] + (argv if argv is not None else sys.argv[1:]))}`"
             f" on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')}, load average before the run {load[0]:.2f} "
+            f"{time.strftime('%Y-%m-%d')}, 1-minute load average {load[0]:.2f} before the run and "
+            f"{load_after[0]:.2f} after "
             "(other processes share the machine: small-model times move by 2-3x between runs).\n\n"
             "Times: whole fit from the data frame, median of the repeats (bayesmer and mixedlm "
             f"{args.repeats} on the reference models, 3 on InstEval; statsmodels half as many). "
