@@ -33,7 +33,7 @@ def fit(
     sampler: str = "nutpie",
     strategy: str = "auto",
     progress: bool = True,
-    backend: str = "c",
+    backend: str = "pytensor",
     target_accept: float = 0.8,
     log_likelihood: bool | None = None,
     sample_posterior_predictive: bool = False,
@@ -59,7 +59,7 @@ def fit(
         factor only), ``"full"`` samples them; ``"auto"`` picks marginal
         when it applies.
     progress : bool
-    backend : {"c", "numba"}
+    backend : {"pytensor", "numba"}
         How nutpie evaluates the model; see :func:`bayesmer.sampling.sample`.
     target_accept : float
     log_likelihood, sample_posterior_predictive, sample_prior

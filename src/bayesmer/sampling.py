@@ -41,7 +41,7 @@ class Sampled:
     idata: xr.DataTree
     timings: dict = field(default_factory=dict)
     sampler: str = "nutpie"
-    backend: str = "c"
+    backend: str = "pytensor"
 
 
 def _check_counts(draws, tune, chains):
@@ -59,13 +59,14 @@ def _initial_point_fn(built: BuiltModel):
     )
 
 
-def _compile_c(built: BuiltModel):
-    """nutpie driving PyTensor's C functions through its Python-function interface.
+def _compile_pytensor(built: BuiltModel):
+    """nutpie driving an ordinary PyTensor function through its Python-function interface.
 
-    nutpie's own route (numba) spends 10-40 s compiling even a small model;
-    PyTensor's C ops are cached on disk, so this costs ~2 s. Each gradient
-    then pays a Python call (~20 µs), which is small next to compile time for
-    all but very long runs.
+    ``nutpie.compile_pymc_model`` compiles the whole graph into one native
+    callback, which numba cannot cache: 10-40 s even for sleepstudy. A
+    PyTensor function in its default mode reuses PyTensor's on-disk cache of
+    compiled ops and is ready in ~2 s; each gradient then pays a Python call
+    (20-70 µs), small next to that compile time for all but very long runs.
     """
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords
     from nutpie.compiled_pyfunc import from_pyfunc
@@ -117,8 +118,8 @@ def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_acce
     import nutpie
 
     t0 = time.perf_counter()
-    if backend == "c":
-        compiled = _compile_c(built)
+    if backend == "pytensor":
+        compiled = _compile_pytensor(built)
         # Python-level logp calls hold the GIL: parallel chains would only
         # contend for it (a convoy that made sampling 10x slower here).
         cores = 1
@@ -236,7 +237,7 @@ def sample(
     sampler: str = "nutpie",
     progress: bool = True,
     *,
-    backend: str = "c",
+    backend: str = "pytensor",
     target_accept: float = 0.8,
     log_likelihood: bool | None = None,
     sample_posterior_predictive: bool = False,
@@ -254,10 +255,11 @@ def sample(
         Seeds the sampler and the exact draws of b under ``"marginal"``.
     sampler : {"nutpie", "pymc"}
     progress : bool
-    backend : {"c", "numba"}
+    backend : {"pytensor", "numba"}
         For nutpie: ``"numba"`` is ``nutpie.compile_pymc_model`` (fastest
-        gradients, slow compile); ``"c"`` (default) feeds nutpie PyTensor's
-        cached C functions (compiles in seconds).
+        gradients, 10-40 s to compile); ``"pytensor"`` (default) hands nutpie
+        an ordinary compiled PyTensor function (ready in seconds, a Python
+        call per gradient).
     target_accept : float
     log_likelihood : bool, optional
         Pointwise log-likelihood group; by default only when it stays small
@@ -274,8 +276,8 @@ def sample(
     _check_counts(draws, tune, chains)
     if sampler not in ("nutpie", "pymc"):
         raise ValueError(f"sampler must be 'nutpie' or 'pymc', not {sampler!r}")
-    if backend not in ("c", "numba"):
-        raise ValueError(f"backend must be 'c' or 'numba', not {backend!r}")
+    if backend not in ("pytensor", "numba"):
+        raise ValueError(f"backend must be 'pytensor' or 'numba', not {backend!r}")
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     if sampler == "nutpie":
