@@ -209,9 +209,10 @@ def _pointwise(design, beta, sigma, bs, fn, chunk=200):
 def _log_prior(post: xr.Dataset, built: BuiltModel, design) -> xr.Dataset:
     pri = built.priors
     out = {}
-    beta = post[built.beta]
-    lp = np.stack([p.logp(beta.sel(fixed=n).to_numpy()) for n, p in pri.fixed], axis=-1)
-    out[built.beta] = (("chain", "draw", "fixed"), lp)
+    if pri.fixed:
+        beta = post[built.beta]
+        lp = np.stack([p.logp(beta.sel(fixed=n).to_numpy()) for n, p in pri.fixed], axis=-1)
+        out[built.beta] = (("chain", "draw", "fixed"), lp)
     for t in design.terms:
         sd = post[built.sd[t.name]].transpose(*_SAMPLE, ...).to_numpy()
         lp = np.stack([p.logp(sd[..., i]) for i, p in enumerate(pri.sd_priors(t.name))], axis=-1)
