@@ -4,7 +4,14 @@ One design feeds both estimators: :func:`reml` (exact REML/ML, as lme4) and
 :func:`fit` (PyMC's Mixed Model 7 sampled with NUTS), reported side by side.
 """
 
-from . import datasets
+import warnings as _warnings
+
+# PyTensor warns on import when it cannot link its own BLAS; bayesmer's graphs
+# are small per-group algebra that numpy's BLAS serves, so the warning only
+# alarms users.
+_warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
+
+from . import checking, datasets, plots
 from .datasets import simulate_clark, simulate_ogorek
 from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
@@ -25,12 +32,19 @@ from .priors import (
     parse_prior,
 )
 from .results import BayesFit
+from .checking import CheckError, compare, prior_sweep, sensitivity
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesFit",
     "BuildError",
+    "CheckError",
+    "checking",
+    "compare",
+    "plots",
+    "prior_sweep",
+    "sensitivity",
     "Exponential",
     "HalfCauchy",
     "HalfNormal",

@@ -100,10 +100,14 @@ def fit(
         design=design,
         reml=reml,
         priors=prior_set,
-        model=built,
+        built=built,
         idata=sampled.idata,
         timings=sampled.timings,
         strategy=built.strategy,
+        settings={
+            "draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
+            "strategy": strategy, "backend": backend, "target_accept": target_accept,
+        },
     )
     diagnose(result, stacklevel=3)
     return result

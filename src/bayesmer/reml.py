@@ -21,7 +21,6 @@ products are ``A₂₁ W A₁₂`` and ``A₂₁ W A₁y``, cached on the first 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import warnings
@@ -33,6 +32,7 @@ import scipy.linalg as sla
 import scipy.optimize as sopt
 import scipy.sparse as sp
 
+from ._threads import one_blas_thread
 from .design import Design, build_design
 from .formula import Formula
 
@@ -1055,30 +1055,6 @@ def _varcorr(design: Design, covs: dict, sigma: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
 
 
-def _blas_threads():
-    """One BLAS thread during a fit.
-
-    numpy and scipy ship separate OpenBLAS builds; with both keeping threads
-    spinning, a tiny scipy call (L-BFGS-B's) can take milliseconds, and a
-    multithreaded Cholesky slows several-fold when another process holds a
-    core. The dense blocks here are too small to gain much from threads.
-    """
-    controller = _controller()
-    if controller is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
-
-
-@functools.lru_cache(maxsize=1)
-def _controller():
-    """threadpoolctl's view of the loaded BLAS libraries, inspected once."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # an optional speed-up only
-        return None
-    return ThreadpoolController()
-
-
 def fit_reml(design: Design, method: str = "REML") -> RemlFit:
     """Fit a linear mixed model to a design by REML or ML, as lme4 does.
 
@@ -1103,7 +1079,7 @@ def fit_reml(design: Design, method: str = "REML") -> RemlFit:
     if method == "REML" and n <= p:
         raise ValueError(f"REML needs more observations ({n}) than fixed effects ({p})")
     prob = _Problem(design, reml=method == "REML")
-    with _blas_threads():
+    with one_blas_thread():
         theta, fval, converged, message = _optimize(prob)
         beta, vcov, sigma, bs, cvs, Ts = _estimates(prob, theta)
     names = list(design.fixed_names)

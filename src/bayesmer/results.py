@@ -39,26 +39,55 @@ class BayesFit:
     reml : RemlFit
         The REML fit that started the chains, reported alongside.
     priors : PriorSet
-    model : BuiltModel
+    built : BuiltModel
+        The PyMC model with the names of its variables.
     idata : xarray.DataTree
     timings : dict
         Seconds spent compiling, sampling and post-processing.
     strategy : {"marginal", "full"}
+    settings : dict
+        The sampler settings of :func:`bayesmer.fit` (draws, tune, chains,
+        seed, ...), reused by :func:`bayesmer.prior_sweep` to refit.
     """
 
     design: object
     reml: object
     priors: PriorSet
-    model: BuiltModel
+    built: BuiltModel
     idata: xr.DataTree
     timings: dict = field(default_factory=dict)
     strategy: str = "marginal"
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def model(self):
+        """The ``pm.Model`` (``pm.model_to_graphviz(fit.model)`` draws it)."""
+        return self.built.model
+
+    # ---- checking --------------------------------------------------------
+    def sensitivity(self, threshold: float = 0.05) -> pd.DataFrame:
+        """Power-scaling prior/likelihood sensitivity; see :func:`bayesmer.checking.sensitivity`."""
+        from .checking import sensitivity
+
+        return sensitivity(self, threshold)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO over rows; see :func:`bayesmer.checking.loo`."""
+        from .checking import loo
+
+        return loo(self, **kwargs)
+
+    def logo(self, **kwargs):
+        """Leave-one-group-out with exact group marginals; see :func:`bayesmer.checking.logo`."""
+        from .checking import logo
+
+        return logo(self, **kwargs)
 
     # ---- parameter table -------------------------------------------------
     def _scalars(self) -> tuple[list[tuple[str, str, str]], xr.Dataset, list[float], list[float]]:
         """One (chain, draw) variable per reported parameter, with REML values."""
         post = self.idata["posterior"].to_dataset()
-        d, m, r = self.design, self.model, self.reml
+        d, m, r = self.design, self.built, self.reml
         keys, data, reml_v, reml_se = [], {}, [], []
 
         def add(key, arr, rv, rse=np.nan):
@@ -154,7 +183,7 @@ class BayesFit:
         post = self.idata["posterior"]
         out = {}
         for t in self.design.terms:
-            b = post[self.model.b[t.name]].mean(_SAMPLE).to_numpy()
+            b = post[self.built.b[t.name]].mean(_SAMPLE).to_numpy()
             out[t.name] = pd.DataFrame(b, index=list(t.levels), columns=list(t.terms))
         return out
 
@@ -192,7 +221,7 @@ class BayesFit:
         -------
         ndarray (draws, rows) or DataFrame
         """
-        d, m = self.design, self.model
+        d, m = self.design, self.built
         post = self.idata["posterior"].to_dataset()
         df = d.frame if newdata is None else newdata
         nd = new_data(d, df)
@@ -223,10 +252,10 @@ class BayesFit:
         )
 
     def _L(self, post, t) -> np.ndarray:
-        sd = _stack(post, self.model.sd[t.name])
+        sd = _stack(post, self.built.sd[t.name])
         if t.k == 1:
             return sd[:, :, None]
-        R = _stack(post, self.model.corr[t.name])
+        R = _stack(post, self.built.corr[t.name])
         return sd[:, :, None] * np.linalg.cholesky(R + 1e-12 * np.eye(t.k))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from ._threads import one_blas_thread
 from .builder import BuiltModel, draw_conditional_b
 
 __all__ = ["Sampled", "sample", "linear_predictor"]
@@ -281,10 +282,11 @@ def sample(
         raise ValueError(f"backend must be 'pytensor' or 'numba', not {backend!r}")
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
-    if sampler == "nutpie":
-        raw, t_compile, t_sample = _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept)
-    else:
-        raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+    with one_blas_thread():
+        if sampler == "nutpie":
+            raw, t_compile, t_sample = _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept)
+        else:
+            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
     t0 = time.perf_counter()
     rng = _new_rng(seed)
 
