@@ -95,11 +95,37 @@ def test_loo_and_logo(default_fit):
     assert groups.elpd < rows.elpd
 
 
-def test_logo_needs_one_grouping_factor():
+def test_logo_on_crossed_terms_needs_a_named_group():
     pen = pd.read_csv(DATA / "penicillin.csv")
     fit = _fit("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, draws=100, tune=100, chains=1)
-    with pytest.raises(checking.CheckError, match="one grouping factor"):
+    with pytest.raises(checking.CheckError, match="crossed: name the factor"):
         checking.logo(fit)
+    with pytest.raises(checking.CheckError, match="crossed"):
+        checking.group_loglik(fit)
+    with pytest.warns(UserWarning, match="conditional on the random effects"):
+        res = checking.logo(fit, group="plate")
+    assert res.n_data_points == 24
+
+
+def test_group_loglik_exact_for_nested_terms():
+    pastes = pd.read_csv(DATA / "pastes.csv")
+    fit = _fit("strength ~ 1 + (1 | batch/cask)", pastes, draws=100, tune=100, chains=1)
+    ll = checking.group_loglik(fit)
+    assert ll.shape[2] == 10  # one per batch: casks nest within batches
+    post = fit.idata["posterior"]
+    beta = post["beta"].values[0, 3]
+    sigma = float(post["sigma"].values[0, 3])
+    sd_b = float(post["sd_batch"].values[0, 3, 0])
+    sd_c = float(post["sd_batch:cask"].values[0, 3, 0])
+    d = fit.design
+    batch = next(t for t in d.terms if t.name == "batch")
+    cask = next(t for t in d.terms if t.name == "batch:cask")
+    for j in (0, 9):
+        rows = batch.codes == j
+        same_cask = cask.codes[rows][:, None] == cask.codes[rows][None, :]
+        cov = sd_b**2 + sd_c**2 * same_cask + sigma**2 * np.eye(rows.sum())
+        expect = stats.multivariate_normal(d.X[rows] @ beta, cov).logpdf(d.y[rows])
+        assert ll[0, 3, j] == pytest.approx(expect, rel=1e-9)
 
 
 def test_compare_ranks_cross_level_model_first(ogorek):
@@ -157,3 +183,40 @@ def test_plots_draw(default_fit):
         matplotlib.pyplot.close(fig)
     with pytest.raises(ValueError, match="unknown random-effect term"):
         plots.plot_shrinkage(default_fit, term="Nope")
+    with pytest.raises(ValueError, match="sample_prior=True"):
+        plots.plot_ppc(default_fit, kind="prior")
+
+
+def test_prior_predictive_check(sleep):
+    fit = _fit(SLEEP, sleep, draws=100, tune=100, chains=1, sample_prior=200, sample_posterior_predictive=True)
+    prior = np.asarray(fit.idata["prior_predictive"]["Reaction"].values)
+    post = np.asarray(fit.idata["posterior_predictive"]["Reaction"].values)
+    # the data-scaled default priors are wide: prior replicates spread far more than posterior ones
+    assert prior.std() > 3 * post.std()
+    assert abs(post.mean() - sleep["Reaction"].mean()) < 5
+    for kind in ("prior", "posterior"):
+        fig = plots.plot_ppc(fit, kind=kind, seed=2)
+        assert fig.axes[0].get_title() == f"{kind} predictive check"
+        matplotlib.pyplot.close(fig)
+
+
+MODELS = sorted((Path(__file__).parents[1] / "models").glob("*.toml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+def test_loo_and_logo_on_every_model_file(path):
+    from bayesmer.modelfile import load_data, load_model_file
+
+    spec = load_model_file(path)
+    data = load_data(spec)
+    fit = _fit(spec.formula, data, priors=spec.prior_dict, draws=150, tune=150, chains=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = checking.loo(fit)
+        if checking._outer_factor(fit.design, None) is None:
+            groups = checking.logo(fit, group=fit.design.terms[0].group)
+        else:
+            groups = checking.logo(fit)
+    assert rows.n_data_points == fit.design.n and np.isfinite(rows.elpd)
+    assert 2 <= groups.n_data_points < fit.design.n and np.isfinite(groups.elpd)

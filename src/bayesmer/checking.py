@@ -206,92 +206,131 @@ def loo(fit, **kwargs):
     return az_loo(fit.idata, **kwargs)
 
 
-def _single_factor(design) -> tuple[np.ndarray, tuple[str, ...], str]:
-    factors = {t.factors for t in design.terms}
-    if len(factors) != 1:
-        raise CheckError(
-            "leave-one-group-out needs every random-effect term on one grouping factor; "
-            f"this model has {sorted(':'.join(f) for f in factors)}"
-        )
-    t = design.terms[0]
-    return t.codes, t.levels, t.group
+def _outer_factor(design, group: str | None) -> tuple[str, ...] | None:
+    """The factor whose groups carry all random effects (single or nested), if any.
+
+    Terms on ``a``, ``a:b``, ``a:b:c`` all nest within ``a``: each group of
+    ``a`` then holds its own random effects and is independent of the others
+    given the hyperparameters, so its marginal likelihood is exact.
+    """
+    factors = [t.factors for t in design.terms]
+    outer = min(factors, key=len)
+    if all(f[: len(outer)] == outer for f in factors):
+        if group is None or tuple(group.split(":")) == outer:
+            return outer
+    return None
 
 
-def group_loglik(fit) -> np.ndarray:
+def _group_codes(design, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    for t in design.terms:
+        if t.factors == factors:
+            return t.codes, t.levels
+    names = [t.group for t in design.terms]
+    raise CheckError(f"no random-effect term is grouped by {':'.join(factors)!r}; groups: {names}")
+
+
+def _chol_draws(fit, t) -> np.ndarray:
+    """Per draw, the Cholesky factor of the term's covariance, shape (S, k, k)."""
+    sd = _draws(fit, f"sd_{t.name}")
+    if t.k == 1:
+        return sd[:, :, None]
+    # jitter keeps the factor defined for draws with |corr| = 1
+    chol = np.linalg.cholesky(_draws(fit, f"corr_{t.name}") + 1e-12 * np.eye(t.k))
+    return sd[:, :, None] * chol
+
+
+def group_loglik(fit, group: str | None = None) -> np.ndarray:
     """Each group's exact marginal log-likelihood per draw, shape (chain, draw, groups).
 
-    The group's random effects are integrated out: ``y_j ~ N(X_j beta,
-    sigma^2 I + Z_j Psi Z_j')``, evaluated from per-group sufficient statistics
-    with the matrix determinant lemma and Woodbury's identity.
+    The group's random effects, of every term nested in it, are integrated
+    out: ``y_j ~ N(X_j beta, sigma^2 I + Z_j Psi_j Z_j')``, evaluated with the
+    matrix determinant lemma and Woodbury's identity (q_j x q_j algebra per
+    draw, q_j the group's number of random effects).
+
+    Raises
+    ------
+    CheckError
+        When the terms are crossed: groups are then not independent.
     """
     d = fit.design
-    codes, levels, _ = _single_factor(d)
-    G = len(levels)
-    Z = np.concatenate([t.Z for t in d.terms], axis=1)
-    K = Z.shape[1]
-    ZtZ = np.zeros((G, K, K))
-    ZtX = np.zeros((G, K, d.p))
-    Zty = np.zeros((G, K))
-    XtX = np.zeros((G, d.p, d.p))
-    Xty = np.zeros((G, d.p))
-    yty = np.zeros(G)
-    np.add.at(ZtZ, codes, Z[:, :, None] * Z[:, None, :])
-    np.add.at(ZtX, codes, Z[:, :, None] * d.X[:, None, :])
-    np.add.at(Zty, codes, Z * d.y[:, None])
-    np.add.at(XtX, codes, d.X[:, :, None] * d.X[:, None, :])
-    np.add.at(Xty, codes, d.X * d.y[:, None])
-    np.add.at(yty, codes, d.y**2)
-    nj = np.bincount(codes, minlength=G).astype(float)
-
-    post = fit.idata["posterior"]
-    shape = post["sigma"].shape
-    beta = _draws(fit, "beta")
-    sigma = _draws(fit, "sigma")
-    S = sigma.shape[0]
-    L = np.zeros((S, K, K))
-    off = 0
-    for t in d.terms:
-        sd = _draws(fit, f"sd_{t.name}")
-        if t.k > 1:
-            corr = _draws(fit, f"corr_{t.name}")
-            # jitter keeps the Cholesky defined at |corr| = 1 draws
-            chol = np.linalg.cholesky(corr + 1e-12 * np.eye(t.k))
-        else:
-            chol = np.ones((S, 1, 1))
-        L[:, off : off + t.k, off : off + t.k] = sd[:, :, None] * chol
-        off += t.k
-
-    out = np.empty((S, G))
+    outer = _outer_factor(d, group)
+    if outer is None:
+        raise CheckError(
+            "exact group marginals need every random-effect term nested in the group "
+            f"({[t.group for t in d.terms]} are crossed); use logo(fit, group=...) for the "
+            "conditional version"
+        )
+    codes, levels = _group_codes(d, outer)
+    shape = fit.idata["posterior"]["sigma"].shape
+    beta, sigma = _draws(fit, "beta"), _draws(fit, "sigma")
     s2 = sigma**2
-    for s in range(S):
-        rr = yty - 2 * Xty @ beta[s] + np.einsum("gij,i,j->g", XtX, beta[s], beta[s])
-        Ztr = Zty - ZtX @ beta[s]
-        LtZtZL = np.einsum("ki,gkl,lj->gij", L[s], ZtZ, L[s])
-        M = np.eye(K) + LtZtZL / s2[s]
+    chols = [_chol_draws(fit, t) for t in d.terms]
+    S = sigma.shape[0]
+    out = np.empty((S, len(levels)))
+    for j in range(len(levels)):
+        rows = np.flatnonzero(codes == j)
+        r = d.y[rows][None, :] - beta @ d.X[rows].T  # (S, n_j)
+        # Z_j L_j, one block of columns per term level present in the group
+        blocks = []
+        for t, L in zip(d.terms, chols):
+            tc = t.codes[rows]
+            for lev in np.unique(tc):
+                Zl = np.where((tc == lev)[:, None], t.Z[rows], 0.0)  # (n_j, k)
+                blocks.append(np.einsum("nk,skl->snl", Zl, L))
+        ZL = np.concatenate(blocks, axis=2)  # (S, n_j, q_j)
+        q = ZL.shape[2]
+        M = np.eye(q) + np.einsum("snq,snr->sqr", ZL, ZL) / s2[:, None, None]
         cM = np.linalg.cholesky(M)
-        v = np.einsum("ki,gk->gi", L[s], Ztr)
+        v = np.einsum("snq,sn->sq", ZL, r)
         w = np.linalg.solve(cM, v[..., None])[..., 0]
         logdet = 2 * np.log(np.diagonal(cM, axis1=1, axis2=2)).sum(axis=1)
-        quad = rr - (w**2).sum(axis=1) / s2[s]
-        out[s] = -0.5 * nj * np.log(2 * np.pi * s2[s]) - 0.5 * logdet - quad / (2 * s2[s])
-    return out.reshape(shape + (G,))
+        quad = (r**2).sum(axis=1) - (w**2).sum(axis=1) / s2
+        out[:, j] = -0.5 * rows.size * np.log(2 * np.pi * s2) - 0.5 * logdet - quad / (2 * s2)
+    return out.reshape(shape + (len(levels),))
 
 
-def logo(fit, **kwargs):
-    """Leave-one-group-out cross-validation with exact group marginal likelihoods.
+def logo(fit, group: str | None = None, **kwargs):
+    """Leave-one-group-out cross-validation by PSIS over groups.
 
-    Each group's random effects are integrated out exactly (Gaussian model), so
-    PSIS over groups needs no refit and no approximation of the integral.
+    When every term is nested in ``group`` (the default: the outermost
+    grouping factor), each group's random effects are integrated out exactly
+    (Gaussian model), so no refit and no approximation of that integral is
+    needed. For crossed terms the groups are not independent; name ``group``
+    and the pointwise log-likelihood, conditional on the random effects, is
+    summed within each of its groups (brms' grouped LOO), with a warning.
     """
+    import warnings
+
     from arviz_base import from_dict
     from arviz_stats import loo as az_loo
 
-    _, levels, group = _single_factor(fit.design)
-    ll = group_loglik(fit)
+    d = fit.design
+    outer = _outer_factor(d, group)
+    if outer is not None:
+        _, levels = _group_codes(d, outer)
+        ll = group_loglik(fit, ":".join(outer))
+        name = ":".join(outer)
+    else:
+        if group is None:
+            raise CheckError(
+                f"the random-effect terms {[t.group for t in d.terms]} are crossed: name the "
+                "factor to leave out, e.g. logo(fit, group=...)"
+            )
+        _require(fit, "log_likelihood")
+        codes, levels = _group_codes(d, tuple(group.split(":")))
+        warnings.warn(
+            f"terms are crossed: leaving out groups of {group!r} with the log-likelihood "
+            "conditional on the random effects, not the exact marginal",
+            UserWarning,
+            stacklevel=2,
+        )
+        pointwise = np.asarray(fit.idata["log_likelihood"][d.response].values)
+        ll = np.stack([pointwise[..., codes == j].sum(axis=-1) for j in range(len(levels))], axis=-1)
+        name = group
     tree = from_dict(
-        {"posterior": {"sigma": fit.idata["posterior"]["sigma"].values}, "log_likelihood": {group: ll}},
-        dims={group: [f"{group}_level"]},
-        coords={f"{group}_level": list(levels)},
+        {"posterior": {"sigma": fit.idata["posterior"]["sigma"].values}, "log_likelihood": {name: ll}},
+        dims={name: [f"{name}_level"]},
+        coords={f"{name}_level": list(levels)},
     )
     return az_loo(tree, **kwargs)
 

@@ -185,15 +185,33 @@ def posterior_predictive(fit, ndraws: int | None = None, seed=None) -> np.ndarra
     return mu + sigma[idx, None] * rng.standard_normal(mu.shape)
 
 
-def plot_ppc(fit, ndraws: int = 50, seed=None, ax=None):
+def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior", ax=None):
     """Densities of replicated data over the observed response.
+
+    Parameters
+    ----------
+    kind : {"posterior", "prior"}
+        ``"posterior"`` replicates from the posterior (the stored
+        ``posterior_predictive`` group when there is one); ``"prior"`` needs the
+        ``prior_predictive`` group, from ``bayesmer.fit(..., sample_prior=True)``.
 
     Returns the matplotlib figure.
     """
     from scipy.stats import gaussian_kde
 
     plt = _plt()
-    yrep = posterior_predictive(fit, ndraws, seed)
+    rng = np.random.default_rng(seed)
+    group = f"{kind}_predictive"
+    if kind not in ("posterior", "prior"):
+        raise ValueError(f"kind must be 'posterior' or 'prior', not {kind!r}")
+    if group in fit.idata.children:
+        arr = np.asarray(fit.idata[group][fit.design.response].values)
+        arr = arr.reshape(-1, arr.shape[-1])
+        yrep = arr[rng.choice(arr.shape[0], min(ndraws, arr.shape[0]), replace=False)]
+    elif kind == "prior":
+        raise ValueError("the fit has no prior_predictive group: refit with bayesmer.fit(..., sample_prior=True)")
+    else:
+        yrep = posterior_predictive(fit, ndraws, seed)
     y = fit.design.y
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
@@ -203,7 +221,7 @@ def plot_ppc(fit, ndraws: int = 50, seed=None, ax=None):
         ax.plot(grid, gaussian_kde(row)(grid), color="C0", alpha=0.15, lw=0.8, label="replicated" if k == 0 else None)
     ax.plot(grid, gaussian_kde(y)(grid), color="k", lw=2, label="observed")
     ax.set_xlabel(fit.design.response)
-    ax.set_title("posterior predictive check", fontsize=10)
+    ax.set_title(f"{kind} predictive check", fontsize=10)
     ax.legend(fontsize=7)
     ax.figure.tight_layout()
     return ax.figure
