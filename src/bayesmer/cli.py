@@ -329,50 +329,50 @@ def _product(coords):
     return itertools.product(*coords)
 
 
-def _plot_trace(cols, path: Path) -> None:
+def _columns_tree(cols):
+    """A DataTree with one scalar posterior variable per (label, chains x draws) column."""
+    from arviz_base import from_dict
+
+    return from_dict({"posterior": {label: arr for label, arr in cols}})
+
+
+def _save_plot(plot, cols, path: Path, ncol: int, height: float, **kwargs) -> None:
+    """Draw ``plot`` (an arviz_plots function) on the columns with matplotlib and save it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(cols), 2, figsize=(10, 1.9 * len(cols)), squeeze=False)
-    for (label, arr), (left, right) in zip(cols, axes):
-        for c in range(arr.shape[0]):
-            left.hist(arr[c], bins=30, histtype="step", density=True)
-            right.plot(arr[c], lw=0.5)
-        left.set_title(label, fontsize=9, loc="left")
-        left.set_yticks([])
-    axes[-1, 1].set_xlabel("draw")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    nrow = -(-len(cols) // ncol)
+    before = set(plt.get_fignums())
+    try:
+        pc = plot(
+            _columns_tree(cols),
+            backend="matplotlib",
+            figure_kwargs={"figsize": (10, height * nrow), "layout": "constrained"},
+            **kwargs,
+        )
+        pc.savefig(path, dpi=90)
+    finally:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
+
+
+def _plot_trace(cols, path: Path) -> None:
+    """Per parameter, the chains' densities (left) and traces (right), by arviz_plots."""
+    import arviz_plots as azp
+
+    _save_plot(azp.plot_trace_dist, cols, path, ncol=1, height=1.9, compact=False)
 
 
 def _plot_rank(cols, path: Path) -> None:
-    import matplotlib
+    """Rank Δ-ECDF per chain and parameter, by arviz_plots: flat bands are mixed chains."""
+    import arviz_plots as azp
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from scipy.stats import rankdata
-
-    ncol = 3
-    nrow = -(-len(cols) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(10, 2.2 * nrow), squeeze=False)
-    for ax in axes.flat[len(cols):]:
-        ax.axis("off")
-    for (label, arr), ax in zip(cols, axes.flat):
-        ranks = rankdata(arr.reshape(-1)).reshape(arr.shape)
-        bins = np.linspace(0, ranks.size, 21)
-        for c in range(arr.shape[0]):
-            ax.hist(ranks[c], bins=bins, histtype="step")
-        # uniform ranks per chain are what mixed chains give
-        ax.axhline(arr.shape[1] / 20, color="k", ls=":", lw=0.8)
-        ax.set_title(label, fontsize=9, loc="left")
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    chains = min(arr.shape[0] for _, arr in cols)
+    # the multiple-testing correction needs two chains; one chain gets the simultaneous envelope
+    method = "mtc_c" if chains > 1 else "envelope"
+    _save_plot(azp.plot_rank, cols, path, ncol=3, height=2.4, col_wrap=3, method=method)
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
