@@ -31,11 +31,6 @@ class CheckError(ValueError):
     """A check that cannot run on the fits given, with the reason."""
 
 
-def _draws(fit, name: str) -> np.ndarray:
-    arr = np.asarray(fit.idata["posterior"][name].values)
-    return arr.reshape((-1,) + arr.shape[2:])
-
-
 def _require(fit, *groups: str) -> None:
     have = set(fit.idata.children)
     missing = [g for g in groups if g not in have]
@@ -229,16 +224,6 @@ def _group_codes(design, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[st
     raise CheckError(f"no random-effect term is grouped by {':'.join(factors)!r}; groups: {names}")
 
 
-def _chol_draws(fit, t) -> np.ndarray:
-    """Per draw, the Cholesky factor of the term's covariance, shape (S, k, k)."""
-    sd = _draws(fit, f"sd_{t.name}")
-    if t.k == 1:
-        return sd[:, :, None]
-    # jitter keeps the factor defined for draws with |corr| = 1
-    chol = np.linalg.cholesky(_draws(fit, f"corr_{t.name}") + 1e-12 * np.eye(t.k))
-    return sd[:, :, None] * chol
-
-
 def group_loglik(fit, group: str | None = None) -> np.ndarray:
     """Each group's exact marginal log-likelihood per draw, shape (chain, draw, groups).
 
@@ -262,9 +247,9 @@ def group_loglik(fit, group: str | None = None) -> np.ndarray:
         )
     codes, levels = _group_codes(d, outer)
     shape = fit.idata["posterior"]["sigma"].shape
-    beta, sigma = _draws(fit, "beta"), _draws(fit, "sigma")
+    beta, sigma = fit.draws("beta"), fit.draws("sigma")
     s2 = sigma**2
-    chols = [_chol_draws(fit, t) for t in d.terms]
+    chols = [fit.cov_factor(t.name) for t in d.terms]
     S = sigma.shape[0]
     out = np.empty((S, len(levels)))
     for j in range(len(levels)):

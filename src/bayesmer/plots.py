@@ -20,12 +20,6 @@ def _plt():
     return plt
 
 
-def _draws(fit, name: str) -> np.ndarray:
-    """Posterior draws of ``name`` with chain and draw flattened first."""
-    arr = np.asarray(fit.idata["posterior"][name].values)
-    return arr.reshape((-1,) + arr.shape[2:])
-
-
 def _term(fit, term: str | None):
     terms = {t.name: t for t in fit.design.terms}
     if term is None:
@@ -87,9 +81,9 @@ def _coefs(fit, t) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group coefficients ``fixef + ranef`` under REML and the posterior mean."""
     shift = np.array([fit.reml.fixef.get(n, 0.0) for n in t.terms])
     reml = fit.reml.ranef[t.name] + shift
-    beta = _draws(fit, "beta")
+    beta = fit.draws("beta")
     cols = [fit.design.fixed_names.index(n) if n in fit.design.fixed_names else None for n in t.terms]
-    b = _draws(fit, f"b_{t.name}")
+    b = fit.draws(f"b_{t.name}")
     post = b.mean(axis=0) + np.array([beta[:, c].mean() if c is not None else 0.0 for c in cols])
     return reml, pd.DataFrame(post, index=reml.index, columns=reml.columns)
 
@@ -151,7 +145,7 @@ def plot_correlation(fit, term: str | None = None, ax=None):
     t = _term(fit, term)
     if t.k < 2:
         raise ValueError(f"term {t.label} has one column and no correlation")
-    corr = _draws(fit, f"corr_{t.name}")
+    corr = fit.draws(f"corr_{t.name}")
     remlc = fit.reml.corr(t.name)
     pairs = [(i, j) for i in range(t.k) for j in range(i)]
     if ax is None:
@@ -174,13 +168,13 @@ def posterior_predictive(fit, ndraws: int | None = None, seed=None) -> np.ndarra
     """Replicated responses ``(draws, n)`` from the posterior, conditional on b."""
     d = fit.design
     rng = np.random.default_rng(seed)
-    beta, sigma = _draws(fit, "beta"), _draws(fit, "sigma")
+    beta, sigma = fit.draws("beta"), fit.draws("sigma")
     idx = np.arange(beta.shape[0])
     if ndraws is not None and ndraws < idx.size:
         idx = rng.choice(idx, ndraws, replace=False)
     mu = beta[idx] @ d.X.T
     for t in d.terms:
-        b = _draws(fit, f"b_{t.name}")[idx]  # (S, levels, k)
+        b = fit.draws(f"b_{t.name}")[idx]  # (S, levels, k)
         mu += np.einsum("snk,nk->sn", b[:, t.codes, :], t.Z)
     return mu + sigma[idx, None] * rng.standard_normal(mu.shape)
 

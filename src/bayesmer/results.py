@@ -64,6 +64,13 @@ class BayesFit:
         """The ``pm.Model`` (``pm.model_to_graphviz(fit.model)`` draws it)."""
         return self.built.model
 
+    def draws(self, name: str) -> np.ndarray:
+        """Posterior draws of variable ``name``, chains stacked: shape (chains * draws, ...)."""
+        post = self.idata["posterior"]
+        if name not in post.data_vars:
+            raise KeyError(f"no posterior variable {name!r}; the posterior has {list(post.data_vars)}")
+        return _stack(post.to_dataset(), name)
+
     # ---- checking --------------------------------------------------------
     def sensitivity(self, threshold: float = 0.05) -> pd.DataFrame:
         """Power-scaling prior/likelihood sensitivity; see :func:`bayesmer.checking.sensitivity`."""
@@ -234,7 +241,7 @@ class BayesFit:
                 if (c < 0).any():
                     keys = df[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
                     new_keys, inv = np.unique(keys[c < 0], return_inverse=True)
-                    L = self._L(post, t)
+                    L = self.cov_factor(t.name)
                     z = rng.standard_normal((b.shape[0], len(new_keys), t.k))
                     b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
                     c = c.copy()
@@ -251,11 +258,14 @@ class BayesFit:
             index=df.index,
         )
 
-    def _L(self, post, t) -> np.ndarray:
-        sd = _stack(post, self.built.sd[t.name])
+    def cov_factor(self, term: str) -> np.ndarray:
+        """Per draw, the Cholesky factor L of a term's covariance (Psi = L L'), shape (S, k, k)."""
+        t = {t.name: t for t in self.design.terms}[term]
+        sd = self.draws(self.built.sd[t.name])
         if t.k == 1:
             return sd[:, :, None]
-        R = _stack(post, self.built.corr[t.name])
+        R = self.draws(self.built.corr[t.name])
+        # jitter keeps the factor defined for draws with |corr| = 1
         return sd[:, :, None] * np.linalg.cholesky(R + 1e-12 * np.eye(t.k))
 
 
