@@ -134,3 +134,93 @@ def test_new_data_marks_new_levels(sleep):
     np.testing.assert_array_equal(nd.X, [[1, 1], [1, 2]])
     np.testing.assert_array_equal(nd.codes[0], [0, -1])
     np.testing.assert_array_equal(nd.Z[0], [[1, 1], [1, 2]])
+
+
+# --- the designs built without formulaic match formulaic's exactly ----------
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["x + a + x*a", "a*x", "x:a + a:x", "x*a*u", "0 + x", "x - 1", "1", "0 + x:a", "`my var`",
+     "x + `my var`:a", "a:x + x + 1", "u", "I(x*2)", "b", "x + s", "log(x + 10)"],
+)
+def test_simple_matrix_matches_formulaic(expr):
+    import formulaic
+
+    from bayesmer.design import _parse, _simple_matrix
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=20), "a": rng.integers(0, 5, 20),
+                       "u": rng.integers(0, 3, 20).astype(np.uint8), "b": rng.choice([True, False], 20),
+                       "s": rng.choice(["p", "q"], 20), "my var": rng.normal(size=20)})
+    ref = formulaic.model_matrix(expr, df)
+    got = _simple_matrix(_parse(expr), df)
+    if expr in ("I(x*2)", "b", "x + s", "log(x + 10)"):
+        assert got is None  # left to formulaic
+        return
+    Z, names = got
+    assert names == list(ref.columns)
+    np.testing.assert_array_equal(Z, np.asarray(ref, dtype=float))
+
+
+def test_fast_designs_equal_formulaic_designs(sleep, monkeypatch):
+    import bayesmer.design as dm
+
+    formulas = ["Reaction ~ Days + (Days || Subject)", "Reaction ~ Days * Days + (0 + Days | Subject)",
+                "Reaction ~ 1 + (1 | Subject)"]
+    fast = [build_design(f, sleep) for f in formulas]
+    monkeypatch.setattr(dm, "_simple_matrix", lambda terms, frame: None)
+    for f, a in zip(formulas, fast):
+        b = build_design(f, sleep)
+        np.testing.assert_array_equal(a.y, b.y)
+        np.testing.assert_array_equal(a.X, b.X)
+        assert a.fixed_names == b.fixed_names
+        for ta, tb in zip(a.terms, b.terms):
+            assert (ta.name, ta.terms, ta.levels, ta.expr) == (tb.name, tb.terms, tb.levels, tb.expr)
+            np.testing.assert_array_equal(ta.Z, tb.Z)
+            np.testing.assert_array_equal(ta.codes, tb.codes)
+        assert list(a.fixed_spec.column_names) == list(b.fixed_spec.column_names)
+        na, nb = new_data(a, sleep.head(7)), new_data(b, sleep.head(7))
+        np.testing.assert_array_equal(na.X, nb.X)
+        for za, zb in zip(na.Z, nb.Z):
+            np.testing.assert_array_equal(za, zb)
+
+
+def test_lazy_spec_pickles_and_rebuilds(sleep):
+    import pickle
+
+    d = pickle.loads(pickle.dumps(build_design("Reaction ~ Days + (Days || Subject)", sleep)))
+    nd = new_data(d, sleep.iloc[[0, 11]])
+    np.testing.assert_array_equal(nd.X, [[1.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(nd.Z[1], [[0.0], [1.0]])
+
+
+@pytest.mark.parametrize("kind", ["str", "object", "int", "float", "bool", "mixed", "Int64", "date", "category"])
+def test_factor_codes_keep_categorical_level_order(kind):
+    from bayesmer.design import _factor_codes
+
+    rng = np.random.default_rng(0)
+    values = {
+        "str": rng.choice(["b", "a", "C", "10", "9"], 50),
+        "object": pd.Series(rng.choice(["b", "a", "C", "10", "9"], 50), dtype=object),
+        "int": rng.choice([10, 9, -1, 100, 2], 50),
+        "float": rng.choice([1.5, 0.25, 10.0, 2.0], 50),
+        "bool": rng.choice([True, False], 50),
+        "mixed": rng.choice(np.array([1, "a", 2.5, "b"], dtype=object), 50),
+        "Int64": pd.array(rng.choice([3, 1, 2], 50), dtype="Int64"),
+        "date": pd.to_datetime(rng.choice(["2020-01-02", "2019-05-01", "2021-01-01"], 50)),
+        "category": pd.Categorical(rng.choice(["x", "y", "z"], 50), categories=["z", "x", "y", "w"]),
+    }[kind]
+    col = pd.Series(values)
+    cat = col.cat.remove_unused_categories() if kind == "category" else col.astype("category")
+    codes, levels = _factor_codes(col)
+    np.testing.assert_array_equal(codes, cat.cat.codes.to_numpy(np.int64))
+    assert levels == [str(c) for c in cat.cat.categories]
+
+
+def test_nested_grouping_codes_in_lexicographic_order():
+    df = pd.DataFrame({"y": np.arange(12.0), "b": list("BBAA" * 3), "c": list("xyxy" * 3)})
+    d = build_design("y ~ 1 + (1 | b/c)", df)
+    t = next(t for t in d.terms if t.group == "b:c")
+    assert t.levels == ("A:x", "A:y", "B:x", "B:y")
+    np.testing.assert_array_equal(t.codes, [2, 3, 0, 1] * 3)

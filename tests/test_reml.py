@@ -263,3 +263,16 @@ def test_exact_gradient_matches_differences(which, method):
         num = np.array([(prob.deviance(th + h * e) - prob.deviance(th - h * e)) / (2 * h)
                         for e in np.eye(len(th))])
         np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-5 * max(1.0, abs(f)) ** 0.5)
+
+
+def test_lazy_tables_are_cached_and_consistent():
+    df = pd.read_csv(Path(__file__).parent / "data" / "sleepstudy.csv")
+    fit = reml("Reaction ~ Days + (Days || Subject)", df)
+    assert fit.ranef is fit.ranef and fit.ranef_sd is fit.ranef_sd and fit.varcorr is fit.varcorr
+    assert list(fit.vcov.index) == list(fit.fixef.index) == list(fit.vcov.columns)
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov.to_numpy())), fit.se.to_numpy())
+    assert set(fit.ranef) == set(fit.ranef_sd) == {"Subject", "Subject.1"}
+    assert fit.ranef["Subject.1"].shape == (18, 1) and (fit.ranef_sd["Subject"].to_numpy() > 0).all()
+    # the cached tables bypass the frozen dataclass, which still refuses writes
+    with pytest.raises(Exception):
+        fit.sigma = 1.0

@@ -8,6 +8,8 @@ plus the raw ``n x k`` columns, never as an ``n x q`` indicator matrix.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -154,11 +156,99 @@ def _lme4_name(name: str) -> str:
     return _LEVEL.sub(r"\1", name)
 
 
+@functools.lru_cache(maxsize=512)
+def _parse(expr: str):
+    """formulaic's parse of ``expr``, cached: parsing costs as much as building."""
+    return formulaic.Formula(expr)
+
+
+@functools.lru_cache(maxsize=512)
+def _required_cached(expr: str) -> frozenset[str]:
+    return frozenset(str(v) for v in _parse(expr).required_variables)
+
+
 def _required(expr: str) -> set[str]:
     try:
-        return {str(v) for v in formulaic.Formula(expr).required_variables}
+        return set(_required_cached(expr))
     except Exception as exc:  # formulaic raises many types for bad syntax
         raise FormulaError(f"cannot parse {expr!r}: {exc}") from exc
+
+
+class _LazySpec:
+    """A formulaic ModelSpec built on first use from the design's own frame.
+
+    The simple designs built without formulaic (see :func:`_simple_matrix`)
+    still rebuild on new data exactly as formulaic does: the spec formulaic
+    would have returned is made from the same expression and rows when first
+    asked for, and every attribute is read from it.
+    """
+
+    def __init__(self, expr: str, frame: pd.DataFrame, rhs: bool):
+        self._args = (expr, frame, rhs)
+        self._spec = None
+
+    def _get(self):
+        if self._spec is None:
+            expr, frame, rhs = self._args
+            mm = _matrix(expr, frame, "the fixed effects" if rhs else f"random-effect term ({expr})")
+            self._spec = mm.rhs.model_spec if rhs else mm.model_spec
+        return self._spec
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("_args", "_spec"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+def _simple_matrix(terms, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] | None:
+    """The model matrix of parsed formulaic ``terms`` without formulaic, if simple.
+
+    Simple: every term is the intercept, one plain numeric column (not bool,
+    not categorical or text) or a product of such columns, the common case
+    (``1``, ``Days``, ``0 + x``, ``x * a`` of numeric ``x`` and ``a``).
+    Columns in formulaic's order (that of the parsed terms) with its names
+    (``x:a`` for a product); None for anything else, which formulaic builds.
+    """
+    cols: list[np.ndarray | None] = []
+    names: list[str] = []
+    values: dict[str, np.ndarray] = {}
+    for term in terms:
+        factors = term.factors
+        if not factors:
+            return None
+        first = factors[0]
+        if len(factors) == 1 and getattr(first.eval_method, "value", first.eval_method) == "literal":
+            if first.expr != "1":
+                return None
+            cols.append(None)
+            names.append("Intercept")
+            continue
+        prod = None
+        for fa in factors:
+            if getattr(fa.eval_method, "value", fa.eval_method) != "lookup" or fa.expr not in frame.columns:
+                return None
+            v = values.get(fa.expr)
+            if v is None:
+                col = frame[fa.expr]
+                if not isinstance(col, pd.Series):  # duplicated column names
+                    return None
+                dtype = col.dtype
+                if not (isinstance(dtype, np.dtype) and dtype.kind in "iuf"):
+                    return None
+                v = values[fa.expr] = col.to_numpy(dtype=float)
+            prod = v if prod is None else prod * v
+        name = ":".join(fa.expr for fa in factors)
+        if name != str(term):
+            return None
+        cols.append(prod)
+        names.append(name)
+    out = np.empty((len(frame), len(cols)))
+    for j, c in enumerate(cols):
+        out[:, j] = 1.0 if c is None else c
+    return out, names
 
 
 def _used_columns(formula: Formula, data: pd.DataFrame) -> list[str]:
@@ -205,19 +295,47 @@ def _check_finite(values: np.ndarray, names, where: str) -> None:
 
 def _factor_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Codes and level names of one grouping column, read as categorical."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        cat = col.cat.remove_unused_categories()
-    else:
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        # pd.factorize(sort=True) gives astype("category")'s levels (the sorted
+        # distinct values) in a fraction of the time; values that do not sort
+        # (mixed types) go the categorical way, which keeps them in order seen.
+        try:
+            codes, uniques = pd.factorize(col, sort=True)
+        except TypeError:
+            pass
+        else:
+            return codes.astype(np.int64, copy=False), [str(c) for c in uniques]
         cat = col.astype("category")
+    else:
+        cat = col.cat.remove_unused_categories()
     return cat.cat.codes.to_numpy(np.int64), [str(c) for c in cat.cat.categories]
 
 
-def _grouping(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
-    parts = [_factor_codes(frame[f]) for f in factors]
+def _grouping(frame: pd.DataFrame, factors: tuple[str, ...], columns: dict | None = None):
+    """Codes and level names of a grouping factor (an interaction of several).
+
+    ``columns`` caches each column's codes across the terms of one design.
+    """
+    columns = {} if columns is None else columns
+    parts = []
+    for f in factors:
+        if f not in columns:
+            columns[f] = _factor_codes(frame[f])
+        parts.append(columns[f])
     if len(parts) == 1:
         return parts[0][0], tuple(parts[0][1])
-    stacked = np.stack([c for c, _ in parts], axis=1)
-    combos, codes = np.unique(stacked, axis=0, return_inverse=True)
+    # One integer per combination, in the lexicographic order of the codes
+    # (that of np.unique on the stacked rows), then its distinct values.
+    key = np.zeros(len(frame), dtype=np.int64)
+    sizes = [max(len(lv), 1) for _, lv in parts]
+    if math.prod(sizes) < 2**62:
+        for (c, _), size in zip(parts, sizes):
+            key = key * size + c
+        combined, codes = np.unique(key, return_inverse=True)
+        combos = np.stack(np.unravel_index(combined, sizes), axis=1)
+    else:
+        stacked = np.stack([c for c, _ in parts], axis=1)
+        combos, codes = np.unique(stacked, axis=0, return_inverse=True)
     levels = tuple(":".join(parts[j][1][i] for j, i in enumerate(row)) for row in combos)
     return codes.reshape(-1).astype(np.int64), levels
 
@@ -292,15 +410,23 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
                 f"the response column {name!r} is not numeric (dtype {frame[name].dtype}); "
                 "a linear mixed model needs a numeric response"
             )
-    mm = _matrix(f"{f.response} ~ {f.fixed}", frame, "the fixed effects")
-    y = np.asarray(mm.lhs, dtype=float)
+    fixed_expr = f"{f.response} ~ {f.fixed}"
+    simple = _simple_fixed(fixed_expr, frame)
+    if simple is not None:
+        y, X, raw_names = simple
+        fixed_spec = _LazySpec(fixed_expr, frame, rhs=True)
+    else:
+        mm = _matrix(fixed_expr, frame, "the fixed effects")
+        y = np.asarray(mm.lhs, dtype=float)
+        X = np.asarray(mm.rhs, dtype=float)
+        raw_names = list(mm.rhs.columns)
+        fixed_spec = mm.rhs.model_spec
     if y.ndim == 2:
         if y.shape[1] != 1:
             raise DesignError(f"the response {f.response!r} makes {y.shape[1]} columns; it must be one numeric column")
         y = y[:, 0]
     _check_finite(y, [f.response], f"the response {f.response!r}")
-    X = np.asarray(mm.rhs, dtype=float)
-    names = [_lme4_name(c) for c in mm.rhs.columns]
+    names = [_lme4_name(c) for c in raw_names]
     _check_finite(X, names, "the fixed-effect design")
     aliased: list[str] = []
     if X.shape[1]:
@@ -314,7 +440,11 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
             )
 
     n = len(frame)
-    built = [_build_term(t, frame, n) for t in f.random]
+    # Terms from ``||`` or ``/`` share expressions and grouping factors: each
+    # distinct one is built once (the arrays are shared, never written to).
+    groupings: dict[tuple[str, ...], tuple] = {}
+    matrices: dict[str, tuple] = {}
+    built = [_build_term(t, frame, n, groupings, matrices) for t in f.random]
     # lme4 orders terms by decreasing number of levels (a stable sort).
     order = sorted(range(len(built)), key=lambda i: -len(built[i][1]))
     seen: dict[str, int] = {}
@@ -336,12 +466,32 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         frame=frame,
         n_dropped=n_dropped,
         aliased=tuple(aliased),
-        fixed_spec=mm.rhs.model_spec,
+        fixed_spec=fixed_spec,
     )
 
 
-def _build_term(t: RandomTerm, frame: pd.DataFrame, n: int):
-    codes, levels = _grouping(frame, t.factors)
+def _simple_fixed(expr: str, frame: pd.DataFrame):
+    """y, X and formulaic's column names for a simple fixed part, else None."""
+    try:
+        parsed = _parse(expr)
+        lhs, rhs = parsed.lhs, parsed.rhs
+    except Exception:
+        return None  # formulaic reports it, with its own message
+    left = _simple_matrix(lhs, frame)
+    if left is None or left[1] == ["Intercept"]:
+        return None
+    right = _simple_matrix(rhs, frame)
+    if right is None:
+        return None
+    return left[0], right[0], right[1]
+
+
+def _build_term(t: RandomTerm, frame: pd.DataFrame, n: int, groupings=None, matrices=None):
+    groupings = {} if groupings is None else groupings
+    matrices = {} if matrices is None else matrices
+    if t.factors not in groupings:
+        groupings[t.factors] = _grouping(frame, t.factors, groupings.setdefault("columns", {}))
+    codes, levels = groupings[t.factors]
     if len(levels) < 2:
         raise DesignError(
             f"grouping factor {t.group!r} of {t} has a single level ({levels[0]!r}); "
@@ -352,11 +502,28 @@ def _build_term(t: RandomTerm, frame: pd.DataFrame, n: int):
             f"grouping factor {t.group!r} of {t} has {len(levels)} levels for {n} rows: "
             "each row is its own group, so its variance cannot be told apart from the residual"
         )
-    mm = _matrix(t.expr, frame, f"random-effect term {t}")
-    Z = np.asarray(mm, dtype=float)
-    tnames = tuple(_lme4_name(c) for c in mm.columns)
+    if t.expr not in matrices:
+        matrices[t.expr] = _term_matrix(t, frame)
+    Z, tnames, spec = matrices[t.expr]
+    return codes, levels, Z, tnames, spec
+
+
+def _term_matrix(t: RandomTerm, frame: pd.DataFrame):
+    try:
+        simple = _simple_matrix(_parse(t.expr), frame)
+    except Exception:
+        simple = None  # formulaic reports it below, with its own message
+    if simple is not None:
+        Z, raw = simple
+        spec = _LazySpec(t.expr, frame, rhs=False)
+    else:
+        mm = _matrix(t.expr, frame, f"random-effect term {t}")
+        Z = np.asarray(mm, dtype=float)
+        raw = list(mm.columns)
+        spec = mm.model_spec
+    tnames = tuple(_lme4_name(c) for c in raw)
     _check_finite(Z, tnames, f"random-effect term {t}")
-    return codes, levels, Z, tnames, mm.model_spec
+    return Z, tnames, spec
 
 
 def new_data(design: Design, data: pd.DataFrame) -> NewData:

@@ -374,7 +374,12 @@ class _Problem:
             L32 = L[q2:, :q2]
             Y = L33inv @ L32
             # Z L22 = Y: the X/y rows of the inverse, Z2 columns (negated).
-            V2 = -sla.solve_triangular(L22, Y.T, lower=True, trans=1, check_finite=False).T
+            # LAPACK directly: scipy's solve_triangular checks cost more than
+            # the solve on these small blocks.
+            V2, info = sla.lapack.dtrtrs(L22, Y.T, lower=1, trans=1)
+            if info != 0:
+                return np.inf, np.zeros_like(theta)
+            V2 = -V2.T
             Kz = sla.lapack.dpotri(L22, lower=1)[0]  # lower triangle of K_Z
             aV2 = a[:, None] * V2
             K2y = V2.T @ (a[:, None] * L33inv)  # (q2, p+1)
@@ -425,7 +430,10 @@ class _Problem:
                 Ad = self.A21_dense
                 Yd = Kt @ Ad
                 D = np.einsum("rgj,rgl->gjl", Ad.reshape(q2, G1, k1), Yd.reshape(q2, G1, k1))
-            U = np.asarray(self.A12 @ K2yt).reshape(G1, k1, p + 1)
+            if self.A21_dense is not None:
+                U = (self.A21_dense.T @ K2yt).reshape(G1, k1, p + 1)
+            else:
+                U = np.asarray(self.A12 @ K2yt).reshape(G1, k1, p + 1)
             E = np.einsum("gjc,glc->gjl", U, self.A1y)
             D += E + E.transpose(0, 2, 1)
         else:
@@ -457,6 +465,9 @@ class _Problem:
     def _put_grad(g, pos, Zm, T):
         """∂/∂T[r,c] of 2 tr(Zm T⁻¹E_rc) = 2 (Zm T⁻¹)[c, r], column-major tril order."""
         k = T.shape[0]
+        if k == 1:
+            g[pos] = 2.0 * Zm[0, 0] / T[0, 0]
+            return
         ZT = 2.0 * np.linalg.solve(T.T, Zm.T).T  # Zm T⁻¹
         r, c = _tri_index(k)
         g[pos:pos + len(r)] = ZT[c, r]
@@ -524,8 +535,19 @@ def _optimize_grad(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     f = prob.deviance
 
+    last: list = [None, None]  # L-BFGS-B's last point is evaluated again below
+
     def fg(theta):
         theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        if key == last[0]:
+            f0, g0 = last[1]
+            return f0, g0.copy()
+        out = fg_eval(theta)
+        last[0], last[1] = key, (out[0], out[1].copy())
+        return out
+
+    def fg_eval(theta):
         if not np.any(vec_diag & (theta < 1e-8)):
             return prob.deviance_grad(theta)
         f0 = f(theta)
@@ -858,10 +880,17 @@ def _estimates(prob: _Problem, theta: np.ndarray):
     # P₁₁⁻¹ + B S⁻¹ B' with B = P₁₁⁻¹P₁₂ for the first. B is as sparse as
     # A₁₂, so L₂₂⁻¹B' costs nnz(A₁₂)·q₂, taken a chunk of levels at a time.
     P11inv = np.linalg.inv(M11)
-    Lam1 = _lam_sparse([(0, G1, k1)], [T1])
-    Lam2 = _lam_sparse(blocks2, Ts2)
-    P11inv_s = sp.block_diag(list(P11inv), format="csr") if k1 > 1 else sp.diags(P11inv[:, 0, 0])
-    Bt = (Lam2.T @ prob.A21 @ Lam1 @ P11inv_s).T.tocsr()  # B, (q1, q2)
+    if prob.A21_dense is not None:
+        # Small or dense A₂₁: B' = P₁₁⁻¹Λ₁'A₁₂Λ₂ by blocks, no sparse algebra
+        # (building the sparse Λs costs more than the whole product here).
+        A12L2 = _lam_blocks(np.ascontiguousarray(prob.A21_dense), blocks2, Ts2, trans=True).T  # A₁₂Λ₂
+        L1A = _lam_blocks(np.ascontiguousarray(A12L2), blocks1, [T1], trans=True)  # Λ₁'A₁₂Λ₂
+        Bt = np.einsum("gjl,glc->gjc", P11inv, L1A.reshape(G1, k1, q2)).reshape(q1, q2)
+    else:
+        Lam1 = _lam_sparse([(0, G1, k1)], [T1])
+        Lam2 = _lam_sparse(blocks2, Ts2)
+        P11inv_s = sp.block_diag(list(P11inv), format="csr") if k1 > 1 else sp.diags(P11inv[:, 0, 0])
+        Bt = (Lam2.T @ prob.A21 @ Lam1 @ P11inv_s).T.tocsr()  # B, (q1, q2)
     extra = np.empty((G1, k1, k1))
     chunk = max(1, int(4_000_000 // max(q2, 1)) // k1)
     LinvT = np.ascontiguousarray(Linv.T)
@@ -921,16 +950,12 @@ class RemlFit:
     method: str
     fixef: pd.Series
     se: pd.Series
-    vcov: pd.DataFrame
     sigma: float
-    varcorr: pd.DataFrame
     theta: np.ndarray
     objective: float
     loglik: float
     aic: float
     bic: float
-    ranef: dict
-    ranef_sd: dict
     singular: bool
     converged: bool
     optimizer_message: str
@@ -938,6 +963,39 @@ class RemlFit:
     nobs: int
     ngroups: dict
     _covs: dict = field(repr=False, default_factory=dict)
+    # The arrays behind the tables built on first access (see below): pandas
+    # construction costs more than a whole small fit.
+    _vcov: np.ndarray = field(repr=False, default=None)
+    _modes: tuple = field(repr=False, default=())
+    _cond_sds: tuple = field(repr=False, default=())
+
+    # Frozen dataclass without __slots__: cached_property stores in __dict__.
+    @functools.cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects."""
+        names = self.fixef.index
+        return pd.DataFrame(self._vcov, index=names, columns=names.copy())
+
+    @functools.cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Per term its SDs and correlations, then ``Residual`` (see the class)."""
+        return _varcorr(self.design, self._covs, self.sigma)
+
+    @functools.cached_property
+    def ranef(self) -> dict:
+        """Per term, levels x columns: the conditional modes."""
+        return self._per_level(self._modes)
+
+    @functools.cached_property
+    def ranef_sd(self) -> dict:
+        """Per term, levels x columns: the conditional SDs."""
+        return self._per_level(self._cond_sds)
+
+    def _per_level(self, arrays) -> dict:
+        return {
+            t.name: pd.DataFrame(a, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
+            for t, a in zip(self.design.terms, arrays)
+        }
 
     def cov_matrices(self) -> dict[str, np.ndarray]:
         """Per term, the ``k x k`` covariance matrix of its random effects."""
@@ -1082,15 +1140,10 @@ def fit_reml(design: Design, method: str = "REML") -> RemlFit:
     with one_blas_thread():
         theta, fval, converged, message = _optimize(prob)
         beta, vcov, sigma, bs, cvs, Ts = _estimates(prob, theta)
-    names = list(design.fixed_names)
+    names = pd.Index(design.fixed_names)
     se = np.sqrt(np.diag(vcov))
     covs = {t.name: sigma**2 * (T @ T.T) for t, T in zip(design.terms, Ts)}
-    ranef, ranef_sd = {}, {}
-    for t, b, cv in zip(design.terms, bs, cvs):
-        idx = pd.Index(t.levels, name=t.name)
-        ranef[t.name] = pd.DataFrame(b, index=idx, columns=list(t.terms))
-        sds = np.sqrt(np.clip(np.diagonal(cv, axis1=1, axis2=2), 0.0, None))
-        ranef_sd[t.name] = pd.DataFrame(sds, index=idx, columns=list(t.terms))
+    cond_sds = tuple(np.sqrt(np.clip(np.diagonal(cv, axis1=1, axis2=2), 0.0, None)) for cv in cvs)
     df = p + len(theta) + 1
     loglik = -fval / 2.0
     lower = _theta_lower(prob.ks)
@@ -1102,17 +1155,13 @@ def fit_reml(design: Design, method: str = "REML") -> RemlFit:
         design=design,
         method=method,
         fixef=pd.Series(beta, index=names, name="Estimate"),
-        se=pd.Series(se, index=names, name="Std. Error"),
-        vcov=pd.DataFrame(vcov, index=names, columns=names),
+        se=pd.Series(se, index=names.copy(), name="Std. Error"),
         sigma=float(sigma),
-        varcorr=_varcorr(design, covs, sigma),
         theta=theta,
         objective=float(fval),
         loglik=float(loglik),
         aic=float(fval + 2 * df),
         bic=float(fval + math.log(n) * df),
-        ranef=ranef,
-        ranef_sd=ranef_sd,
         singular=singular,
         converged=converged,
         optimizer_message=message,
@@ -1120,6 +1169,9 @@ def fit_reml(design: Design, method: str = "REML") -> RemlFit:
         nobs=n,
         ngroups=ngroups,
         _covs=covs,
+        _vcov=vcov,
+        _modes=tuple(bs),
+        _cond_sds=cond_sds,
     )
     if singular:
         warnings.warn(_SINGULAR_MSG, UserWarning, stacklevel=2)
