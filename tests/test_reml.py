@@ -276,3 +276,11 @@ def test_lazy_tables_are_cached_and_consistent():
     # the cached tables bypass the frozen dataclass, which still refuses writes
     with pytest.raises(Exception):
         fit.sigma = 1.0
+
+
+def test_seed_tables_as_printed():
+    """The numbers seeds 000 and 003 print, to the digits they print them."""
+    og = reml("y ~ x + a + x * a + (1 + x | unit)", pd.read_csv(DATA / "ogorek.csv"))
+    assert og.fixef.round(4).tolist() == [0.9776, 3.0670, -0.1108, 0.3577]
+    cl = reml("y ~ x + (1 | clus)", pd.read_csv(DATA / "clark_intercepts.csv"))
+    assert cl.fixef.round(5).tolist() == [2.90087, 0.79944]
