@@ -106,14 +106,6 @@ def test_bad_flag_value_is_a_usage_error(capsys):
     assert "--draws" in capsys.readouterr().err
 
 
-def _reml_available():
-    try:
-        return callable(importlib.import_module("bayesmer.reml").reml)
-    except (ImportError, AttributeError):
-        return False
-
-
-@pytest.mark.skipif(not _reml_available(), reason="bayesmer.reml is not available")
 @pytest.mark.parametrize("method, ref", [([], "sleepstudy_reml.json"), (["--ml"], "sleepstudy_ml.json")])
 def test_reml_matches_lme4(capsys, method, ref):
     code, out, err = _run(["reml", SLEEP, DATA / "sleepstudy.csv", *method], capsys)
@@ -167,13 +159,13 @@ def fake_fit(monkeypatch):
     calls = []
 
     def fit(formula, data, priors=None, draws=None, tune=None, chains=None, seed=None, sampler=None,
-            strategy=None, progress=True):
+            strategy=None, method=None, progress=True):
         f = _FakeFit(formula, data, priors=priors, draws=draws or 20, tune=tune, chains=chains or 2,
-                     seed=seed, sampler=sampler, strategy=strategy, progress=progress)
+                     seed=seed, sampler=sampler, strategy=strategy, method=method, progress=progress)
         calls.append(f.kwargs | {"formula": formula, "n": len(data)})
         return f
 
-    monkeypatch.setattr(cli, "_api", lambda name: fit if name == "fit" else pytest.fail(name))
+    monkeypatch.setattr("bayesmer.api.fit", fit)
     return calls
 
 
@@ -187,7 +179,7 @@ def test_run_passes_file_settings_and_flags(tmp_path, capsys, fake_fit):
     assert code == 0, err
     (call,) = fake_fit
     assert call["draws"] == 30 and call["chains"] == 3 and call["tune"] == 1000 and call["seed"] == 2024
-    assert call["sampler"] == "nutpie" and call["progress"] is False
+    assert call["sampler"] == "nutpie" and call["progress"] is False and call["method"] == "REML"
     assert call["priors"] == {"fixed": "Normal(0, 500)", "sd": "HalfCauchy(50)", "sigma": "HalfCauchy(50)",
                               "corr": "LKJ(2)", "Days": "Normal(0, 20)"}
     assert "251.2" in stdout
@@ -237,26 +229,15 @@ def test_fit_command_csv_and_priors(tmp_path, capsys, fake_fit):
     assert "mean" in stdout
 
 
-# ---- the real sampler, once bayesmer.fit exists --------------------------
-
-
-def _fit_available():
-    try:
-        cli._api("fit")
-        return True
-    except cli.CommandError:
-        return False
+# ---- the real sampler --------------------------------------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _fit_available(), reason="bayesmer.fit is not available yet (written in a parallel change)")
 @pytest.mark.parametrize("model", MODELS, ids=[m.stem for m in MODELS])
 def test_every_model_file_runs(tmp_path, capsys, model):
     from bayesmer.modelfile import load_model_file
 
     spec = load_model_file(model)
-    if spec.data.package:
-        pytest.importorskip(spec.data.package)
     out = tmp_path / spec.name
     code, stdout, err = _run(
         ["run", model, "--draws", "50", "--tune", "50", "--chains", "1", "--quiet", "--out", out], capsys

@@ -33,6 +33,7 @@ def fit(
     sampler: str = "nutpie",
     strategy: str = "auto",
     progress: bool = True,
+    method: str = "REML",
     backend: str = "pytensor",
     target_accept: float = 0.8,
     log_likelihood: bool | None = None,
@@ -59,6 +60,9 @@ def fit(
         factor only), ``"full"`` samples them; ``"auto"`` picks marginal
         when it applies.
     progress : bool
+    method : {"REML", "ML"}
+        Criterion of the exact fit reported beside the posterior (and whose
+        estimates start the chains).
     backend : {"pytensor", "numba"}
         How nutpie evaluates the model; see :func:`bayesmer.sampling.sample`.
     target_accept : float
@@ -78,7 +82,7 @@ def fit(
     _count("tune", tune, 1)
     _count("chains", chains, 1)
     design = build_design(formula, data)
-    reml = fit_reml(design)
+    reml = fit_reml(design, method=method)
     prior_set = resolve_priors(design, priors)
     built = build_model(design, prior_set, strategy=strategy, start=reml)
     sampled = sample(
@@ -106,7 +110,7 @@ def fit(
         strategy=built.strategy,
         settings={
             "draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
-            "strategy": strategy, "backend": backend, "target_accept": target_accept,
+            "strategy": strategy, "method": method, "backend": backend, "target_accept": target_accept,
         },
     )
     diagnose(result, stacklevel=3)

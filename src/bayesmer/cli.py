@@ -18,7 +18,6 @@ the file, key or flag at fault; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 import warnings
@@ -176,54 +175,16 @@ def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: st
             raise CommandError(f"{where} {name}: {exc}") from None
 
 
-def _api(name: str):
-    """``bayesmer.fit`` / ``bayesmer.reml``, also before the package exports them."""
-    import importlib
-
-    import bayesmer
-
-    func = getattr(bayesmer, name, None)
-    if callable(func) and not inspect.ismodule(func):
-        return func
-    # bayesmer.reml may be the submodule itself; fit lives in bayesmer.api
-    for module in (f"bayesmer.{name}", "bayesmer.api"):
-        try:
-            func = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            continue
-        if callable(func):
-            return func
-    raise CommandError(f"bayesmer.{name} is not available in this installation of bayesmer")
-
-
-def _call(func, *args, **kwargs):
-    """Call ``func`` with the keyword arguments it accepts (None ones dropped)."""
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return func(*args, **kwargs)
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return func(*args, **kwargs)
-
-
 def _fit(args, formula: str, data: pd.DataFrame, priors: dict, settings: dict, method=None, strategy=None):
-    fit = _api("fit")
-    return _call(
-        fit,
-        formula,
-        data,
-        priors=priors or None,
-        draws=settings.get("draws"),
-        tune=settings.get("tune"),
-        chains=settings.get("chains"),
-        seed=settings.get("seed"),
-        sampler=settings.get("sampler"),
-        strategy=strategy,
-        method=method,
-        progress=not args.quiet,
-    )
+    from .api import fit
+
+    # unset settings fall back to fit()'s own defaults
+    kwargs = {k: settings[k] for k in ("draws", "tune", "chains", "seed", "sampler") if settings.get(k) is not None}
+    if strategy is not None:
+        kwargs["strategy"] = strategy
+    if method is not None:
+        kwargs["method"] = method
+    return fit(formula, data, priors=priors or None, progress=not args.quiet, **kwargs)
 
 
 def _settings(args, base: dict) -> dict:
@@ -526,7 +487,7 @@ def _cmd_fit(args) -> int:
 
 def _cmd_reml(args) -> int:
     data = _read_data(args.data)
-    reml = _api("reml")
+    from .reml import reml
     fit = reml(args.formula, data, method="ML" if args.ml else "REML")
     text = fit.summary() if hasattr(fit, "summary") else str(fit)
     print(text if isinstance(text, str) else str(text))
