@@ -263,9 +263,10 @@ def sample(
     progress : bool
     backend : {"pytensor", "numba"}
         For nutpie: ``"numba"`` is ``nutpie.compile_pymc_model`` (fastest
-        gradients, 10-40 s to compile); ``"pytensor"`` (default) hands nutpie
-        an ordinary compiled PyTensor function (ready in seconds, a Python
-        call per gradient).
+        gradients, 10-40 s to compile for every new data set); ``"pytensor"``
+        (default) hands nutpie a PyTensor function on the C linker (ready in
+        seconds once its ops are in PyTensor's disk cache, a Python call per
+        gradient).
     target_accept : float
     log_likelihood : bool, optional
         Pointwise log-likelihood group; by default only when it stays small
