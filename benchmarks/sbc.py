@@ -10,9 +10,10 @@ the prior the data were drawn from.
     python benchmarks/sbc.py --reps 200          # both strategies, ~35 min on 2 cores
 
 Writes benchmarks/results/sbc_<strategy>.json (ranks per replication), sbc.md
-and sbc_ranks.png. The strategies can run as two processes, one per core:
+and sbc_ranks.png. The strategies, or halves of one (``--first``), can run as parallel processes:
 
-    python benchmarks/sbc.py --strategies marginal & python benchmarks/sbc.py --strategies full
+    python benchmarks/sbc.py --strategies marginal & python benchmarks/sbc.py --strategies full --reps 100
+    python benchmarks/sbc.py --strategies full --reps 100 --first 100
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ def ranks(fit, truth: dict) -> list[int]:
     return [int((d[idx] < v).sum()) for d, v in zip(draws, values)]
 
 
-def run(strategy: str, reps: int, seed: int, draws: int, tune: int) -> dict:
+def run(strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0) -> dict:
     out = {"ranks": [], "divergences": [], "seconds": []}
-    for rep in range(reps):
+    for rep in range(first, first + reps):
         rng = np.random.default_rng([seed, rep])
         truth = draw_truth(rng)
         data = simulate(truth, rng)
@@ -90,8 +91,8 @@ def run(strategy: str, reps: int, seed: int, draws: int, tune: int) -> dict:
         out["seconds"].append(time.perf_counter() - t0)
         out["ranks"].append(ranks(fit, truth))
         out["divergences"].append(int(np.asarray(fit.idata["sample_stats"]["diverging"].values).sum()))
-        if rep % 20 == 19:
-            print(f"  {strategy}: {rep + 1}/{reps} replications", flush=True)
+        if (rep - first) % 20 == 19:
+            print(f"  {strategy}: {rep - first + 1}/{reps} replications", flush=True)
     return out
 
 
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--strategies", nargs="+", default=["marginal", "full"])
+    ap.add_argument("--first", type=int, default=0, help="index of the first replication (to split a run)")
     ap.add_argument("--report-only", action="store_true", help="rebuild sbc.md/png from the sbc_<strategy>.json files")
     args = ap.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
@@ -115,16 +117,25 @@ def main() -> None:
         # one file per strategy, so that strategies can run as parallel processes
         for strategy in args.strategies:
             print(f"{strategy}: {args.reps} replications", flush=True)
-            res = run(strategy, args.reps, args.seed, args.draws, args.tune)
+            res = run(strategy, args.reps, args.seed, args.draws, args.tune, args.first)
             res.update(formula=FORMULA, priors=PRIORS, groups=GROUPS, per_group=PER_GROUP, reps=args.reps,
                        draws=args.draws, tune=args.tune, chains=2, seed=args.seed, thinned_to=THIN_TO)
-            (RESULTS / f"sbc_{strategy}.json").write_text(json.dumps(res, indent=1))
+            part = "" if args.first == 0 else f".{args.first}"
+            (RESULTS / f"sbc_{strategy}{part}.json").write_text(json.dumps(res, indent=1))
     report()
 
 
 def report() -> None:
     """Uniformity tests, table and rank histograms from every sbc_<strategy>.json."""
-    runs = {p.stem.removeprefix("sbc_"): json.loads(p.read_text()) for p in sorted(RESULTS.glob("sbc_*.json"))}
+    runs: dict[str, dict] = {}
+    for path in sorted(RESULTS.glob("sbc_*.json")):  # sbc_<strategy>[.<first>].json
+        strategy = path.stem.removeprefix("sbc_").split(".")[0]
+        part = json.loads(path.read_text())
+        if strategy in runs:
+            for key in ("ranks", "divergences", "seconds"):
+                runs[strategy][key] += part[key]
+        else:
+            runs[strategy] = part
     if not runs:
         raise SystemExit("no sbc_<strategy>.json results to report")
     first = next(iter(runs.values()))
