@@ -629,20 +629,7 @@ def _optimize_grad(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
             if not (fc <= fval + 1e-14 * abs(fval) and np.max(np.abs(gc[idx])) < np.max(np.abs(g))):
                 break
             theta, fval, g = cand, min(fc, fval), gc[idx]
-    mingrad = np.abs(g)
-    if len(g) and H is not None:
-        try:
-            R = np.linalg.cholesky(H).T
-            mingrad = np.minimum(mingrad, np.abs(np.linalg.solve(R, g)))
-        except np.linalg.LinAlgError:
-            pass
-    gmax = float(np.max(mingrad)) if len(g) else 0.0
-    converged = gmax < 2e-3
-    if not converged:
-        message = f"{message}; gradient {gmax:.3g} at the optimum"
-    if H is not None and len(g) and np.any(np.diag(H) < 0):
-        converged = False
-        message = f"{message}; negative curvature at the optimum"
+    converged, message = _check_convergence(g, H, message)
     return theta, fval, converged, message
 
 
@@ -774,10 +761,18 @@ def _optimize_fd(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
             idx, g, H = _fd_grad_hess(f, theta, free, h, fval, hessian=len(theta) <= 6 and not expensive)
         else:
             g = np.zeros(0)
-    # lme4's check.conv.grad: the gradient scaled by the Hessian's Cholesky
-    # factor (or the raw one where smaller) must stay below 2e-3. For an
-    # expensive model the Hessian is its diagonal, which the central
+    # For an expensive model the Hessian is its diagonal, which the central
     # differences give for free.
+    converged, message = _check_convergence(g, H, message)
+    return theta, fval, converged, message
+
+
+def _check_convergence(g: np.ndarray, H: np.ndarray | None, message: str) -> tuple[bool, str]:
+    """lme4's check.conv.grad, and a check of the curvature at the optimum.
+
+    The gradient scaled by the Hessian's Cholesky factor (or the raw one where
+    smaller) must stay below 2e-3.
+    """
     mingrad = np.abs(g)
     if len(g) and H is not None and H.shape[0] == len(g):
         try:
@@ -792,7 +787,7 @@ def _optimize_fd(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     if H is not None and len(g) and np.any(np.diag(H) < 0):
         converged = False
         message = f"{message}; negative curvature at the optimum"
-    return theta, fval, converged, message
+    return converged, message
 
 
 # --------------------------------------------------------------------------
