@@ -73,23 +73,22 @@ def _as_dict(params, design: Design) -> dict:
     return _from_fit(params, design)
 
 
+def _check_keys(given: Mapping, names, what: str, valid: str) -> None:
+    """Raise naming the missing and unknown keys of ``given`` against ``names``."""
+    missing = [k for k in names if k not in given]
+    unknown = [k for k in given if k not in names]
+    if missing or unknown:
+        parts = ([f"missing {missing}"] if missing else []) + ([f"unknown {unknown}"] if unknown else [])
+        raise SimulationError(f"{what}: {'; '.join(parts)}; {valid}")
+
+
 def _fixef(value, design: Design) -> np.ndarray:
     names = design.fixed_names
     if isinstance(value, pd.Series):
         value = {str(k): v for k, v in value.items()}
     if isinstance(value, Mapping):
-        unknown = [k for k in value if k not in names]
-        missing = [k for k in names if k not in value]
-        if unknown or missing:
-            parts = []
-            if missing:
-                parts.append(f"missing {missing}")
-            if unknown:
-                parts.append(f"unknown {unknown}")
-            raise SimulationError(
-                f"params['fixef'] does not match the fixed effects: {'; '.join(parts)}; "
-                f"the model's fixed effects are {list(names)}"
-            )
+        _check_keys(value, names, "params['fixef'] does not match the fixed effects",
+                    f"the model's fixed effects are {list(names)}")
         return np.array([float(value[k]) for k in names])
     beta = np.asarray(value, dtype=float).reshape(-1)
     if beta.size != len(names):
@@ -208,18 +207,8 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1):
     corr_table = p.get("corr") or {}
     names = [t.name for t in design.terms]
     if isinstance(sd_table, Mapping):
-        extra = [k for k in sd_table if k not in names]
-        lacking = [k for k in names if k not in sd_table]
-        if extra or lacking:
-            msg = []
-            if lacking:
-                msg.append(f"missing {lacking}")
-            if extra:
-                msg.append(f"unknown {extra}")
-            raise SimulationError(
-                f"params['sd'] does not match the random-effect terms: {'; '.join(msg)}; "
-                "the terms are " + ", ".join(f"{t.name!r} {list(t.terms)}" for t in design.terms)
-            )
+        _check_keys(sd_table, names, "params['sd'] does not match the random-effect terms",
+                    "the terms are " + ", ".join(f"{t.name!r} {list(t.terms)}" for t in design.terms))
     if isinstance(corr_table, Mapping):
         extra = [k for k in corr_table if k not in names]
         if extra:
