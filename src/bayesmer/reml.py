@@ -583,12 +583,7 @@ def _optimize_grad(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
                                   bounds=bounds, options=opts)
             if res_b.fun < fval - 1e-9:
                 res, theta, fval, message = res_b, res_b.x, float(res_b.fun), str(res_b.message)
-    small = diag & (theta < 1e-4)
-    if small.any():
-        snapped = np.where(small, 0.0, theta)
-        fs = f(snapped)
-        if fs <= fval + 1e-9:
-            theta, fval = snapped, fs
+    theta, fval = _snap_to_boundary(f, theta, fval, diag)
     # Newton steps on the free coordinates, with the Hessian from forward
     # differences of the exact gradient; the same Hessian scales lme4's
     # check.conv.grad below.
@@ -706,13 +701,7 @@ def _optimize_fd(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
             res_b = sopt.minimize(f, np.where(near, v, theta), method="L-BFGS-B", bounds=bounds, options=opts)
             if res_b.fun < fval - 1e-9:
                 res, theta, fval, message = res_b, res_b.x, float(res_b.fun), str(res_b.message)
-    # A diagonal heading for 0 ends on the boundary, as lme4's does.
-    small = diag & (theta < 1e-4)
-    if small.any():
-        snapped = np.where(small, 0.0, theta)
-        fs = f(snapped)
-        if fs <= fval + 1e-9:
-            theta, fval = snapped, fs
+    theta, fval = _snap_to_boundary(f, theta, fval, diag)
     g = H = None
     # Each evaluation of a large crossed model is a dense Cholesky: there
     # L-BFGS-B's optimum (within ~1e-6 in θ) stands, and only the gradient
@@ -765,6 +754,17 @@ def _optimize_fd(prob: _Problem) -> tuple[np.ndarray, float, bool, str]:
     # differences give for free.
     converged, message = _check_convergence(g, H, message)
     return theta, fval, converged, message
+
+
+def _snap_to_boundary(f, theta: np.ndarray, fval: float, diag: np.ndarray) -> tuple[np.ndarray, float]:
+    """Set diagonals heading for 0 to exactly 0 when that is no worse, as lme4 ends on the boundary."""
+    small = diag & (theta < 1e-4)
+    if small.any():
+        snapped = np.where(small, 0.0, theta)
+        fs = f(snapped)
+        if fs <= fval + 1e-9:
+            return snapped, fs
+    return theta, fval
 
 
 def _check_convergence(g: np.ndarray, H: np.ndarray | None, message: str) -> tuple[bool, str]:
