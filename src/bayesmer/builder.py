@@ -20,6 +20,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from . import naming as nm
 from .priors import PriorSet
 
 __all__ = ["BuildError", "GroupStats", "BuiltModel", "build_model", "marginal_applies", "draw_conditional_b"]
@@ -176,8 +177,8 @@ def _start_values(design, priors: PriorSet, start) -> dict:
     else:
         beta = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
         sigma = float(np.std(y - X @ beta)) if X.shape[1] else float(np.std(y))
-    out["beta"] = beta
-    out["sigma"] = max(sigma, 1e-3 * (float(np.std(y)) or 1.0))
+    out[nm.BETA] = beta
+    out[nm.SIGMA] = max(sigma, 1e-3 * (float(np.std(y)) or 1.0))
     for term in design.terms:
         floor = _floor_sd(design, term)
         if start is not None:
@@ -189,14 +190,14 @@ def _start_values(design, priors: PriorSet, start) -> dict:
             R = np.eye(term.k)
         sd = np.maximum(sd, floor)
         R = 0.9 * R + 0.1 * np.eye(term.k)
-        out[f"sd_{term.name}"] = sd
-        out[f"corr_chol_{term.name}"] = np.linalg.cholesky(R)
+        out[nm.sd_var(term.name)] = sd
+        out[nm.corr_chol_var(term.name)] = np.linalg.cholesky(R)
         if start is not None and term.name in getattr(start, "ranef", {}):
             bhat = np.asarray(start.ranef[term.name].to_numpy(), dtype=float)
         else:
             bhat = np.zeros((term.n_levels, term.k))
         L = sd[:, None] * np.linalg.cholesky(R)
-        out[f"z_{term.name}"] = np.clip(np.linalg.solve(L, bhat.T).T, -5, 5)
+        out[nm.z_var(term.name)] = np.clip(np.linalg.solve(L, bhat.T).T, -5, 5)
     return out
 
 
@@ -295,12 +296,13 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
         )
     strategy = ("marginal" if ok else "full") if strategy == "auto" else strategy
 
-    coords: dict = {"fixed": list(design.fixed_names), "obs": np.arange(design.n)}
+    coords: dict = {nm.FIXED_DIM: list(design.fixed_names), nm.OBS_DIM: np.arange(design.n)}
     for t in design.terms:
-        coords[f"{t.name}_level"] = list(t.levels)
-        coords[f"{t.name}_term"] = list(t.terms)
+        coords[nm.level_dim(t.name)] = list(t.levels)
+        coords[nm.term_dim(t.name)] = list(t.terms)
+        coords[nm.effect_dim(t.name)] = list(t.terms)
         if t.k > 1:
-            coords[f"{t.name}_term_bis"] = list(t.terms)
+            coords[nm.pair_dim(t.name)] = nm.pair_labels(t.terms)
     init = _start_values(design, priors, start)
     hidden: list[str] = []
     names_sd, names_corr, names_b = {}, {}, {}
@@ -309,20 +311,20 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
     with pm.Model(coords=coords) as model:
         fixed_priors = [p for _, p in priors.fixed]
         if fixed_priors:
-            beta, extra = _vector("beta", fixed_priors, "fixed")
+            beta, extra = _vector(nm.BETA, fixed_priors, nm.FIXED_DIM)
             hidden += extra
             if extra:
-                initial_point.update({n: v for n, v in zip(extra, init["beta"])})
+                initial_point.update({n: v for n, v in zip(extra, init[nm.BETA])})
             else:
-                initial_point["beta"] = init["beta"]
+                initial_point[nm.BETA] = init[nm.BETA]
         else:
             beta = pt.zeros(0)
-        sigma = priors.sigma.pymc("sigma")
-        initial_point["sigma"] = init["sigma"]
+        sigma = priors.sigma.pymc(nm.SIGMA)
+        initial_point[nm.SIGMA] = init[nm.SIGMA]
         Ls = []
         for t in design.terms:
-            sd_name = f"sd_{t.name}"
-            sd, extra = _vector(sd_name, list(priors.sd_priors(t.name)), f"{t.name}_term")
+            sd_name = nm.sd_var(t.name)
+            sd, extra = _vector(sd_name, list(priors.sd_priors(t.name)), nm.term_dim(t.name))
             hidden += extra
             if extra:
                 initial_point.update({n: v for n, v in zip(extra, init[sd_name])})
@@ -330,12 +332,15 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
                 initial_point[sd_name] = init[sd_name]
             names_sd[t.name] = sd_name
             if t.k > 1:
-                chol_name = f"corr_chol_{t.name}"
+                chol_name = nm.corr_chol_var(t.name)
                 Lc = priors.corr_prior(t.name).pymc(chol_name, n=t.k)
                 hidden.append(chol_name)
                 initial_point[chol_name] = init[chol_name]
-                names_corr[t.name] = f"corr_{t.name}"
-                pm.Deterministic(names_corr[t.name], Lc @ Lc.T, dims=(f"{t.name}_term", f"{t.name}_term_bis"))
+                names_corr[t.name] = nm.corr_var(t.name)
+                # the pairs only, as brms's cor_ parameters: the unit diagonal and the
+                # mirrored triangle of the full matrix gave NaN R-hat/ESS and duplicate panels
+                iu = tuple(np.array(nm.pairs(t.k)).T)
+                pm.Deterministic(names_corr[t.name], (Lc @ Lc.T)[iu], dims=nm.pair_dim(t.name))
                 Ls.append(sd[:, None] * Lc)
             else:
                 Ls.append(pt.reshape(sd, (1, 1)))
@@ -346,23 +351,25 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
             stats = None
             mu = pt.dot(design.X, beta) if design.p else pt.zeros(design.n)
             for t, L in zip(design.terms, Ls):
-                z_name = f"z_{t.name}"
-                z = pm.Normal(z_name, 0.0, 1.0, dims=(f"{t.name}_level", f"{t.name}_term"))
+                z_name = nm.z_var(t.name)
+                z = pm.Normal(z_name, 0.0, 1.0, dims=(nm.level_dim(t.name), nm.effect_dim(t.name)))
                 hidden.append(z_name)
                 initial_point[z_name] = init[z_name]
-                b = pm.Deterministic(f"b_{t.name}", pt.dot(z, L.T), dims=(f"{t.name}_level", f"{t.name}_term"))
-                names_b[t.name] = f"b_{t.name}"
+                b = pm.Deterministic(
+                    nm.b_var(t.name), pt.dot(z, L.T), dims=(nm.level_dim(t.name), nm.effect_dim(t.name))
+                )
+                names_b[t.name] = nm.b_var(t.name)
                 mu = mu + pt.sum(t.Z * b[t.codes], axis=1)
-            pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims="obs")
+            pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims=nm.OBS_DIM)
         if strategy == "marginal":
-            names_b = {t.name: f"b_{t.name}" for t in design.terms}
+            names_b = {t.name: nm.b_var(t.name) for t in design.terms}
 
     return BuiltModel(
         model=model,
         strategy=strategy,
         response=design.response,
-        beta="beta",
-        sigma="sigma",
+        beta=nm.BETA,
+        sigma=nm.SIGMA,
         sd=names_sd,
         corr=names_corr,
         b=names_b,
