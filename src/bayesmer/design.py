@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 import formulaic
 import numpy as np
 import pandas as pd
+from formulaic.materializers.types import FactorValues
+from formulaic.transforms import TRANSFORMS
+from formulaic.utils.stateful_transforms import stateful_transform
+from scipy.interpolate import BSpline
+from scipy.linalg import qr as _qr
 
-from .formula import Formula, FormulaError, RandomTerm, parse_formula
+from .formula import Formula, FormulaError, RandomTerm, by_degree, columns_of, factor_code, parse_formula, to_formulaic
+from .formula import _r_number, _split_plus
 
 __all__ = ["DesignError", "ReTerm", "Design", "NewData", "build_design", "new_data"]
 
@@ -50,9 +56,9 @@ class ReTerm:
     Z : ndarray, shape (n, k)
         Raw columns of the term.
     expr : str
-        The term's left-hand side in formulaic syntax.
+        The term's left-hand side as R term labels (``"1 + Days"``).
     spec : formulaic ModelSpec
-        Rebuilds ``Z`` for new data.
+        Rebuilds ``Z`` for new data (with :data:`CONTEXT`).
     """
 
     name: str
@@ -102,7 +108,11 @@ class Design:
     aliased : tuple of str
         Fixed-effect columns dropped because X was rank deficient.
     fixed_spec : formulaic ModelSpec
-        Rebuilds ``X`` for new data.
+        Rebuilds ``X`` for new data (with :data:`CONTEXT`).
+    offset : ndarray, shape (n,), or None
+        The sum of the formula's ``offset(...)`` terms, a part of the linear
+        predictor with coefficient 1 (``y - offset`` is what the random and fixed
+        effects explain); None when the formula has none.
     """
 
     formula: Formula
@@ -115,6 +125,7 @@ class Design:
     n_dropped: int
     aliased: tuple[str, ...]
     fixed_spec: object = field(repr=False)
+    offset: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -139,11 +150,14 @@ class NewData:
         design has not seen.
     Z : tuple of ndarray
         Per term, the raw columns, shape (m, k).
+    offset : ndarray, shape (m,), or None
+        The formula's offset on the new rows, to add to a prediction.
     """
 
     X: np.ndarray
     codes: tuple[np.ndarray, ...]
     Z: tuple[np.ndarray, ...]
+    offset: np.ndarray | None = None
 
 
 _LEVEL = re.compile(r"\[(?:T\.)?([^\]]*)\]")
@@ -156,21 +170,272 @@ def _lme4_name(name: str) -> str:
     return _LEVEL.sub(r"\1", name)
 
 
+# --- R's functions, evaluated as R evaluates them ------------------------------
+#
+# formula.py turns each R call into a call of one of these (``poly(x, 2)`` ->
+# ``r_poly(x, degree=2)``); formulaic evaluates them with its stateful-transform
+# machinery, so that new data reuse the training state (levels, knots, the
+# polynomial's coefficients, the centre and scale), as R's predict() does through
+# makepredictcall. formulaic's own transforms are used where they give R's
+# numbers (poly, bs, C); the others are written here, each saying why.
+
+
+def _r_label(v) -> str:
+    """A value as R's ``as.character`` prints it (a factor level's name)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else _r_number(float(v))
+    return str(v)
+
+
+def _as_series(x) -> pd.Series:
+    return x if isinstance(x, pd.Series) else pd.Series(np.asarray(x))
+
+
+def _r_levels(x: pd.Series) -> list[str]:
+    """R's ``factor(x)`` levels: a factor's own (used) levels, else the sorted
+    distinct values (numbers sorted as numbers, FALSE before TRUE)."""
+    if isinstance(x.dtype, pd.CategoricalDtype):
+        return [_r_label(c) for c in x.cat.remove_unused_categories().cat.categories]
+    values = pd.unique(x.dropna())
+    try:
+        values = sorted(values)
+    except TypeError as exc:
+        raise DesignError(f"the values of a factor() column cannot be sorted into levels: {exc}") from exc
+    return list(dict.fromkeys(_r_label(v) for v in values))
+
+
+def _labels(x: pd.Series) -> pd.Series:
+    out = x.astype(object).map(lambda v: v if pd.isna(v) else _r_label(v))
+    return out
+
+
+@stateful_transform
+def r_factor(x, _state=None):
+    """R's ``factor(x)`` (also ``as.factor``, ``C(x)``): treatment contrasts on
+    R's levels, named as R names them (``factor(z)2``, ``factor(b)TRUE``).
+
+    Written here because formulaic's ``C`` names levels by Python's ``str``
+    (``1.0``, ``True``) where R writes ``1`` and ``TRUE``.
+    """
+    x = _as_series(x)
+    if "levels" not in _state:
+        _state["levels"] = _r_levels(x)
+    return TRANSFORMS["C"](_labels(x), levels=_state["levels"])
+
+
+r_as_factor = r_factor
+r_C = r_factor
+
+
+@stateful_transform
+def r_relevel(x, ref, _state=None):
+    """R's ``relevel(f, ref = "b")``: ``factor(f)`` with ``ref`` as first level."""
+    x = _as_series(x)
+    if "levels" not in _state:
+        levels = _r_levels(x)
+        ref = _r_label(ref)
+        if ref not in levels:
+            raise DesignError(f"relevel(): ref = {ref!r} is not a level of the column; its levels are {levels}")
+        _state["levels"] = [ref] + [lv for lv in levels if lv != ref]
+    return TRANSFORMS["C"](_labels(x), levels=_state["levels"])
+
+
+@stateful_transform
+def r_poly(x, degree=1, raw=False, _state=None):
+    """R's ``poly(x, degree, raw)``, formulaic's numbers (R's orthogonal basis
+    and signs, checked against R) with R's column names 1..degree."""
+    values = np.asarray(x, dtype=float)
+    if "alpha" not in _state and not raw and len(np.unique(values[~np.isnan(values)])) <= degree:
+        raise DesignError(f"poly(): degree {degree} must be less than the number of unique values "
+                          f"({len(np.unique(values[~np.isnan(values)]))}), as R requires")
+    out = TRANSFORMS["poly"](values, degree=degree, raw=raw, _state=_state)
+    return FactorValues(np.asarray(out, dtype=float), column_names=tuple(str(i) for i in range(1, degree + 1)))
+
+
+@stateful_transform
+def r_scale(x, center=True, scale=True, _state=None):
+    """R's ``scale(x, center, scale)``.
+
+    Written here because R's ``scale = TRUE`` without centring divides by the
+    root mean square ``sqrt(sum(x^2) / (n - 1))``, not by the standard deviation.
+    New data reuse the training centre and scale (R's predict() would re-scale
+    the new data by their own, which is rarely what anyone means).
+    """
+    values = np.asarray(x, dtype=float)
+    if "center" not in _state:
+        ok = values[~np.isnan(values)]
+        c = float(np.mean(ok)) if center is True else (0.0 if center is False else float(center))
+        if scale is True:
+            s = float(np.sqrt(np.sum((ok - c) ** 2) / (len(ok) - 1)))
+        else:
+            s = 1.0 if scale is False else float(scale)
+        _state["center"], _state["scale"] = c, s
+    return (values - _state["center"]) / _state["scale"]
+
+
+def _spline_design(knots: np.ndarray, x: np.ndarray, order: int, deriv: int = 0) -> np.ndarray:
+    """R's ``splines::splineDesign(knots, x, ord, derivs)``: every B-spline basis
+    function (or its derivative) of order ``order`` at ``x``."""
+    n = len(knots) - order
+    out = np.empty((len(x), n))
+    for j in range(n):
+        c = np.zeros(n)
+        c[j] = 1.0
+        out[:, j] = BSpline(knots, c, order - 1, extrapolate=True)(x, nu=deriv)
+    return out
+
+
+@stateful_transform
+def r_ns(x, df=None, knots=None, intercept=False, boundary_knots=None, _state=None):
+    """R's ``splines::ns``: the natural cubic spline basis, ported from R 4.
+
+    Written here because formulaic has no natural spline (its ``cr`` is mgcv's
+    cubic regression spline, another basis). Interior knots at quantiles of x,
+    boundary knots at its range; linear beyond the boundary knots, as R.
+    """
+    values = np.asarray(x, dtype=float)
+    ok = ~np.isnan(values)
+    if "knots" not in _state:
+        xs = values[ok]
+        bk = np.sort(np.asarray(boundary_knots, dtype=float)) if boundary_knots is not None else \
+            np.array([xs.min(), xs.max()])
+        if knots is None and df is not None:
+            n_inner = max(int(df) - 1 - int(bool(intercept)), 0)
+            inside = xs[(xs >= bk[0]) & (xs <= bk[1])]
+            probs = np.linspace(0, 1, n_inner + 2)[1:-1]
+            inner = np.quantile(inside, probs) if n_inner else np.array([])
+        else:
+            inner = np.asarray([] if knots is None else knots, dtype=float).ravel()
+        _state["knots"], _state["boundary"] = inner.tolist(), bk.tolist()
+    inner, bk = np.asarray(_state["knots"], dtype=float), np.asarray(_state["boundary"], dtype=float)
+    aknots = np.sort(np.concatenate([np.repeat(bk, 4), inner]))
+    xs = values[ok]
+    basis = np.empty((len(xs), len(inner) + 4))
+    low, high = xs < bk[0], xs > bk[1]
+    mid = ~(low | high)
+    basis[mid] = _spline_design(aknots, xs[mid], 4)
+    for side, pivot in ((low, bk[0]), (high, bk[1])):
+        if side.any():
+            tt = np.vstack([_spline_design(aknots, np.array([pivot]), 4, d) for d in (0, 1)])
+            basis[side] = np.column_stack([np.ones(side.sum()), xs[side] - pivot]) @ tt
+    const = np.vstack([_spline_design(aknots, np.array([b]), 4, 2) for b in bk])
+    if not intercept:
+        const, basis = const[:, 1:], basis[:, 1:]
+    # R: qr.qty(qr(t(const)), t(basis)) without the first two rows; LAPACK's
+    # Householder QR has LINPACK's signs, so the basis matches R's exactly.
+    q, _ = _qr(const.T)
+    basis = (q.T @ basis.T).T[:, 2:]
+    out = np.full((len(values), basis.shape[1]), np.nan)
+    out[ok] = basis
+    return FactorValues(out, column_names=tuple(str(i) for i in range(1, basis.shape[1] + 1)))
+
+
+@stateful_transform
+def r_bs(x, df=None, knots=None, degree=3, intercept=False, boundary_knots=None, _state=None):
+    """R's ``splines::bs`` by formulaic's ``bs`` (R's numbers, checked against R),
+    extended beyond the boundary knots by the boundary pieces, as R does."""
+    kwargs = dict(df=df, knots=knots, degree=degree, include_intercept=bool(intercept), extrapolation="extend")
+    if boundary_knots is not None:
+        kwargs["lower_bound"], kwargs["upper_bound"] = sorted(boundary_knots)
+    out = TRANSFORMS["bs"](np.asarray(x, dtype=float), _state=_state, **kwargs)
+    arr = np.asarray(out, dtype=float)
+    return FactorValues(arr, column_names=tuple(str(i) for i in range(1, arr.shape[1] + 1)))
+
+
+def r_log(x, base=None):
+    """R's ``log(x, base)``."""
+    out = np.log(np.asarray(x, dtype=float))
+    return out if base is None else out / np.log(base)
+
+
+def _elementwise(f):
+    return lambda x: f(np.asarray(x, dtype=float))
+
+
+CONTEXT: dict[str, object] = {
+    "r_factor": r_factor, "r_as_factor": r_as_factor, "r_C": r_C, "r_relevel": r_relevel,
+    "r_poly": r_poly, "r_scale": r_scale, "r_ns": r_ns, "splines_r_ns": r_ns, "r_bs": r_bs,
+    "splines_r_bs": r_bs, "r_log": r_log, "center": TRANSFORMS["center"], "I": TRANSFORMS["I"],
+} | {f"r_{name}": _elementwise(f) for name, f in {
+    "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp, "expm1": np.expm1,
+    "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor,
+    "ceiling": np.ceil, "trunc": np.trunc, "sign": np.sign}.items()}
+"""The functions the Python code of :func:`bayesmer.formula.to_formulaic` calls."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _formulaic_factor(code: str) -> str:
+    """formulaic's name of the factor whose Python code is ``code``."""
+    terms = [t for t in formulaic.Formula(code) if str(t) != "1"]
+    (term,) = terms
+    (factor,) = term.factors
+    return factor.expr
+
+
+@functools.lru_cache(maxsize=512)
+def _r_names_for(terms: str) -> tuple[tuple[str, str], ...]:
+    """(formulaic factor name, R label) of each factor of a term string, longest
+    name first (the order :func:`_r_column` tries them in)."""
+    _, codes = to_formulaic(terms)
+    pairs = {_formulaic_factor(code): label for code, label in codes}
+    return tuple(sorted(pairs.items(), key=lambda kv: -len(kv[0])))
+
+
+_R_LEVEL = {"True": "TRUE", "False": "FALSE"}
+
+
+def _r_column(name: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """formulaic's column name as R's model.matrix names it.
+
+    ``Intercept`` -> ``(Intercept)``; each factor's formulaic name becomes its R
+    label, a level ``[T.b]`` or ``[b]`` is appended as R does (``fb``), as is a
+    basis column ``[1]`` (``poly(x, 2)1``); factors join with ``:``.
+    """
+    if name == "Intercept":
+        return "(Intercept)"
+    out, i = [], 0
+    while i < len(name):
+        for fname, label in labels:
+            if not name.startswith(fname, i):
+                continue
+            j = i + len(fname)
+            if j == len(name) or name[j] == ":":
+                out.append(label)
+                i = j + 1
+                break
+            if name[j] == "[":
+                k = name.find("]", j)
+                while k != -1 and not (k + 1 == len(name) or name[k + 1] == ":"):
+                    k = name.find("]", k + 1)
+                if k == -1:
+                    continue
+                level = name[j + 1 : k]
+                level = level[2:] if level.startswith("T.") else level
+                out.append(label + _R_LEVEL.get(level, level))
+                i = k + 2
+                break
+        else:
+            return _lme4_name(name)  # not one of ours: formulaic's name, lme4-style
+    return ":".join(out)
+
+
 @functools.lru_cache(maxsize=512)
 def _parse(expr: str):
     """formulaic's parse of ``expr``, cached: parsing costs as much as building."""
     return formulaic.Formula(expr)
 
 
-@functools.lru_cache(maxsize=512)
-def _required_cached(expr: str) -> frozenset[str]:
-    return frozenset(str(v) for v in _parse(expr).required_variables)
-
-
 def _required(expr: str) -> set[str]:
+    """The data columns an R expression or term string (from a Formula) reads."""
     try:
-        return set(_required_cached(expr))
-    except Exception as exc:  # formulaic raises many types for bad syntax
+        return set(columns_of(expr))
+    except FormulaError:
+        raise
+    except Exception as exc:  # pragma: no cover - the Formula was parsed already
         raise FormulaError(f"cannot parse {expr!r}: {exc}") from exc
 
 
@@ -255,6 +520,7 @@ def _used_columns(formula: Formula, data: pd.DataFrame) -> list[str]:
     used: list[str] = []
     needed = [(formula.response, "the response")]
     needed += [(formula.fixed, "the fixed effects")]
+    needed += [(o, f"offset({o})") for o in formula.offset]
     for term in formula.random:
         needed.append((term.expr, f"random-effect term {term}"))
     for expr, where in needed:
@@ -277,9 +543,28 @@ def _used_columns(formula: Formula, data: pd.DataFrame) -> list[str]:
 
 def _matrix(expr: str, frame: pd.DataFrame, where: str):
     try:
-        return formulaic.model_matrix(expr, frame, na_action="ignore")
+        return formulaic.model_matrix(expr, frame, na_action="ignore", context=CONTEXT)
+    except DesignError:
+        raise
     except Exception as exc:
         raise DesignError(f"cannot build {where} from {expr!r}: {exc}") from exc
+
+
+def _offset(formula: Formula, frame: pd.DataFrame):
+    """The summed offset on ``frame`` and the specs that rebuild each term."""
+    if not formula.offset:
+        return None, ()
+    total = np.zeros(len(frame))
+    specs = []
+    for o in formula.offset:
+        mm = _matrix(f"0 + {factor_code(o)}", frame, f"offset({o})")
+        if mm.shape[1] != 1:
+            raise DesignError(f"offset({o}) makes {mm.shape[1]} columns; an offset must be one numeric column")
+        value = np.asarray(mm, dtype=float)[:, 0]
+        _check_finite(value, [f"offset({o})"], f"offset({o})")
+        total += value
+        specs.append(mm.model_spec)
+    return total, tuple(specs)
 
 
 def _check_finite(values: np.ndarray, names, where: str) -> None:
@@ -410,7 +695,8 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
                 f"the response column {name!r} is not numeric (dtype {frame[name].dtype}); "
                 "a linear mixed model needs a numeric response"
             )
-    fixed_expr = f"{f.response} ~ {f.fixed}"
+    fixed_code, _ = to_formulaic(f.fixed)
+    fixed_expr = f"{factor_code(f.response)} ~ {fixed_code}"
     simple = _simple_fixed(fixed_expr, frame)
     if simple is not None:
         y, X, raw_names = simple
@@ -426,7 +712,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
             raise DesignError(f"the response {f.response!r} makes {y.shape[1]} columns; it must be one numeric column")
         y = y[:, 0]
     _check_finite(y, [f.response], f"the response {f.response!r}")
-    names = [_lme4_name(c) for c in raw_names]
+    _check_varies(y, f.response, sorted(resp_cols), n_dropped)
+    offset, _ = _offset(f, frame)
+    labels = _r_names_for(f.fixed)
+    names = [_r_column(c, labels) for c in raw_names]
     _check_finite(X, names, "the fixed-effect design")
     aliased: list[str] = []
     if X.shape[1]:
@@ -467,7 +756,20 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         n_dropped=n_dropped,
         aliased=tuple(aliased),
         fixed_spec=fixed_spec,
+        offset=offset,
     )
+
+
+def _check_varies(y: np.ndarray, response: str, columns: list[str], n_dropped: int) -> None:
+    """A constant response has no residual variance to estimate: say so here,
+    naming it, rather than fail in the optimiser's linear algebra."""
+    if len(y) and np.ptp(y) == 0:
+        after = f" after removing {n_dropped} row(s) with missing values" if n_dropped else ""
+        cols = f" (column {', '.join(map(repr, columns))})" if columns else ""
+        raise DesignError(
+            f"the response {response!r}{cols} is constant ({y[0]:g} in all {len(y)} rows{after}); "
+            "a mixed model needs a response that varies"
+        )
 
 
 def _simple_fixed(expr: str, frame: pd.DataFrame):
@@ -509,19 +811,21 @@ def _build_term(t: RandomTerm, frame: pd.DataFrame, n: int, groupings=None, matr
 
 
 def _term_matrix(t: RandomTerm, frame: pd.DataFrame):
+    code, _ = to_formulaic(t.expr)
     try:
-        simple = _simple_matrix(_parse(t.expr), frame)
+        simple = _simple_matrix(_parse(code), frame)
     except Exception:
         simple = None  # formulaic reports it below, with its own message
     if simple is not None:
         Z, raw = simple
-        spec = _LazySpec(t.expr, frame, rhs=False)
+        spec = _LazySpec(code, frame, rhs=False)
     else:
-        mm = _matrix(t.expr, frame, f"random-effect term {t}")
+        mm = _matrix(code, frame, f"random-effect term {t}")
         Z = np.asarray(mm, dtype=float)
         raw = list(mm.columns)
         spec = mm.model_spec
-    tnames = tuple(_lme4_name(c) for c in raw)
+    labels = _r_names_for(t.expr)
+    tnames = tuple(_r_column(c, labels) for c in raw)
     _check_finite(Z, tnames, f"random-effect term {t}")
     return Z, tnames, spec
 
@@ -535,13 +839,26 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"new data must be a pandas DataFrame, not {type(data).__name__}")
     try:
-        X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise"), dtype=float)
+        X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:
         raise DesignError(f"cannot build the fixed effects for new data: {exc}") from exc
-    keep = [c for c in design.fixed_spec.column_names if _lme4_name(c) in design.fixed_names]
+    labels = _r_names_for(design.formula.fixed)
+    keep = [c for c in design.fixed_spec.column_names if _r_column(c, labels) in design.fixed_names]
     if len(keep) != X.shape[1]:
         cols = list(design.fixed_spec.column_names)
         X = X[:, [cols.index(c) for c in keep]]
+    offset = None
+    if design.formula.offset:
+        # each offset term rebuilt from the training rows' spec, so a stateful
+        # transform inside it keeps its training state
+        _, specs = _offset(design.formula, design.frame)
+        offset = np.zeros(len(data))
+        for o, spec in zip(design.formula.offset, specs):
+            try:
+                offset += np.asarray(spec.get_model_matrix(data, na_action="raise", context=CONTEXT),
+                                     dtype=float)[:, 0]
+            except Exception as exc:
+                raise DesignError(f"cannot build offset({o}) for new data: {exc}") from exc
     codes, Zs = [], []
     for term in design.terms:
         for name in term.factors:
@@ -551,7 +868,8 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
         lookup = {lev: i for i, lev in enumerate(term.levels)}
         codes.append(np.array([lookup.get(k, -1) for k in keys], dtype=np.int64))
         try:
-            Zs.append(np.asarray(term.spec.get_model_matrix(data, na_action="raise"), dtype=float))
+            Zs.append(np.asarray(term.spec.get_model_matrix(data, na_action="raise", context=CONTEXT),
+                                 dtype=float))
         except Exception as exc:
             raise DesignError(f"cannot build {term.label} for new data: {exc}") from exc
-    return NewData(X, tuple(codes), tuple(Zs))
+    return NewData(X, tuple(codes), tuple(Zs), offset)
