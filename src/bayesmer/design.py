@@ -342,7 +342,7 @@ def r_bs(x, df=None, knots=None, degree=3, intercept=False, boundary_knots=None,
     if boundary_knots is not None:
         kwargs["lower_bound"], kwargs["upper_bound"] = sorted(boundary_knots)
     out = TRANSFORMS["bs"](np.asarray(x, dtype=float), _state=_state, **kwargs)
-    arr = np.asarray(out, dtype=float)
+    arr = np.column_stack([np.asarray(out[k], dtype=float) for k in sorted(out)])
     return FactorValues(arr, column_names=tuple(str(i) for i in range(1, arr.shape[1] + 1)))
 
 
@@ -376,11 +376,16 @@ def _formulaic_factor(code: str) -> str:
     return factor.expr
 
 
+def _logical(frame: pd.DataFrame) -> frozenset[str]:
+    """The frame's logical columns, which R's model.matrix codes as factors."""
+    return frozenset(c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c]))
+
+
 @functools.lru_cache(maxsize=512)
-def _r_names_for(terms: str) -> tuple[tuple[str, str], ...]:
+def _r_names_for(terms: str, logical: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
     """(formulaic factor name, R label) of each factor of a term string, longest
     name first (the order :func:`_r_column` tries them in)."""
-    _, codes = to_formulaic(terms)
+    _, codes = to_formulaic(terms, logical)
     pairs = {_formulaic_factor(code): label for code, label in codes}
     return tuple(sorted(pairs.items(), key=lambda kv: -len(kv[0])))
 
@@ -557,7 +562,7 @@ def _offset(formula: Formula, frame: pd.DataFrame):
     total = np.zeros(len(frame))
     specs = []
     for o in formula.offset:
-        mm = _matrix(f"0 + {factor_code(o)}", frame, f"offset({o})")
+        mm = _matrix(f"0 + I({factor_code(o)})", frame, f"offset({o})")
         if mm.shape[1] != 1:
             raise DesignError(f"offset({o}) makes {mm.shape[1]} columns; an offset must be one numeric column")
         value = np.asarray(mm, dtype=float)[:, 0]
@@ -695,7 +700,8 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
                 f"the response column {name!r} is not numeric (dtype {frame[name].dtype}); "
                 "a linear mixed model needs a numeric response"
             )
-    fixed_code, _ = to_formulaic(f.fixed)
+    logical = _logical(frame)
+    fixed_code, _ = to_formulaic(f.fixed, logical)
     fixed_expr = f"{factor_code(f.response)} ~ {fixed_code}"
     simple = _simple_fixed(fixed_expr, frame)
     if simple is not None:
@@ -714,7 +720,7 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     _check_finite(y, [f.response], f"the response {f.response!r}")
     _check_varies(y, f.response, sorted(resp_cols), n_dropped)
     offset, _ = _offset(f, frame)
-    labels = _r_names_for(f.fixed)
+    labels = _r_names_for(f.fixed, logical)
     names = [_r_column(c, labels) for c in raw_names]
     _check_finite(X, names, "the fixed-effect design")
     aliased: list[str] = []
@@ -811,7 +817,8 @@ def _build_term(t: RandomTerm, frame: pd.DataFrame, n: int, groupings=None, matr
 
 
 def _term_matrix(t: RandomTerm, frame: pd.DataFrame):
-    code, _ = to_formulaic(t.expr)
+    logical = _logical(frame)
+    code, _ = to_formulaic(t.expr, logical)
     try:
         simple = _simple_matrix(_parse(code), frame)
     except Exception:
@@ -824,7 +831,7 @@ def _term_matrix(t: RandomTerm, frame: pd.DataFrame):
         Z = np.asarray(mm, dtype=float)
         raw = list(mm.columns)
         spec = mm.model_spec
-    labels = _r_names_for(t.expr)
+    labels = _r_names_for(t.expr, logical)
     tnames = tuple(_r_column(c, labels) for c in raw)
     _check_finite(Z, tnames, f"random-effect term {t}")
     return Z, tnames, spec
@@ -842,7 +849,7 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
         X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:
         raise DesignError(f"cannot build the fixed effects for new data: {exc}") from exc
-    labels = _r_names_for(design.formula.fixed)
+    labels = _r_names_for(design.formula.fixed, _logical(design.frame))
     keep = [c for c in design.fixed_spec.column_names if _r_column(c, labels) in design.fixed_names]
     if len(keep) != X.shape[1]:
         cols = list(design.fixed_spec.column_names)

@@ -868,19 +868,28 @@ def factor_code(label: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def to_formulaic(terms: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+def to_formulaic(terms: str, logical: frozenset[str] = frozenset()) -> tuple[str, tuple[tuple[str, str], ...]]:
     """A canonical term string (``Formula.fixed``, ``RandomTerm.expr``) in
-    formulaic's syntax, with the (Python code, R label) of each factor."""
+    formulaic's syntax, with the (Python code, R label) of each factor.
+
+    ``logical`` names the data's logical columns: a bare one is a factor in R
+    (``bTRUE``), where formulaic would take it as a 0/1 number.
+    """
     codes: dict[str, str] = {}
     out = []
     for piece in by_degree(_split_plus(terms)):
         if piece in ("0", "1"):
             out.append(piece)
             continue
-        factors = _split_colon(piece)
-        for f in factors:
-            codes.setdefault(factor_code(f), f)
-        out.append(":".join(factor_code(f) for f in factors))
+        factors = []
+        for f in _split_colon(piece):
+            code = factor_code(f)
+            node = parse_r(f)
+            if isinstance(node, Name) and node.id in logical:
+                code = f"r_factor({code})"
+            codes.setdefault(code, f)
+            factors.append(code)
+        out.append(":".join(factors))
     return " + ".join(out), tuple(codes.items())
 
 
