@@ -13,13 +13,18 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import xarray as xr
 
 from ._threads import one_blas_thread
-from .builder import BuiltModel, draw_conditional_b
+from . import naming as nm
+from . import settings as st
+from .builder import BuiltModel
+from .engine import draw_effects
+from .engine.nuts import compile_density, initial_x
 
-__all__ = ["Sampled", "sample", "linear_predictor"]
+__all__ = ["Sampled", "sample", "linear_predictor", "constant_data", "group_attrs"]
 
 _SAMPLE = ("chain", "draw")
 # keep pointwise log-likelihoods below ~400 MB unless asked
@@ -42,13 +47,56 @@ class Sampled:
     idata: xr.DataTree
     timings: dict = field(default_factory=dict)
     sampler: str = "nutpie"
-    backend: str = "pytensor"
+    backend: str = "engine"
 
 
-def _check_counts(draws, tune, chains):
-    for name, value, least in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+def group_attrs(sampler: str, **extra) -> dict:
+    """ArviZ's standard group attributes (``created_at``, ``inference_library``...).
+
+    ``from_dict``/``from_pymc`` stamp their groups with these; the groups
+    bayesmer computes itself (exact draws of b, log-likelihood, predictions)
+    get the same, naming the sampler whose draws they derive from.
+    """
+    import importlib
+
+    from arviz_base import make_attrs
+
+    from . import __version__
+
+    attrs = make_attrs(inference_library=importlib.import_module(sampler))
+    attrs.update({"creation_library": "bayesmer", "creation_library_version": __version__}, **extra)
+    return attrs
+
+
+def _strings(s: pd.Series) -> np.ndarray:
+    """A column as a numpy str array; a missing value as the empty string."""
+    return np.array(["" if pd.isna(v) else str(v) for v in s], dtype=str)
+
+
+def constant_data(design, frame=None) -> xr.Dataset:
+    """The columns the formula reads, one variable per column over ``obs``.
+
+    What prediction needs to rebuild the design (and :func:`bayesmer.load` to
+    rebuild the fit). Categorical columns are stored as strings with their
+    categories (in order) in the variable's attributes, so the reference
+    level survives a round trip through a file.
+    """
+    import json
+
+    frame = design.frame if frame is None else frame
+    out = {}
+    for col in frame.columns:
+        s = frame[col]
+        attrs = {}
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            attrs = {"categories": json.dumps([str(c) for c in s.cat.categories]), "ordered": int(s.cat.ordered)}
+            values = _strings(s)
+        elif s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+            values = _strings(s)
+        else:
+            values = s.to_numpy()
+        out[str(col)] = xr.DataArray(values, dims=(nm.OBS_DIM,), attrs=attrs)
+    return xr.Dataset(out, coords={nm.OBS_DIM: np.arange(len(frame))})
 
 
 def _initial_point_fn(built: BuiltModel):
@@ -117,18 +165,54 @@ def _compile_pytensor(built: BuiltModel):
     )
 
 
+def _compile_engine(built: BuiltModel):
+    """nutpie on the engine's compiled collapsed density (see :mod:`bayesmer.engine.nuts`)."""
+    spec = built.density
+    init = built.initial_point
+    terms = list(built.sd)
+    corr_chols = []
+    for t in terms:
+        name = nm.corr_chol_var(t)
+        sd = np.atleast_1d(init[built.sd[t]])
+        corr_chols.append(init[name] if name in init else np.eye(len(sd)))
+    x0 = initial_x(spec, float(init[built.sigma]), [init[built.sd[t]] for t in terms], corr_chols,
+                   None if spec.integrate_beta else init[built.beta])
+    coords = {k: list(v) for k, v in built.model.coords.items() if k != nm.OBS_DIM}
+    names, shapes, dims = [built.sigma], [()], {}
+    for t, k in zip(terms, spec.stats.term_k):
+        k = int(k)
+        names.append(built.sd[t])
+        shapes.append((k,))
+        dims[built.sd[t]] = (nm.term_dim(t),)
+        if k > 1:
+            names.append(built.corr[t])
+            shapes.append((k * (k - 1) // 2,))
+            dims[built.corr[t]] = (nm.pair_dim(t),)
+    if not spec.integrate_beta:
+        names.append(built.beta)
+        shapes.append((spec.stats.p,))
+        dims[built.beta] = (nm.FIXED_DIM,)
+    return compile_density(spec, names, shapes, dims, coords, x0)
+
+
 def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept):
     import nutpie
 
     t0 = time.perf_counter()
-    if backend == "pytensor":
+    if backend == "auto":
+        backend = "engine" if built.density is not None else "pytensor"
+    cores = None
+    if backend == "engine":
+        if built.density is None:
+            raise st.SettingsError("backend='engine' samples the marginal model: use strategy='marginal' or 'auto'")
+        compiled = _compile_engine(built)
+    elif backend == "pytensor":
         compiled = _compile_pytensor(built)
         # Python-level logp calls hold the GIL: parallel chains would only
         # contend for it (a convoy that made sampling 10x slower here).
         cores = 1
     else:
         compiled = nutpie.compile_pymc_model(built.model, initial_points=built.initial_point)
-        cores = None
     t1 = time.perf_counter()
     kwargs = {"cores": cores} if cores else {}
     idata = nutpie.sample(
@@ -143,7 +227,7 @@ def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_acce
         **kwargs,
     )
     t2 = time.perf_counter()
-    return idata, t1 - t0, t2 - t1
+    return idata, t1 - t0, t2 - t1, backend
 
 
 def _run_pymc(built, draws, tune, chains, seed, progress, target_accept):
@@ -180,7 +264,7 @@ def _L_draws(post: xr.Dataset, built: BuiltModel, term) -> np.ndarray:
     sd = _stack(post, built.sd[term.name])
     if term.k == 1:
         return sd[:, :, None]
-    R = _stack(post, built.corr[term.name])
+    R = nm.corr_matrix(_stack(post, built.corr[term.name]), term.k)
     try:
         C = np.linalg.cholesky(R)
     except np.linalg.LinAlgError:  # |corr| rounding to 1
@@ -221,9 +305,9 @@ def _log_prior(post: xr.Dataset, built: BuiltModel, design) -> xr.Dataset:
     for t in design.terms:
         sd = post[built.sd[t.name]].transpose(*_SAMPLE, ...).to_numpy()
         lp = np.stack([p.logp(sd[..., i]) for i, p in enumerate(pri.sd_priors(t.name))], axis=-1)
-        out[built.sd[t.name]] = (("chain", "draw", f"{t.name}_term"), lp)
+        out[built.sd[t.name]] = (("chain", "draw", nm.term_dim(t.name)), lp)
         if t.name in built.corr:
-            R = post[built.corr[t.name]].transpose(*_SAMPLE, ...).to_numpy()
+            R = nm.corr_matrix(post[built.corr[t.name]].transpose(*_SAMPLE, ...).to_numpy(), t.k)
             out[built.corr[t.name]] = (_SAMPLE, pri.corr_prior(t.name).logp(R))
     out[built.sigma] = (_SAMPLE, pri.sigma.logp(post[built.sigma].to_numpy()))
     return xr.Dataset(out, coords={k: post.coords[k] for k in post.coords if k in ("chain", "draw", "fixed") or k.endswith("_term")})
@@ -243,7 +327,7 @@ def sample(
     sampler: str = "nutpie",
     progress: bool = True,
     *,
-    backend: str = "pytensor",
+    backend: str = "auto",
     target_accept: float = 0.8,
     log_likelihood: bool | None = None,
     sample_posterior_predictive: bool = False,
@@ -261,12 +345,15 @@ def sample(
         Seeds the sampler and the exact draws of b under ``"marginal"``.
     sampler : {"nutpie", "pymc"}
     progress : bool
-    backend : {"pytensor", "numba"}
-        For nutpie: ``"numba"`` is ``nutpie.compile_pymc_model`` (fastest
-        gradients, 10-40 s to compile for every new data set); ``"pytensor"``
-        (default) hands nutpie a PyTensor function on the C linker (ready in
-        seconds once its ops are in PyTensor's disk cache, a Python call per
-        gradient).
+    backend : {"auto", "engine", "pytensor", "numba"}
+        For nutpie. ``"engine"`` (what ``"auto"`` picks for the marginal
+        model) hands nutpie the engine's numba-compiled collapsed density as a
+        C pointer: compiled once per machine, no compile per data set, no
+        Python call per gradient, chains in parallel. ``"pytensor"`` (what
+        ``"auto"`` picks for ``"full"``) hands nutpie the PyMC model's
+        PyTensor function on the C linker (a Python call per gradient, chains
+        one after another); ``"numba"`` is ``nutpie.compile_pymc_model``
+        (10-40 s to compile for every new data set).
     target_accept : float
     log_likelihood : bool, optional
         Pointwise log-likelihood group; by default only when it stays small
@@ -280,16 +367,16 @@ def sample(
     -------
     Sampled
     """
-    _check_counts(draws, tune, chains)
-    if sampler not in ("nutpie", "pymc"):
-        raise ValueError(f"sampler must be 'nutpie' or 'pymc', not {sampler!r}")
-    if backend not in ("pytensor", "numba"):
-        raise ValueError(f"backend must be 'pytensor' or 'numba', not {backend!r}")
+    draws, tune, chains = (st.check(k, v) for k, v in (("draws", draws), ("tune", tune), ("chains", chains)))
+    sampler, backend = st.check("sampler", sampler), st.check("backend", backend)
+    target_accept = st.check("target_accept", target_accept)
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31 - 1))
     with one_blas_thread():
         if sampler == "nutpie":
-            raw, t_compile, t_sample = _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept)
+            raw, t_compile, t_sample, backend = _run_nutpie(
+                built, draws, tune, chains, seed, progress, backend, target_accept
+            )
         else:
             raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
     t0 = time.perf_counter()
@@ -300,23 +387,36 @@ def sample(
     post = post.drop_vars(drop)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
-    beta = _stack(post, built.beta) if design.p else np.zeros((S, 0))
     sigma = _stack(post, built.sigma)
     Ls = [_L_draws(post, built, t) for t in design.terms]
 
     if built.strategy == "marginal":
-        b_all = draw_conditional_b(built.stats, beta, sigma, Ls, rng)
-        off = 0
-        for t in design.terms:
-            b = b_all[:, :, off : off + t.k].reshape(n_chain, n_draw, t.n_levels, t.k)
-            off += t.k
-            post[built.b[t.name]] = (("chain", "draw", f"{t.name}_level", f"{t.name}_term"), b)
-            post = post.assign_coords({f"{t.name}_level": list(t.levels), f"{t.name}_term": list(t.terms)})
+        # (β,) b exactly from their Gaussian conditional, one draw per posterior draw
+        spec = built.density
+        Ts = [L / sigma[:, None, None] for L in Ls]
+        if spec.integrate_beta:
+            beta, b_draws = draw_effects(spec.stats, sigma, Ts, rng, prior_mu=spec.mu0, prior_sd=spec.s0)
+            post[built.beta] = (("chain", "draw", nm.FIXED_DIM), beta.reshape(n_chain, n_draw, -1))
+            post = post.assign_coords({nm.FIXED_DIM: list(design.fixed_names)})
+        else:
+            beta = _stack(post, built.beta) if design.p else np.zeros((S, 0))
+            _, b_draws = draw_effects(spec.stats, sigma, Ts, rng, beta=beta)
+        for t, b in zip(design.terms, b_draws):
+            post[built.b[t.name]] = (
+                ("chain", "draw", nm.level_dim(t.name), nm.effect_dim(t.name)),
+                b.reshape(n_chain, n_draw, t.n_levels, t.k),
+            )
+            post = post.assign_coords({nm.level_dim(t.name): list(t.levels), nm.effect_dim(t.name): list(t.terms)})
+    else:
+        beta = _stack(post, built.beta) if design.p else np.zeros((S, 0))
     bs = [_stack(post, built.b[t.name]) for t in design.terms]
 
+    # the sampler's attributes, plus which library drew b (and, later, beta) exactly
+    post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k not in ("created_at",)})
     groups: dict[str, xr.Dataset] = {"posterior": post}
     stats = _ds(raw["sample_stats"])
     stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
+    stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
     groups["sample_stats"] = stats
     sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": np.arange(design.n)}
     y = design.y
@@ -331,6 +431,7 @@ def sample(
         )
     groups["log_prior"] = _log_prior(post, built, design)
     groups["observed_data"] = xr.Dataset({built.response: (("obs",), y)}, coords={"obs": np.arange(design.n)})
+    groups["constant_data"] = constant_data(design)
     if sample_posterior_predictive:
         yrep = _pointwise(design, beta, sigma, bs, lambda eta, sg, s: eta + sg * rng.standard_normal(eta.shape))
         groups["posterior_predictive"] = xr.Dataset(
@@ -341,6 +442,9 @@ def sample(
         prior, prior_pred = _prior_groups(built, design, n_prior, seed, rng)
         groups["prior"] = prior
         groups["prior_predictive"] = prior_pred
+    for name, ds in groups.items():
+        if name not in ("posterior", "sample_stats"):
+            ds.attrs = group_attrs(sampler)
     idata = xr.DataTree.from_dict(groups)
     t1 = time.perf_counter()
     return Sampled(
@@ -352,12 +456,21 @@ def sample(
 
 
 def _prior_groups(built, design, n_prior, seed, rng):
-    names = [built.beta, built.sigma, *built.sd.values(), *built.corr.values()]
+    names = [built.sigma, *built.sd.values(), *built.corr.values()]
+    if design.p and not built.integrate_beta:
+        names.append(built.beta)
     with warnings.catch_warnings():
         # Potentials (the marginal likelihood) are rightly ignored here
         warnings.filterwarnings("ignore", message=".*Potential.*")
         pri = pm.sample_prior_predictive(draws=n_prior, model=built.model, var_names=names, random_seed=seed)
     prior = _ds(pri["prior"])
+    if design.p and built.integrate_beta:
+        # integrated out, so not a model variable: draw it from its Normal prior
+        spec = built.density
+        c, d = prior.sizes["chain"], prior.sizes["draw"]
+        draws_beta = spec.mu0 + spec.s0 * rng.standard_normal((c, d, design.p))
+        prior[built.beta] = (("chain", "draw", nm.FIXED_DIM), draws_beta)
+        prior = prior.assign_coords({nm.FIXED_DIM: list(design.fixed_names)})
     beta = _stack(prior, built.beta) if design.p else np.zeros((n_prior, 0))
     sigma = _stack(prior, built.sigma)
     bs = []

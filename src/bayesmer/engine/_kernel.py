@@ -24,6 +24,7 @@ so a caller cached elsewhere would keep running stale code after an upgrade.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba as nb
@@ -700,7 +701,6 @@ _EXPAND_SIG = types.int64(types.uint64, types.uint64, types.CPointer(types.float
                           types.CPointer(types.float64), types.voidptr)
 
 
-@nb.cfunc(_LOGP_SIG, cache=True)
 def _c_logp(dim, x_, grad_, logp_, user_data):
     h = nb.carray(_void_to_i64_ptr(user_data), (4 * _N,))
     x = nb.carray(x_, (dim,))
@@ -719,10 +719,15 @@ def _c_logp(dim, x_, grad_, logp_, user_data):
     return 0
 
 
-@nb.cfunc(_EXPAND_SIG, cache=True)
 def _c_expand(dim, n_expanded, x_, out_, user_data):
     h = nb.carray(_void_to_i64_ptr(user_data), (4 * _N,))
     x = nb.carray(x_, (dim,))
     out = nb.carray(out_, (n_expanded,))
     expand(x, out, _i1(h, 0), _i1(h, 6))
     return 0
+
+
+@functools.cache
+def c_entry_points():
+    """nutpie's two C callbacks, compiled on first use (or loaded from numba's cache)."""
+    return nb.cfunc(_LOGP_SIG, cache=True)(_c_logp), nb.cfunc(_EXPAND_SIG, cache=True)(_c_expand)

@@ -15,9 +15,12 @@ minor version and ``tests/test_engine.py`` checks the fields it relies on.
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 
-from ._kernel import _LAYOUT, _N, _c_expand, _c_logp
+from ._kernel import _LAYOUT, _N, c_entry_points
 from .density import DensitySpec
 
 __all__ = ["compile_density", "initial_x"]
@@ -35,6 +38,23 @@ def _table(arrays) -> tuple[np.ndarray, list[np.ndarray]]:
         h[4 * i] = a.ctypes.data
         h[4 * i + 1 : 4 * i + 1 + a.ndim] = a.shape
     return h, keep
+
+
+def _entry_points(announce_after: float = 1.0):
+    """The compiled callbacks; says so on stderr when getting them takes a while (a compile)."""
+    if c_entry_points.cache_info().currsize:
+        return c_entry_points()
+
+    def say():
+        print("bayesmer: compiling the likelihood engine (once per machine and version; "
+              "about a minute)...", file=sys.stderr, flush=True)
+
+    timer = threading.Timer(announce_after, say)
+    timer.start()
+    try:
+        return c_entry_points()
+    finally:
+        timer.cancel()
 
 
 def initial_x(spec: DensitySpec, sigma: float, sds, corr_chols, beta=None) -> np.ndarray:
@@ -70,6 +90,7 @@ def compile_density(spec: DensitySpec, names, shapes, dims, coords, x0: np.ndarr
     """
     from nutpie.compile_pymc import CompiledPyMCModel
 
+    c_logp, c_expand = _entry_points()
     header, keep = _table(spec.arrays())
     sizes = [int(np.prod(s)) for s in shapes]
     slices, o = [], 0
@@ -88,8 +109,8 @@ def compile_density(spec: DensitySpec, names, shapes, dims, coords, x0: np.ndarr
         _n_dim=spec.ndim,
         _coords=coords,
         _shapes={n: tuple(s) for n, s in zip(names, shapes)},
-        compiled_logp_func=_c_logp,
-        compiled_expand_func=_c_expand,
+        compiled_logp_func=c_logp,
+        compiled_expand_func=c_expand,
         initial_point_func=init,
         shared_data={str(i): a for i, a in enumerate(keep)},
         shared_var_keys={},
