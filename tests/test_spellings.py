@@ -104,3 +104,19 @@ def test_constant_response_is_named(values):
 def test_relevel_unknown_reference_is_named():
     with pytest.raises(DesignError, match="ref = 'd' is not a level"):
         build_design('y ~ relevel(f, ref = "d") + (1 | g)', TRAIN)
+
+
+def test_center_is_r_scale_without_scaling():
+    """center(x) (formulaic's; R has none) is R's scale(x, scale = FALSE)."""
+    _, _, want, _ = _reference("scale_noscale", "train")
+    d = build_design("y ~ center(x) + (1 | g)", TRAIN)
+    assert d.fixed_names == ("(Intercept)", "center(x)")
+    np.testing.assert_allclose(d.X, want, rtol=1e-12)
+
+
+def test_lag_is_refused_with_the_reason():
+    from bayesmer import FormulaError
+
+    # R's lag() of a data column is a no-op in a model frame, formulaic's shifts
+    with pytest.raises(FormulaError, match=r"lag\(\) in .* leaves the values where they are"):
+        build_design("y ~ lag(x) + (1 | g)", TRAIN)

@@ -331,12 +331,21 @@ _NAMESPACES = {"splines": {"ns", "bs"}, "stats": {"poly", "relevel", "offset"},
                "base": {"I", "log", "scale", "factor", "as.factor"} | set(_ELEMENTWISE)}
 
 
+# formulaic transforms whose R namesake means something else in a model formula
+_WHY_NOT = {
+    "lag": "R's lag() of a data column leaves the values where they are (stats::lag shifts a time "
+           "series' time base) while formulaic's shifts them; compute the lagged column in the data frame",
+}
+
+
 def _function(fn: str, where: str) -> tuple[str, _Fn]:
     base = fn
     if "::" in fn:
         ns, base = fn.split("::", 1)
         if base not in _NAMESPACES.get(ns, ()):
             raise FormulaError(f"function {fn}() in {where} is not supported")
+    if base in _WHY_NOT:
+        raise FormulaError(f"function {fn}() in {where} is not supported: {_WHY_NOT[base]}")
     if base not in FUNCTIONS:
         known = ", ".join(sorted(FUNCTIONS))
         raise FormulaError(

@@ -42,6 +42,7 @@ cases <- list(
   arithmetic = "~ I(x * 2) + I(z %% 3) + I(-x^2/2) + I(1/z)",
   scale = "~ scale(x)",
   scale_nocenter = "~ scale(x, center = FALSE)",
+  scale_noscale = "~ scale(x, scale = FALSE)",
   poly = "~ poly(x, 2)",
   poly3 = "~ poly(x, degree = 3)",
   poly_raw = "~ poly(x, 3, raw = TRUE)",
