@@ -1,0 +1,1009 @@
+"""lme4's ``glmer``: the Laplace fit (nAGQ = 1) of binomial and Poisson mixed models.
+
+With the relative covariance factor Λ(θ) and spherical random effects u
+(b = Λu), the conditional mode û(θ, β) minimises the penalised deviance
+``Σ devResid(y, μ) + |u|²`` (penalised iteratively reweighted least squares,
+PIRLS, on ``Λ'Z'WZΛ + I``). lme4's Laplace deviance is then
+
+    -2 log L(θ, β) ≈ -2 Σ log p(y | û) + |û|² + log|L|²,   LL' = Λ'Z'WZΛ + I
+
+with W the working weights at û. As lme4, the fit is optimised first over θ
+with β inside PIRLS (nAGQ = 0), then over (θ, β) jointly; the standard errors
+come from lme4's finite-difference Hessian of the deviance in (θ, β)
+(``deriv12``, step 1e-4; ``vcov(use.hessian = TRUE)``).
+
+ZΛ is held as a scipy CSR matrix with one entry per row and random-effect
+column (never an ``n x q`` dense matrix); ``Λ'Z'WZΛ + I`` is a dense
+``q x q`` matrix factored by LAPACK's Cholesky.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+import scipy.optimize as sopt
+import scipy.sparse as sp
+import scipy.stats as st
+
+from .design import Design, DesignError, ReTerm, _grouping, build_design
+from .family import Family, FamilyError, as_binary, get_family
+from .formula import Formula, FormulaError, parse_formula
+from ._threads import one_blas_thread
+from .reml import _theta_to_T, _tri_index
+
+__all__ = ["GlmerFit", "glmer", "FamilyError"]
+
+_SINGULAR_TOL = 1e-4  # lme4's isSingular
+_BOUNDARY_TOL = 1e-5  # glmerControl(boundary.tol)
+_GRAD_TOL = 2e-3  # glmerControl(check.conv.grad)
+_HESS_TOL = 1e-6  # glmerControl(check.conv.hess)
+_DELTA = 1e-4  # lme4's deriv12 step
+_SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
+_RESPONSE = "_glmer_response_"  # the placeholder column build_design reads
+
+
+class PirlsError(RuntimeError):
+    """PIRLS found no conditional mode (the linear predictor diverged)."""
+
+
+# --------------------------------------------------------------------------
+# the response
+
+
+@dataclass(frozen=True)
+class _Response:
+    y: np.ndarray  # proportions (binomial) or counts, all rows of the data
+    wt: np.ndarray  # prior weights: trials for the binomial
+    label: str  # what the messages call the response
+
+
+def _split_args(inner: str) -> list[str]:
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(inner):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            out.append(inner[start:i].strip())
+            start = i + 1
+    out.append(inner[start:].strip())
+    return out
+
+
+def _evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
+    """A numeric column, or an arithmetic expression of columns (pandas' eval)."""
+    if expr in data.columns:
+        col = data[expr]
+    else:
+        try:
+            col = data.eval(expr, engine="python")
+        except Exception as exc:  # pandas raises many types for a bad expression
+            raise DesignError(f"cannot evaluate {expr!r} in the response: {exc}") from exc
+        if not isinstance(col, pd.Series):
+            raise DesignError(f"the response expression {expr!r} does not give one value per row")
+    if pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=float)
+    if not pd.api.types.is_numeric_dtype(col):
+        raise DesignError(f"the response {expr!r} is not numeric (dtype {col.dtype})")
+    return col.to_numpy(dtype=float)
+
+
+def _split_response(formula: str | Formula) -> tuple[str, Formula]:
+    """The left-hand side, and the formula with the placeholder response.
+
+    The response is evaluated here (``cbind(s, f)`` makes two columns, a
+    factor is 0/1), and build_design reads the result from a placeholder
+    column.
+    """
+    if isinstance(formula, Formula):
+        return formula.response, dataclasses.replace(formula, response=_RESPONSE)
+    if not isinstance(formula, str):
+        raise FormulaError(f"a formula must be a string, not {type(formula).__name__}")
+    depth = 0
+    for i, ch in enumerate(formula):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "~" and depth == 0:
+            lhs = formula[:i].strip()
+            if not lhs:
+                raise FormulaError(f"formula {formula!r} has no response left of '~'")
+            return " ".join(lhs.split()), parse_formula(f"{_RESPONSE} ~ {formula[i + 1:]}")
+    raise FormulaError(f"formula {formula!r} needs a '~' between the response and the terms")
+
+
+def _response(lhs: str, data: pd.DataFrame, family: Family, weights) -> _Response:
+    """y and the prior weights as R's ``glm`` holds them."""
+    n = len(data)
+    if weights is None:
+        prior = np.ones(n)
+    elif isinstance(weights, str):
+        if weights not in data.columns:
+            raise DesignError(f"unknown weights column {weights!r}; the data has {list(data.columns)}")
+        prior = _evaluate(weights, data)
+    else:
+        prior = np.asarray(weights, dtype=float).reshape(-1)
+        if prior.shape[0] != n:
+            raise DesignError(f"weights has {prior.shape[0]} values for {n} rows")
+    m = re.fullmatch(r"cbind\s*\((.*)\)", lhs)
+    if m:
+        if family.name != "binomial":
+            raise FamilyError(f"a cbind(successes, failures) response needs family='binomial', not {family.name!r}")
+        args = _split_args(m.group(1))
+        if len(args) != 2 or not all(args):
+            raise DesignError(f"cbind in the response {lhs!r} needs two arguments: successes and failures")
+        s, f = (_evaluate(a, data) for a in args)
+        for values, expr, what in ((s, args[0], "successes"), (f, args[1], "failures")):
+            neg = values < 0
+            if np.any(neg):
+                rows = data.index[neg]
+                shown = ", ".join(str(r) for r in rows[:10])
+                more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+                raise FamilyError(f"the {what} {expr!r} of the response {lhs!r} are negative: rows {shown}{more}")
+        trials = s + f
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(trials == 0, 0.0, s / trials)
+        return _Response(y, trials * prior, lhs)
+    if family.name == "binomial" and lhs in data.columns and not pd.api.types.is_numeric_dtype(data[lhs]):
+        return _Response(as_binary(data[lhs], lhs), prior, lhs)
+    if family.name == "binomial" and lhs in data.columns and pd.api.types.is_bool_dtype(data[lhs]):
+        return _Response(as_binary(data[lhs], lhs), prior, lhs)
+    return _Response(_evaluate(lhs, data), prior, lhs)
+
+
+# --------------------------------------------------------------------------
+# the design, with lme4's allowance for one level per row
+
+
+def _unique_per_row(data: pd.DataFrame, factors: tuple[str, ...]) -> bool:
+    cols = data[list(factors)]
+    cols = cols[cols.notna().all(axis=1)]
+    return len(cols) > 1 and not cols.duplicated().any()
+
+
+def _design(f: Formula, data: pd.DataFrame, resp: _Response, offset: np.ndarray) -> tuple[Design, tuple[ReTerm, ...], np.ndarray]:
+    """The design, its random-effect terms in lme4's order, and the kept rows' positions.
+
+    build_design refuses a grouping factor with a level per row (right for a
+    linear model, whose residual it would duplicate); lme4's glmer takes one
+    (an observation-level random effect for overdispersion). Such intercept
+    terms are left out of build_design and made here, then put in lme4's
+    order (by decreasing number of levels, formula order among ties).
+    """
+    frame = data.reset_index(drop=True)
+    if _RESPONSE in frame.columns:
+        raise DesignError(f"the data has a column named {_RESPONSE!r}, which glmer uses internally")
+    missing = ~(np.isfinite(resp.y) & np.isfinite(resp.wt) & np.isfinite(offset))
+    obs_terms = [t for t in f.random if all(c in frame.columns for c in t.factors) and _unique_per_row(frame, t.factors)]
+    for t in obs_terms:
+        if t.expr != "1":
+            raise DesignError(
+                f"random-effect term {t} has one level of {t.group!r} per row; only an intercept "
+                f"(1 | {t.group}) is supported for such a term"
+            )
+        missing |= frame[list(t.factors)].isna().any(axis=1).to_numpy()
+    kept_terms = tuple(t for t in f.random if t not in obs_terms)
+    if obs_terms and not kept_terms:
+        raise DesignError("every random-effect term has one level per row; glmer needs a grouping with repeated levels")
+    frame[_RESPONSE] = np.where(missing, np.nan, resp.y)
+    with warnings.catch_warnings():
+        # build_design's missing-value warning would name the placeholder column.
+        warnings.filterwarnings("ignore", message=r"\d+ row\(s\) with missing values")
+        design = build_design(dataclasses.replace(f, random=kept_terms), frame)
+    pos = design.frame.index.to_numpy()
+    if len(pos) < len(frame):
+        warnings.warn(
+            f"{len(frame) - len(pos)} row(s) with missing values in the response, weights, offset or "
+            f"model columns removed ({len(pos)} kept)",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not obs_terms:
+        return design, design.terms, pos
+    n = len(pos)
+    kept = frame.iloc[pos]
+    made = []
+    for t in obs_terms:
+        codes, levels = _grouping(kept, t.factors)
+        made.append((t, ReTerm(t.group, t.group, t.factors, codes, levels, ("(Intercept)",), np.ones((n, 1)), "1", None)))
+    order = {t: i for i, t in enumerate(f.random)}
+    built = [(order[t], rt) for t, rt in made]
+    by_expr = {}
+    for rt in design.terms:
+        by_expr.setdefault((rt.expr, rt.factors), []).append(rt)
+    for t in kept_terms:
+        built.append((order[t], by_expr[(t.expr, t.factors)].pop(0)))
+    built.sort(key=lambda item: (-item[1].n_levels, item[0]))
+    seen: dict[str, int] = {}
+    terms = []
+    for _, rt in built:
+        count = seen.get(rt.group, 0)
+        seen[rt.group] = count + 1
+        name = rt.group if count == 0 else f"{rt.group}.{count}"
+        terms.append(ReTerm(name, rt.group, rt.factors, rt.codes, rt.levels, rt.terms, rt.Z, rt.expr, rt.spec))
+    return design, tuple(terms), pos
+
+
+# --------------------------------------------------------------------------
+# the Laplace deviance
+
+
+class _BlockChol:
+    """Cholesky factor of ``Λ'Z'WZΛ + I`` in MixedModels.jl's blocked form.
+
+    The first term (most levels) makes ``G`` diagonal blocks of ``k x k``;
+    the other terms one dense block of ``q2 x q2``. With ``R12 = L11⁻¹ A12``,
+    ``L22 L22' = A22 - R12'R12``: the cost is that of the small dense block,
+    not of a dense ``q x q`` factorisation (lme4 gets the same from CHOLMOD's
+    fill-reducing ordering).
+    """
+
+    def __init__(self, A11: np.ndarray, A12: np.ndarray, A22: np.ndarray):
+        G, k, _ = A11.shape
+        self.G, self.k = G, k
+        self.L11 = np.linalg.cholesky(A11)  # (G, k, k)
+        self.R12 = self._solve11(A12.reshape(G, k, -1), trans=False).reshape(G * k, -1)
+        q2 = A22.shape[0]
+        self.L22 = sla.cholesky(A22 - self.R12.T @ self.R12, lower=True, check_finite=False) if q2 else A22
+
+    def _solve11(self, B: np.ndarray, trans: bool) -> np.ndarray:
+        if self.k == 1:
+            return B / self.L11
+        L = np.swapaxes(self.L11, 1, 2) if trans else self.L11
+        return np.linalg.solve(L, B)
+
+    def logdet(self) -> float:
+        """log|L|² (lme4's ldL2)."""
+        d1 = np.diagonal(self.L11, axis1=1, axis2=2)
+        return 2.0 * float(np.sum(np.log(d1)) + np.sum(np.log(np.diag(self.L22))))
+
+    def fwd(self, r: np.ndarray) -> np.ndarray:
+        """``L⁻¹ r`` for a vector or the columns of a matrix."""
+        q1 = self.G * self.k
+        r1, r2 = r[:q1], r[q1:]
+        shape = (self.G, self.k, -1)
+        c1 = self._solve11(r1.reshape(shape), trans=False).reshape(r1.shape)
+        if not len(r2):
+            return c1
+        c2 = sla.solve_triangular(self.L22, r2 - self.R12.T @ c1, lower=True, check_finite=False)
+        return np.concatenate([c1, c2])
+
+    def bwd(self, c: np.ndarray) -> np.ndarray:
+        """``L'⁻¹ c`` for a vector or the columns of a matrix."""
+        q1 = self.G * self.k
+        c1, c2 = c[:q1], c[q1:]
+        if len(c2):
+            x2 = sla.solve_triangular(self.L22, c2, lower=True, trans="T", check_finite=False)
+            c1 = c1 - self.R12 @ x2
+        else:
+            x2 = c2
+        x1 = self._solve11(c1.reshape(self.G, self.k, -1), trans=True).reshape(c1.shape)
+        return np.concatenate([x1, x2])
+
+
+class _Laplace:
+    """lme4's Laplace deviance of one model, evaluated by lme4's PIRLS.
+
+    lme4's deviance function is a deterministic function of its parameters
+    that is not quite the exact Laplace approximation: every evaluation
+    starts PIRLS from the same linear predictor ``lp0``, stops when the
+    penalised deviance changes by less than ``tol_pwrss`` (relative), and
+    takes log|L|² from the factor made with the weights before the last
+    step. At lme4's default (1e-7) this moves the deviance by up to ~1e-3
+    and lme4's finite-difference standard errors by up to ~1%, so the steps
+    are followed as ``pwrssUpdate`` in lme4's ``external.cpp`` takes them.
+
+    Lives only inside one :func:`glmer` call.
+    """
+
+    def __init__(self, X, y, wt, offset, terms, family: Family, tol_pwrss: float):
+        self.X, self.y, self.wt, self.offset, self.family = X, y, wt, offset, family
+        self.link = family.link
+        self.tol = tol_pwrss
+        n = len(y)
+        self.ks = [t.k for t in terms]
+        self.Zs = [t.Z for t in terms]
+        self.K = sum(self.ks)
+        cols, start = [], 0
+        for t in terms:
+            cols.append(start + t.codes[:, None] * t.k + np.arange(t.k)[None, :])
+            start += t.n_levels * t.k
+        self.q = start
+        self.cols = np.concatenate(cols, axis=1)  # (n, K): the columns of ZΛ in each row
+        self.indices = self.cols.reshape(-1)
+        self.indptr = np.arange(0, n * self.K + 1, self.K)
+        # The blocks of Λ'Z'WZΛ are assembled straight from the rows: with K
+        # entries per row their products fall in fixed cells, summed by one
+        # bincount each (no sparse-sparse product per PIRLS iteration).
+        k1 = self.ks[0]
+        self.G1, self.k1 = terms[0].n_levels, k1
+        self.q1 = self.G1 * k1
+        self.q2 = self.q - self.q1
+        c1, c2 = self.cols[:, :k1], self.cols[:, k1:] - self.q1
+        self.idx11 = (c1[:, :, None] * k1 + np.arange(k1)[None, None, :]).reshape(-1)
+        self.idx12 = (c1[:, :, None] * self.q2 + c2[:, None, :]).reshape(-1)
+        self.idx22 = (c2[:, :, None] * self.q2 + c2[:, None, :]).reshape(-1)
+        self.diag2 = np.arange(self.q2) * (self.q2 + 1)
+        self.nth = sum(k * (k + 1) // 2 for k in self.ks)
+        # R's mustart: the response model's first linear predictor (offset excluded).
+        mu0 = (wt * y + 0.5) / (wt + 1) if family.name == "binomial" else y + 0.1
+        self.lp0 = self.link.linkfun(mu0) - offset
+        self.n_evals = 0
+
+    def lam_z(self, theta: np.ndarray) -> sp.csr_matrix:
+        Ts = _theta_to_T(theta, self.ks)
+        data = np.concatenate([Z @ T for Z, T in zip(self.Zs, Ts)], axis=1).reshape(-1)
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=(len(self.y), self.q))
+
+    def factor(self, data: np.ndarray, W: np.ndarray) -> _BlockChol:
+        """The factor of ``Λ'Z'WZΛ + I`` from ZΛ's row entries ``data`` (n, K)."""
+        k1, q2 = self.k1, self.q2
+        d1, d2 = data[:, :k1], data[:, k1:]
+        wd1 = d1 * W[:, None]
+        A11 = np.bincount(self.idx11, weights=(wd1[:, :, None] * d1[:, None, :]).reshape(-1), minlength=self.q1 * k1)
+        A11 = A11.reshape(self.G1, k1, k1)
+        A11 += np.eye(k1)
+        A12 = np.bincount(self.idx12, weights=(wd1[:, :, None] * d2[:, None, :]).reshape(-1), minlength=self.q1 * q2)
+        A22 = np.bincount(self.idx22, weights=((d2 * W[:, None])[:, :, None] * d2[:, None, :]).reshape(-1), minlength=q2 * q2)
+        A22 = A22.astype(float).reshape(q2, q2)  # bincount of no rows is int
+        A22.flat[self.diag2] += 1.0
+        return _BlockChol(A11, A12.astype(float).reshape(self.q1, q2), A22)
+
+    def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None) -> _Pirls:
+        """lme4's ``pwrssUpdate`` at θ: over u given β, or over (u, β) when β is None (nAGQ = 0).
+
+        Fisher scoring from ``lp0``; a step that raises the penalised deviance
+        is halved (up to 10 times); stops when the penalised deviance changes
+        by less than ``tol`` relative. L is the factor of the last iteration.
+        """
+        X, y, wt, fam, link = self.X, self.y, self.wt, self.family, self.link
+        joint = beta is None and X.shape[1] > 0
+        A = self.lam_z(theta)
+        At = A.T.tocsr()
+        data = A.data.reshape(-1, self.K)
+        off = self.offset if beta is None or not len(beta) else self.offset + X @ beta
+        eta = self.lp0 + self.offset
+        mu = link.linkinv(eta)
+        du, db = np.zeros(self.q), np.zeros(X.shape[1])
+        oldpdev = np.finfo(float).max
+
+        def update(du, db):
+            e = off + A @ du
+            if joint:
+                e = e + X @ db
+            m = link.linkinv(e)
+            return e, m, float(fam.dev_resids(y, m, wt).sum() + du @ du)
+
+        for _ in range(30):
+            olddu, olddb = du, db
+            mu_eta = link.mu_eta(eta)
+            var = fam.variance(mu)
+            W = wt * mu_eta**2 / var
+            z = eta - off + (y - mu) / mu_eta  # the working response, offset excluded
+            L = self.factor(data, W)
+            cu = L.fwd(At @ (W * z))
+            if joint:
+                WX = W[:, None] * X
+                RZX = L.fwd(At @ WX)
+                RX = sla.cholesky(X.T @ WX - RZX.T @ RZX, lower=True, check_finite=False)
+                cb = sla.solve_triangular(RX, WX.T @ z - RZX.T @ cu, lower=True, check_finite=False)
+                db = sla.solve_triangular(RX.T, cb, lower=False, check_finite=False)
+                cu = cu - RZX @ db
+            du = L.bwd(cu)
+            eta, mu, pdev = update(du, db)
+            if abs((oldpdev - pdev) / pdev) < self.tol:
+                return _Pirls(du, db if joint else None, eta, mu, L, pdev)
+            if not np.isfinite(pdev) or pdev > oldpdev:
+                for _ in range(10):
+                    du, db = (olddu + du) / 2, (olddb + db) / 2
+                    eta, mu, pdev = update(du, db)
+                    if np.isfinite(pdev) and pdev <= oldpdev:
+                        break
+                if not np.isfinite(pdev) or pdev - oldpdev > self.tol:
+                    raise PirlsError(f"PIRLS step-halvings failed to reduce the deviance at θ = {theta}")
+            oldpdev = pdev
+        raise PirlsError(f"PIRLS did not converge in 30 iterations at θ = {theta}")
+
+    def laplace(self, theta, beta=None) -> float:
+        """lme4's Laplace deviance: nAGQ = 1 given β, nAGQ = 0 (β in PIRLS) without."""
+        self.n_evals += 1
+        try:
+            r = self.pirls(np.asarray(theta, dtype=float), beta)
+        except (PirlsError, np.linalg.LinAlgError):
+            return np.inf
+        return r.value(self)
+
+    def f_all(self, par: np.ndarray) -> float:
+        return self.laplace(par[: self.nth], par[self.nth :])
+
+    def set_lp0(self, r: _Pirls) -> None:
+        """Start later PIRLS from this one's linear predictor (lme4's ``lp0 <- pp$linPred(1)``)."""
+        self.lp0 = r.eta - self.offset
+
+
+@dataclass(frozen=True)
+class _Pirls:
+    u: np.ndarray
+    beta: np.ndarray | None
+    eta: np.ndarray
+    mu: np.ndarray
+    L: _BlockChol
+    pdev: float
+
+    def value(self, prob: _Laplace) -> float:
+        return float(self.L.logdet() + self.u @ self.u - 2.0 * prob.family.loglik(prob.y, self.mu, prob.wt).sum())
+
+
+def _deriv12(f, x: np.ndarray, fx: float, delta: float = _DELTA):
+    """lme4's ``deriv12``: central-difference gradient and Hessian, step ``delta``."""
+    m = len(x)
+    g = np.empty(m)
+    H = np.empty((m, m))
+    for j in range(m):
+        e = np.zeros(m)
+        e[j] = delta
+        fa, fs = f(x + e), f(x - e)
+        H[j, j] = (fa - 2 * fx + fs) / delta**2
+        g[j] = (fa - fs) / (2 * delta)
+        for i in range(j):
+            e2 = np.zeros(m)
+            e2[i] = delta
+            v = f(x + e2 + e) - f(x + e2 - e) - f(x - e2 + e) + f(x - e2 - e)
+            H[i, j] = H[j, i] = v / (4 * delta**2)
+    return g, H
+
+
+def _central_grad(f, x: np.ndarray) -> np.ndarray:
+    h = 1e-5 * np.maximum(1.0, np.abs(x))
+    g = np.empty(len(x))
+    for j in range(len(x)):
+        e = np.zeros(len(x))
+        e[j] = h[j]
+        g[j] = (f(x + e) - f(x - e)) / (2 * h[j])
+    return g
+
+
+def _optimize(prob: _Laplace, lower: np.ndarray):
+    """lme4's two stages: θ with β in PIRLS (nAGQ = 0), then (θ, β) by the Laplace deviance."""
+    theta0 = np.concatenate([np.eye(k)[_tri_index(k)] for k in prob.ks])
+    # lme4's first PIRLS, at the starting θ from R's mustart, gives the
+    # linear predictor every stage-1 evaluation starts from.
+    prob.set_lp0(prob.pirls(theta0))
+    bounds_th = [(0.0, None) if lo == 0 else (None, None) for lo in lower]
+    res1 = sopt.minimize(
+        lambda th: prob.laplace(th), theta0, method="L-BFGS-B", bounds=bounds_th,
+        options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
+    )
+    r1 = prob.pirls(res1.x)
+    prob.set_lp0(r1)  # updateGlmerDevfun's lp0: every stage-2 evaluation starts here
+    beta1 = r1.beta if r1.beta is not None else np.zeros(prob.X.shape[1])
+    x0 = np.concatenate([res1.x, beta1])
+    f = prob.f_all
+    bounds = bounds_th + [(None, None)] * len(beta1)
+    res = sopt.minimize(
+        f, x0, jac=lambda x: _central_grad(f, x), method="L-BFGS-B", bounds=bounds,
+        options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
+    )
+    x, fx = res.x, float(res.fun)
+    message = str(res.message)
+    diag = np.concatenate([lower == 0, np.zeros(len(beta1), bool)])
+    # Newton steps on lme4's own finite-difference derivatives pin the optimum
+    # down past L-BFGS-B's stopping rule; parameters on the boundary stay there.
+    g, H = _deriv12(f, x, fx)
+    for _ in range(4):
+        free = ~(diag & (x <= 0))
+        free &= ~(diag & (x < 2 * _DELTA) & (g > 0))
+        idx = np.flatnonzero(free)
+        try:
+            step = -np.linalg.solve(H[np.ix_(idx, idx)], g[idx])
+        except np.linalg.LinAlgError:
+            break
+        if np.max(np.abs(step), initial=0.0) < 1e-9:
+            break
+        cand = x.copy()
+        cand[idx] += step
+        cand[diag] = np.maximum(cand[diag], 0.0)
+        fc = f(cand)
+        if not fc <= fx:
+            break
+        x, fx = cand, fc
+        g, H = _deriv12(f, x, fx)
+        if np.max(np.abs(step)) < 1e-7:
+            break
+    # lme4's check.boundary: a θ diagonal within boundary.tol of 0 goes to 0 when no worse.
+    edge = diag & (x > 0) & (x < _BOUNDARY_TOL)
+    if edge.any():
+        for i in np.flatnonzero(edge):
+            cand = x.copy()
+            cand[i] = 0.0
+            fc = f(cand)
+            if fc < fx:
+                x, fx = cand, fc
+        g, H = _deriv12(f, x, fx)
+    return x, fx, g, H, message
+
+
+# --------------------------------------------------------------------------
+# printing as R prints
+
+
+def _decimals(v: float, digits: int) -> int:
+    """Decimals R's ``format(v, digits=)`` needs for ``digits`` significant digits."""
+    if v == 0 or not np.isfinite(v):
+        return 0
+    e = math.floor(math.log10(abs(v)))
+    dec = max(0, digits - 1 - e)
+    s = f"{abs(v):.{dec}f}"
+    if "." in s:
+        s = s.rstrip("0")
+        return len(s.split(".")[1]) if "." in s else 0
+    return 0
+
+
+def _rformat(values, digits: int) -> list[str]:
+    """R's ``format(x, digits=)`` of a vector: common decimals, fixed notation."""
+    vals = [float(v) for v in values]
+    dec = max((_decimals(v, digits) for v in vals), default=0)
+    return [f"{v:.{dec}f}" for v in vals]
+
+
+def _rformat_sci(values, digits: int) -> list[str]:
+    vals = [float(v) for v in values]
+    sig = 1
+    for v in vals:
+        m = f"{v:.{digits - 1}e}".split("e")[0].rstrip("0").rstrip(".")
+        sig = max(sig, len(m.replace("-", "").replace(".", "")))
+    out = []
+    for v in vals:
+        mant, ex = f"{v:.{sig - 1}e}".split("e")
+        out.append(f"{mant}e{int(ex):+03d}")
+    return out
+
+
+def _format_pval(p: np.ndarray, digits: int = 3) -> list[str]:
+    """R's ``format.pval`` with printCoefmat's settings."""
+    eps = np.finfo(float).eps
+    out = [""] * len(p)
+    small = p < eps
+    rest = np.flatnonzero(~small)
+    expo = np.floor(np.log10(np.where(p > 0, p, 1e-50)))
+    fixp = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
+    sci = [i for i in rest if i not in fixp]
+    for i, s in zip(fixp, _rformat(p[fixp], digits)):
+        out[i] = s
+    for i, s in zip(sci, _rformat_sci(p[sci], digits)):
+        out[i] = s
+    for i in np.flatnonzero(small):
+        out[i] = "< 2e-16"
+    return out
+
+
+def _stars(p: float) -> str:
+    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return s
+    return " "
+
+
+def _coef_table(est: np.ndarray, se: np.ndarray, names) -> list[str]:
+    """printCoefmat(digits = 4) of estimates, SEs, z values and p-values."""
+    digits = 4
+    acs = np.abs(np.concatenate([est, se]))
+    acs = acs[np.isfinite(acs) & (acs != 0)]
+    digmin = 1 + np.floor(np.log10([acs.min(), acs.max()])) if len(acs) else np.zeros(2)
+    dec = int(max(1, *(digits - digmin)))
+    cs = _rformat(np.round(np.concatenate([est, se]), dec), digits)
+    z = est / se
+    zs = _rformat(np.round(z, 3), digits)
+    p = 2 * st.norm.sf(np.abs(z))
+    ps = _format_pval(p)
+    stars = [_stars(v) for v in p]
+    cols = [
+        ("Estimate", cs[: len(est)]),
+        ("Std. Error", cs[len(est):]),
+        ("z value", zs),
+        ("Pr(>|z|)", ps),
+    ]
+    w0 = max(len(n) for n in names)
+    widths = [max(len(h), *(len(v) for v in vals)) for h, vals in cols]
+    lines = [" " * w0 + " " + " ".join(h.rjust(w) for (h, _), w in zip(cols, widths)) + "    "]
+    for i, name in enumerate(names):
+        cells = " ".join(vals[i].rjust(w) for (_, vals), w in zip(cols, widths))
+        lines.append(f"{name.ljust(w0)} {cells} {stars[i].ljust(3)}")
+    lines.append("---")
+    lines.append("Signif. codes:  0 ‘***’ 0.001 ‘**’ 0.01 ‘*’ 0.05 ‘.’ 0.1 ‘ ’ 1")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# the fit
+
+
+@dataclass(frozen=True, eq=False)
+class GlmerFit:
+    """A binomial or Poisson mixed model fitted by lme4's Laplace approximation.
+
+    Attributes
+    ----------
+    formula : str
+        The formula as given.
+    family : Family
+    design : Design
+        The fixed part and the terms build_design made (the response in it is
+        a placeholder: the response is ``y`` and ``weights`` here).
+    terms : tuple of ReTerm
+        The random-effect terms in lme4's order.
+    y, weights, offset : ndarray
+        Response (proportion for the binomial), prior weights (trials for the
+        binomial) and offset of the rows fitted.
+    fixef, se : Series
+        Fixed effects and standard errors (from the finite-difference Hessian,
+        as lme4's ``vcov``).
+    theta : ndarray
+        lme4's θ: per term the column-major lower triangle of its relative
+        covariance factor (the random effects' covariance factor: no σ here).
+    minus2loglik : float
+        -2 log-likelihood (Laplace), lme4's ``-2 * logLik``; printed as
+        "deviance" in lme4's summary.
+    deviance : float
+        lme4's ``deviance()`` of a glmer fit: the conditional deviance, the sum
+        of squared deviance residuals at the conditional modes.
+    loglik, aic, bic : float
+    df_resid : int
+    singular, converged : bool
+    messages : tuple of str
+        lme4's convergence and boundary messages.
+    nobs : int
+    ngroups : dict of str to int
+    n_evaluations : int
+        Laplace deviance evaluations (each one PIRLS).
+    """
+
+    formula: str
+    family: Family
+    design: Design
+    terms: tuple
+    y: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    fixef: pd.Series
+    se: pd.Series
+    theta: np.ndarray
+    minus2loglik: float
+    deviance: float
+    loglik: float
+    aic: float
+    bic: float
+    df_resid: int
+    singular: bool
+    converged: bool
+    messages: tuple
+    nobs: int
+    ngroups: dict
+    n_evaluations: int
+    weights_label: str | None = None
+    _vcov: np.ndarray = field(repr=False, default=None)
+    _u: np.ndarray = field(repr=False, default=None)
+    _mu: np.ndarray = field(repr=False, default=None)
+    _hessian: np.ndarray = field(repr=False, default=None)
+
+    @functools.cached_property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects."""
+        names = self.fixef.index
+        return pd.DataFrame(self._vcov, index=names, columns=names.copy())
+
+    @functools.cached_property
+    def _covs(self) -> dict:
+        Ts = _theta_to_T(self.theta, [t.k for t in self.terms])
+        return {t.name: T @ T.T for t, T in zip(self.terms, Ts)}
+
+    def cov_matrices(self) -> dict[str, np.ndarray]:
+        """Per term, the ``k x k`` covariance matrix of its random effects."""
+        return {k: v.copy() for k, v in self._covs.items()}
+
+    @functools.cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Columns ``group, kind, term1, term2, value``: per term its SDs and correlations."""
+        rows = []
+        for t in self.terms:
+            c = self._covs[t.name]
+            s = np.sqrt(np.diag(c))
+            for j, nm in enumerate(t.terms):
+                rows.append((t.name, "sd", nm, "", float(s[j])))
+            for j in range(t.k):
+                for i in range(j + 1, t.k):
+                    v = c[i, j] / (s[i] * s[j]) if s[i] > 0 and s[j] > 0 else float("nan")
+                    rows.append((t.name, "corr", t.terms[j], t.terms[i], float(v)))
+        return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
+
+    @functools.cached_property
+    def ranef(self) -> dict:
+        """Per term, levels x columns: the conditional modes ``b = Λû``."""
+        out, pos = {}, 0
+        Ts = _theta_to_T(self.theta, [t.k for t in self.terms])
+        for t, T in zip(self.terms, Ts):
+            size = t.n_levels * t.k
+            b = self._u[pos : pos + size].reshape(t.n_levels, t.k) @ T.T
+            pos += size
+            out[t.name] = pd.DataFrame(b, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
+        return out
+
+    def fitted(self) -> np.ndarray:
+        """Conditional means μ at the conditional modes (the response scale)."""
+        return self._mu.copy()
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Deviance (default), Pearson or response residuals, as lme4's ``residuals``."""
+        fam, y, mu, wt = self.family, self.y, self._mu, self.weights
+        if type == "deviance":
+            return np.sign(y - mu) * np.sqrt(np.maximum(fam.dev_resids(y, mu, wt), 0.0))
+        if type == "pearson":
+            return fam.pearson_resids(y, mu, wt)
+        if type == "response":
+            return y - mu
+        raise ValueError(f"type must be 'deviance', 'pearson' or 'response', not {type!r}")
+
+    def summary(self) -> str:
+        """The fit laid out as lme4's ``summary(glmer(...))`` (without the correlation of fixed effects)."""
+        lines = [
+            "Generalized linear mixed model fit by maximum likelihood (Laplace",
+            "  Approximation) [glmerMod]",
+            f" Family: {self.family.name}  ( {self.family.link.name} )",
+            f"Formula: {self.formula}",
+        ]
+        if self.weights_label:
+            lines.append(f"Weights: {self.weights_label}")
+        lines.append("")
+        hdr = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+        vals = [f"{v:.1f}" for v in (self.aic, self.bic, self.loglik, self.minus2loglik)] + [str(self.df_resid)]
+        w = max(len(v) for v in hdr + vals)
+        lines.append("".join(h.rjust(w) + " " for h in hdr))
+        lines.append("".join(v.rjust(w) + " " for v in vals))
+        lines.append("")
+        q = np.quantile(self.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1])
+        qs = [f"{v:.4f}" for v in q]
+        w = max(len(s) for s in qs + ["Median"])
+        lines.append("Scaled residuals: ")
+        lines.append("".join(h.rjust(w) + " " for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+        lines.append("".join(s.rjust(w) + " " for s in qs))
+        lines.append("")
+        lines.append("Random effects:")
+        lines.extend(self._ranef_table())
+        groups = "; ".join(f"{g}, {v}" for g, v in self.ngroups.items())
+        lines.append(f"Number of obs: {self.nobs}, groups:  {groups}")
+        lines.append("")
+        lines.append("Fixed effects:")
+        lines.extend(_coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
+        for m in self.messages:
+            lines.append(m)
+        return "\n".join(lines)
+
+    def _ranef_table(self) -> list[str]:
+        var_, sd_, corr_ = [], [], []
+        rows = []
+        for t in self.terms:
+            c = self._covs[t.name]
+            s = np.sqrt(np.diag(c))
+            for j, nm in enumerate(t.terms):
+                rows.append((t.name if j == 0 else "", nm))
+                var_.append(c[j, j])
+                sd_.append(s[j])
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    corr_.append([c[j, i] / (s[i] * s[j]) for i in range(j)])
+        vs, ss = _rformat(var_, 4), _rformat(sd_, 4)
+        has_corr = any(corr_)
+        cs = [" ".join(f"{v:.2f}" for v in cr) for cr in corr_]
+        head = ["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if has_corr else [])
+        table = [head] + [[g, n, v, s] + ([c] if has_corr else []) for (g, n), v, s, c in zip(rows, vs, ss, cs)]
+        widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+        return [" " + " ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in table]
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def glmer(
+    formula: str | Formula,
+    data: pd.DataFrame,
+    family: str | Family = "binomial",
+    link: str | None = None,
+    weights=None,
+    offset=None,
+    tol_pwrss: float = 1e-7,
+) -> GlmerFit:
+    """Fit a binomial or Poisson mixed model by the Laplace approximation, as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula : str or Formula
+        An lme4 formula. A binomial response is 0/1, booleans, a two-level
+        factor (its first level is failure), ``cbind(successes, failures)``
+        or a proportion with ``weights=`` the numbers of trials.
+    data : DataFrame
+    family : {"binomial", "poisson"} or Family
+    link : str, optional
+        ``"logit"`` (default), ``"probit"`` or ``"cloglog"`` for the binomial;
+        ``"log"`` for the Poisson.
+    weights : str or array-like, optional
+        Prior weights: a column name or one value per row.
+    offset : str or array-like, optional
+        A known term of the linear predictor (``log(exposure)`` for a Poisson
+        rate): a column name, an expression of columns, or one value per row.
+        Added to an ``offset(...)`` of the formula where the design has one.
+    tol_pwrss : float
+        lme4's ``glmerControl(tolPwrss)``: PIRLS stops when the penalised
+        deviance changes by less than this, relative. lme4's 1e-7 reproduces
+        lme4's numbers; a smaller value gives the exact Laplace deviance.
+
+    Returns
+    -------
+    GlmerFit
+
+    Raises
+    ------
+    FamilyError
+        For an unknown family or link, or a response outside the family's
+        range, naming the column and the rows.
+
+    Warns
+    -----
+    UserWarning
+        lme4's: a singular (boundary) fit, a failed convergence check, a
+        non-positive-definite Hessian, predictors on very different scales.
+    """
+    fam = get_family(family, link)
+    if not isinstance(data, pd.DataFrame):
+        raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    lhs, f = _split_response(formula)
+    resp = _response(lhs, data, fam, weights)
+    if offset is None:
+        off_all = np.zeros(len(data))
+    elif isinstance(offset, str):
+        off_all = _evaluate(offset, data)
+    else:
+        off_all = np.asarray(offset, dtype=float).reshape(-1)
+        if off_all.shape[0] != len(data):
+            raise DesignError(f"offset has {off_all.shape[0]} values for {len(data)} rows")
+    design, terms, pos = _design(f, data, resp, off_all)
+    y, wt, off = resp.y[pos], resp.wt[pos], off_all[pos]
+    design_offset = getattr(design, "offset", None)
+    if design_offset is not None:
+        off = off + np.asarray(design_offset, dtype=float)
+    fam.validate(y, wt, resp.label, data.index[pos])
+    X = design.X
+    _check_scale(X)
+    prob = _Laplace(X, y, wt, off, terms, fam, tol_pwrss)
+    ks = [t.k for t in terms]
+    lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in (_tri_index(k) for k in ks)])
+    with one_blas_thread():
+        x, fx, g, H, message = _optimize(prob, lower)
+        nth = prob.nth
+        theta, beta = x[:nth], x[nth:]
+        final = prob.pirls(theta, beta)
+    u, mu = final.u, final.mu
+    messages: list[str] = []
+    singular = bool(np.any(theta[lower == 0] < _SINGULAR_TOL))
+    converged = True
+    if singular:
+        messages.append(_SINGULAR_MSG)
+    else:
+        converged, conv_msgs = _check_conv(g, H, nth)
+        messages.extend(conv_msgs)
+    vcov = _vcov(H, nth, prob, theta, beta, messages)
+    n, p = len(y), len(beta)
+    df = p + nth
+    ll = -fx / 2
+    names = pd.Index(design.fixed_names)
+    ngroups: dict[str, int] = {}
+    for t in terms:
+        ngroups.setdefault(t.group, t.n_levels)
+    fit = GlmerFit(
+        formula=" ".join(formula.split()) if isinstance(formula, str) else str(formula),
+        family=fam,
+        design=design,
+        terms=terms,
+        y=y,
+        weights=wt,
+        offset=off,
+        fixef=pd.Series(beta, index=names, name="Estimate"),
+        se=pd.Series(np.sqrt(np.diag(vcov)), index=names.copy(), name="Std. Error"),
+        theta=theta,
+        minus2loglik=float(fx),
+        deviance=float(fam.dev_resids(y, mu, wt).sum()),
+        loglik=float(ll),
+        aic=float(fx + 2 * df),
+        bic=float(fx + math.log(n) * df),
+        df_resid=int(n - df),
+        singular=singular,
+        converged=converged,
+        messages=tuple(messages),
+        nobs=n,
+        ngroups=ngroups,
+        n_evaluations=prob.n_evals,
+        weights_label=weights if isinstance(weights, str) else None,
+        _vcov=vcov,
+        _u=u,
+        _mu=mu,
+        _hessian=H,
+    )
+    for m in messages:
+        warnings.warn(m, UserWarning, stacklevel=2)
+    return fit
+
+
+def _check_scale(X: np.ndarray) -> None:
+    """lme4's check.scaleX: warn when column SDs differ by more than 1000-fold."""
+    cont = ~np.all(np.isin(X, (0.0, 1.0)), axis=0)
+    if not cont.any() or X.shape[0] < 2:
+        return
+    sd = X[:, cont].std(axis=0, ddof=1)
+    with np.errstate(divide="ignore"):
+        logsd = np.abs(np.log(sd))
+        comp = np.abs(np.log(sd[:, None] / sd[None, :]))
+    if np.any(logsd > math.log(1000)) or np.any(comp > math.log(1000)):
+        warnings.warn(
+            "Some predictor variables are on very different scales: consider rescaling",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _check_conv(g: np.ndarray, H: np.ndarray, nth: int) -> tuple[bool, list[str]]:
+    """lme4's checkConv: the scaled gradient and the Hessians' eigenvalues."""
+    msgs = []
+    try:
+        R = np.linalg.cholesky(H).T
+        scgrad = sla.solve_triangular(R, g, lower=False)
+        mingrad = np.minimum(np.abs(scgrad), np.abs(g))
+        if np.max(mingrad) > _GRAD_TOL:
+            msgs.append(
+                f"Model failed to converge with max|grad| = {np.max(mingrad):.6g} (tol = {_GRAD_TOL:g}, "
+                f"component {int(np.argmax(mingrad)) + 1})"
+            )
+    except np.linalg.LinAlgError:
+        msgs.append("unable to evaluate scaled gradient")
+    for Hs, kind in ((H[nth:, nth:], "fixed-effect "), (H, "")):
+        if Hs.shape[0] == 0:
+            continue
+        ev = np.linalg.eigvalsh(Hs)
+        if np.sum(ev < -_HESS_TOL):
+            msgs.append(f"Model failed to converge: degenerate {kind}Hessian with {int(np.sum(ev < -_HESS_TOL))} negative eigenvalues")
+        elif np.sum(np.abs(ev) < _HESS_TOL):
+            msgs.append(f"{kind}Hessian is numerically singular: parameters are not uniquely determined")
+        else:
+            if ev.max() * _HESS_TOL > 1:
+                msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+            if ev.min() / ev.max() < _HESS_TOL:
+                msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    return not msgs, msgs
+
+
+def _vcov(H, nth, prob: _Laplace, theta, beta, messages: list[str]) -> np.ndarray:
+    """lme4's ``vcov(use.hessian = TRUE)``: ``2 H⁻¹`` on the β block, else from RX."""
+    p = len(beta)
+    try:
+        Hi = np.linalg.inv(H)
+        V = (Hi + Hi.T)[nth:, nth:]
+        ok = np.all(np.isfinite(V)) and (p == 0 or np.linalg.eigvalsh(V).min() > 0)
+    except np.linalg.LinAlgError:
+        ok = False
+    if ok:
+        return V
+    messages.append(
+        "variance-covariance matrix computed from finite-difference Hessian is\n"
+        "not positive definite or contains NA values: falling back to var-cov estimated from RX"
+    )
+    A = prob.lam_z(theta)
+    r = prob.pirls(theta, beta)
+    L, mu = r.L, r.mu
+    W = prob.wt * prob.link.mu_eta(r.eta) ** 2 / prob.family.variance(mu)
+    WX = W[:, None] * prob.X
+    RZX = L.fwd(A.T @ WX)
+    return np.linalg.inv(prob.X.T @ WX - RZX.T @ RZX)
