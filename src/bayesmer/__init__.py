@@ -16,6 +16,7 @@ from .datasets import simulate_clark, simulate_ogorek
 from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .reml import RemlFit, fit_reml, reml
+from .glmer import GlmerFit, glmer
 from .simulate import SimulationError, simulate
 from .api import fit
 from .builder import BuildError
