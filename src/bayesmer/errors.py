@@ -1,0 +1,28 @@
+"""The one base class of bayesmer's errors.
+
+Every error that means "bad input, here is what to change" derives from
+:class:`BayesmerError`; the command line reports those in one line and
+anything else as a bug (with ``--debug`` for the traceback). Each subclass
+also derives from the builtin a caller would expect (``ValueError``...), so
+``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError"]
+
+
+class BayesmerError(Exception):
+    """Bad input to bayesmer, with a message naming the culprit."""
+
+
+class SettingsError(BayesmerError, ValueError):
+    """A sampler or model setting out of range (see :mod:`bayesmer.settings`)."""
+
+
+class PredictionError(BayesmerError, ValueError):
+    """New data that cannot be predicted as asked."""
+
+
+class LoadError(BayesmerError, ValueError):
+    """A file that is not a saved bayesmer fit."""

@@ -1,0 +1,119 @@
+"""The settings of a fit, validated in one place.
+
+:func:`bayesmer.fit`, model files (``[model]`` and ``[sampler]``) and the
+command line all check a setting with :func:`check`, so a value is accepted or
+refused everywhere with the same message. The valid values of the choices live
+here only: adding a backend is adding it to :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .errors import SettingsError
+
+__all__ = ["METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
+
+METHODS = ("REML", "ML")
+STRATEGIES = ("auto", "marginal", "full")
+SAMPLERS = ("nutpie", "pymc")
+BACKENDS = ("auto", "engine", "pytensor", "numba")
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "method": METHODS,
+    "strategy": STRATEGIES,
+    "sampler": SAMPLERS,
+    "backend": BACKENDS,
+}
+# least value of the integer settings; tune >= 1: NUTS without a single tuning
+# step keeps its initial step size, which is not a posterior sample
+_LEAST = {"draws": 1, "tune": 1, "chains": 1, "seed": 0}
+
+# the model file's section of each setting
+SECTION = {
+    "method": "model",
+    "strategy": "model",
+    "draws": "sampler",
+    "tune": "sampler",
+    "chains": "sampler",
+    "seed": "sampler",
+    "sampler": "sampler",
+    "backend": "sampler",
+    "target_accept": "sampler",
+}
+
+
+def check(name: str, value):
+    """The valid form of setting ``name`` (``method`` upper-cased), or :class:`SettingsError`.
+
+    Raises
+    ------
+    SettingsError
+        ``"tune must be an integer >= 1, got 0"`` and the like; an unknown name.
+    """
+    if name in _LEAST:
+        if name == "seed" and value is None:
+            return None
+        least = _LEAST[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise SettingsError(f"{name} must be an integer >= {least}, got {value!r}")
+        return int(value)
+    if name in CHOICES:
+        valid = CHOICES[name]
+        if name == "method" and isinstance(value, str):
+            value = value.upper()
+        if value not in valid:
+            raise SettingsError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
+        return value
+    if name == "target_accept":
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
+            raise SettingsError(f"target_accept must be a number between 0 and 1 (exclusive), got {value!r}")
+        return float(value)
+    raise SettingsError(f"unknown setting {name!r}; the settings are {', '.join(SECTION)}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings of one fit (defaults of :func:`bayesmer.fit`).
+
+    Attributes
+    ----------
+    draws, tune, chains : int
+        Per chain, all >= 1.
+    seed : int or None
+        >= 0.
+    sampler : {"nutpie", "pymc"}
+    strategy : {"auto", "marginal", "full"}
+    method : {"REML", "ML"}
+    backend : {"auto", "engine", "pytensor", "numba"}
+    target_accept : float
+        In (0, 1).
+    """
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    seed: int | None = None
+    sampler: str = "nutpie"
+    strategy: str = "auto"
+    method: str = "REML"
+    backend: str = "auto"
+    target_accept: float = 0.8
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+
+    @classmethod
+    def from_mapping(cls, values) -> "Settings":
+        """Settings from a mapping; unset (None) values keep the defaults, unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise SettingsError(f"unknown setting {key!r}; the settings are {', '.join(sorted(known))}")
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
