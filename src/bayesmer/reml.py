@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from ._threads import one_blas_thread
 from .design import Design, build_design
 from .formula import Formula
+from .protocol import CallableDict, CallableFrame, CallableSeries, varcorr_table, variance_shares
 
 __all__ = ["RemlFit", "reml", "fit_reml"]
 
@@ -964,6 +965,11 @@ class RemlFit:
     _modes: tuple = field(repr=False, default=())
     _cond_sds: tuple = field(repr=False, default=())
 
+    def __post_init__(self):
+        # fixef() is the protocol method shared with BayesFit; the callable Series
+        # keeps fit.fixef[...] working for callers not yet moved to the method form
+        object.__setattr__(self, "fixef", CallableSeries(self.fixef))
+
     # Frozen dataclass without __slots__: cached_property stores in __dict__.
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -973,13 +979,23 @@ class RemlFit:
 
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
-        """Per term its SDs and correlations, then ``Residual`` (see the class)."""
-        return _varcorr(self.design, self._covs, self.sigma)
+        """Per term its SDs and correlations, then ``Residual`` (see the class).
+
+        ``fit.varcorr()`` (the protocol shared with BayesFit) and ``fit.varcorr`` give the same table.
+        """
+        sds = {t.name: self.sd(t.name) for t in self.design.terms}
+        corrs = {t.name: self.corr(t.name)[np.triu_indices(t.k, 1)] for t in self.design.terms if t.k > 1}
+        return CallableFrame(varcorr_table(self.design, sds, corrs, self.sigma))
 
     @functools.cached_property
     def ranef(self) -> dict:
-        """Per term, levels x columns: the conditional modes."""
-        return self._per_level(self._modes)
+        """Per term, levels x columns: the conditional modes (``fit.ranef()`` gives the same)."""
+        return CallableDict(self._per_level(self._modes))
+
+    def icc(self) -> pd.DataFrame:
+        """Each variance component's share of an observation's variance (see :func:`bayesmer.protocol.variance_shares`)."""
+        shares = variance_shares(self.design, self._covs, self.sigma)
+        return pd.DataFrame({"share": [float(v) for v in shares.values()]}, index=pd.Index(list(shares), name="component"))
 
     @functools.cached_property
     def ranef_sd(self) -> dict:

@@ -1,0 +1,110 @@
+"""What both fits answer: the estimates protocol of :class:`RemlFit` and :class:`BayesFit`.
+
+``fixef()``, ``ranef()``, ``varcorr()`` and ``icc()`` are methods on both fit
+classes, with the same layouts; the helpers here build the layouts so the two
+cannot drift apart. Below every estimator in the import order (numpy and
+pandas only).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from . import naming as nm
+
+__all__ = ["MixedFit", "Indexable", "varcorr_table", "variance_shares"]
+
+VARCORR_COLUMNS = ["group", "kind", "term1", "term2", "value"]
+
+
+@runtime_checkable
+class MixedFit(Protocol):
+    """A fitted linear mixed model, exact or Bayesian."""
+
+    design: object
+
+    def fixef(self) -> pd.Series: ...
+
+    def ranef(self) -> dict[str, pd.DataFrame]: ...
+
+    def varcorr(self) -> pd.DataFrame: ...
+
+    def icc(self) -> pd.DataFrame: ...
+
+
+class Indexable:
+    """Mixin: calling the table returns it, so ``fit.fixef()`` and the older ``fit.fixef[...]`` agree.
+
+    :class:`RemlFit` stored ``fixef``, ``ranef`` and ``varcorr`` as attributes
+    before they became protocol methods; other modules and notebooks still
+    index them. The values are these callable subclasses, so both spellings
+    give the same table while callers move to the method form.
+    """
+
+    def __call__(self):
+        return self
+
+
+class CallableSeries(Indexable, pd.Series):
+    @property
+    def _constructor(self):
+        return pd.Series
+
+
+class CallableFrame(Indexable, pd.DataFrame):
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+
+class CallableDict(Indexable, dict):
+    pass
+
+
+def varcorr_table(design, sds: dict, corrs: dict, sigma: float) -> pd.DataFrame:
+    """lme4's tidy VarCorr layout: per term its SDs, then its correlations (pairs in brms's order), then ``Residual``.
+
+    Parameters
+    ----------
+    sds : dict of term name -> (k,) array
+    corrs : dict of term name -> (k(k-1)/2,) pair vector (terms with k > 1)
+    """
+    rows = []
+    for t in design.terms:
+        for j, col in enumerate(t.terms):
+            rows.append((t.name, "sd", col, "", float(sds[t.name][j])))
+        if t.k > 1:
+            for (i, j), v in zip(nm.pairs(t.k), corrs[t.name]):
+                rows.append((t.name, "corr", t.terms[i], t.terms[j], float(v)))
+    rows.append(("Residual", "sd", "", "", float(sigma)))
+    return pd.DataFrame(rows, columns=VARCORR_COLUMNS)
+
+
+def variance_shares(design, covs: dict, sigma) -> dict[str, np.ndarray]:
+    """Each component's share of the variance of one observation (Mixed Model 4a's ICC).
+
+    A term adds ``z_i' Psi z_i`` to the variance of row ``i``; its variance is
+    that averaged over the fitted rows (for a random intercept: ``sd^2``), the
+    residual adds ``sigma^2``. Shares sum to one.
+
+    Parameters
+    ----------
+    covs : dict of term name -> (..., k, k) covariance (draws first, or none)
+    sigma : float or (...,) array
+
+    Returns
+    -------
+    dict of component name -> (...,) array, the terms then ``"Residual"``
+    """
+    parts = {}
+    for t in design.terms:
+        C = np.asarray(covs[t.name], dtype=float)
+        # mean over rows of z' C z = trace(C · mean(z z'))
+        zz = t.Z.T @ t.Z / t.Z.shape[0]
+        parts[t.name] = np.einsum("...kl,lk->...", C, zz)
+    parts["Residual"] = np.asarray(sigma, dtype=float) ** 2
+    total = sum(parts.values())
+    return {k: v / total for k, v in parts.items()}
