@@ -18,7 +18,10 @@ from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .reml import RemlFit, fit_reml, reml
 from .glmer import GlmerFit, glmer
 from .simulate import SimulationError, simulate
-from .api import fit
+from .api import default_priors, fit, prior_sweep
+from .errors import BayesmerError, LoadError, PredictionError, SettingsError
+from .io import load
+from .settings import Settings
 from .builder import BuildError
 from .priors import (
     LKJ,
@@ -33,12 +36,19 @@ from .priors import (
     parse_prior,
 )
 from .results import BayesFit
-from .checking import CheckError, compare, prior_sweep, sensitivity
+from .checking import CheckError, compare, sensitivity
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesFit",
+    "BayesmerError",
+    "LoadError",
+    "PredictionError",
+    "Settings",
+    "SettingsError",
+    "default_priors",
+    "load",
     "BuildError",
     "CheckError",
     "checking",

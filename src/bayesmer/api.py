@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
+
 import pandas as pd
 
 from .builder import build_model
+from .checking import CheckError, SweepResult
 from .design import build_design
-from .priors import resolve_priors
+from .priors import default_priors, parse_prior, resolve_priors
 from .reml import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample
+from .settings import Settings
 
-__all__ = ["fit"]
-
-
-def _count(name: str, value, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    return int(value)
+__all__ = ["fit", "prior_sweep", "default_priors"]
 
 
 def fit(
@@ -34,7 +31,7 @@ def fit(
     strategy: str = "auto",
     progress: bool = True,
     method: str = "REML",
-    backend: str = "pytensor",
+    backend: str = "auto",
     target_accept: float = 0.8,
     log_likelihood: bool | None = None,
     sample_posterior_predictive: bool = False,
@@ -48,24 +45,20 @@ def fit(
         lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     data : DataFrame
     priors : dict, optional
-        Overrides of the data-scaled defaults by slot name, e.g.
-        ``{"fixed": "Normal(0, 500)", "sd(Days|Subject)": "HalfNormal(10)"}``;
-        see :func:`bayesmer.priors.resolve_priors`.
-    draws, tune, chains : int
-        Per chain; draws and chains >= 1, tune >= 1.
-    seed : int, optional
-    sampler : {"nutpie", "pymc"}
-    strategy : {"auto", "marginal", "full"}
-        ``"marginal"`` integrates the random effects out (one grouping
-        factor only), ``"full"`` samples them; ``"auto"`` picks marginal
-        when it applies.
+        Overrides of the data-scaled defaults by slot name, bayesmer's or
+        brms's, e.g. ``{"b": "Normal(0, 50)", "sd(Subject)": "HalfNormal(10)"}``;
+        :func:`bayesmer.default_priors` lists them, see
+        :func:`bayesmer.priors.resolve_priors`.
+    draws, tune, chains, seed, sampler, strategy, method, backend, target_accept
+        Checked by :class:`bayesmer.settings.Settings` (the same checks as
+        model files and the command line): draws, tune, chains >= 1; seed >=
+        0; sampler in ``settings.SAMPLERS``; strategy ``"auto"``,
+        ``"marginal"`` (random effects integrated out, one grouping factor) or
+        ``"full"``; method ``"REML"`` or ``"ML"`` (the exact fit reported
+        beside the posterior, whose estimates start the chains); backend: how
+        nutpie evaluates the model (see :func:`bayesmer.sampling.sample`);
+        target_accept in (0, 1).
     progress : bool
-    method : {"REML", "ML"}
-        Criterion of the exact fit reported beside the posterior (and whose
-        estimates start the chains).
-    backend : {"pytensor", "numba"}
-        How nutpie evaluates the model; see :func:`bayesmer.sampling.sample`.
-    target_accept : float
     log_likelihood, sample_posterior_predictive, sample_prior
         Extra DataTree groups; see :func:`bayesmer.sampling.sample`.
 
@@ -73,29 +66,35 @@ def fit(
     -------
     BayesFit
 
+    Raises
+    ------
+    SettingsError
+        A setting out of range, naming it.
+
     Warns
     -----
     UserWarning
         Divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain.
     """
-    _count("draws", draws, 1)
-    _count("tune", tune, 1)
-    _count("chains", chains, 1)
+    settings = Settings(
+        draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,
+        method=method, backend=backend, target_accept=target_accept,
+    )
     design = build_design(formula, data)
-    reml = fit_reml(design, method=method)
+    reml = fit_reml(design, method=settings.method)
     prior_set = resolve_priors(design, priors)
-    built = build_model(design, prior_set, strategy=strategy, start=reml)
+    built = build_model(design, prior_set, strategy=settings.strategy, start=reml)
     sampled = sample(
         built,
         design,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        sampler=sampler,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        seed=settings.seed,
+        sampler=settings.sampler,
         progress=progress,
-        backend=backend,
-        target_accept=target_accept,
+        backend=settings.backend,
+        target_accept=settings.target_accept,
         log_likelihood=log_likelihood,
         sample_posterior_predictive=sample_posterior_predictive,
         sample_prior=sample_prior,
@@ -108,10 +107,56 @@ def fit(
         idata=sampled.idata,
         timings=sampled.timings,
         strategy=built.strategy,
-        settings={
-            "draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
-            "strategy": strategy, "method": method, "backend": backend, "target_accept": target_accept,
-        },
+        settings=settings.to_dict(),
     )
     diagnose(result, stacklevel=3)
     return result
+
+
+def _expand(priors, key: str) -> list[str]:
+    """Slot names a sweep key covers: a class expands to all its slots."""
+    rows = priors.rows()
+    if key in ("fixed", "sd", "sigma", "corr"):
+        return [name for cls, name, _ in rows if cls == key]
+    if key in {name for _, name, _ in rows}:
+        return [key]
+    valid = ["fixed", "sd", "sigma", "corr"] + [name for _, name, _ in rows]
+    raise CheckError(f"the sweep names unknown prior {key!r}; valid names: {', '.join(valid)}")
+
+
+def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
+    """Refit ``fit`` over a grid of priors and tabulate how every summary moves.
+
+    Parameters
+    ----------
+    fit : BayesFit
+    grid : dict
+        Prior name (as :func:`bayesmer.fit` accepts: ``"sd"``,
+        ``"sd(Days|Subject)"``, ...) -> list of priors. Every combination is fitted.
+    **sample_kwargs
+        Passed to :func:`bayesmer.fit` (draws, tune, chains, seed, ...); the
+        fit's own settings otherwise.
+    """
+    if not grid:
+        raise CheckError("the sweep grid is empty")
+    base = fit.priors.to_dict()
+    slots = {key: _expand(fit.priors, key) for key in grid}
+    values = {key: [str(parse_prior(v)) for v in grid[key]] for key in grid}
+    settings = dict(fit.settings)
+    settings.update(sample_kwargs)
+    settings.setdefault("progress", False)
+    tables, fits = [], {}
+    for combo in itertools.product(*values.values()):
+        priors = dict(base)
+        for key, spec in zip(values, combo):
+            priors.update({slot: spec for slot in slots[key]})
+        refitted = _refit(fit.design.formula, fit.design.frame, priors=priors, **settings)
+        fits[combo] = refitted
+        summ = refitted.summary().reset_index()
+        for key, spec in zip(values, combo):
+            summ.insert(0, f"prior:{key}", spec)
+        tables.append(summ)
+    return SweepResult(pd.concat(tables, ignore_index=True), fits)
+
+
+_refit = fit  # prior_sweep's refit: its argument named fit shadows the function

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import xarray as xr
+
+from . import naming as nm
+from .errors import BayesmerError
 
 __all__ = [
     "CheckError",
     "SweepResult",
     "sensitivity",
-    "prior_sweep",
     "loo",
     "logo",
     "group_loglik",
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class CheckError(ValueError):
+class CheckError(BayesmerError, ValueError):
     """A check that cannot run on the fits given, with the reason."""
 
 
@@ -36,29 +37,29 @@ def _require(fit, *groups: str) -> None:
     missing = [g for g in groups if g not in have]
     if missing:
         raise CheckError(
-            f"the fit has no {' or '.join(missing)} group; refit with bayesmer.fit "
-            "(which stores them) or add them to its DataTree"
+            f"the fit's DataTree has no {' or '.join(missing)} group; bayesmer.fit always writes it: "
+            "was the tree edited, or loaded from a file that is not a bayesmer fit?"
         )
 
 
 def _hyper_draws(fit) -> dict[str, np.ndarray]:
-    """Hyperparameter draws keyed by the summary's labels, shape (chain, draw)."""
+    """Hyperparameter draws keyed by their labels (:mod:`bayesmer.naming`), shape (chain, draw)."""
     post = fit.idata["posterior"]
     d = fit.design
     out: dict[str, np.ndarray] = {}
-    beta = post["beta"].values
-    for j, name in enumerate(d.fixed_names):
-        out[f"fixed {name}"] = beta[..., j]
+    if d.p:
+        beta = post[nm.BETA].values
+        for j, name in enumerate(d.fixed_names):
+            out[name] = beta[..., j]
     for t in d.terms:
-        sd = post[f"sd_{t.name}"].values
+        sd = post[nm.sd_var(t.name)].values
         for c, col in enumerate(t.terms):
-            out[f"sd({col}|{t.name})"] = sd[..., c]
-        if t.k > 1 and f"corr_{t.name}" in post:
-            corr = post[f"corr_{t.name}"].values
-            for i in range(t.k):
-                for j in range(i):
-                    out[f"corr({t.terms[j]},{t.terms[i]}|{t.name})"] = corr[..., i, j]
-    out["sigma"] = post["sigma"].values
+            out[nm.sd_label(col, t.name)] = sd[..., c]
+        if t.k > 1:
+            corr = post[nm.corr_var(t.name)].values
+            for p, (i, j) in enumerate(nm.pairs(t.k)):
+                out[nm.corr_label(t.terms[i], t.terms[j], t.name)] = corr[..., p]
+    out[nm.SIGMA] = post[nm.SIGMA].values
     return out
 
 
@@ -84,10 +85,20 @@ def sensitivity(fit, threshold: float = 0.05) -> pd.DataFrame:
     from arviz_base import from_dict
     from arviz_stats import psense_summary
 
-    _require(fit, "log_prior", "log_likelihood")
+    _require(fit, "log_prior")
     draws = _hyper_draws(fit)
     lp = fit.idata["log_prior"].to_dataset()
-    ll = fit.idata["log_likelihood"].to_dataset()
+    if "log_likelihood" in fit.idata.children:
+        ll = fit.idata["log_likelihood"].to_dataset()
+    else:
+        post = fit.idata["posterior"]
+        size = post.sizes["chain"] * post.sizes["draw"] * fit.design.n
+        if size > _ON_DEMAND_LIMIT:
+            raise CheckError(
+                f"power-scaling needs the pointwise log-likelihood ({size:.2g} values) that the fit did not "
+                "store; refit with log_likelihood=True, or with fewer draws"
+            )
+        ll = _pointwise_tree(fit, 1)["log_likelihood"].to_dataset()
     tree = from_dict(
         {
             "posterior": draws,
@@ -144,61 +155,73 @@ class SweepResult:
         return fig
 
 
-def _expand(priors, key: str) -> list[str]:
-    """Slot names a sweep key covers: a class expands to all its slots."""
-    rows = priors.rows()
-    if key in ("fixed", "sd", "sigma", "corr"):
-        return [name for cls, name, _ in rows if cls == key]
-    if key in {name for _, name, _ in rows}:
-        return [key]
-    valid = ["fixed", "sd", "sigma", "corr"] + [name for _, name, _ in rows]
-    raise CheckError(f"the sweep names unknown prior {key!r}; valid names: {', '.join(valid)}")
+# pointwise log-likelihoods computed on demand stay below this many values (400 MB)
+_ON_DEMAND_LIMIT = 50_000_000
 
 
-def prior_sweep(fit, grid: dict, **sample_kwargs) -> SweepResult:
-    """Refit ``fit`` over a grid of priors and tabulate how every summary moves.
+def _pointwise_tree(fit, thin: int):
+    """posterior + log_likelihood of every ``thin``-th draw, computed from the draws (nothing stored)."""
+    import xarray as xr
 
-    Parameters
-    ----------
-    fit : BayesFit
-    grid : dict
-        Prior name (as :func:`bayesmer.fit` accepts: ``"sd"``,
-        ``"sd(Days|Subject)"``, ...) -> list of priors. Every combination is fitted.
-    **sample_kwargs
-        Passed to :func:`bayesmer.fit` (draws, tune, chains, seed, ...); the
-        fit's own settings otherwise.
+    from .sampling import _pointwise
+
+    d = fit.design
+    post = fit.idata["posterior"].to_dataset().isel(draw=slice(None, None, thin))
+    c, n_draw = post.sizes["chain"], post.sizes["draw"]
+
+    def stack(name):
+        a = post[name].transpose("chain", "draw", ...).to_numpy()
+        return a.reshape((-1,) + a.shape[2:])
+
+    beta = stack(nm.BETA) if d.p else np.zeros((c * n_draw, 0))
+    sigma = stack(nm.SIGMA)
+    bs = [stack(nm.b_var(t.name)) for t in d.terms]
+    y = d.y
+    ll = _pointwise(
+        d, beta, sigma, bs, lambda eta, sg, s: -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((y - eta) / sg) ** 2
+    )
+    loglik = xr.Dataset(
+        {d.response: (("chain", "draw", nm.OBS_DIM), ll.reshape(c, n_draw, -1))},
+        coords={"chain": post.chain, "draw": post.draw, nm.OBS_DIM: np.arange(d.n)},
+    )
+    return xr.DataTree.from_dict({"posterior": post[[nm.SIGMA]], "log_likelihood": loglik})
+
+
+def loo(fit, thin: int | None = None, **kwargs):
+    """PSIS-LOO over rows (arviz-stats), conditional on the random effects.
+
+    Uses the stored ``log_likelihood`` group. When :func:`bayesmer.fit` did
+    not store it (draws x rows above 5e7 by default), it is computed here from
+    the draws, without keeping it, as long as it stays below 5e7 values;
+    beyond that, ``thin`` keeps every ``thin``-th draw (the error says which
+    value fits).
+
+    Raises
+    ------
+    CheckError
+        When the log-likelihood is not stored and would be too large, with the
+        ``thin`` to pass.
     """
-    from .api import fit as refit
-    from .priors import parse_prior
-
-    if not grid:
-        raise CheckError("the sweep grid is empty")
-    base = fit.priors.to_dict()
-    slots = {key: _expand(fit.priors, key) for key in grid}
-    values = {key: [str(parse_prior(v)) for v in grid[key]] for key in grid}
-    settings = dict(getattr(fit, "settings", {}) or {})
-    settings.update(sample_kwargs)
-    settings.setdefault("progress", False)
-    tables, fits = [], {}
-    for combo in itertools.product(*values.values()):
-        priors = dict(base)
-        for key, spec in zip(values, combo):
-            priors.update({slot: spec for slot in slots[key]})
-        refitted = refit(fit.design.formula, fit.design.frame, priors=priors, **settings)
-        fits[combo] = refitted
-        summ = refitted.summary().reset_index()
-        for key, spec in zip(values, combo):
-            summ.insert(0, f"prior:{key}", spec)
-        tables.append(summ)
-    return SweepResult(pd.concat(tables, ignore_index=True), fits)
-
-
-def loo(fit, **kwargs):
-    """PSIS-LOO over rows (arviz-stats), conditional on the random effects."""
     from arviz_stats import loo as az_loo
 
-    _require(fit, "log_likelihood")
-    return az_loo(fit.idata, **kwargs)
+    if "log_likelihood" in fit.idata.children and thin is None:
+        return az_loo(fit.idata, **kwargs)
+    post = fit.idata["posterior"]
+    S = post.sizes["chain"] * post.sizes["draw"]
+    n = fit.design.n
+    if thin is None:
+        need = -(-S * n // _ON_DEMAND_LIMIT)
+        if need > 1:
+            raise CheckError(
+                f"the pointwise log-likelihood of {S} draws x {n} rows ({S * n:.2g} values, "
+                f"{S * n * 8 / 1e9:.1f} GB) was not stored; pass thin={need} to fit.loo() (keeps "
+                f"{-(-post.sizes['draw'] // need)} draws per chain, computed on the fly), refit with "
+                "log_likelihood=True to store it all, or use fit.logo() (exact group marginals, any size)"
+            )
+        thin = 1
+    if isinstance(thin, bool) or not isinstance(thin, (int, np.integer)) or thin < 1:
+        raise CheckError(f"thin must be an integer >= 1, got {thin!r}")
+    return az_loo(_pointwise_tree(fit, int(thin)), **kwargs)
 
 
 def _outer_factor(design, group: str | None) -> tuple[str, ...] | None:
@@ -224,13 +247,55 @@ def _group_codes(design, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[st
     raise CheckError(f"no random-effect term is grouped by {':'.join(factors)!r}; groups: {names}")
 
 
-def group_loglik(fit, group: str | None = None) -> np.ndarray:
+def _group_blocks(design, codes: np.ndarray, G: int):
+    """Per outer group, the columns of its random effects, padded to a common width Q.
+
+    Returns the dense (n, Q) rows of Z in each group's own columns, and for
+    each group and pair of columns the index of the entry of L (the terms'
+    Cholesky factors, flattened and concatenated) that sits there, or the last
+    index (a zero) off the diagonal blocks and in the padding.
+    """
+    n = design.n
+    slots_term, slots_col, slots_block = [], [], []  # per group, lists over its columns
+    row_slot = []  # per term, (n,) first column of the row's block
+    width = np.zeros(G, dtype=np.int64)
+    block_id = 0
+    per_group = [[] for _ in range(G)]
+    for ti, t in enumerate(design.terms):
+        pairs = np.unique(np.stack([codes, t.codes], axis=1), axis=0)  # (outer, level) blocks, sorted
+        start = np.empty(len(pairs), dtype=np.int64)
+        for b, (g, lev) in enumerate(pairs):
+            start[b] = width[g]
+            width[g] += t.k
+            per_group[g].extend((ti, a, block_id + b) for a in range(t.k))
+        block_id += len(pairs)
+        where = np.searchsorted(pairs[:, 0] * (t.n_levels + 1) + pairs[:, 1], codes * (t.n_levels + 1) + t.codes)
+        row_slot.append(start[where])
+    Q = int(width.max())
+    Zd = np.zeros((n, Q))
+    rows = np.arange(n)
+    for t, s0 in zip(design.terms, row_slot):
+        for a in range(t.k):
+            Zd[rows, s0 + a] += t.Z[:, a]
+    offsets = np.cumsum([0] + [t.k * t.k for t in design.terms])
+    zero = int(offsets[-1])
+    idx = np.full((G, Q, Q), zero, dtype=np.int64)
+    for g in range(G):
+        for c1, (t1, a1, b1) in enumerate(per_group[g]):
+            for c2, (t2, a2, b2) in enumerate(per_group[g]):
+                if b1 == b2:
+                    idx[g, c1, c2] = offsets[t1] + a1 * design.terms[t1].k + a2
+    return Zd, idx
+
+
+def group_loglik(fit, group: str | None = None, chunk: int = 250) -> np.ndarray:
     """Each group's exact marginal log-likelihood per draw, shape (chain, draw, groups).
 
     The group's random effects, of every term nested in it, are integrated
     out: ``y_j ~ N(X_j beta, sigma^2 I + Z_j Psi_j Z_j')``, evaluated with the
-    matrix determinant lemma and Woodbury's identity (q_j x q_j algebra per
-    draw, q_j the group's number of random effects).
+    matrix determinant lemma and Woodbury's identity from per-group sufficient
+    statistics, all groups and a chunk of draws at once (numpy batched
+    Cholesky; no Python loop over groups).
 
     Raises
     ------
@@ -246,32 +311,48 @@ def group_loglik(fit, group: str | None = None) -> np.ndarray:
             "conditional version"
         )
     codes, levels = _group_codes(d, outer)
-    shape = fit.idata["posterior"]["sigma"].shape
-    beta, sigma = fit.draws("beta"), fit.draws("sigma")
-    s2 = sigma**2
-    chols = [fit.cov_factor(t.name) for t in d.terms]
+    G = len(levels)
+    shape = fit.idata["posterior"][nm.SIGMA].shape
+    Zd, idx = _group_blocks(d, codes, G)
+    X = d.X
+    # residuals about the least-squares fit keep r'r free of cancellation when y has a large mean
+    beta0 = np.linalg.lstsq(X, d.y, rcond=None)[0] if d.p else np.zeros(0)
+    e = d.y - X @ beta0
+    n_j = np.bincount(codes, minlength=G).astype(float)
+    ZtZ = np.zeros((G,) + idx.shape[1:])
+    np.add.at(ZtZ, codes, Zd[:, :, None] * Zd[:, None, :])
+    ZtX = np.zeros((G, Zd.shape[1], d.p))
+    np.add.at(ZtX, codes, Zd[:, :, None] * X[:, None, :])
+    Zte = np.zeros((G, Zd.shape[1]))
+    np.add.at(Zte, codes, Zd * e[:, None])
+    XtX = np.zeros((G, d.p, d.p))
+    np.add.at(XtX, codes, X[:, :, None] * X[:, None, :])
+    Xte = np.zeros((G, d.p))
+    np.add.at(Xte, codes, X * e[:, None])
+    ete = np.bincount(codes, weights=e * e, minlength=G)
+
+    beta = fit.draws(nm.BETA) if d.p else np.zeros((int(np.prod(shape)), 0))
+    sigma = fit.draws(nm.SIGMA)
+    Lflat = np.concatenate([fit.cov_factor(t.name).reshape(sigma.shape[0], -1) for t in d.terms]
+                           + [np.zeros((sigma.shape[0], 1))], axis=1)
     S = sigma.shape[0]
-    out = np.empty((S, len(levels)))
-    for j in range(len(levels)):
-        rows = np.flatnonzero(codes == j)
-        r = d.y[rows][None, :] - beta @ d.X[rows].T  # (S, n_j)
-        # Z_j L_j, one block of columns per term level present in the group
-        blocks = []
-        for t, L in zip(d.terms, chols):
-            tc = t.codes[rows]
-            for lev in np.unique(tc):
-                Zl = np.where((tc == lev)[:, None], t.Z[rows], 0.0)  # (n_j, k)
-                blocks.append(np.einsum("nk,skl->snl", Zl, L))
-        ZL = np.concatenate(blocks, axis=2)  # (S, n_j, q_j)
-        q = ZL.shape[2]
-        M = np.eye(q) + np.einsum("snq,snr->sqr", ZL, ZL) / s2[:, None, None]
-        cM = np.linalg.cholesky(M)
-        v = np.einsum("snq,sn->sq", ZL, r)
-        w = np.linalg.solve(cM, v[..., None])[..., 0]
-        logdet = 2 * np.log(np.diagonal(cM, axis1=1, axis2=2)).sum(axis=1)
-        quad = (r**2).sum(axis=1) - (w**2).sum(axis=1) / s2
-        out[:, j] = -0.5 * rows.size * np.log(2 * np.pi * s2) - 0.5 * logdet - quad / (2 * s2)
-    return out.reshape(shape + (len(levels),))
+    Q = Zd.shape[1]
+    out = np.empty((S, G))
+    for lo in range(0, S, chunk):
+        s = slice(lo, min(S, lo + chunk))
+        s2 = sigma[s] ** 2
+        L = Lflat[s][:, idx]  # (s, G, Q, Q)
+        delta = beta[s] - beta0
+        rtr = ete - 2 * delta @ Xte.T + np.einsum("sp,gpq,sq->sg", delta, XtX, delta)
+        Ztr = Zte[None] - np.einsum("gqp,sp->sgq", ZtX, delta)
+        u = np.einsum("sgqa,sgq->sga", L, Ztr)
+        M = np.einsum("sgqa,gqr,sgrb->sgab", L, ZtZ, L) / s2[:, None, None, None] + np.eye(Q)
+        C = np.linalg.cholesky(M)
+        w = np.linalg.solve(C, u[..., None])[..., 0]
+        logdet = 2 * np.log(np.diagonal(C, axis1=-2, axis2=-1)).sum(-1)
+        quad = rtr - (w**2).sum(-1) / s2[:, None]
+        out[s] = -0.5 * n_j * np.log(2 * np.pi * s2[:, None]) - 0.5 * logdet - quad / (2 * s2[:, None])
+    return out.reshape(shape + (G,))
 
 
 def logo(fit, group: str | None = None, **kwargs):
@@ -301,7 +382,6 @@ def logo(fit, group: str | None = None, **kwargs):
                 f"the random-effect terms {[t.group for t in d.terms]} are crossed: name the "
                 "factor to leave out, e.g. logo(fit, group=...)"
             )
-        _require(fit, "log_likelihood")
         codes, levels = _group_codes(d, tuple(group.split(":")))
         warnings.warn(
             f"terms are crossed: leaving out groups of {group!r} with the log-likelihood "
@@ -309,11 +389,14 @@ def logo(fit, group: str | None = None, **kwargs):
             UserWarning,
             stacklevel=2,
         )
-        pointwise = np.asarray(fit.idata["log_likelihood"][d.response].values)
-        ll = np.stack([pointwise[..., codes == j].sum(axis=-1) for j in range(len(levels))], axis=-1)
+        tree = fit.idata if "log_likelihood" in fit.idata.children else _pointwise_tree(fit, 1)
+        pointwise = np.asarray(tree["log_likelihood"][d.response].values)
+        G = len(levels)
+        ll = np.stack([np.bincount(codes, weights=row, minlength=G) for row in pointwise.reshape(-1, d.n)])
+        ll = ll.reshape(pointwise.shape[:2] + (G,))
         name = group
     tree = from_dict(
-        {"posterior": {"sigma": fit.idata["posterior"]["sigma"].values}, "log_likelihood": {name: ll}},
+        {"posterior": {nm.SIGMA: fit.idata["posterior"][nm.SIGMA].values}, "log_likelihood": {name: ll}},
         dims={name: [f"{name}_level"]},
         coords={f"{name}_level": list(levels)},
     )
@@ -344,9 +427,8 @@ def compare(fits: dict, **kwargs) -> pd.DataFrame:
                 f"({ref.n} vs {d.n} rows, responses {ref.response!r} vs {d.response!r}); "
                 "LOO can only compare models of the same observations"
             )
-    for name in names:
-        _require(fits[name], "log_likelihood")
-    table = az_compare({name: f.idata for name, f in fits.items()}, **kwargs)
+    # loo() computes a log-likelihood that was not stored, or says what to pass
+    table = az_compare({name: loo(f) for name, f in fits.items()}, **kwargs)
     table["reml_aic"] = [fits[n].reml.aic for n in table.index]
     table["reml_bic"] = [fits[n].reml.bic for n in table.index]
     return table

@@ -45,6 +45,7 @@ __all__ = [
     "sd_label",
     "corr_label",
     "corr_slot",
+    "mean_var",
 ]
 
 BETA = "beta"
@@ -129,3 +130,8 @@ def corr_label(a: str, b: str, term: str) -> str:
 def corr_slot(term: str) -> str:
     """``corr(Subject)``: the prior slot of a term's correlation matrix."""
     return f"corr({term})"
+
+
+def mean_var(response: str) -> str:
+    """The predictions' variable of the mean (bambi's ``mu``), kept apart from a response named ``mu``."""
+    return "mu" if response != "mu" else "mu_mean"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import naming as nm
+
 __all__ = ["plot_forest", "plot_shrinkage", "plot_correlation", "plot_ppc", "group_ols"]
 
 
@@ -81,9 +83,9 @@ def _coefs(fit, t) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Group coefficients ``fixef + ranef`` under REML and the posterior mean."""
     shift = np.array([fit.reml.fixef.get(n, 0.0) for n in t.terms])
     reml = fit.reml.ranef[t.name] + shift
-    beta = fit.draws("beta")
+    beta = fit.draws(nm.BETA)
     cols = [fit.design.fixed_names.index(n) if n in fit.design.fixed_names else None for n in t.terms]
-    b = fit.draws(f"b_{t.name}")
+    b = fit.draws(nm.b_var(t.name))
     post = b.mean(axis=0) + np.array([beta[:, c].mean() if c is not None else 0.0 for c in cols])
     return reml, pd.DataFrame(post, index=reml.index, columns=reml.columns)
 
@@ -145,18 +147,18 @@ def plot_correlation(fit, term: str | None = None, ax=None):
     t = _term(fit, term)
     if t.k < 2:
         raise ValueError(f"term {t.label} has one column and no correlation")
-    corr = fit.draws(f"corr_{t.name}")
+    corr = fit.draws(nm.corr_var(t.name))  # (S, pairs)
     remlc = fit.reml.corr(t.name)
-    pairs = [(i, j) for i in range(t.k) for j in range(i)]
+    pairs = nm.pairs(t.k)
     if ax is None:
         fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3), squeeze=False)
         axes = axes[0]
     else:
         axes = np.atleast_1d(ax)
-    for axis, (i, j) in zip(axes, pairs):
-        axis.hist(corr[:, i, j], bins=40, range=(-1, 1), density=True, color="C0", alpha=0.7)
+    for p, (axis, (i, j)) in enumerate(zip(axes, pairs)):
+        axis.hist(corr[:, p], bins=40, range=(-1, 1), density=True, color="C0", alpha=0.7)
         axis.axvline(remlc[i, j], color="C1", lw=2, label=f"REML {remlc[i, j]:.3f}")
-        axis.set_xlabel(f"corr({t.terms[j]}, {t.terms[i]})")
+        axis.set_xlabel(nm.corr_label(t.terms[i], t.terms[j], t.name))
         axis.legend(fontsize=7)
     fig = axes[0].figure
     fig.suptitle(f"random-effect correlation of {t.label}", fontsize=10)
@@ -165,57 +167,44 @@ def plot_correlation(fit, term: str | None = None, ax=None):
 
 
 def posterior_predictive(fit, ndraws: int | None = None, seed=None) -> np.ndarray:
-    """Replicated responses ``(draws, n)`` from the posterior, conditional on b."""
-    d = fit.design
+    """Replicated responses ``(draws, n)`` from the posterior, conditional on b (:meth:`BayesFit.predict`)."""
     rng = np.random.default_rng(seed)
-    beta, sigma = fit.draws("beta"), fit.draws("sigma")
-    idx = np.arange(beta.shape[0])
-    if ndraws is not None and ndraws < idx.size:
-        idx = rng.choice(idx, ndraws, replace=False)
-    mu = beta[idx] @ d.X.T
-    for t in d.terms:
-        b = fit.draws(f"b_{t.name}")[idx]  # (S, levels, k)
-        mu += np.einsum("snk,nk->sn", b[:, t.codes, :], t.Z)
-    return mu + sigma[idx, None] * rng.standard_normal(mu.shape)
+    tree = fit.predict(kind="response", seed=seed)
+    yrep = np.asarray(tree["predictions"][fit.design.response].values)
+    yrep = yrep.reshape(-1, yrep.shape[-1])
+    if ndraws is not None and ndraws < yrep.shape[0]:
+        yrep = yrep[rng.choice(yrep.shape[0], ndraws, replace=False)]
+    return yrep
 
 
-def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior", ax=None):
-    """Densities of replicated data over the observed response.
+def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior"):
+    """Densities of replicated data over the observed response, drawn by arviz-plots' ``plot_ppc_dist``.
 
     Parameters
     ----------
     kind : {"posterior", "prior"}
         ``"posterior"`` replicates from the posterior (the stored
-        ``posterior_predictive`` group when there is one); ``"prior"`` needs the
-        ``prior_predictive`` group, from ``bayesmer.fit(..., sample_prior=True)``.
+        ``posterior_predictive`` group when there is one, else
+        :meth:`BayesFit.predict` with ``kind="response"``); ``"prior"`` needs
+        the ``prior_predictive`` group, from ``bayesmer.fit(..., sample_prior=True)``.
 
-    Returns the matplotlib figure.
+    Returns
+    -------
+    arviz_plots.PlotCollection
     """
-    from scipy.stats import gaussian_kde
+    import arviz_plots as azp
+    import xarray as xr
 
-    plt = _plt()
-    rng = np.random.default_rng(seed)
-    group = f"{kind}_predictive"
     if kind not in ("posterior", "prior"):
         raise ValueError(f"kind must be 'posterior' or 'prior', not {kind!r}")
-    if group in fit.idata.children:
-        arr = np.asarray(fit.idata[group][fit.design.response].values)
-        arr = arr.reshape(-1, arr.shape[-1])
-        yrep = arr[rng.choice(arr.shape[0], min(ndraws, arr.shape[0]), replace=False)]
-    elif kind == "prior":
-        raise ValueError("the fit has no prior_predictive group: refit with bayesmer.fit(..., sample_prior=True)")
-    else:
-        yrep = posterior_predictive(fit, ndraws, seed)
-    y = fit.design.y
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
-    lo, hi = np.percentile(np.concatenate([y, yrep.ravel()]), [0.5, 99.5])
-    grid = np.linspace(lo, hi, 200)
-    for k, row in enumerate(yrep):
-        ax.plot(grid, gaussian_kde(row)(grid), color="C0", alpha=0.15, lw=0.8, label="replicated" if k == 0 else None)
-    ax.plot(grid, gaussian_kde(y)(grid), color="k", lw=2, label="observed")
-    ax.set_xlabel(fit.design.response)
-    ax.set_title(f"{kind} predictive check", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.figure.tight_layout()
-    return ax.figure
+    group = f"{kind}_predictive"
+    tree = fit.idata
+    if group not in tree.children:
+        if kind == "prior":
+            raise ValueError("the fit has no prior_predictive group: refit with bayesmer.fit(..., sample_prior=True)")
+        pred = fit.predict(kind="response", seed=seed)
+        tree = xr.DataTree.from_dict(
+            {"posterior_predictive": pred["predictions"].to_dataset(),
+             "observed_data": tree["observed_data"].to_dataset()}
+        )
+    return azp.plot_ppc_dist(tree, group=group, num_samples=ndraws, backend="matplotlib")

@@ -1,7 +1,9 @@
 """The Bayesian fit, reported next to REML.
 
 :class:`BayesFit` holds every stage's output (design, REML fit, priors, built
-model, draws) and reads its tables from the draws only.
+model, draws) and reads its tables from the draws only. It answers the same
+protocol as :class:`~bayesmer.reml.RemlFit` (``fixef()``, ``ranef()``,
+``varcorr()``, ``icc()``; see :mod:`bayesmer.protocol`).
 """
 
 from __future__ import annotations
@@ -13,20 +15,36 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import checking
+from . import naming as nm
 from .builder import BuiltModel
-from .design import new_data
+from .design import Design, new_data
+from .errors import PredictionError
 from .priors import PriorSet
-from .sampling import linear_predictor
+from .protocol import varcorr_table, variance_shares
+from .sampling import constant_data, group_attrs, linear_predictor
 
-__all__ = ["BayesFit", "diagnose"]
+__all__ = ["BayesFit", "diagnose", "PREDICTION_KINDS"]
 
 _SAMPLE = ("chain", "draw")
 _COLUMNS = ["reml", "reml_se", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"]
+PREDICTION_KINDS = ("mean", "response")
 
 
 def _stack(post: xr.Dataset, name: str) -> np.ndarray:
     a = post[name].transpose(*_SAMPLE, ...).to_numpy()
     return a.reshape((-1,) + a.shape[2:])
+
+
+def _interval_table(draws: np.ndarray, index) -> pd.DataFrame:
+    """Mean, sd and 94% HDI (arviz-stats) of draws (S, m)."""
+    import arviz_stats as azs
+
+    hdi = np.asarray(azs.hdi(draws, prob=0.94, axis=0))
+    hdi = hdi.reshape(-1, 2) if hdi.shape[-1] == 2 else hdi.T
+    return pd.DataFrame(
+        {"mean": draws.mean(0), "sd": draws.std(0, ddof=1), "hdi_3%": hdi[:, 0], "hdi_97%": hdi[:, 1]}, index=index
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,15 +60,18 @@ class BayesFit:
     built : BuiltModel
         The PyMC model with the names of its variables.
     idata : xarray.DataTree
+        ArviZ 1's schema: ``posterior``, ``sample_stats``, ``log_likelihood``
+        (when small enough), ``log_prior``, ``observed_data``,
+        ``constant_data`` (the columns the formula reads) and the optional
+        groups; every group carries ArviZ's attributes.
     timings : dict
         Seconds spent compiling, sampling and post-processing.
     strategy : {"marginal", "full"}
     settings : dict
-        The sampler settings of :func:`bayesmer.fit` (draws, tune, chains,
-        seed, ...), reused by :func:`bayesmer.prior_sweep` to refit.
+        The validated :class:`bayesmer.settings.Settings` of the fit, as a dict.
     """
 
-    design: object
+    design: Design
     reml: object
     priors: PriorSet
     built: BuiltModel
@@ -58,6 +79,21 @@ class BayesFit:
     timings: dict = field(default_factory=dict)
     strategy: str = "marginal"
     settings: dict = field(default_factory=dict)
+
+    def __getstate__(self):
+        # the PyMC model holds compiled closures that do not pickle; it is rebuilt on load
+        state = dict(self.__dict__)
+        state["built"] = None
+        return state
+
+    def __setstate__(self, state):
+        from .builder import build_model
+
+        if state.get("built") is None:
+            state["built"] = build_model(
+                state["design"], state["priors"], strategy=state["strategy"], start=state["reml"]
+            )
+        self.__dict__.update(state)
 
     @property
     def model(self):
@@ -74,21 +110,21 @@ class BayesFit:
     # ---- checking --------------------------------------------------------
     def sensitivity(self, threshold: float = 0.05) -> pd.DataFrame:
         """Power-scaling prior/likelihood sensitivity; see :func:`bayesmer.checking.sensitivity`."""
-        from .checking import sensitivity
-
-        return sensitivity(self, threshold)
+        return checking.sensitivity(self, threshold)
 
     def loo(self, **kwargs):
         """PSIS-LOO over rows; see :func:`bayesmer.checking.loo`."""
-        from .checking import loo
-
-        return loo(self, **kwargs)
+        return checking.loo(self, **kwargs)
 
     def logo(self, **kwargs):
         """Leave-one-group-out with exact group marginals; see :func:`bayesmer.checking.logo`."""
-        from .checking import logo
+        return checking.logo(self, **kwargs)
 
-        return logo(self, **kwargs)
+    def save(self, path) -> "object":
+        """Write the fit to NetCDF (``.nc``) or Zarr (``.zarr``); :func:`bayesmer.load` reads it back."""
+        from .io import save
+
+        return save(self, path)
 
     # ---- parameter table -------------------------------------------------
     def _scalars(self) -> tuple[list[tuple[str, str, str]], xr.Dataset, list[float], list[float]]:
@@ -103,22 +139,21 @@ class BayesFit:
             reml_v.append(float(rv) if rv is not None else np.nan)
             reml_se.append(float(rse))
 
+        rfix = r.fixef() if r is not None else None
         for name in d.fixed_names:
-            add(("fixed", "", name), post[m.beta].sel(fixed=name),
-                r.fixef[name] if r is not None else None, r.se[name] if r is not None else np.nan)
+            add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}),
+                rfix[name] if r is not None else None, r.se[name] if r is not None else np.nan)
         for t in d.terms:
             sd = post[m.sd[t.name]]
             rsd = r.sd(t.name) if r is not None else [None] * t.k
             for i, col in enumerate(t.terms):
-                add(("sd", t.name, col), sd.isel({f"{t.name}_term": i}), rsd[i])
+                add(("sd", t.name, col), sd.isel({nm.term_dim(t.name): i}), rsd[i])
             if t.name in m.corr:
                 R = post[m.corr[t.name]]
                 rR = r.corr(t.name) if r is not None else None
-                for i in range(t.k):
-                    for j in range(i + 1, t.k):
-                        add(("corr", t.name, f"{t.terms[i]},{t.terms[j]}"),
-                            R.isel({f"{t.name}_term": i, f"{t.name}_term_bis": j}),
-                            rR[i, j] if rR is not None else None)
+                for p, ((i, j), label) in enumerate(zip(nm.pairs(t.k), nm.pair_labels(t.terms))):
+                    add(("corr", t.name, label), R.isel({nm.pair_dim(t.name): p}),
+                        rR[i, j] if rR is not None else None)
         add(("sigma", "Residual", "sigma"), post[m.sigma], r.sigma if r is not None else None)
         return keys, xr.Dataset(data), reml_v, reml_se
 
@@ -129,8 +164,9 @@ class BayesFit:
         -------
         DataFrame
             Indexed by (component, group, name), component in fixed, sd, corr,
-            sigma; columns reml, reml_se (fixed effects), mean, sd, hdi_3%,
-            hdi_97% (94% HDI), ess_bulk, ess_tail, r_hat.
+            sigma; columns reml, reml_se (fixed effects only: lme4 gives no
+            standard error of a variance component, NaN there), mean, sd,
+            hdi_3%, hdi_97% (94% HDI), ess_bulk, ess_tail, r_hat.
         """
         import arviz_stats as azs
 
@@ -165,10 +201,17 @@ class BayesFit:
             f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s"
         )
 
+    @staticmethod
+    def _format(table: pd.DataFrame) -> dict:
+        # a blank, not NaN, where REML has no standard error (variance components)
+        fmt = {c: "{:.4g}".format for c in table.columns}
+        fmt["reml_se"] = lambda v: "" if not np.isfinite(v) else f"{v:.4g}"
+        return fmt
+
     def __str__(self) -> str:
         table = self.summary()
-        with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-            body = table.to_string()
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            body = table.to_string(formatters=self._format(table))
         return f"{self._header()}\n\n{body}\n\nPriors:\n{self.priors}"
 
     def __repr__(self) -> str:
@@ -177,13 +220,13 @@ class BayesFit:
     def _repr_html_(self) -> str:
         table = self.summary()
         head = "<br>".join(self._header().split("\n"))
-        return f"<p>{head}</p>{table.to_html(float_format=lambda v: f'{v:.4g}')}"
+        return f"<p>{head}</p>{table.to_html(formatters=self._format(table))}"
 
-    # ---- estimates -------------------------------------------------------
+    # ---- estimates (the protocol shared with RemlFit) --------------------
     def fixef(self) -> pd.Series:
         """Posterior means of the fixed effects."""
-        s = self.summary().xs("fixed", level="component")["mean"]
-        return pd.Series(s.to_numpy(), index=s.index.get_level_values("name"), name="mean")
+        beta = self.idata["posterior"][self.built.beta].mean(_SAMPLE)
+        return pd.Series(beta.to_numpy(), index=list(self.design.fixed_names), name="mean")
 
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Per term, posterior means of the random effects (levels x columns)."""
@@ -191,72 +234,36 @@ class BayesFit:
         out = {}
         for t in self.design.terms:
             b = post[self.built.b[t.name]].mean(_SAMPLE).to_numpy()
-            out[t.name] = pd.DataFrame(b, index=list(t.levels), columns=list(t.terms))
+            out[t.name] = pd.DataFrame(b, index=pd.Index(list(t.levels), name=t.name), columns=list(t.terms))
         return out
 
     def varcorr(self) -> pd.DataFrame:
         """Posterior means of SDs and correlations, in REML's tidy layout."""
-        s = self.summary()
-        rows = []
-        for (comp, group, name), mean in s["mean"].items():
-            if comp == "sd":
-                rows.append((group, "sd", name, "", mean))
-            elif comp == "corr":
-                a, b = name.split(",", 1)
-                rows.append((group, "corr", a, b, mean))
-            elif comp == "sigma":
-                rows.append(("Residual", "sd", "", "", mean))
-        return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
+        post = self.idata["posterior"]
+        sds = {t.name: post[self.built.sd[t.name]].mean(_SAMPLE).to_numpy() for t in self.design.terms}
+        corrs = {t.name: post[self.built.corr[t.name]].mean(_SAMPLE).to_numpy() for t in self.design.terms if t.k > 1}
+        return varcorr_table(self.design, sds, corrs, float(post[self.built.sigma].mean()))
 
-    def predict(self, newdata: pd.DataFrame | None = None, include_random: bool = True, summary: bool = False,
-                seed: int | None = None):
-        """Draws of the expected response ``X β + Z b`` on ``newdata``.
+    def icc(self) -> pd.DataFrame:
+        """Posterior of each variance component's share of an observation's variance.
 
-        Parameters
-        ----------
-        newdata : DataFrame, optional
-            Defaults to the fitted data.
-        include_random : bool
-            Add the random effects. A level not in the fitted data gets, per
-            draw, effects drawn from the population N(0, Ψ) of that draw.
-        summary : bool
-            Return a DataFrame (mean, sd, hdi_3%, hdi_97%) instead of draws.
-        seed : int, optional
-            For the effects of new levels.
+        A random-intercept term's share is the intraclass correlation
+        ``sd^2 / (sum of sd^2 + sigma^2)`` (Mixed Model 4a); a term with slopes
+        adds ``z' Psi z`` averaged over the fitted rows (see
+        :func:`bayesmer.protocol.variance_shares`).
 
         Returns
         -------
-        ndarray (draws, rows) or DataFrame
+        DataFrame
+            Indexed by component (terms, then ``Residual``): mean, sd,
+            hdi_3%, hdi_97% of the share, and ``reml``, the REML fit's share.
         """
-        d, m = self.design, self.built
-        post = self.idata["posterior"].to_dataset()
-        df = d.frame if newdata is None else newdata
-        nd = new_data(d, df)
-        beta = _stack(post, m.beta) if d.p else np.zeros((post.sizes["chain"] * post.sizes["draw"], 0))
-        Zs, codes, bs = [], [], []
-        rng = np.random.default_rng(seed)
-        if include_random:
-            for t, c, Z in zip(d.terms, nd.codes, nd.Z):
-                b = _stack(post, m.b[t.name])
-                if (c < 0).any():
-                    keys = df[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
-                    new_keys, inv = np.unique(keys[c < 0], return_inverse=True)
-                    L = self.cov_factor(t.name)
-                    z = rng.standard_normal((b.shape[0], len(new_keys), t.k))
-                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
-                    c = c.copy()
-                    c[c < 0] = t.n_levels + inv
-                Zs.append(Z)
-                codes.append(c)
-                bs.append(b)
-        eta = linear_predictor(nd.X, Zs, codes, beta, bs)
-        if not summary:
-            return eta
-        hdi = _hdi(eta, 0.94)
-        return pd.DataFrame(
-            {"mean": eta.mean(0), "sd": eta.std(0, ddof=1), "hdi_3%": hdi[:, 0], "hdi_97%": hdi[:, 1]},
-            index=df.index,
-        )
+        covs = {t.name: (L := self.cov_factor(t.name)) @ np.swapaxes(L, -1, -2) for t in self.design.terms}
+        shares = variance_shares(self.design, covs, self.draws(self.built.sigma))
+        table = _interval_table(np.column_stack(list(shares.values())), pd.Index(list(shares), name="component"))
+        if self.reml is not None:
+            table["reml"] = self.reml.icc()["share"].reindex(table.index).to_numpy()
+        return table
 
     def cov_factor(self, term: str) -> np.ndarray:
         """Per draw, the Cholesky factor L of a term's covariance (Psi = L L'), shape (S, k, k)."""
@@ -264,20 +271,131 @@ class BayesFit:
         sd = self.draws(self.built.sd[t.name])
         if t.k == 1:
             return sd[:, :, None]
-        R = self.draws(self.built.corr[t.name])
+        R = nm.corr_matrix(self.draws(self.built.corr[t.name]), t.k)
         # jitter keeps the factor defined for draws with |corr| = 1
         return sd[:, :, None] * np.linalg.cholesky(R + 1e-12 * np.eye(t.k))
 
+    # ---- prediction ------------------------------------------------------
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        kind: str = "mean",
+        include_random: bool = True,
+        sample_new_groups: bool = True,
+        seed: int | None = None,
+        summary: bool = False,
+    ):
+        """Posterior draws of the mean or of new responses on ``newdata``, in a DataTree.
 
-def _hdi(x: np.ndarray, prob: float) -> np.ndarray:
-    """Narrowest interval holding ``prob`` of the draws, per column."""
-    s = np.sort(x, axis=0)
-    n = s.shape[0]
-    w = int(np.floor(prob * n))
-    widths = s[w:] - s[: n - w]
-    i = np.argmin(widths, axis=0)
-    cols = np.arange(s.shape[1])
-    return np.stack([s[i, cols], s[i + w, cols]], axis=1)
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Defaults to the fitted data.
+        kind : {"mean", "response"}
+            ``"mean"``: ``X beta + Z b`` (variable ``mu``); ``"response"``:
+            that plus ``N(0, sigma^2)`` noise (variable named as the response).
+        include_random : bool
+            Add the random effects; False gives the population mean ``X beta``.
+        sample_new_groups : bool
+            A level not in the fitted data gets, per draw, effects drawn from
+            the population ``N(0, Psi)`` of that draw, shared by its rows
+            (True, the default here); False raises :class:`PredictionError`
+            naming the levels, as bambi's and brms's defaults do.
+        seed : int, optional
+            For the effects of new levels and the noise of ``"response"``.
+        summary : bool
+            Return a DataFrame (mean, sd, hdi_3%, hdi_97% per row) instead.
+
+        Returns
+        -------
+        xarray.DataTree or DataFrame
+            The fit's tree (not modified) plus ``predictions`` (chain, draw,
+            obs) and ``predictions_constant_data`` (the columns of
+            ``newdata`` the formula reads).
+
+        Notes
+        -----
+        A missing value in a grouping column means an unknown member of the
+        population: ``"mean"`` averages over the population (the term adds
+        zero, exactly, as the model is linear), ``"response"`` draws the
+        member's effects from ``N(0, Psi)`` per row.
+        """
+        if kind not in PREDICTION_KINDS:
+            raise PredictionError(f"kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")
+        d, m = self.design, self.built
+        post = self.idata["posterior"].to_dataset()
+        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+        S = n_chain * n_draw
+        df = d.frame if newdata is None else newdata
+        if not isinstance(df, pd.DataFrame):
+            raise PredictionError(f"newdata must be a pandas DataFrame, not {type(df).__name__}")
+        missing_group = {}
+        filled = df
+        for t in d.terms:
+            absent = [c for c in t.factors if c not in df.columns]
+            if absent:
+                raise PredictionError(f"newdata lacks grouping column {absent[0]!r} of term {t.label}")
+            missing_group[t.name] = df[list(t.factors)].isna().any(axis=1).to_numpy()
+        if any(v.any() for v in missing_group.values()):
+            # a placeholder level, replaced by the population below; new_data refuses missing values
+            filled = df.copy()
+            for t in d.terms:
+                for c in t.factors:
+                    if filled[c].isna().any():
+                        filled[c] = filled[c].astype(object).where(filled[c].notna(), "\0unknown")
+        nd = new_data(d, filled)
+        rng = np.random.default_rng(seed)
+        beta = _stack(post, m.beta) if d.p else np.zeros((S, 0))
+        Zs, codes, bs = [], [], []
+        extra = np.zeros((S, len(df)))
+        if include_random:
+            for t, c, Z in zip(d.terms, nd.codes, nd.Z):
+                b = _stack(post, m.b[t.name])
+                unknown = missing_group[t.name]
+                new = (c < 0) & ~unknown
+                c = c.copy()
+                if new.any():
+                    keys = filled[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+                    new_keys, inv = np.unique(keys[new], return_inverse=True)
+                    if not sample_new_groups:
+                        raise PredictionError(
+                            f"newdata has level(s) of {t.group} not in the fitted data: "
+                            f"{', '.join(map(repr, new_keys[:5]))}{' ...' if len(new_keys) > 5 else ''}; "
+                            "pass sample_new_groups=True to draw their effects from the population"
+                        )
+                    L = self.cov_factor(t.name)
+                    z = rng.standard_normal((S, len(new_keys), t.k))
+                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
+                    c[new] = t.n_levels + inv
+                c[unknown] = -1
+                if kind == "response" and unknown.any():
+                    L = self.cov_factor(t.name)
+                    z = rng.standard_normal((S, int(unknown.sum()), t.k))
+                    extra[:, unknown] += np.einsum("sgk,slk,gl->sg", z, L, Z[unknown])
+                Zs.append(Z)
+                codes.append(c)
+                bs.append(b)
+        eta = linear_predictor(nd.X, Zs, codes, beta, bs) + extra
+        if kind == "response":
+            sigma = _stack(post, m.sigma)
+            eta = eta + sigma[:, None] * rng.standard_normal(eta.shape)
+        if summary:
+            return _interval_table(eta, df.index)
+        name = d.response if kind == "response" else nm.mean_var(d.response)
+        sampler = self.settings.get("sampler", "nutpie")
+        pred = xr.Dataset(
+            {name: ((*_SAMPLE, nm.OBS_DIM), eta.reshape(n_chain, n_draw, -1))},
+            coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))},
+            attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)),
+        )
+        pcd = constant_data(d, df[list(d.frame.columns.intersection(df.columns))])
+        pcd.attrs = group_attrs(sampler)
+        groups = {k: v.to_dataset() for k, v in self.idata.children.items()}
+        groups["predictions"] = pred
+        groups["predictions_constant_data"] = pcd
+        tree = xr.DataTree.from_dict(groups)
+        tree.attrs = dict(self.idata.attrs)
+        return tree
 
 
 def diagnose(fit: BayesFit, stacklevel: int = 3) -> list[str]:

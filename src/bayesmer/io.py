@@ -1,0 +1,127 @@
+"""Save a fit to a file and load it back as a fit.
+
+The file is the fit's DataTree (NetCDF or Zarr, ArviZ 1's schema), with what
+rebuilds the rest in its root attributes: the formula, the priors, the
+settings and the package version. ``constant_data`` holds the columns the
+formula reads, so :func:`load` rebuilds the design, refits REML (exact and
+deterministic, milliseconds) and rebuilds the PyMC model; the draws are the
+file's. Any ArviZ reader still opens the file as plain ArviZ data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from .errors import LoadError
+
+__all__ = ["save", "load", "FORMATS"]
+
+FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
+_ATTR = "bayesmer"  # root attribute holding the JSON that rebuilds the fit
+
+
+def _format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise LoadError(f"{path}: unknown file type {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def save(fit, path) -> Path:
+    """Write ``fit`` (a :class:`BayesFit`) to ``path``: ``.nc`` (NetCDF, h5netcdf) or ``.zarr``.
+
+    Returns
+    -------
+    Path
+    """
+    from . import __version__
+
+    path = Path(path)
+    fmt = _format(path)
+    d = fit.design
+    meta = {
+        "version": __version__,
+        "formula": str(d.formula),
+        "priors": fit.priors.to_dict(),
+        "settings": dict(fit.settings),
+        "strategy": fit.strategy,
+        "timings": dict(fit.timings),
+        "columns": [str(c) for c in d.frame.columns],
+    }
+    tree = fit.idata.copy()
+    tree.attrs = {**fit.idata.attrs, _ATTR: json.dumps(meta)}
+    if fmt == "netcdf":
+        tree.to_netcdf(path, engine="h5netcdf")
+    else:
+        tree.to_zarr(path, mode="w")
+    return path
+
+
+def _frame(cd: xr.Dataset, columns: list[str]) -> pd.DataFrame:
+    out = {}
+    for col in columns:
+        if col not in cd:
+            raise LoadError(f"constant_data lacks column {col!r} that the formula reads")
+        var = cd[col]
+        values = var.to_numpy()
+        if "categories" in var.attrs:
+            cats = json.loads(var.attrs["categories"])
+            out[col] = pd.Categorical(values.astype(str), categories=cats, ordered=bool(var.attrs.get("ordered", 0)))
+        elif values.dtype.kind in "SUO":
+            out[col] = values.astype(str)
+        else:
+            out[col] = values
+    return pd.DataFrame(out)
+
+
+def load(path):
+    """Read a fit written by :meth:`BayesFit.save` (or ``bayesmer run``/``fit --out``).
+
+    Returns
+    -------
+    BayesFit
+        Prints, summarises, predicts, gives LOO, ``ranef()`` and ``varcorr()``
+        as the fit did.
+
+    Raises
+    ------
+    LoadError
+        A missing file, an unknown file type, or a file that is not a bayesmer fit.
+    """
+    from .builder import build_model
+    from .design import build_design
+    from .priors import resolve_priors
+    from .reml import fit_reml
+    from .results import BayesFit
+
+    path = Path(path)
+    fmt = _format(path)
+    if not path.exists():
+        raise LoadError(f"{path}: no such file")
+    try:
+        tree = xr.open_datatree(path, engine="h5netcdf" if fmt == "netcdf" else "zarr")
+        tree = tree.load()
+    except Exception as exc:  # the backends raise many types
+        raise LoadError(f"{path}: cannot read as {fmt}: {exc}") from exc
+    if _ATTR not in tree.attrs:
+        raise LoadError(f"{path}: not a bayesmer fit (no {_ATTR!r} attribute at the root: plain ArviZ data)")
+    meta = json.loads(tree.attrs[_ATTR])
+    for group in ("posterior", "constant_data"):
+        if group not in tree.children:
+            raise LoadError(f"{path}: not a bayesmer fit (no {group} group)")
+    frame = _frame(tree["constant_data"].to_dataset(), meta["columns"])
+    design = build_design(meta["formula"], frame)
+    settings = meta["settings"]
+    reml = fit_reml(design, method=settings.get("method", "REML"))
+    priors = resolve_priors(design, meta["priors"])
+    built = build_model(design, priors, strategy=meta["strategy"], start=reml)
+    attrs = {k: v for k, v in tree.attrs.items() if k != _ATTR}
+    tree.attrs = attrs
+    return BayesFit(
+        design=design, reml=reml, priors=priors, built=built, idata=tree,
+        timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings,
+    )
