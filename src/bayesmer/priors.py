@@ -17,6 +17,9 @@ from typing import ClassVar, Mapping
 import numpy as np
 from scipy import special, stats
 
+from .errors import BayesmerError
+from .naming import corr_slot, sd_label
+
 __all__ = [
     "PriorError",
     "Prior",
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 
-class PriorError(ValueError):
+class PriorError(BayesmerError, ValueError):
     """A prior that is malformed, out of range or in the wrong slot."""
 
 
@@ -348,8 +351,8 @@ class PriorSet:
         show = (lambda p: p.spec()) if exact else str
         out = [("fixed", name, show(p)) for name, p in self.fixed]
         for term, cols in self.sd:
-            out += [("sd", f"sd({col}|{term})", show(p)) for col, p in cols]
-        out += [("corr", f"corr({term})", show(p)) for term, p in self.corr]
+            out += [("sd", sd_label(col, term), show(p)) for col, p in cols]
+        out += [("corr", corr_slot(term), show(p)) for term, p in self.corr]
         out.append(("sigma", "sigma", show(self.sigma)))
         return out
 
@@ -357,12 +360,18 @@ class PriorSet:
         """``{slot name: exact prior string}``; :func:`resolve_priors` takes it back unchanged."""
         return {name: prior for _, name, prior in self.rows(exact=True)}
 
+    def table(self):
+        """The priors as a DataFrame: class, brms class, slot name (what ``priors=`` takes) and prior."""
+        import pandas as pd
+
+        rows = [(c, _brms_class(c, n), n, p) for c, n, p in self.rows()]
+        return pd.DataFrame(rows, columns=["class", "brms", "parameter", "prior"])
+
     def __str__(self) -> str:
-        rows = self.rows()
-        w0 = max(len("class"), *(len(r[0]) for r in rows))
-        w1 = max(len("parameter"), *(len(r[1]) for r in rows))
-        lines = [f"{'class':<{w0}}  {'parameter':<{w1}}  prior"]
-        lines += [f"{c:<{w0}}  {n:<{w1}}  {p}" for c, n, p in rows]
+        t = self.table()
+        widths = [max(len(c), *(len(str(v)) for v in t[c])) for c in t.columns]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(t.columns, widths)).rstrip()]
+        lines += ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in t.itertuples(index=False)]
         return "\n".join(lines)
 
 
@@ -370,8 +379,18 @@ def _sd(x: np.ndarray) -> float:
     return float(np.std(x, ddof=1)) if x.shape[0] > 1 else 0.0
 
 
-def default_priors(design) -> PriorSet:
-    """Weakly informative priors scaled to the data (Mixed Model 7).
+def default_priors(design, data=None) -> PriorSet:
+    """Weakly informative priors scaled to the data (Mixed Model 7), before any fit.
+
+    ``bayesmer.default_priors("Reaction ~ Days + (Days | Subject)", df)``
+    prints every prior :func:`bayesmer.fit` sets, by the slot name that
+    overrides it and its brms class (brms's ``default_prior``).
+
+    Parameters
+    ----------
+    design : Design or str
+        A design, or a formula (then ``data`` is needed).
+    data : DataFrame, optional
 
     With ``s_y = sd(y)``:
 
@@ -389,6 +408,12 @@ def default_priors(design) -> PriorSet:
     * each term with several columns: ``LKJ(2)`` on its correlation matrix,
       mildly favouring small correlations.
     """
+    if not hasattr(design, "y"):  # a formula
+        from .design import build_design
+
+        if data is None:
+            raise PriorError("default_priors(formula, data): the data are needed to scale the priors")
+        design = build_design(design, data)
     y = np.asarray(design.y, dtype=float)
     sy = _sd(y)
     if not sy > 0:
@@ -429,6 +454,17 @@ def default_priors(design) -> PriorSet:
     return PriorSet(tuple(fixed), HalfCauchy(sy), tuple(sd), tuple(corr))
 
 
+# brms's classes beside bayesmer's: "b" is every fixed effect but the intercept,
+# "Intercept" the intercept alone, "cor" the same as "corr"
+CLASSES = ("fixed", "b", "sd", "sigma", "corr", "cor")
+
+
+def _brms_class(cls: str, name: str) -> str:
+    if cls == "fixed":
+        return "Intercept" if name == "(Intercept)" else "b"
+    return {"corr": "cor"}.get(cls, cls)
+
+
 def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -> PriorSet:
     """The default priors with ``overrides`` applied.
 
@@ -436,12 +472,18 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
     ----------
     design : Design
     overrides : dict, optional
-        Keys name a class of slots or one slot; values are priors or strings.
-        Classes: ``"fixed"``, ``"sd"``, ``"sigma"``, ``"corr"``. Slots: a fixed
-        effect by its lme4 name (``"Days"``, ``"(Intercept)"``),
-        ``"sd(Days|Subject)"`` (one column of one term, the term by its
-        unique name), ``"corr(Subject)"``. Class overrides apply first, then
-        single slots, whatever the dict's order.
+        Keys name a class of slots, a group's slots or one slot; values are
+        priors or strings. From broad to narrow, a narrower key always winning
+        whatever the dict's order:
+
+        1. classes ``"fixed"`` (every fixed effect), ``"sd"``, ``"sigma"``,
+           ``"corr"`` (brms: ``"cor"``);
+        2. brms's ``"b"``: every fixed effect but the intercept;
+        3. one grouping factor's (or term's) slots: ``"sd(Subject)"``,
+           ``"corr(Subject)"`` (brms: ``"cor(Subject)"``);
+        4. one slot: a fixed effect by its lme4 name (``"Days"``,
+           ``"(Intercept)"``, brms: ``"Intercept"``), ``"sd(Days|Subject)"``
+           (one column of one term, the term by its unique name).
 
     Raises
     ------
@@ -458,13 +500,38 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
     sigma = base.sigma
     sd = {term: dict(cols) for term, cols in base.sd}
     corr = dict(base.corr)
-    slots = {name for _, name, _ in base.rows()}
-    valid = ["fixed", "sd", "sigma", "corr"] + [n for _, n, _ in base.rows() if n != "sigma"]
+    terms = {t.name: t for t in design.terms}
+    groups = sorted({t.group for t in design.terms} | set(terms))
     sd_slot = re.compile(r"^sd\((.+)\|(.+)\)$")
-    corr_slot = re.compile(r"^corr\((.+)\)$")
+    group_slot = re.compile(r"^(sd|corr|cor)\(([^|]+)\)$")
+
+    def group_terms(kind: str, g: str) -> list[str]:
+        names = [t for t in terms if t == g or terms[t].group == g]
+        return [t for t in names if kind == "sd" or t in corr]
+
+    def level(key) -> int | None:
+        if not isinstance(key, str):
+            return None
+        if key in ("fixed", "sd", "sigma", "corr", "cor"):
+            return 0
+        if key == "b":
+            return 1
+        if (m := group_slot.match(key)) and group_terms(m.group(1), m.group(2)):
+            return 2 if m.group(2) not in corr or m.group(1) == "sd" else 3
+        if key in fixed or (key == "Intercept" and "(Intercept)" in fixed):
+            return 3
+        if (m := sd_slot.match(key)) and m.group(2) in sd and m.group(1) in sd[m.group(2)]:
+            return 3
+        return None
+
+    valid = list(CLASSES) + ["Intercept"] * ("(Intercept)" in fixed) + [n for _, n, _ in base.rows() if n != "sigma"]
+    valid += [f"sd({g})" for g in groups] + [f"cor({g})" for g in groups if group_terms("corr", g)]
+    valid = list(dict.fromkeys(valid))
+    levels = {}
     for key in overrides:
-        if not isinstance(key, str) or (key not in slots and key not in ("fixed", "sd", "sigma", "corr")):
-            raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(valid)}")
+        levels[key] = level(key)
+        if levels[key] is None:
+            raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(map(str, valid))}")
 
     def parsed(key):
         try:
@@ -472,31 +539,33 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
         except PriorError as exc:
             raise PriorError(f"prior for {key!r}: {exc}") from None
 
-    # classes first so that a single slot always wins over its class
-    for cls in ("fixed", "sd", "sigma", "corr"):
-        if cls not in overrides:
-            continue
-        prior = _check_slot(parsed(cls), cls, f"class {cls!r}")
-        if cls == "fixed":
-            fixed = {n: prior for n in fixed}
-        elif cls == "sd":
-            sd = {t: {c: prior for c in cols} for t, cols in sd.items()}
-        elif cls == "sigma":
-            sigma = prior
-        else:
-            corr = {t: prior for t in corr}
-    for key in overrides:
-        if key in ("fixed", "sd", "sigma", "corr"):
-            continue
+    for key in sorted(overrides, key=lambda k: levels[k]):
         prior = parsed(key)
-        if key in fixed:
-            fixed[key] = _check_slot(prior, "fixed", f"fixed effect {key!r}")
-        elif (m := sd_slot.match(key)) and m.group(2) in sd and m.group(1) in sd[m.group(2)]:
+        if key in ("fixed", "b"):
+            prior = _check_slot(prior, "fixed", f"class {key!r}")
+            fixed = {n: (prior if key == "fixed" or n != "(Intercept)" else p) for n, p in fixed.items()}
+        elif key == "sd":
+            prior = _check_slot(prior, "sd", "class 'sd'")
+            sd = {t: {c: prior for c in cols} for t, cols in sd.items()}
+        elif key == "sigma":
+            sigma = _check_slot(prior, "sigma", "class 'sigma'")
+        elif key in ("corr", "cor"):
+            prior = _check_slot(prior, "corr", f"class {key!r}")
+            corr = {t: prior for t in corr}
+        elif key in fixed or key == "Intercept":
+            name = "(Intercept)" if key == "Intercept" else key
+            fixed[name] = _check_slot(prior, "fixed", f"fixed effect {name!r}")
+        elif m := sd_slot.match(key):
             sd[m.group(2)][m.group(1)] = _check_slot(prior, "sd", key)
-        elif (m := corr_slot.match(key)) and m.group(1) in corr:
-            corr[m.group(1)] = _check_slot(prior, "corr", key)
-        else:  # pragma: no cover - caught by the slot check above
-            raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(valid)}")
+        else:
+            m = group_slot.match(key)
+            kind = "sd" if m.group(1) == "sd" else "corr"
+            prior = _check_slot(prior, kind, key)
+            for t in group_terms(kind, m.group(2)):
+                if kind == "sd":
+                    sd[t] = {c: prior for c in sd[t]}
+                else:
+                    corr[t] = prior
     return PriorSet(
         tuple(fixed.items()),
         sigma,
