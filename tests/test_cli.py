@@ -5,12 +5,14 @@ import json
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import bayesmer
 from bayesmer import cli
 
 ROOT = Path(__file__).parents[1]
@@ -146,6 +148,10 @@ class _FakeFit:
             coords={"fixed": ["(Intercept)", "Days"], "level": list(range(18))},
         )
         self.reml = None
+        self.built = types.SimpleNamespace(hyper_names=["beta", "sigma"])
+
+    def save(self, path):
+        self.idata.to_netcdf(path)
 
     def summary(self):
         return pd.DataFrame(
@@ -158,10 +164,10 @@ class _FakeFit:
 def fake_fit(monkeypatch):
     calls = []
 
-    def fit(formula, data, priors=None, draws=None, tune=None, chains=None, seed=None, sampler=None,
-            strategy=None, method=None, progress=True):
-        f = _FakeFit(formula, data, priors=priors, draws=draws or 20, tune=tune, chains=chains or 2,
-                     seed=seed, sampler=sampler, strategy=strategy, method=method, progress=progress)
+    def fit(formula, data, priors=None, progress=True, **settings):
+        bayesmer.Settings(**settings)  # what the real fit() checks first
+        settings = {"draws": 20, "chains": 2} | settings
+        f = _FakeFit(formula, data, priors=priors, progress=progress, **settings)
         calls.append(f.kwargs | {"formula": formula, "n": len(data)})
         return f
 

@@ -54,7 +54,7 @@ def test_schools_data_prepared():
 
 def test_minimal_file_defaults(tmp_path):
     spec = load_model_file(_write(tmp_path, GOOD, "mine.toml"))
-    assert spec.name == "mine" and spec.priors == () and spec.sampler_kwargs() == {}
+    assert spec.name == "mine" and spec.priors == () and spec.settings() == {}
     with pytest.raises(Exception):
         spec.name = "other"  # frozen
 

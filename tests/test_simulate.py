@@ -95,10 +95,12 @@ def test_ogorek_recovers_generating_values_through_simulate():
 
 
 class _FitLike:
-    """Duck-typed REML fit: the attributes simulate() reads."""
+    """Duck-typed fit: the protocol simulate() reads (fixef(), sigma, sd(), corr())."""
 
-    fixef = pd.Series({"(Intercept)": 251.4, "Days": 10.5})
     sigma = 25.6
+
+    def fixef(self):
+        return pd.Series({"(Intercept)": 251.4, "Days": 10.5})
 
     def sd(self, name):
         return {"Subject": np.array([24.7, 5.9])}[name]

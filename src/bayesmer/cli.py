@@ -25,36 +25,44 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import settings as st
+from .errors import BayesmerError
+
 __all__ = ["main", "CommandError"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-class CommandError(Exception):
+class CommandError(BayesmerError):
     """An error to report in one line, without a traceback."""
 
 
 # ---- arguments ------------------------------------------------------------
 
 
-def _int_at_least(minimum: int):
-    """An argparse type: an integer no smaller than ``minimum``."""
+def _setting(name: str):
+    """An argparse type checking setting ``name`` with :func:`bayesmer.settings.check`.
 
-    def parse(text: str) -> int:
+    The message is the one :func:`bayesmer.fit` and model files give, so a
+    value is refused here exactly when fit() would refuse it.
+    """
+    numeric = name in ("draws", "tune", "chains", "seed", "target_accept")
+
+    def parse(text: str):
+        value = text
+        if numeric:
+            try:
+                value = float(text) if name == "target_accept" else int(text)
+            except ValueError:
+                kind = "a number" if name == "target_accept" else "an integer"
+                raise argparse.ArgumentTypeError(f"{name} must be {kind}, got {text!r}") from None
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
+            return st.check(name, value)
+        except BayesmerError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
-
-
-_positive_int = _int_at_least(1)
-_nonneg_int = _int_at_least(0)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -62,15 +70,21 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _sampling(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sampler (these win over the model file)")
-    g.add_argument("--draws", type=_positive_int, metavar="N", help="draws per chain after tuning")
-    g.add_argument("--tune", type=_nonneg_int, metavar="N", help="tuning steps per chain")
-    g.add_argument("--chains", type=_positive_int, metavar="N", help="number of chains")
-    g.add_argument("--seed", type=_nonneg_int, metavar="S", help="random seed")
-    g.add_argument("--sampler", choices=("nutpie", "pymc"), help="NUTS implementation")
-    g.add_argument(
-        "--strategy", choices=("auto", "marginal", "full"), help="marginal integrates the random effects out"
-    )
+    g = p.add_argument_group("settings (these win over the model file; checked as bayesmer.fit checks them)")
+    helps = {
+        "draws": ("N", "draws per chain after tuning"),
+        "tune": ("N", "tuning steps per chain"),
+        "chains": ("N", "number of chains"),
+        "seed": ("S", "random seed"),
+        "target_accept": ("P", "NUTS target acceptance rate, in (0, 1)"),
+        "sampler": ("{" + ",".join(st.SAMPLERS) + "}", "NUTS implementation"),
+        "strategy": ("{" + ",".join(st.STRATEGIES) + "}", "marginal integrates the random effects out"),
+        "method": ("{" + ",".join(st.METHODS) + "}", "criterion of the exact fit reported beside the posterior"),
+        "backend": ("{" + ",".join(st.BACKENDS) + "}", "how nutpie evaluates the model"),
+    }
+    for name in st.SECTION:
+        metavar, text = helps[name]
+        g.add_argument("--" + name.replace("_", "-"), type=_setting(name), metavar=metavar, help=text)
     p.add_argument(
         "--prior",
         action="append",
@@ -83,10 +97,13 @@ def _sampling(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="bayesmer",
         description="Bayesian mixed-effects models from lme4 formulas: exact REML and NUTS side by side.",
     )
+    parser.add_argument("--version", action="version", version=f"bayesmer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -174,21 +191,17 @@ def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: st
             raise CommandError(f"{where} {name}: {exc}") from None
 
 
-def _fit(args, formula: str, data: pd.DataFrame, priors: dict, settings: dict, method=None, strategy=None):
+def _fit(args, formula: str, data: pd.DataFrame, priors: dict, settings: dict):
     from .api import fit
 
     # unset settings fall back to fit()'s own defaults
-    kwargs = {k: settings[k] for k in ("draws", "tune", "chains", "seed", "sampler") if settings.get(k) is not None}
-    if strategy is not None:
-        kwargs["strategy"] = strategy
-    if method is not None:
-        kwargs["method"] = method
-    return fit(formula, data, priors=priors or None, progress=not args.quiet, **kwargs)
+    return fit(formula, data, priors=priors or None, progress=not args.quiet, **settings)
 
 
 def _settings(args, base: dict) -> dict:
+    """The model file's settings, overridden by the flags given."""
     out = dict(base)
-    for key in ("draws", "tune", "chains", "seed", "sampler"):
+    for key in st.SECTION:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -219,12 +232,11 @@ def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict) -> lis
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     table.to_csv(out / "summary.csv")
-    idata = getattr(fit, "idata", None)
-    if idata is not None:
-        try:
-            _write_idata(idata, out / "posterior.nc")
-        except Exception as exc:  # any backend failure: keep going
-            notes.append(f"posterior not written: {exc}")
+    try:
+        # bayesmer.load(out / "posterior.nc") gives the fit back
+        fit.save(out / "posterior.nc")
+    except Exception as exc:  # any backend failure: keep going
+        notes.append(f"posterior not written: {exc}")
     if not getattr(args, "no_report", False):
         try:
             notes += _write_report(fit, table, out, meta)
@@ -233,83 +245,27 @@ def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict) -> lis
     return notes
 
 
-def _write_idata(idata, path: Path) -> Path:
-    """Write the DataTree as NetCDF (h5netcdf); fall back to Zarr if that fails."""
-    try:
-        idata.to_netcdf(path)
-        return path
-    except Exception as exc:
-        zpath = path.with_suffix(".zarr")
-        try:
-            idata.to_zarr(zpath, mode="w")
-        except Exception:
-            raise exc from None
-        return zpath
+def _hyper_vars(fit) -> list[str]:
+    """The posterior's hyperparameters (beta, sd_*, corr_*, sigma): per-level effects may number thousands."""
+    return list(fit.built.hyper_names)
 
 
-def _posterior_columns(idata, limit: int = 12) -> list[tuple[str, "object"]]:
-    """(label, chains x draws array) for the model's scalar parameters.
-
-    Per-level random effects are left out (there may be hundreds): a component
-    is kept only when its variable has at most 10 values per draw.
-    """
-    import numpy as np
-
-    post = idata["posterior"]
-    ds = post.to_dataset() if hasattr(post, "to_dataset") else post
-    out = []
-    for name, var in ds.data_vars.items():
-        extra = [d for d in var.dims if d not in ("chain", "draw")]
-        size = int(np.prod([var.sizes[d] for d in extra])) if extra else 1
-        if size > 10 or name.endswith("_log__") or name.endswith("_interval__"):
-            continue
-        arr = var.transpose("chain", "draw", *extra).to_numpy().reshape(var.sizes["chain"], var.sizes["draw"], -1)
-        labels = [name]
-        if extra:
-            coords = [var[d].to_numpy() for d in extra]
-            labels = [f"{name}[{','.join(str(c) for c in idx)}]" for idx in _product(coords)]
-        kept: list = []
-        for j, label in enumerate(labels):
-            col = arr[:, :, j]
-            # constant components (a correlation matrix's unit diagonal, up to
-            # rounding) have nothing to show; its upper triangle repeats the lower
-            flat = not np.all(np.isfinite(col)) or np.ptp(col) <= 1e-9 * max(1.0, float(np.abs(col).max()))
-            if flat or any(np.array_equal(col, k) for k in kept):
-                continue
-            kept.append(col)
-            out.append((label, col))
-            if len(out) >= limit:
-                return out
-    return out
-
-
-def _product(coords):
-    import itertools
-
-    return itertools.product(*coords)
-
-
-def _columns_tree(cols):
-    """A DataTree with one scalar posterior variable per (label, chains x draws) column."""
-    from arviz_base import from_dict
-
-    return from_dict({"posterior": {label: arr for label, arr in cols}})
-
-
-def _save_plot(plot, cols, path: Path, ncol: int, height: float, **kwargs) -> None:
-    """Draw ``plot`` (an arviz_plots function) on the columns with matplotlib and save it."""
+def _save_plot(plot, fit, path: Path, height: float, **kwargs) -> None:
+    """Draw ``plot`` (an arviz_plots function) of the fit's hyperparameters with matplotlib and save it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    nrow = -(-len(cols) // ncol)
+    n = sum(int(fit.idata["posterior"][v].size // (fit.idata["posterior"].sizes["chain"] * fit.idata["posterior"].sizes["draw"]))
+            for v in _hyper_vars(fit))
     before = set(plt.get_fignums())
     try:
         pc = plot(
-            _columns_tree(cols),
+            fit.idata,
+            var_names=_hyper_vars(fit),
             backend="matplotlib",
-            figure_kwargs={"figsize": (10, height * nrow), "layout": "constrained"},
+            figure_kwargs={"figsize": (10, height * n), "layout": "constrained"},
             **kwargs,
         )
         pc.savefig(path, dpi=90)
@@ -318,21 +274,21 @@ def _save_plot(plot, cols, path: Path, ncol: int, height: float, **kwargs) -> No
             plt.close(num)
 
 
-def _plot_trace(cols, path: Path) -> None:
+def _plot_trace(fit, path: Path) -> None:
     """Per parameter, the chains' densities (left) and traces (right), by arviz_plots."""
     import arviz_plots as azp
 
-    _save_plot(azp.plot_trace_dist, cols, path, ncol=1, height=1.9, compact=False)
+    _save_plot(azp.plot_trace_dist, fit, path, height=1.9, compact=False)
 
 
-def _plot_rank(cols, path: Path) -> None:
+def _plot_rank(fit, path: Path) -> None:
     """Rank Δ-ECDF per chain and parameter, by arviz_plots: flat bands are mixed chains."""
     import arviz_plots as azp
 
-    chains = min(arr.shape[0] for _, arr in cols)
+    chains = fit.idata["posterior"].sizes["chain"]
     # the multiple-testing correction needs two chains; one chain gets the simultaneous envelope
     method = "mtc_c" if chains > 1 else "envelope"
-    _save_plot(azp.plot_rank, cols, path, ncol=3, height=2.4, col_wrap=3, method=method)
+    _save_plot(azp.plot_rank, fit, path, height=0.9, col_wrap=3, method=method)
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
@@ -371,21 +327,12 @@ def _write_report(fit, table: pd.DataFrame, out: Path, meta: dict) -> list[str]:
             lines += ["## Exact fit", "", "```", str(reml.summary()), "```", ""]
         except Exception as exc:
             notes.append(f"REML summary not in the report: {exc}")
-    idata = getattr(fit, "idata", None)
-    if idata is not None:
+    for fname, title, plot in (("trace.png", "Trace", _plot_trace), ("rank.png", "Rank", _plot_rank)):
         try:
-            cols = _posterior_columns(idata)
+            plot(fit, out / fname)
+            lines += [f"## {title}", "", f"![{title.lower()} plot]({fname})", ""]
         except Exception as exc:
-            cols = []
-            notes.append(f"no plots: cannot read the posterior: {exc}")
-        for fname, title, plot in (("trace.png", "Trace", _plot_trace), ("rank.png", "Rank", _plot_rank)):
-            if not cols:
-                break
-            try:
-                plot(cols, out / fname)
-                lines += [f"## {title}", "", f"![{title.lower()} plot]({fname})", ""]
-            except Exception as exc:
-                notes.append(f"{fname} not drawn: {type(exc).__name__}: {exc}")
+            notes.append(f"{fname} not drawn: {type(exc).__name__}: {exc}")
     (out / "report.md").write_text("\n".join(lines))
     return notes
 
@@ -411,11 +358,11 @@ def _cmd_run(args) -> int:
     if flags:
         _check_prior_names(spec.formula, data, flags, "--prior")
         priors.update(flags)
-    settings = _settings(args, spec.sampler_kwargs())
-    strategy = args.strategy or spec.strategy
+    settings = _settings(args, spec.settings())
+    strategy = settings.get("strategy")
     _say(args, f"bayesmer: {spec.name}: {spec.formula}  [{spec.data.describe()}, {len(data)} rows]")
     t0 = time.perf_counter()
-    fit = _fit(args, spec.formula, data, priors, settings, method=spec.method, strategy=strategy)
+    fit = _fit(args, spec.formula, data, priors, settings)
     seconds = time.perf_counter() - t0
     table = _summary_table(fit)
     _print_table(table)
@@ -446,7 +393,7 @@ def _sensitivity(args, spec, data, priors, settings, strategy, out: Path) -> str
     for name, alternatives in spec.sensitivity:
         for alt in alternatives:
             _say(args, f"bayesmer: sensitivity: {name} = {alt}")
-            fit = _fit(args, spec.formula, data, {**priors, name: alt}, settings, method=spec.method, strategy=strategy)
+            fit = _fit(args, spec.formula, data, {**priors, name: alt}, settings)
             t = _summary_table(fit).copy()
             t.insert(0, "prior", alt)
             t.insert(0, "prior_name", name)
@@ -463,7 +410,7 @@ def _cmd_fit(args) -> int:
     _check_prior_names(args.formula, data, priors, "--prior")
     settings = _settings(args, {})
     t0 = time.perf_counter()
-    fit = _fit(args, args.formula, data, priors, settings, strategy=args.strategy)
+    fit = _fit(args, args.formula, data, priors, settings)
     seconds = time.perf_counter() - t0
     table = _summary_table(fit)
     _print_table(table)
@@ -475,7 +422,7 @@ def _cmd_fit(args) -> int:
             "formula": args.formula,
             "priors": priors,
             "sampler": settings,
-            "strategy": args.strategy,
+            "strategy": settings.get("strategy"),
             "seconds": round(seconds, 2),
         }
         for note in _write_outputs(args, fit, table, Path(args.out), meta):
@@ -512,15 +459,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean bad input: reported without the 'use --debug' hint."""
-    from .datasets import DatasetError
+    """Errors that mean bad input: reported without the 'use --debug' hint.
+
+    Every bayesmer error derives from :class:`BayesmerError`; the formula,
+    design and builder errors are listed until their modules derive them too.
+    """
+    from .builder import BuildError
     from .design import DesignError
     from .formula import FormulaError
-    from .modelfile import ModelFileError
-    from .priors import PriorError
-    from .simulate import SimulationError
 
-    return (CommandError, ModelFileError, FormulaError, DesignError, PriorError, DatasetError, SimulationError)
+    return (BayesmerError, FormulaError, DesignError, BuildError)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

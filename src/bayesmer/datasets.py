@@ -15,10 +15,12 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from .errors import BayesmerError
+
 __all__ = ["DatasetError", "describe", "load", "list_datasets", "simulate_ogorek", "simulate_clark"]
 
 
-class DatasetError(KeyError):
+class DatasetError(BayesmerError, KeyError):
     """An unknown data set name, with the known names listed."""
 
     def __str__(self) -> str:  # KeyError would repr() the message, quotes and all

@@ -28,6 +28,8 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
     chains = 4
     seed = 1
     sampler = "nutpie"          # or "pymc"
+    backend = "pytensor"        # or "numba" (bayesmer.settings.BACKENDS)
+    target_accept = 0.8         # in (0, 1)
 
     [sensitivity]               # optional: prior name -> list of priors
     sd = ["HalfCauchy(1)", "HalfCauchy(10)", "HalfCauchy(100)"]
@@ -35,7 +37,8 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
 Prior strings are parsed when the file is read; their names are checked
 against the model's design by :func:`check_priors`, once the data are loaded.
 Every error is a :class:`ModelFileError` naming the file, the key and the
-problem.
+problem; the settings are checked by :func:`bayesmer.settings.check`, as
+:func:`bayesmer.fit` and the command line check them (tune >= 1 and so on).
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
+from . import settings as st
 from .design import DesignError, build_design
+from .errors import BayesmerError, SettingsError
 from .formula import FormulaError, parse_formula
 
 __all__ = [
@@ -63,17 +68,15 @@ __all__ = [
 ]
 
 
-class ModelFileError(ValueError):
+class ModelFileError(BayesmerError, ValueError):
     """A model file that cannot be used, naming the file, the key and the problem."""
 
 
 _SECTIONS = ("data", "model", "priors", "sampler", "sensitivity")
 _DATA_KEYS = ("dataset", "csv", "package", "name", "prepare")
-_MODEL_KEYS = ("formula", "name", "description", "method", "strategy")
-_SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler")
-_SAMPLERS = ("nutpie", "pymc")
-_METHODS = ("REML", "ML")
-_STRATEGIES = ("auto", "marginal", "full")
+# the settings' keys and their checks belong to bayesmer.settings
+_MODEL_KEYS = ("formula", "name", "description") + tuple(k for k, sec in st.SECTION.items() if sec == "model")
+_SAMPLER_KEYS = tuple(k for k, sec in st.SECTION.items() if sec == "sampler")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class ModelSpecFile:
     chains: int | None = None
     seed: int | None = None
     sampler: str | None = None
+    backend: str | None = None
+    target_accept: float | None = None
     sensitivity: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
 
     @property
@@ -136,10 +141,9 @@ class ModelSpecFile:
         """The priors as ``{name: prior string}``, as :func:`bayesmer.fit` takes them."""
         return dict(self.priors)
 
-    def sampler_kwargs(self) -> dict:
-        """The sampler settings the file sets, as keyword arguments."""
-        keys = ("draws", "tune", "chains", "seed", "sampler")
-        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+    def settings(self) -> dict:
+        """The settings the file sets ([model] method, strategy and [sampler]), as :func:`bayesmer.fit` takes them."""
+        return {k: getattr(self, k) for k in st.SECTION if getattr(self, k) is not None}
 
 
 def _err(path, section: str | None, key: str | None, problem: str) -> ModelFileError:
@@ -182,13 +186,14 @@ def _string(path, section: str, table: dict, key: str, required: bool = False) -
     return value.strip()
 
 
-def _int(path, section: str, table: dict, key: str, minimum: int) -> int | None:
+def _setting(path, table: dict, key: str):
+    """A setting checked by :func:`bayesmer.settings.check` (the same message as fit() and the CLI)."""
     if key not in table:
         return None
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _err(path, section, key, f"must be an integer >= {minimum}, got {value!r}")
-    return value
+    try:
+        return st.check(key, table[key])
+    except SettingsError as exc:
+        raise _err(path, st.SECTION[key], key, str(exc)) from None
 
 
 def _parse_prior(path, section: str, key: str, text) -> str:
@@ -246,22 +251,15 @@ def load_model_file(path) -> ModelSpecFile:
         parse_formula(formula)
     except FormulaError as exc:
         raise _err(path, "model", "formula", str(exc)) from None
-    method = _string(path, "model", model_t, "method")
-    if method is not None and method.upper() not in _METHODS:
-        raise _err(path, "model", "method", f"must be one of {', '.join(_METHODS)}, got {method!r}")
     name = _string(path, "model", model_t, "name") or path.stem
-    strategy = _string(path, "model", model_t, "strategy")
-    if strategy is not None and strategy not in _STRATEGIES:
-        raise _err(path, "model", "strategy", f"must be one of {', '.join(_STRATEGIES)}, got {strategy!r}")
 
     priors_t = _table(doc, path, "priors", required=False)
     priors = tuple((str(k), _parse_prior(path, "priors", k, v)) for k, v in priors_t.items())
 
     sampler_t = _table(doc, path, "sampler", required=False)
     _unknown(path, "sampler", sampler_t, _SAMPLER_KEYS)
-    sampler = _string(path, "sampler", sampler_t, "sampler")
-    if sampler is not None and sampler not in _SAMPLERS:
-        raise _err(path, "sampler", "sampler", f"must be one of {', '.join(_SAMPLERS)}, got {sampler!r}")
+    tables = {"model": model_t, "sampler": sampler_t}
+    settings = {key: _setting(path, tables[sec], key) for key, sec in st.SECTION.items()}
 
     sens_t = _table(doc, path, "sensitivity", required=False)
     sensitivity = []
@@ -278,15 +276,9 @@ def load_model_file(path) -> ModelSpecFile:
         data=data,
         formula=formula,
         description=_string(path, "model", model_t, "description"),
-        method=method.upper() if method else None,
-        strategy=strategy,
         priors=priors,
-        draws=_int(path, "sampler", sampler_t, "draws", 1),
-        tune=_int(path, "sampler", sampler_t, "tune", 0),
-        chains=_int(path, "sampler", sampler_t, "chains", 1),
-        seed=_int(path, "sampler", sampler_t, "seed", 0),
-        sampler=sampler,
         sensitivity=tuple(sensitivity),
+        **settings,
     )
 
 

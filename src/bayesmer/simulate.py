@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, ReTerm, build_design
+from .errors import BayesmerError
 from .formula import parse_formula
 
 __all__ = ["SimulationError", "simulate"]
 
 
-class SimulationError(ValueError):
+class SimulationError(BayesmerError, ValueError):
     """Parameters that do not match the model, with the culprits named."""
 
 
@@ -33,7 +34,8 @@ def _with_response(formula, data: pd.DataFrame) -> pd.DataFrame:
     f = parse_formula(formula)
     name = f.response.strip()
     if name.isidentifier() and name not in data.columns:
-        return data.assign(**{name: 0.0})
+        # any varying values do (build_design refuses a constant response); they are never read
+        return data.assign(**{name: np.arange(len(data), dtype=float)})
     return data
 
 
@@ -45,7 +47,7 @@ def _from_fit(fit, design: Design) -> dict:
             f"params of type {type(fit).__name__} lack {missing}; pass a dict with "
             "'fixef', 'sigma', 'sd' (and 'corr'), or a fit with fixef, sigma, sd(name) and corr(name)"
         )
-    fixef = fit.fixef() if callable(fit.fixef) else fit.fixef
+    fixef = fit.fixef()
     sigma = fit.sigma() if callable(fit.sigma) else fit.sigma
     sd, corr = {}, {}
     for term in design.terms:
