@@ -1,8 +1,12 @@
 """Simulation-based calibration of bayesmer's sampler, both strategies.
 
 Each replication draws every hyperparameter from the prior, simulates a
-correlated random-slope data set ``y ~ x + (x | g)`` from it, fits the same
-model, and records the rank of the true value among thinned posterior draws.
+data set from it, fits the same model, and records the rank of the true value
+among thinned posterior draws. Two designs: ``slopes``, a correlated
+random-slope model ``y ~ x + (x | g)`` (results in ``benchmarks/results/``),
+and ``crossed``, subjects x items with correlated random intercepts and slopes
+on both factors (``--design crossed``, results in
+``benchmarks/results/sbc_crossed/``).
 If the sampler draws from the exact posterior, every rank is uniform
 (Talts et al. 2018). Fixed, data-independent priors are used, since SBC needs
 the prior the data were drawn from.
@@ -14,11 +18,13 @@ and sbc_ranks.png. The strategies, or halves of one (``--first``), can run as pa
 
     python benchmarks/sbc.py --strategies marginal & python benchmarks/sbc.py --strategies full --reps 100
     python benchmarks/sbc.py --strategies full --reps 100 --first 100
+    python benchmarks/sbc.py --design crossed --strategies marginal --reps 400 --seed 8808
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -61,35 +67,102 @@ def simulate(truth: dict, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
 
 
-def ranks(fit, truth: dict) -> list[int]:
-    post = fit.idata["posterior"]
+def _flat(fit, name):
+    a = np.asarray(fit.idata["posterior"][name].values)
+    return a.reshape((-1,) + a.shape[2:])
 
-    def flat(name):
-        a = np.asarray(post[name].values)
-        return a.reshape((-1,) + a.shape[2:])
 
-    beta, sd, corr, sigma = flat("beta"), flat("sd_g"), flat("corr_g")[:, 1, 0], flat("sigma")
-    draws = [beta[:, 0], beta[:, 1], sd[:, 0], sd[:, 1], corr, sigma]
-    values = [truth["beta"][0], truth["beta"][1], truth["sd"][0], truth["sd"][1], truth["corr"], truth["sigma"]]
-    idx = np.linspace(0, beta.shape[0] - 1, THIN_TO).round().astype(int)
+def ranks_of(draws: list[np.ndarray], values: list[float]) -> list[int]:
+    idx = np.linspace(0, draws[0].shape[0] - 1, THIN_TO).round().astype(int)
     return [int((d[idx] < v).sum()) for d, v in zip(draws, values)]
 
 
-def run(strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0) -> dict:
+def ranks(fit, truth: dict) -> list[int]:
+    beta, sd, corr, sigma = _flat(fit, "beta"), _flat(fit, "sd_g"), _flat(fit, "corr_g")[:, 0], _flat(fit, "sigma")
+    draws = [beta[:, 0], beta[:, 1], sd[:, 0], sd[:, 1], corr, sigma]
+    values = [truth["beta"][0], truth["beta"][1], truth["sd"][0], truth["sd"][1], truth["corr"], truth["sigma"]]
+    return ranks_of(draws, values)
+
+
+# -- crossed: subjects x items, correlated intercepts and slopes on both factors
+SUBJECTS, ITEMS = 12, 10
+
+
+def draw_truth_crossed(rng: np.random.Generator) -> dict:
+    return {
+        "beta": rng.normal(0, 1, 2),
+        "sd_subj": np.abs(rng.normal(0, 1, 2)),
+        "corr_subj": 2 * rng.beta(2, 2) - 1,
+        "sd_item": np.abs(rng.normal(0, 1, 2)),
+        "corr_item": 2 * rng.beta(2, 2) - 1,
+        "sigma": abs(rng.normal(0, 1)),
+    }
+
+
+def _effects(rng, n, sd, r):
+    chol = np.linalg.cholesky(np.array([[1, r], [r, 1]]))
+    return (rng.standard_normal((n, 2)) @ chol.T) * sd
+
+
+def simulate_crossed(truth: dict, rng: np.random.Generator) -> pd.DataFrame:
+    s, i = (a.ravel() for a in np.meshgrid(np.arange(SUBJECTS), np.arange(ITEMS), indexing="ij"))
+    x = rng.choice([-0.5, 0.5], size=s.size)
+    bs = _effects(rng, SUBJECTS, truth["sd_subj"], truth["corr_subj"])
+    bi = _effects(rng, ITEMS, truth["sd_item"], truth["corr_item"])
+    mu = truth["beta"][0] + bs[s, 0] + bi[i, 0] + (truth["beta"][1] + bs[s, 1] + bi[i, 1]) * x
+    y = mu + truth["sigma"] * rng.standard_normal(s.size)
+    return pd.DataFrame({"y": y, "x": x, "subj": [f"s{v}" for v in s], "item": [f"i{v}" for v in i]})
+
+
+def ranks_crossed(fit, truth: dict) -> list[int]:
+    beta, sigma = _flat(fit, "beta"), _flat(fit, "sigma")
+    ss, si = _flat(fit, "sd_subj"), _flat(fit, "sd_item")
+    cs, ci = _flat(fit, "corr_subj")[:, 0], _flat(fit, "corr_item")[:, 0]
+    draws = [beta[:, 0], beta[:, 1], ss[:, 0], ss[:, 1], cs, si[:, 0], si[:, 1], ci, sigma]
+    values = [*truth["beta"], *truth["sd_subj"], truth["corr_subj"], *truth["sd_item"], truth["corr_item"],
+              truth["sigma"]]
+    return ranks_of(draws, values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Design:
+    formula: str
+    title: str
+    params: list
+    draw_truth: object
+    simulate: object
+    ranks: object
+    results: Path
+
+
+DESIGNS = {
+    "slopes": Design(FORMULA, f"`{FORMULA}`, {GROUPS} groups x {PER_GROUP} rows", PARAMS, draw_truth, simulate,
+                     ranks, RESULTS),
+    "crossed": Design(
+        "y ~ x + (1 + x | subj) + (1 + x | item)",
+        f"`y ~ x + (1 + x | subj) + (1 + x | item)`, {SUBJECTS} subjects x {ITEMS} items, one row each",
+        ["beta[0]", "beta[1]", "sd_subj[0]", "sd_subj[1]", "corr_subj", "sd_item[0]", "sd_item[1]", "corr_item",
+         "sigma"],
+        draw_truth_crossed, simulate_crossed, ranks_crossed, RESULTS / "sbc_crossed",
+    ),
+}
+
+
+def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0) -> dict:
     out = {"ranks": [], "divergences": [], "seconds": []}
     for rep in range(first, first + reps):
         rng = np.random.default_rng([seed, rep])
-        truth = draw_truth(rng)
-        data = simulate(truth, rng)
+        truth = design.draw_truth(rng)
+        data = design.simulate(truth, rng)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = bayesmer.fit(
-                FORMULA, data, priors=PRIORS, draws=draws, tune=tune, chains=2,
+                design.formula, data, priors=PRIORS, draws=draws, tune=tune, chains=2,
                 seed=seed * 100_000 + rep, strategy=strategy, progress=False,
             )
         out["seconds"].append(time.perf_counter() - t0)
-        out["ranks"].append(ranks(fit, truth))
+        out["ranks"].append(design.ranks(fit, truth))
         out["divergences"].append(int(np.asarray(fit.idata["sample_stats"]["diverging"].values).sum()))
         if (rep - first) % 20 == 19:
             print(f"  {strategy}: {rep - first + 1}/{reps} replications", flush=True)
@@ -110,25 +183,29 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["marginal", "full"])
     ap.add_argument("--first", type=int, default=0, help="index of the first replication (to split a run)")
     ap.add_argument("--report-only", action="store_true", help="rebuild sbc.md/png from the sbc_<strategy>.json files")
+    ap.add_argument("--design", choices=list(DESIGNS), default="slopes")
     args = ap.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
-    RESULTS.mkdir(exist_ok=True)
+    design = DESIGNS[args.design]
+    results = design.results
+    results.mkdir(exist_ok=True)
     if not args.report_only:
         # one file per strategy, so that strategies can run as parallel processes
         for strategy in args.strategies:
             print(f"{strategy}: {args.reps} replications", flush=True)
-            res = run(strategy, args.reps, args.seed, args.draws, args.tune, args.first)
-            res.update(formula=FORMULA, priors=PRIORS, groups=GROUPS, per_group=PER_GROUP, reps=args.reps,
+            res = run(design, strategy, args.reps, args.seed, args.draws, args.tune, args.first)
+            res.update(formula=design.formula, priors=PRIORS, design=args.design, reps=args.reps,
                        draws=args.draws, tune=args.tune, chains=2, seed=args.seed, thinned_to=THIN_TO)
             part = "" if args.first == 0 else f".{args.first}"
-            (RESULTS / f"sbc_{strategy}{part}.json").write_text(json.dumps(res, indent=1))
-    report()
+            (results / f"sbc_{strategy}{part}.json").write_text(json.dumps(res, indent=1))
+    report(design)
 
 
-def report() -> None:
+def report(design: Design) -> None:
     """Uniformity tests, table and rank histograms from every sbc_<strategy>.json."""
+    results = design.results
     runs: dict[str, dict] = {}
-    for path in sorted(RESULTS.glob("sbc_*.json")):  # sbc_<strategy>[.<first>].json
+    for path in sorted(results.glob("sbc_*.json")):  # sbc_<strategy>[.<first>].json
         strategy = path.stem.removeprefix("sbc_").split(".")[0]
         part = json.loads(path.read_text())
         if strategy in runs:
@@ -139,8 +216,9 @@ def report() -> None:
     if not runs:
         raise SystemExit("no sbc_<strategy>.json results to report")
     first = next(iter(runs.values()))
-    lines = [f"# SBC: `{FORMULA}`, {GROUPS} groups x {PER_GROUP} rows", "",
-             f"`python benchmarks/sbc.py`; priors {PRIORS}; 2 chains x {first['draws']} draws "
+    lines = [f"# SBC: {design.title}", "",
+             f"`python benchmarks/sbc.py{'' if design.results == RESULTS else ' --design crossed'}`; "
+             f"seed {first['seed']}; priors {PRIORS}; 2 chains x {first['draws']} draws "
              f"({first['tune']} tune) per fit; rank of the true value among {THIN_TO} thinned draws, 10 bins; "
              "chi-square uniformity test per parameter (pass: p > 0.01).", "",
              "| strategy | replications | parameter | chi2 p-value | bin counts |", "|---|---|---|---|---|"]
@@ -148,7 +226,7 @@ def report() -> None:
     for strategy, res in runs.items():
         r = np.array(res["ranks"])
         per = {}
-        for j, name in enumerate(PARAMS):
+        for j, name in enumerate(design.params):
             counts, p = uniformity(r[:, j])
             per[name] = {"p_value": p, "counts": counts.tolist()}
             lines.append(f"| {strategy} | {len(r)} | {name} | {p:.3f} | {' '.join(map(str, counts))} |")
@@ -159,24 +237,25 @@ def report() -> None:
                      "per fit | | |")
     ok = all(v["p_value"] > 0.01 for s in summary.values() for v in s["parameters"].values())
     lines += ["", f"Every parameter uniform at p > 0.01 under every strategy: {'yes' if ok else 'NO'}."]
-    (RESULTS / "sbc.md").write_text("\n".join(lines) + "\n")
-    plot({"reps": first["reps"], "strategies": summary})
+    (results / "sbc.md").write_text("\n".join(lines) + "\n")
+    plot({"reps": len(r), "strategies": summary}, design)
     print("\n".join(lines))
 
 
-def plot(result: dict) -> None:
+def plot(result: dict, design: Design) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     strategies = list(result["strategies"])
-    fig, axes = plt.subplots(len(strategies), len(PARAMS), figsize=(2.4 * len(PARAMS), 2.2 * len(strategies)),
+    params = design.params
+    fig, axes = plt.subplots(len(strategies), len(params), figsize=(2.4 * len(params), 2.2 * len(strategies)),
                              squeeze=False)
     reps = result["reps"]
     band = stats.binom.interval(0.99, reps, 0.1)
     for i, s in enumerate(strategies):
-        for j, name in enumerate(PARAMS):
+        for j, name in enumerate(params):
             ax = axes[i, j]
             counts = result["strategies"][s]["parameters"][name]["counts"]
             ax.bar(np.arange(10), counts, width=1.0, color="C0", edgecolor="white")
@@ -185,7 +264,7 @@ def plot(result: dict) -> None:
             ax.set_title(f"{s} {name}\np={p:.2f}", fontsize=8)
             ax.set_xticks([])
     fig.tight_layout()
-    fig.savefig(RESULTS / "sbc_ranks.png", dpi=80)
+    fig.savefig(design.results / "sbc_ranks.png", dpi=80)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class CollapsedLoglik(Op):
         ll, _, _, _ = _evaluate(self.stats, inputs[0], inputs[1], inputs[2], self.s0, self.integrate_beta)
         outputs[0][0] = np.asarray(ll)
 
-    def grad(self, inputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         gs, gT, gd = self._grad(*inputs)
         g = output_grads[0]
         gb = pt.zeros_like(inputs[2]) if self.integrate_beta else g * gd
