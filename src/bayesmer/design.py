@@ -245,6 +245,26 @@ def r_relevel(x, ref, _state=None):
 
 
 @stateful_transform
+def r_dummy(x, levels=None, _state=None):
+    """lme4's ``dummy(f, levelsToKeep)``: 0/1 indicator columns of the kept levels
+    (all levels when none are given), named as R names them: one level's
+    column by the call alone, several by the call and the level."""
+    x = _as_series(x)
+    if "levels" not in _state:
+        known = _r_levels(x)
+        keep = known if levels is None else [_r_label(v) for v in ([levels] if isinstance(levels, str) else levels)]
+        unknown = [lv for lv in keep if lv not in known]
+        if unknown:
+            raise DesignError(f"dummy(): {unknown} not among the levels {known}")
+        _state["levels"] = keep
+    labels = _labels(x)
+    cols = np.column_stack([(labels == lv).to_numpy(dtype=float) for lv in _state["levels"]])
+    if levels is not None and isinstance(levels, str):
+        return cols[:, 0]
+    return FactorValues(cols, column_names=tuple(_state["levels"]))
+
+
+@stateful_transform
 def r_poly(x, degree=1, raw=False, _state=None):
     """R's ``poly(x, degree, raw)``, formulaic's numbers (R's orthogonal basis
     and signs, checked against R) with R's column names 1..degree."""
@@ -357,7 +377,7 @@ def _elementwise(f):
 
 
 CONTEXT: dict[str, object] = {
-    "r_factor": r_factor, "r_as_factor": r_as_factor, "r_C": r_C, "r_relevel": r_relevel,
+    "r_factor": r_factor, "r_as_factor": r_as_factor, "r_C": r_C, "r_relevel": r_relevel, "r_dummy": r_dummy,
     "r_poly": r_poly, "r_scale": r_scale, "r_ns": r_ns, "splines_r_ns": r_ns, "r_bs": r_bs,
     "splines_r_bs": r_bs, "r_log": r_log, "center": TRANSFORMS["center"], "I": TRANSFORMS["I"],
 } | {f"r_{name}": _elementwise(f) for name, f in {

@@ -321,13 +321,14 @@ FUNCTIONS: dict[str, _Fn] = {
     "as.factor": _Fn("r_as_factor", (("x", "x"),)),
     "C": _Fn("r_C", (("object", "x"),)),
     "relevel": _Fn("r_relevel", (("x", "x"), ("ref", "ref")), ("ref",)),
+    "dummy": _Fn("r_dummy", (("f", "x"), ("levelsToKeep", "levels")), ("levelsToKeep",)),
     "ns": _Fn("r_ns", (("x", "x"), ("df", "df"), ("knots", "knots"), ("intercept", "intercept"),
                       ("Boundary.knots", "boundary_knots")), ("df", "knots", "intercept", "Boundary.knots")),
     "bs": _Fn("r_bs", (("x", "x"), ("df", "df"), ("knots", "knots"), ("degree", "degree"),
                       ("intercept", "intercept"), ("Boundary.knots", "boundary_knots")),
               ("df", "knots", "degree", "intercept", "Boundary.knots")),
 } | {f: _Fn(f"r_{f}", (("x", "x"),)) for f in _ELEMENTWISE}
-_NAMESPACES = {"splines": {"ns", "bs"}, "stats": {"poly", "relevel", "offset"},
+_NAMESPACES = {"splines": {"ns", "bs"}, "stats": {"poly", "relevel", "offset"}, "lme4": {"dummy"},
                "base": {"I", "log", "scale", "factor", "as.factor"} | set(_ELEMENTWISE)}
 
 

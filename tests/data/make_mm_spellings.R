@@ -4,6 +4,7 @@
 # whose predvars makepredictcall filled with the training basis).
 # Run from the repository root: Rscript tests/data/make_mm_spellings.R
 library(splines)
+library(lme4)  # dummy()
 set.seed(20261122)
 n <- 40
 d <- data.frame(
@@ -59,6 +60,8 @@ cases <- list(
   ns_knots = "~ ns(x, knots = c(-0.5, 0.5))",
   bs = "~ bs(x, df = 5)",
   bs_knots = "~ bs(x, knots = c(-0.5, 0.5), degree = 2)",
+  dummy_one = "~ 0 + dummy(f, \"a\")",
+  dummy_two = "~ dummy(f, c(\"a\", \"c\"))",
   offset = "~ x + offset(log(z))",
   offset2 = "~ x + offset(z) + offset(day / 2)"
 )
