@@ -37,6 +37,9 @@ from bayesmer import FormulaError, build_design, parse_formula
         ("Yield ~ 1 | Batch", "Yield ~ 1 + (1 | Batch)"),
         ("log(y) ~ x | z", "log(y) ~ 1 + (1 + x | z)"),
         ("y ~ x + x | g", "y ~ 1 + (1 + x | g)"),
+        ("y ~ (x + (1 | g))", "y ~ 1 + x + (1 | g)"),
+        ("y ~ x + ((1 | g))", "y ~ 1 + x + (1 | g)"),
+        ('y ~ relevel(f, ref = "caf\u00e9 \\"x\\"") + (1 | g)', 'y ~ 1 + relevel(f, ref = "caf\u00e9 \\"x\\"") + (1 | g)'),
         # R's names: dots, backticks (kept only where R needs them)
         ("y ~ x.1 + `x.2` + `my var` + (1 | `my group`)", "y ~ 1 + x.1 + x.2 + `my var` + (1 | `my group`)"),
         ("y ~ poly(x,2) + poly(x, 3, raw=TRUE) + relevel(f, ref='b') + (1 | g)",

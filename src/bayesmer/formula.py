@@ -106,6 +106,7 @@ _BINARY = {
     "^": (20, 19),  # right associative, above unary minus: -2^2 is -(2^2)
 }
 _PREFIX = {"-": 18, "+": 18, "!": 7}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
              "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "in"}
 _SYNTACTIC = re.compile(r"(?:[^\W\d_]|\.(?!\d))[\w.]*\Z")
@@ -191,7 +192,7 @@ class _Parser:
             integer = tok.endswith("L")
             return Num(float(tok.rstrip("L")), integer)
         if kind == "str":
-            return Str(bytes(tok[1:-1], "utf-8").decode("unicode_escape"))
+            return Str(re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), tok[1:-1]))
         if kind in ("name", "bq"):
             name = tok[1:-1] if kind == "bq" else tok
             if kind == "name" and self.peek()[1] == "::":
@@ -702,6 +703,9 @@ def _sum_terms(node, sign: str = "+") -> list[tuple[str, object]]:
             return _sum_terms(x, sign)
         case Un("-", x):
             return _sum_terms(x, "-" if sign == "+" else "+")
+        case Paren(Bin("+", _, _) as body) if sign == "+" and _contains_bar(body):
+            # lme4's findbars looks inside parentheses: y ~ (x + (1 | g))
+            return _sum_terms(body, sign)
     return [(sign, node)]
 
 
