@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -141,6 +143,9 @@ def _fixed(depth=2):
         st.builds(lambda l, r: f"{l}:{r}", _atom(), _atom()),
         st.builds(lambda l, r: f"{l} * {r}", _atom(), _atom()),
         st.builds(lambda l, r, n: f"({l} + {r})^{n}", _atom(), _atom(), st.integers(1, 3)),
+        st.builds(lambda l, r: f"{l}/{r}", _atom(), _atom()),
+        st.builds(lambda l, r: f"{l} %in% {r}", _atom(), _atom()),
+        st.builds(lambda l, r: f"{l} - {r}", sub, _atom()),
         st.builds(lambda l: f"({l})", sub),
     )
 
@@ -156,6 +161,8 @@ _BAR = st.builds(
 @st.composite
 def _formulas(draw):
     fixed = draw(_fixed())
+    if draw(st.booleans()):
+        fixed += " + offset(log(z))"
     icpt = draw(st.sampled_from(["", "0 + ", "1 + ", "-1 + "]))
     bars = draw(st.lists(_BAR, min_size=1, max_size=3))
     if draw(st.booleans()) and len(bars) == 1:
@@ -179,7 +186,7 @@ def _data():
 _DATA = _data()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("BAYESMER_PROPERTY_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_formulas())
 def test_printed_formula_is_canonical_and_keeps_the_design(text):
     import warnings
@@ -196,6 +203,9 @@ def test_printed_formula_is_canonical_and_keeps_the_design(text):
     assert a.fixed_names == b.fixed_names
     np.testing.assert_array_equal(a.X, b.X)
     assert [(t.name, t.terms, t.levels) for t in a.terms] == [(t.name, t.terms, t.levels) for t in b.terms]
+    assert (a.offset is None) == (b.offset is None)
+    if a.offset is not None:
+        np.testing.assert_array_equal(a.offset, b.offset)
     for ta, tb in zip(a.terms, b.terms):
         np.testing.assert_array_equal(ta.Z, tb.Z)
         np.testing.assert_array_equal(ta.codes, tb.codes)

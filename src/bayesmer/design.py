@@ -23,8 +23,7 @@ from formulaic.utils.stateful_transforms import stateful_transform
 from scipy.interpolate import BSpline
 from scipy.linalg import qr as _qr
 
-from .formula import Formula, FormulaError, RandomTerm, by_degree, columns_of, factor_code, parse_formula, to_formulaic
-from .formula import _r_number, _split_plus
+from .formula import Formula, FormulaError, RandomTerm, _r_number, columns_of, factor_code, parse_formula, to_formulaic
 
 __all__ = ["DesignError", "ReTerm", "Design", "NewData", "build_design", "new_data"]
 

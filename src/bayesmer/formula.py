@@ -20,8 +20,10 @@ naming it, never a different model. The printed formula (``str``) is canonical:
 it parses back to itself and to the same design.
 
 The hand-written parser is needed because no Python library reads R's formula
-grammar: formulaic's (used for the model matrices) is Python's, where ``^`` is
-XOR inside ``I()``, ``x.1`` is an attribute and ``relevel`` a column.
+grammar. formulaic (which builds the model matrices from :func:`to_formulaic`'s
+translation) reads ``^`` and ``**`` outside a call as R's interaction power, but
+evaluates the inside of a call as Python, where ``^`` is XOR (an integer column's
+``I(day^2)`` was ``day XOR 2``), ``x.1`` an attribute and ``relevel`` a column.
 """
 
 from __future__ import annotations
@@ -567,8 +569,10 @@ def _expand(node, where: str) -> tuple[list[tuple[str, ...]], bool | None, list[
             if isinstance(node, Call) and node.fn in ("offset", "stats::offset"):
                 raise FormulaError(f"offset() in {where} must be a term of its own, added with +")
             if isinstance(node, Call):
-                _bind(node, where)  # unknown functions and bad arguments are errors here
-                to_python(node, where)
+                # unknown functions and bad arguments are errors here, naming the term
+                term = f"term {deparse(node)} of {where}"
+                _bind(node, term)
+                to_python(node, term)
             return [(_key(node),)], None, []
         case Str(v):
             raise FormulaError(f"the string {v!r} in {where} is not a term")
