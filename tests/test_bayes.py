@@ -33,7 +33,7 @@ def _fit(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def sleep_df():
-    return pd.read_csv(DATA / "sleepstudy.csv")
+    return bayesmer.datasets.load("sleepstudy")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def _covers(fit, truth):
             t, col = name
             x = post[f"sd_{t}"].sel({f"{t}_term": col})
         elif kind == "corr":
-            x = post[f"corr_{name}"].isel({f"{name}_term": 0, f"{name}_term_bis": 1})
+            x = post[f"corr_{name}"].isel({f"{name}_pair": 0})
         else:
             x = post["sigma"]
         lo, hi = np.quantile(x.to_numpy().ravel(), [0.05, 0.95])
@@ -129,7 +129,7 @@ def _covers(fit, truth):
 
 @pytest.mark.slow
 def test_recovers_ogorek():
-    df = pd.read_csv(DATA / "ogorek.csv")
+    df = bayesmer.datasets.load("ogorek")
     fit = _fit("y ~ x + a + x*a + (1 + x | unit)", df, draws=1000, chains=4, seed=3)
     # Ogorek's simulation: alpha = 1 - 0.15 a + b0, beta = 3 + 0.3 a + b1
     _covers(
@@ -149,7 +149,7 @@ def test_recovers_ogorek():
 
 @pytest.mark.slow
 def test_recovers_clark_slopes():
-    df = pd.read_csv(DATA / "clark_slopes.csv")
+    df = bayesmer.datasets.load("clark_slopes")
     fit = _fit("y ~ x + (x | clus)", df, draws=1000, chains=4, seed=4)
     # Clark's appendix: intercept 3, slope .75, unit variances, covariance .25, sigma 1
     _covers(
@@ -207,13 +207,13 @@ def test_printing_and_tables(sleep_df):
         assert g in fit.idata.children
     # prediction: known subject, and a new one drawn from N(0, Ψ)
     new = pd.DataFrame({"Days": [0, 9, 9], "Subject": ["308", "308", "not-a-subject"]})
-    draws = fit.predict(new, seed=1)
-    assert draws.shape == (400, 3)
+    draws = fit.predict(new, seed=1)["predictions"]["mu"]
+    assert draws.dims == ("chain", "draw", "obs") and draws.shape == (2, 200, 3)
     table = fit.predict(new, summary=True, seed=1)
     assert table.loc[2, "sd"] > 2 * table.loc[1, "sd"]
-    pop = fit.predict(new, include_random=False)
-    np.testing.assert_allclose(pop[:, 1], pop[:, 2])
-    assert fit.predict().shape == (400, 180)
+    pop = fit.predict(new, include_random=False)["predictions"]["mu"].values
+    np.testing.assert_allclose(pop[..., 1], pop[..., 2])
+    assert fit.predict()["predictions"]["mu"].shape == (2, 200, 180)
 
 
 def test_diagnostic_warnings(sleep_df):
@@ -229,7 +229,7 @@ def test_pymc_sampler(sleep_df):
 
 @pytest.mark.slow
 def test_crossed_uses_full():
-    df = pd.read_csv(DATA / "penicillin.csv")
+    df = bayesmer.datasets.load("penicillin")
     fit = _fit("diameter ~ 1 + (1|plate) + (1|sample)", df, draws=500, tune=500, chains=2, seed=7)
     assert fit.strategy == "full"
     post = fit.idata["posterior"]
@@ -249,6 +249,6 @@ def test_errors(sleep_df):
     for arg in ["draws", "tune", "chains"]:
         with pytest.raises(ValueError, match=arg):
             bayesmer.fit(SLEEP, sleep_df, **{arg: 0}, progress=False)
-    pen = pd.read_csv(DATA / "penicillin.csv")
+    pen = bayesmer.datasets.load("penicillin")
     with pytest.raises(BuildError, match="strategy='full'"):
         bayesmer.fit("diameter ~ 1 + (1|plate) + (1|sample)", pen, strategy="marginal", progress=False)

@@ -26,7 +26,7 @@ def _fit(formula, data, **kw):
 
 @pytest.fixture(scope="module")
 def sleep():
-    return pd.read_csv(DATA / "sleepstudy.csv")
+    return bayesmer.datasets.load("sleepstudy")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def default_fit(sleep):
 
 @pytest.fixture(scope="module")
 def ogorek():
-    return pd.read_csv(DATA / "ogorek.csv")
+    return bayesmer.datasets.load("ogorek")
 
 
 def test_sensitivity_flags_nothing_under_default_priors(default_fit):
@@ -96,7 +96,7 @@ def test_loo_and_logo(default_fit):
 
 
 def test_logo_on_crossed_terms_needs_a_named_group():
-    pen = pd.read_csv(DATA / "penicillin.csv")
+    pen = bayesmer.datasets.load("penicillin")
     fit = _fit("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, draws=100, tune=100, chains=1)
     with pytest.raises(checking.CheckError, match="crossed: name the factor"):
         checking.logo(fit)
@@ -108,7 +108,7 @@ def test_logo_on_crossed_terms_needs_a_named_group():
 
 
 def test_group_loglik_exact_for_nested_terms():
-    pastes = pd.read_csv(DATA / "pastes.csv")
+    pastes = bayesmer.datasets.load("pastes")
     fit = _fit("strength ~ 1 + (1 | batch/cask)", pastes, draws=100, tune=100, chains=1)
     ll = checking.group_loglik(fit)
     assert ll.shape[2] == 10  # one per batch: casks nest within batches

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import integrate
 
+import bayesmer
 from bayesmer import build_design
 from bayesmer.priors import (
     LKJ,
@@ -28,7 +29,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="module")
 def sleep():
-    return build_design("Reaction ~ 1 + Days + (1 + Days | Subject)", pd.read_csv(DATA / "sleepstudy.csv"))
+    return build_design("Reaction ~ 1 + Days + (1 + Days | Subject)", bayesmer.datasets.load("sleepstudy"))
 
 
 @pytest.mark.parametrize(
@@ -144,7 +145,7 @@ def test_priorset_table_and_dict(sleep):
 
 
 def test_double_bar_names():
-    d = build_design("Reaction ~ Days + (Days || Subject)", pd.read_csv(DATA / "sleepstudy.csv"))
+    d = build_design("Reaction ~ Days + (Days || Subject)", bayesmer.datasets.load("sleepstudy"))
     ps = default_priors(d)
     names = set(ps.to_dict())
     assert {"sd((Intercept)|Subject)", "sd(Days|Subject.1)"} <= names
