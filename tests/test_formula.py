@@ -70,6 +70,13 @@ def test_parts():
     assert [t.factors for t in g.random] == [("my group",), ("my group", "x.1")]
 
 
+def test_columns_read_by_named_arguments():
+    from bayesmer.formula import columns_of
+
+    f = parse_formula('y ~ poly(degree = 2, x = `x.1`) + relevel(ref = "b", f):z + offset(log(n)) + (1 | g)')
+    assert columns_of(f.fixed) == {"x.1", "f", "z"} and columns_of(f.offset[0]) == {"n"}
+
+
 def test_interaction_labels_follow_first_appearance():
     # R's terms(): a factor's place in a label is its first appearance
     assert parse_formula("y ~ b:a + a + (1 | g)").fixed == "1 + b:a + a"

@@ -474,13 +474,10 @@ def variables(node) -> set[str]:
         case Call(fn, args):
             if fn == "c":
                 return set()
-            _, spec = _function(fn, "") if fn not in ("offset", "stats::offset") else (fn, None)
-            first = args[0][1] if args else None
-            out = set()
-            for k, a in args:
-                if a is first or spec is None:
-                    out |= variables(a)
-            return out
+            if fn in ("offset", "stats::offset"):
+                return set().union(*(variables(a) for _, a in args))
+            _, spec, bound = _bind(node, f"term {deparse(node)}")
+            return variables(bound[spec.args[0][0]])  # the other arguments are literals
         case Paren(body) | Un(_, body):
             return variables(body)
         case Bin(_, left, right):
