@@ -18,9 +18,8 @@ from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .reml import RemlFit, fit_reml, reml
 from .glmer import GlmerFit, glmer
 from .simulate import SimulationError, simulate
-from .api import default_priors, fit, prior_sweep
+from .api import default_priors, fit, load, prior_sweep
 from .errors import BayesmerError, LoadError, PredictionError, SettingsError
-from .io import load
 from .settings import Settings
 from .builder import BuildError
 from .priors import (

@@ -9,13 +9,14 @@ import pandas as pd
 from .builder import build_model
 from .checking import CheckError, SweepResult
 from .design import build_design
+from .io import read
 from .priors import default_priors, parse_prior, resolve_priors
 from .reml import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample
 from .settings import Settings
 
-__all__ = ["fit", "prior_sweep", "default_priors"]
+__all__ = ["fit", "load", "prior_sweep", "default_priors"]
 
 
 def fit(
@@ -111,6 +112,35 @@ def fit(
     )
     diagnose(result, stacklevel=3)
     return result
+
+
+def load(path) -> BayesFit:
+    """Read a fit written by :meth:`BayesFit.save` (or ``bayesmer run`` / ``fit --out``).
+
+    The draws are the file's; the design, the REML twin (exact, milliseconds)
+    and the PyMC model are rebuilt from the stored formula, priors, settings
+    and data columns.
+
+    Returns
+    -------
+    BayesFit
+        Prints, summarises, predicts, gives LOO, ``ranef()`` and ``varcorr()`` as the fit did.
+
+    Raises
+    ------
+    LoadError
+        A missing file, an unknown file type, or a file that is not a bayesmer fit.
+    """
+    tree, meta, frame = read(path)
+    design = build_design(meta["formula"], frame)
+    settings = Settings.from_mapping(meta["settings"])
+    reml = fit_reml(design, method=settings.method)
+    priors = resolve_priors(design, meta["priors"])
+    built = build_model(design, priors, strategy=meta["strategy"], start=reml)
+    return BayesFit(
+        design=design, reml=reml, priors=priors, built=built, idata=tree,
+        timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings.to_dict(),
+    )
 
 
 def _expand(priors, key: str) -> list[str]:

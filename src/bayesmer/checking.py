@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import naming as nm
 from .errors import BayesmerError
+from .sampling import _pointwise
 
 __all__ = [
     "CheckError",
@@ -162,8 +163,6 @@ _ON_DEMAND_LIMIT = 50_000_000
 def _pointwise_tree(fit, thin: int):
     """posterior + log_likelihood of every ``thin``-th draw, computed from the draws (nothing stored)."""
     import xarray as xr
-
-    from .sampling import _pointwise
 
     d = fit.design
     post = fit.idata["posterior"].to_dataset().isel(draw=slice(None, None, thin))

@@ -216,8 +216,9 @@ def _summary_table(fit) -> pd.DataFrame:
 
 
 def _print_table(table: pd.DataFrame) -> None:
+    # a blank where a column has no value for a row (REML gives no standard error of an SD)
     with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200):
-        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        print(table.to_string(float_format=lambda v: "" if v != v else f"{v:.4g}"))
 
 
 # ---- writing results ------------------------------------------------------

@@ -3,9 +3,10 @@
 The file is the fit's DataTree (NetCDF or Zarr, ArviZ 1's schema), with what
 rebuilds the rest in its root attributes: the formula, the priors, the
 settings and the package version. ``constant_data`` holds the columns the
-formula reads, so :func:`load` rebuilds the design, refits REML (exact and
-deterministic, milliseconds) and rebuilds the PyMC model; the draws are the
-file's. Any ArviZ reader still opens the file as plain ArviZ data.
+formula reads, so :func:`bayesmer.load` rebuilds the design, refits REML
+(exact and deterministic, milliseconds) and rebuilds the PyMC model; the draws
+are the file's. Any ArviZ reader still opens the file as plain ArviZ data.
+This module only writes and reads: it imports no estimator.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import xarray as xr
 
 from .errors import LoadError
 
-__all__ = ["save", "load", "FORMATS"]
+__all__ = ["save", "read", "FORMATS"]
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
 _ATTR = "bayesmer"  # root attribute holding the JSON that rebuilds the fit
@@ -38,7 +39,7 @@ def save(fit, path) -> Path:
     -------
     Path
     """
-    from . import __version__
+    from . import __version__  # set once the package's __init__ has run
 
     path = Path(path)
     fmt = _format(path)
@@ -78,26 +79,16 @@ def _frame(cd: xr.Dataset, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def load(path):
-    """Read a fit written by :meth:`BayesFit.save` (or ``bayesmer run``/``fit --out``).
+def read(path) -> tuple[xr.DataTree, dict, pd.DataFrame]:
+    """Read a file written by :func:`save`: the tree (root attribute removed), the stored metadata and the data columns.
 
-    Returns
-    -------
-    BayesFit
-        Prints, summarises, predicts, gives LOO, ``ranef()`` and ``varcorr()``
-        as the fit did.
+    :func:`bayesmer.load` rebuilds the fit from these.
 
     Raises
     ------
     LoadError
         A missing file, an unknown file type, or a file that is not a bayesmer fit.
     """
-    from .builder import build_model
-    from .design import build_design
-    from .priors import resolve_priors
-    from .reml import fit_reml
-    from .results import BayesFit
-
     path = Path(path)
     fmt = _format(path)
     if not path.exists():
@@ -114,14 +105,5 @@ def load(path):
         if group not in tree.children:
             raise LoadError(f"{path}: not a bayesmer fit (no {group} group)")
     frame = _frame(tree["constant_data"].to_dataset(), meta["columns"])
-    design = build_design(meta["formula"], frame)
-    settings = meta["settings"]
-    reml = fit_reml(design, method=settings.get("method", "REML"))
-    priors = resolve_priors(design, meta["priors"])
-    built = build_model(design, priors, strategy=meta["strategy"], start=reml)
-    attrs = {k: v for k, v in tree.attrs.items() if k != _ATTR}
-    tree.attrs = attrs
-    return BayesFit(
-        design=design, reml=reml, priors=priors, built=built, idata=tree,
-        timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings,
-    )
+    tree.attrs = {k: v for k, v in tree.attrs.items() if k != _ATTR}
+    return tree, meta, frame

@@ -17,6 +17,7 @@ from typing import ClassVar, Mapping
 import numpy as np
 from scipy import special, stats
 
+from .design import build_design
 from .errors import BayesmerError
 from .naming import corr_slot, sd_label
 
@@ -409,8 +410,6 @@ def default_priors(design, data=None) -> PriorSet:
       mildly favouring small correlations.
     """
     if not hasattr(design, "y"):  # a formula
-        from .design import build_design
-
         if data is None:
             raise PriorError("default_priors(formula, data): the data are needed to scale the priors")
         design = build_design(design, data)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import checking
+from . import checking, io
 from . import naming as nm
-from .builder import BuiltModel
+from .builder import BuiltModel, build_model
 from .design import Design, new_data
 from .errors import PredictionError
 from .priors import PriorSet
@@ -87,8 +87,6 @@ class BayesFit:
         return state
 
     def __setstate__(self, state):
-        from .builder import build_model
-
         if state.get("built") is None:
             state["built"] = build_model(
                 state["design"], state["priors"], strategy=state["strategy"], start=state["reml"]
@@ -122,9 +120,7 @@ class BayesFit:
 
     def save(self, path) -> "object":
         """Write the fit to NetCDF (``.nc``) or Zarr (``.zarr``); :func:`bayesmer.load` reads it back."""
-        from .io import save
-
-        return save(self, path)
+        return io.save(self, path)
 
     # ---- parameter table -------------------------------------------------
     def _scalars(self) -> tuple[list[tuple[str, str, str]], xr.Dataset, list[float], list[float]]:

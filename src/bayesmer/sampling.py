@@ -2,8 +2,11 @@
 
 Groups: ``posterior`` (beta, sigma, sd_*, corr_*, b_*), ``sample_stats``,
 ``log_likelihood`` (pointwise, conditional on b, named as the response),
-``log_prior`` (the hyperparameters' priors only), ``observed_data`` and, on
-request, ``posterior_predictive``, ``prior`` and ``prior_predictive``.
+``log_prior`` (the hyperparameters' priors only), ``observed_data``,
+``constant_data`` (the columns the formula reads) and, on request,
+``posterior_predictive``, ``prior`` and ``prior_predictive``; every group
+carries ArviZ's attributes (:func:`group_attrs`). Variables and dims are named
+by :mod:`bayesmer.naming`.
 """
 
 from __future__ import annotations
