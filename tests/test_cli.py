@@ -88,11 +88,11 @@ def test_console_entry_point_exit_code_and_one_line(tmp_path):
     [
         (["reml", SLEEP, "nothere.csv"], "nothere.csv: no such CSV file"),
         (["fit", SLEEP, "nothere.csv"], "nothere.csv: no such CSV file"),
-        (["reml", "Reaction ~ Days", DATA / "sleepstudy.csv"], "no random-effect term"),
-        (["reml", "Reaction ~ Dayz + (1|Subject)", DATA / "sleepstudy.csv"], "unknown column 'Dayz'"),
-        (["fit", SLEEP, DATA / "sleepstudy.csv", "--prior", "sd=Cauchy(1)"], "--prior sd: unknown prior family"),
-        (["fit", SLEEP, DATA / "sleepstudy.csv", "--prior", "sd"], "expected NAME=SPEC"),
-        (["fit", SLEEP, DATA / "sleepstudy.csv", "--prior", "sd(Day|Subject)=HalfCauchy(1)"], "--prior sd(Day|Subject)"),
+        (["reml", "Reaction ~ Days", "sleepstudy"], "no random-effect term"),
+        (["reml", "Reaction ~ Dayz + (1|Subject)", "sleepstudy"], "unknown column 'Dayz'"),
+        (["fit", SLEEP, "sleepstudy", "--prior", "sd=Cauchy(1)"], "--prior sd: unknown prior family"),
+        (["fit", SLEEP, "sleepstudy", "--prior", "sd"], "expected NAME=SPEC"),
+        (["fit", SLEEP, "sleepstudy", "--prior", "sd(Day|Subject)=HalfCauchy(1)"], "--prior sd(Day|Subject)"),
     ],
 )
 def test_command_line_errors(capsys, argv, needle):
@@ -110,7 +110,7 @@ def test_bad_flag_value_is_a_usage_error(capsys):
 
 @pytest.mark.parametrize("method, ref", [([], "sleepstudy_reml.json"), (["--ml"], "sleepstudy_ml.json")])
 def test_reml_matches_lme4(capsys, method, ref):
-    code, out, err = _run(["reml", SLEEP, DATA / "sleepstudy.csv", *method], capsys)
+    code, out, err = _run(["reml", SLEEP, "sleepstudy", *method], capsys)
     assert code == 0, err
     want = json.loads((DATA / ref).read_text())
     fixed = out.split("Fixed effects:")[1]
@@ -227,8 +227,10 @@ def test_run_sensitivity_grid(tmp_path, capsys, fake_fit):
 
 
 def test_fit_command_csv_and_priors(tmp_path, capsys, fake_fit):
+    csv = tmp_path / "sleep.csv"
+    bayesmer.datasets.load("sleepstudy").to_csv(csv, index=False)
     code, stdout, err = _run(
-        ["fit", SLEEP, DATA / "sleepstudy.csv", "--prior", "sd=HalfCauchy(10)", "--draws", "25", "--quiet"], capsys
+        ["fit", SLEEP, csv, "--prior", "sd=HalfCauchy(10)", "--draws", "25", "--quiet"], capsys
     )
     assert code == 0, err
     assert fake_fit[0]["priors"] == {"sd": "HalfCauchy(10)"} and fake_fit[0]["n"] == 180
