@@ -355,13 +355,16 @@ class _Laplace:
         A22.flat[self.diag2] += 1.0
         return _BlockChol(A11, A12.astype(float).reshape(self.q1, q2), A22)
 
-    def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None) -> _Pirls:
+    def pirls(self, theta: np.ndarray, beta: np.ndarray | None = None, exact: bool = False) -> _Pirls:
         """lme4's ``pwrssUpdate`` at θ: over u given β, or over (u, β) when β is None (nAGQ = 0).
 
         Fisher scoring from ``lp0``; a step that raises the penalised deviance
         is halved (up to 10 times); stops when the penalised deviance changes
         by less than ``tol`` relative. L is the factor of the last iteration.
+        With ``exact``, PIRLS runs on to a 1e-11 change and L is made at the
+        final modes: the exact Laplace deviance, smooth in the parameters.
         """
+        tol = 1e-11 if exact else self.tol
         X, y, wt, fam, link = self.X, self.y, self.wt, self.family, self.link
         joint = beta is None and X.shape[1] > 0
         A = self.lam_z(theta)
@@ -397,30 +400,37 @@ class _Laplace:
                 cu = cu - RZX @ db
             du = L.bwd(cu)
             eta, mu, pdev = update(du, db)
-            if abs((oldpdev - pdev) / pdev) < self.tol:
-                return _Pirls(du, db if joint else None, eta, mu, L, pdev)
+            if abs((oldpdev - pdev) / pdev) < tol:
+                if exact:
+                    mu_eta = link.mu_eta(eta)
+                    L = self.factor(data, wt * mu_eta**2 / fam.variance(mu))
+                return _Pirls(du, db if joint else None, eta, mu, L, pdev, RX if joint else None)
             if not np.isfinite(pdev) or pdev > oldpdev:
                 for _ in range(10):
                     du, db = (olddu + du) / 2, (olddb + db) / 2
                     eta, mu, pdev = update(du, db)
                     if np.isfinite(pdev) and pdev <= oldpdev:
                         break
-                if not np.isfinite(pdev) or pdev - oldpdev > self.tol:
+                if not np.isfinite(pdev) or pdev - oldpdev > tol:
                     raise PirlsError(f"PIRLS step-halvings failed to reduce the deviance at θ = {theta}")
             oldpdev = pdev
         raise PirlsError(f"PIRLS did not converge in 30 iterations at θ = {theta}")
 
-    def laplace(self, theta, beta=None) -> float:
+    def laplace(self, theta, beta=None, exact: bool = False) -> float:
         """lme4's Laplace deviance: nAGQ = 1 given β, nAGQ = 0 (β in PIRLS) without."""
         self.n_evals += 1
         try:
-            r = self.pirls(np.asarray(theta, dtype=float), beta)
+            r = self.pirls(np.asarray(theta, dtype=float), beta, exact)
         except (PirlsError, np.linalg.LinAlgError):
             return np.inf
         return r.value(self)
 
     def f_all(self, par: np.ndarray) -> float:
+        """lme4's deviance function of stage 2, of (θ, β)."""
         return self.laplace(par[: self.nth], par[self.nth :])
+
+    def f_exact(self, par: np.ndarray) -> float:
+        return self.laplace(par[: self.nth], par[self.nth :], exact=True)
 
     def set_lp0(self, r: _Pirls) -> None:
         """Start later PIRLS from this one's linear predictor (lme4's ``lp0 <- pp$linPred(1)``)."""
@@ -435,6 +445,7 @@ class _Pirls:
     mu: np.ndarray
     L: _BlockChol
     pdev: float
+    RX: np.ndarray | None = None  # lower Cholesky factor of β's Schur complement (joint PIRLS)
 
     def value(self, prob: _Laplace) -> float:
         return float(self.L.logdet() + self.u @ self.u - 2.0 * prob.family.loglik(prob.y, self.mu, prob.wt).sum())
@@ -469,33 +480,24 @@ def _central_grad(f, x: np.ndarray) -> np.ndarray:
     return g
 
 
-def _optimize(prob: _Laplace, lower: np.ndarray):
-    """lme4's two stages: θ with β in PIRLS (nAGQ = 0), then (θ, β) by the Laplace deviance."""
-    theta0 = np.concatenate([np.eye(k)[_tri_index(k)] for k in prob.ks])
-    # lme4's first PIRLS, at the starting θ from R's mustart, gives the
-    # linear predictor every stage-1 evaluation starts from.
-    prob.set_lp0(prob.pirls(theta0))
-    bounds_th = [(0.0, None) if lo == 0 else (None, None) for lo in lower]
-    res1 = sopt.minimize(
-        lambda th: prob.laplace(th), theta0, method="L-BFGS-B", bounds=bounds_th,
-        options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
-    )
-    r1 = prob.pirls(res1.x)
-    prob.set_lp0(r1)  # updateGlmerDevfun's lp0: every stage-2 evaluation starts here
-    beta1 = r1.beta if r1.beta is not None else np.zeros(prob.X.shape[1])
-    x0 = np.concatenate([res1.x, beta1])
-    f = prob.f_all
-    bounds = bounds_th + [(None, None)] * len(beta1)
-    res = sopt.minimize(
-        f, x0, jac=lambda x: _central_grad(f, x), method="L-BFGS-B", bounds=bounds,
-        options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
-    )
-    x, fx = res.x, float(res.fun)
-    message = str(res.message)
-    diag = np.concatenate([lower == 0, np.zeros(len(beta1), bool)])
-    # Newton steps on lme4's own finite-difference derivatives pin the optimum
-    # down past L-BFGS-B's stopping rule; parameters on the boundary stay there.
-    g, H = _deriv12(f, x, fx)
+def _settled(g: np.ndarray, H: np.ndarray) -> bool:
+    """lme4's convergence test passes: H positive definite, scaled gradient below tolerance."""
+    try:
+        R = np.linalg.cholesky(H).T
+    except np.linalg.LinAlgError:
+        return False
+    sc = sla.solve_triangular(R, g, lower=False)
+    return bool(np.max(np.minimum(np.abs(sc), np.abs(g)), initial=0.0) < _GRAD_TOL)
+
+
+def _newton(f, x, fx, diag, g=None, H=None):
+    """Newton steps (halved until f falls) on lme4's finite-difference derivatives.
+
+    Parameters on the boundary stay there. Returns the point, its value and
+    lme4's ``deriv12`` gradient and Hessian there.
+    """
+    if g is None:
+        g, H = _deriv12(f, x, fx)
     for _ in range(4):
         free = ~(diag & (x <= 0))
         free &= ~(diag & (x < 2 * _DELTA) & (g > 0))
@@ -506,16 +508,80 @@ def _optimize(prob: _Laplace, lower: np.ndarray):
             break
         if np.max(np.abs(step), initial=0.0) < 1e-9:
             break
-        cand = x.copy()
-        cand[idx] += step
-        cand[diag] = np.maximum(cand[diag], 0.0)
-        fc = f(cand)
-        if not fc <= fx:
+        for _ in range(6):
+            cand = x.copy()
+            cand[idx] += step
+            cand[diag] = np.maximum(cand[diag], 0.0)
+            fc = f(cand)
+            if fc <= fx:
+                break
+            step /= 2
+        else:
             break
         x, fx = cand, fc
         g, H = _deriv12(f, x, fx)
         if np.max(np.abs(step)) < 1e-7:
             break
+    return x, fx, g, H
+
+
+def _optimize(prob: _Laplace, lower: np.ndarray):
+    """lme4's two stages: θ with β in PIRLS (nAGQ = 0), then (θ, β) by the Laplace deviance.
+
+    lme4's deviance function jumps (by up to ~0.1 on some data) where its
+    PIRLS takes one iteration more or less; a gradient method on it can stall
+    at a jump. Each stage therefore first minimises the exact Laplace
+    deviance (smooth), then moves to the nearby minimum of lme4's function:
+    Nelder-Mead for θ (lme4's bobyqa), Newton steps on lme4's own
+    finite-difference derivatives for (θ, β).
+    """
+    theta0 = np.concatenate([np.eye(k)[_tri_index(k)] for k in prob.ks])
+    # lme4's first PIRLS, at the starting θ from R's mustart, gives the
+    # linear predictor every stage-1 evaluation starts from.
+    prob.set_lp0(prob.pirls(theta0))
+    bounds_th = [(0.0, None) if lo == 0 else (None, None) for lo in lower]
+    res1 = sopt.minimize(
+        lambda th: prob.laplace(th, exact=True), theta0, method="L-BFGS-B", bounds=bounds_th,
+        options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
+    )
+    start = res1.x
+    simplex = np.vstack([start, start + np.diag(np.maximum(1e-3 * np.abs(start), 1e-4))])
+    res1 = sopt.minimize(
+        lambda th: prob.laplace(th), start, method="Nelder-Mead", bounds=bounds_th,
+        options={"initial_simplex": simplex, "xatol": 1e-8, "fatol": 1e-10, "maxfev": 400},
+    )
+    r1 = prob.pirls(res1.x)
+    prob.set_lp0(r1)  # updateGlmerDevfun's lp0: every stage-2 evaluation starts here
+    beta1 = r1.beta if r1.beta is not None else np.zeros(prob.X.shape[1])
+    x0 = np.concatenate([res1.x, beta1])
+    bounds = bounds_th + [(None, None)] * len(beta1)
+    fe = prob.f_exact
+    res = sopt.minimize(
+        fe, x0, jac=lambda x: _central_grad(fe, x), method="L-BFGS-B", bounds=bounds,
+        options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
+    )
+    f = prob.f_all
+    x = res.x
+    fx = f(x)
+    message = str(res.message)
+    diag = np.concatenate([lower == 0, np.zeros(len(beta1), bool)])
+    x, fx, g, H = _newton(f, x, fx, diag)
+    if not _settled(g, H):
+        # A jump of lme4's function lies between the exact optimum and its
+        # own: derivative-free steps cross it, as lme4's Nelder-Mead does.
+        # lme4's initial Nelder-Mead steps (0.02 for θ, 0.2 SE for β, the
+        # SEs from stage 1's RX), a tenth of them as this starts nearby.
+        se1 = np.sqrt(np.diag(sla.cho_solve((r1.RX, True), np.eye(len(beta1))))) if r1.RX is not None else np.ones(0)
+        steps = 0.1 * np.concatenate([np.full(len(res1.x), 0.02), 0.2 * np.minimum(se1, 10.0)])
+        simplex = np.vstack([x, x + np.diag(steps)])
+        res = sopt.minimize(
+            f, x, method="Nelder-Mead", bounds=bounds,
+            options={"initial_simplex": simplex, "xatol": 1e-7, "fatol": 1e-9, "maxfev": 3000},
+        )
+        if res.fun < fx:
+            x, fx = res.x, float(res.fun)
+            g, H = _deriv12(f, x, fx)
+            x, fx, g, H = _newton(f, x, fx, diag, g, H)
     # lme4's check.boundary: a θ diagonal within boundary.tol of 0 goes to 0 when no worse.
     edge = diag & (x > 0) & (x < _BOUNDARY_TOL)
     if edge.any():
@@ -688,6 +754,7 @@ class GlmerFit:
     ngroups: dict
     n_evaluations: int
     weights_label: str | None = None
+    offset_label: str | None = None
     _vcov: np.ndarray = field(repr=False, default=None)
     _u: np.ndarray = field(repr=False, default=None)
     _mu: np.ndarray = field(repr=False, default=None)
@@ -760,6 +827,8 @@ class GlmerFit:
         ]
         if self.weights_label:
             lines.append(f"Weights: {self.weights_label}")
+        if self.offset_label:
+            lines.append(f" Offset: {self.offset_label}")
         lines.append("")
         hdr = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
         vals = [f"{v:.1f}" for v in (self.aic, self.bic, self.loglik, self.minus2loglik)] + [str(self.df_resid)]
@@ -928,6 +997,7 @@ def glmer(
         ngroups=ngroups,
         n_evaluations=prob.n_evals,
         weights_label=weights if isinstance(weights, str) else None,
+        offset_label=offset if isinstance(offset, str) else None,
         _vcov=vcov,
         _u=u,
         _mu=mu,
