@@ -120,6 +120,15 @@ class Family:
             return st.binom.logpmf(np.round(wt * y), m, mu)
         return wt * st.poisson.logpmf(y, mu)
 
+    def loglik_shift(self, y: np.ndarray, wt: np.ndarray) -> float:
+        """``-2 Σ loglik - Σ dev_resids``, the same for every μ.
+
+        -2 log-likelihood is then the deviance plus this constant: one sum per
+        fit instead of a log-density per row and evaluation.
+        """
+        mu = np.full(len(y), 0.5 if self.name == "binomial" else 1.0)
+        return float(-2.0 * self.loglik(y, mu, wt).sum() - self.dev_resids(y, mu, wt).sum())
+
     def pearson_resids(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray) -> np.ndarray:
         """Pearson residuals ``(y - mu) sqrt(wt / V(mu))``."""
         return (y - mu) * np.sqrt(wt / self.variance(mu))

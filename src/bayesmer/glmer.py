@@ -334,6 +334,7 @@ class _Laplace:
         # R's mustart: the response model's first linear predictor (offset excluded).
         mu0 = (wt * y + 0.5) / (wt + 1) if family.name == "binomial" else y + 0.1
         self.lp0 = self.link.linkfun(mu0) - offset
+        self.shift = family.loglik_shift(y, wt)
         self.n_evals = 0
 
     def lam_z(self, theta: np.ndarray) -> sp.csr_matrix:
@@ -448,7 +449,8 @@ class _Pirls:
     RX: np.ndarray | None = None  # lower Cholesky factor of β's Schur complement (joint PIRLS)
 
     def value(self, prob: _Laplace) -> float:
-        return float(self.L.logdet() + self.u @ self.u - 2.0 * prob.family.loglik(prob.y, self.mu, prob.wt).sum())
+        """ldL2 + |u|² + -2 log p(y | u): pdev holds the deviance and |u|²."""
+        return float(self.L.logdet() + self.pdev + prob.shift)
 
 
 def _deriv12(f, x: np.ndarray, fx: float, delta: float = _DELTA):
