@@ -157,6 +157,11 @@ def test_load_refuses_what_is_not_a_fit(tmp_path, sleep_fit):
         bayesmer.load(plain)
 
 
+def test_constant_response_is_named(sleep):
+    with pytest.raises(bayesmer.DesignError, match="'Reaction'.*constant"):
+        bayesmer.fit(SLEEP, sleep.assign(Reaction=1.0), progress=False)
+
+
 def test_pickle(sleep_fit):
     back = pickle.loads(pickle.dumps(sleep_fit))
     pd.testing.assert_series_equal(back.fixef(), sleep_fit.fixef())

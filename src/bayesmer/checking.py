@@ -396,8 +396,8 @@ def logo(fit, group: str | None = None, **kwargs):
         name = group
     tree = from_dict(
         {"posterior": {nm.SIGMA: fit.idata["posterior"][nm.SIGMA].values}, "log_likelihood": {name: ll}},
-        dims={name: [f"{name}_level"]},
-        coords={f"{name}_level": list(levels)},
+        dims={name: [nm.level_dim(name)]},
+        coords={nm.level_dim(name): list(levels)},
     )
     return az_loo(tree, **kwargs)
 
