@@ -211,6 +211,11 @@ def test_brms_prior_names(sleep):
     assert p["corr(Subject)"] == "LKJ(4.0)" and p["sigma"] == "HalfNormal(30.0)"
     with pytest.raises(bayesmer.PriorError, match="valid names: .*sd\\(Subject\\)"):
         resolve_priors(d, {"sd(Nope)": "HalfNormal(1)"})
+    from bayesmer.priors import slots_of
+
+    assert slots_of(d, "b") == ["Days"] and slots_of(d, "Intercept") == ["(Intercept)"]
+    assert slots_of(d, "sd(Subject)") == ["sd((Intercept)|Subject)", "sd(Days|Subject)"]
+    assert slots_of(d, "cor") == ["corr(Subject)"]
 
 
 # ---- variance decomposition (seed 003, Mixed Model 4a) -----------------------

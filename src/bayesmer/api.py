@@ -10,7 +10,7 @@ from .builder import build_model
 from .checking import CheckError, SweepResult
 from .design import build_design
 from .io import read
-from .priors import default_priors, parse_prior, resolve_priors
+from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
 from .reml import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample
@@ -143,15 +143,12 @@ def load(path) -> BayesFit:
     )
 
 
-def _expand(priors, key: str) -> list[str]:
-    """Slot names a sweep key covers: a class expands to all its slots."""
-    rows = priors.rows()
-    if key in ("fixed", "sd", "sigma", "corr"):
-        return [name for cls, name, _ in rows if cls == key]
-    if key in {name for _, name, _ in rows}:
-        return [key]
-    valid = ["fixed", "sd", "sigma", "corr"] + [name for _, name, _ in rows]
-    raise CheckError(f"the sweep names unknown prior {key!r}; valid names: {', '.join(valid)}")
+def _expand(design, key: str) -> list[str]:
+    """Slot names a sweep key covers (bayesmer's or brms's name: a class, a group or one slot)."""
+    try:
+        return slots_of(design, key)
+    except PriorError as exc:
+        raise CheckError(f"the sweep names unknown prior {key!r}: {exc}") from None
 
 
 def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
@@ -161,8 +158,9 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
     ----------
     fit : BayesFit
     grid : dict
-        Prior name (as :func:`bayesmer.fit` accepts: ``"sd"``,
-        ``"sd(Days|Subject)"``, ...) -> list of priors. Every combination is fitted.
+        Prior name (as :func:`bayesmer.fit` accepts: ``"sd"``, ``"b"``,
+        ``"sd(Subject)"``, ``"sd(Days|Subject)"``, ...) -> list of priors.
+        Every combination is fitted.
     **sample_kwargs
         Passed to :func:`bayesmer.fit` (draws, tune, chains, seed, ...); the
         fit's own settings otherwise.
@@ -170,7 +168,7 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
     if not grid:
         raise CheckError("the sweep grid is empty")
     base = fit.priors.to_dict()
-    slots = {key: _expand(fit.priors, key) for key in grid}
+    slots = {key: _expand(fit.design, key) for key in grid}
     values = {key: [str(parse_prior(v)) for v in grid[key]] for key in grid}
     settings = dict(fit.settings)
     settings.update(sample_kwargs)

@@ -35,6 +35,7 @@ __all__ = [
     "parse_prior",
     "default_priors",
     "resolve_priors",
+    "slots_of",
 ]
 
 
@@ -571,3 +572,30 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
         tuple((t, tuple(cols.items())) for t, cols in sd.items()),
         tuple(corr.items()),
     )
+
+
+def slots_of(design, key: str) -> list[str]:
+    """The slot names (as :meth:`PriorSet.rows` gives them) that the override key ``key`` sets.
+
+    ``"b"`` gives every fixed effect but the intercept, ``"sd(Subject)"`` the
+    SDs of Subject's terms, and so on: the answer comes from
+    :func:`resolve_priors` itself, so it cannot disagree with it.
+
+    Raises
+    ------
+    PriorError
+        For a name :func:`resolve_priors` does not accept.
+    """
+    base = dict((n, p) for _, n, p in default_priors(design).rows(exact=True))
+    last = None
+    # a probe of each support: the one the key's slots accept marks them
+    for probe in (Normal(123456.5, 1.0), HalfNormal(123456.5), LKJ(123456.5)):
+        try:
+            got = dict((n, p) for _, n, p in resolve_priors(design, {key: probe}).rows(exact=True))
+        except PriorError as exc:
+            if "unknown prior name" in str(exc):
+                raise
+            last = exc
+            continue
+        return [n for n in got if got[n] != base[n]]
+    raise last
