@@ -557,13 +557,21 @@ def _optimize(prob: _Laplace, lower: np.ndarray):
     beta1 = r1.beta if r1.beta is not None else np.zeros(prob.X.shape[1])
     x0 = np.concatenate([res1.x, beta1])
     bounds = bounds_th + [(None, None)] * len(beta1)
-    fe = prob.f_exact
+    # β measured in stage 1's standard errors (β = β1 + RX'⁻¹ z): the
+    # deviance's curvature in z is about 2 I, which L-BFGS-B needs few steps on.
+    nth = len(res1.x)
+    to_beta = (lambda z: beta1 + sla.solve_triangular(r1.RX, z, lower=True, trans="T")) if r1.RX is not None else (lambda z: z)
+
+    def fe(xz):
+        return prob.f_exact(np.concatenate([xz[:nth], to_beta(xz[nth:])]))
+
+    xz0 = np.concatenate([res1.x, np.zeros(len(beta1))]) if r1.RX is not None else x0
     res = sopt.minimize(
-        fe, x0, jac=lambda x: _central_grad(fe, x), method="L-BFGS-B", bounds=bounds,
+        fe, xz0, jac=lambda x: _central_grad(fe, x), method="L-BFGS-B", bounds=bounds,
         options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
     )
     f = prob.f_all
-    x = res.x
+    x = np.concatenate([res.x[:nth], to_beta(res.x[nth:])])
     fx = f(x)
     message = str(res.message)
     diag = np.concatenate([lower == 0, np.zeros(len(beta1), bool)])
