@@ -13,8 +13,13 @@ come from lme4's finite-difference Hessian of the deviance in (θ, β)
 (``deriv12``, step 1e-4; ``vcov(use.hessian = TRUE)``).
 
 ZΛ is held as a scipy CSR matrix with one entry per row and random-effect
-column (never an ``n x q`` dense matrix); ``Λ'Z'WZΛ + I`` is a dense
-``q x q`` matrix factored by LAPACK's Cholesky.
+column (never an ``n x q`` dense matrix); ``Λ'Z'WZΛ + I`` is factored in
+MixedModels.jl's blocked form (the first term's ``k x k`` blocks, then one
+dense block for the other terms).
+
+lme4's deviance function is not quite the exact Laplace approximation (its
+PIRLS stops at a relative change of 1e-7); it is reproduced step for step,
+so that lme4's estimates and finite-difference standard errors are too.
 """
 
 from __future__ import annotations
