@@ -44,6 +44,7 @@ R_MODELS = {
     "grouseticks": ("grouseticks", "TICKS ~ YEAR + sHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", "family = poisson"),
     "verbagg": ("verbagg", "r2 ~ (Anger + Gender + btype + situ) + (1 | id) + (1 | item)", "family = binomial"),
     "poisson_slope": ("poisson_sim", "y ~ x + (1 + x | g)", "family = poisson"),
+    "poisson_slope_crossed": ("poisson_sim", "y3 ~ x + (1 + x | g) + (1 | h)", "family = poisson"),
     "poisson_offset": ("poisson_sim", "yrate ~ x + (1 | g)", "family = poisson, offset = log(expo)"),
     "verbagg2000": ("verbagg[1:2000, ]", "r2 ~ Anger + btype + (1 | id)", "family = binomial"),
     "singular": ("singular", "y ~ x + (1 | g)", "family = binomial"),
@@ -59,7 +60,7 @@ rd <- function(name, factors) {
 cbpp <- rd("cbpp", c("herd", "period"))
 grouseticks <- rd("grouseticks", c("INDEX", "BROOD", "YEAR", "LOCATION"))
 verbagg <- rd("verbagg", c("Gender", "item", "id", "btype", "situ", "r2"))
-poisson_sim <- rd("poisson_sim", "g")
+poisson_sim <- rd("poisson_sim", c("g", "h"))
 singular <- rd("singular", "g")
 args <- commandArgs(trailingOnly = TRUE)
 reps <- as.integer(args[1])

@@ -25,7 +25,7 @@ CSV_TYPES = {
     "cbpp": {"herd": str, "period": str},
     "grouseticks": {"INDEX": str, "BROOD": str, "YEAR": str, "LOCATION": str},
     "verbagg": {"id": str},
-    "poisson_sim": {"g": str},
+    "poisson_sim": {"g": str, "h": str},
     "singular": {"g": str},
 }
 
@@ -42,6 +42,7 @@ MODELS = {
     ),
     "verbagg": ("r2 ~ (Anger + Gender + btype + situ) + (1 | id) + (1 | item)", "verbagg", {}),
     "poisson_slope": ("y ~ x + (1 + x | g)", "poisson_sim", {"family": "poisson"}),
+    "poisson_slope_crossed": ("y3 ~ x + (1 + x | g) + (1 | h)", "poisson_sim", {"family": "poisson"}),
     "poisson_offset": ("yrate ~ x + (1 | g)", "poisson_sim", {"family": "poisson", "offset": "log(expo)"}),
     # lme4's deviance function jumps near the exact optimum here (its PIRLS
     # stops an iteration early): lme4's optimum is reached across the jump.

@@ -128,9 +128,16 @@ expo <- runif(G * m, 0.5, 3)
 sim <- data.frame(g = g, x = x, expo = expo,
                   y = rpois(G * m, exp(eta)),
                   yrate = rpois(G * m, expo * exp(0.3 + 0.5 * x + b[as.integer(g), 1])))
+# A crossed factor h for a random slope beside another term (drawn after
+# the columns above, which stay as they were).
+sim$h <- factor(rep(sprintf("h%02d", 1:12), length.out = G * m))
+sim$y3 <- rpois(G * m, exp(eta + rnorm(12, 0, 0.4)[as.integer(sim$h)]))
 write_data(sim, "poisson_sim")
 f7 <- function() glmer(y ~ x + (1 + x | g), sim, poisson)
 save_ref(describe(f7(), "y ~ x + (1 + x | g)", "poisson", "log", "glmer_poisson_sim.csv"), "poisson_slope", f7)
+f7b <- function() glmer(y3 ~ x + (1 + x | g) + (1 | h), sim, poisson)
+save_ref(describe(f7b(), "y3 ~ x + (1 + x | g) + (1 | h)", "poisson", "log", "glmer_poisson_sim.csv"),
+         "poisson_slope_crossed", f7b)
 f8 <- function() glmer(yrate ~ x + (1 | g), sim, poisson, offset = log(expo))
 save_ref(describe(f8(), "yrate ~ x + (1 | g)", "poisson", "log", "glmer_poisson_sim.csv",
                   list(offset = "log(expo)")), "poisson_offset", f8)
