@@ -286,3 +286,9 @@ def test_factor_with_three_levels_refused():
     va = load("verbagg").assign(r3=lambda d: np.where(d.Anger > 25, "hi", np.where(d.Anger > 15, "mid", "lo")))
     with pytest.raises(FamilyError, match=r"'r3' is a factor with 3 level"):
         glmer("r3 ~ Anger + (1 | id)", va)
+
+
+def test_constant_response():
+    sim = load("poisson_sim").assign(z=0)
+    with pytest.raises(FamilyError, match=r"the response 'z' is constant \(0 in all 600 rows\)"):
+        glmer("z ~ x + (1 | g)", sim, family="poisson")

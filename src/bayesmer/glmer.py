@@ -961,6 +961,9 @@ def glmer(
     if design_offset is not None:
         off = off + np.asarray(design_offset, dtype=float)
     fam.validate(y, wt, resp.label, data.index[pos])
+    if np.all(y == y[0]):
+        # lme4's check.response.not.const: nothing to fit.
+        raise FamilyError(f"the response {resp.label!r} is constant ({y[0]:g} in all {len(y)} rows)")
     X = design.X
     _check_scale(X)
     prob = _Laplace(X, y, wt, off, terms, fam, tol_pwrss)
