@@ -196,6 +196,11 @@ def _design(f: Formula, data: pd.DataFrame, resp: _Response, offset: np.ndarray)
     kept_terms = tuple(t for t in f.random if t not in obs_terms)
     if obs_terms and not kept_terms:
         raise DesignError("every random-effect term has one level per row; glmer needs a grouping with repeated levels")
+    kept_y = resp.y[~missing]
+    if len(kept_y) and np.all(kept_y == kept_y[0]):
+        # lme4's check.response.not.const; build_design's own check would
+        # name the placeholder column.
+        raise FamilyError(f"the response {resp.label!r} is constant ({kept_y[0]:g} in all {len(kept_y)} rows)")
     frame[_RESPONSE] = np.where(missing, np.nan, resp.y)
     with warnings.catch_warnings():
         # build_design's missing-value warning would name the placeholder column.
@@ -961,9 +966,6 @@ def glmer(
     if design_offset is not None:
         off = off + np.asarray(design_offset, dtype=float)
     fam.validate(y, wt, resp.label, data.index[pos])
-    if np.all(y == y[0]):
-        # lme4's check.response.not.const: nothing to fit.
-        raise FamilyError(f"the response {resp.label!r} is constant ({y[0]:g} in all {len(y)} rows)")
     X = design.X
     _check_scale(X)
     prob = _Laplace(X, y, wt, off, terms, fam, tol_pwrss)
