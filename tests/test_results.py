@@ -64,6 +64,10 @@ def test_every_group_carries_its_attributes(sleep):
         missing = [a for a in ATTRS if a not in group.attrs]
         assert not missing, (name, missing)
         assert group.attrs["inference_library"] == "nutpie", name
+    # ArviZ's predictive checks read the groups as they are
+    for group in ("posterior_predictive", "prior_predictive"):
+        pc = az.plot_ppc_dist(fit.idata, group=group, num_samples=20, backend="matplotlib")
+        matplotlib.pyplot.close(pc.viz["figure"].item())
 
 
 @pytest.mark.slow
