@@ -105,27 +105,16 @@ def _lt_solve_t(L, m, b):
         b[i] = s / L[i, i]
 
 
-@nb.njit(**_JIT)
-def _lam2t_rows(M, TB, blk_G, blk_K, blk_off, q2, bscale, out):
-    """out = Λ₂'M for the rows of the dense block (other factors, then β scaled by ``bscale``)."""
-    nc = M.shape[1]
-    for b in range(1, blk_G.shape[0]):
-        Kb = blk_K[b]
-        for h in range(blk_G[b]):
-            o = blk_off[b] + h * Kb
-            for a in range(Kb):
-                for c in range(nc):
-                    s = 0.0
-                    for a2 in range(a, Kb):  # T lower: T[a2, a] = 0 for a2 < a
-                        s += TB[b, a2, a] * M[o + a2, c]
-                    out[o + a, c] = s
-    for i in range(bscale.shape[0]):
-        for c in range(nc):
-            out[q2 + i, c] = bscale[i] * M[q2 + i, c]
+# Statistics tuple ``st`` (see CollapsedStats.kernel_stats), by position:
+_A11, _A1X, _A1E, _PTR, _ROWS, _VALS, _A22, _A2X, _A2E, _XTX, _XTE, _ETE = range(12)
+_BLK_G, _BLK_K, _BLK_OFF, _TERM_BLK, _TERM_KOFS, _TERM_K, _ROW_A = range(12, 19)
+#: above this size the dense block is factored by LAPACK instead of loops
+DENSE_LOOP_MAX = 48
 
 
 @nb.njit(**_JIT)
 def _all_T(Tall, blk_K, term_blk, term_kofs, term_k):
+    """Per factor block its K x K relative factor, block diagonal over the block's terms."""
     nb_ = blk_K.shape[0]
     Kmax = 0
     for b in range(nb_):
@@ -140,228 +129,353 @@ def _all_T(Tall, blk_K, term_blk, term_kofs, term_k):
 
 
 @nb.njit(**_JIT)
-def system(sigma, Tall, delta, s0, integ, n, p,
-           blk_G, blk_K, blk_off, term_blk, term_kofs, term_k,
-           A11, A1X, A1e, A21, A22, A2X, A2e, XtX, Xte, ete):
-    """Factor P and solve for ũ at (σ, Λ, δ).
+def factor_a(Tall, bscale, R1, R2, RR, st):
+    """First pass of the blocked factorisation of P = Λ*'AΛ* + I, with right-hand sides R.
 
-    ``delta`` is β - β0 when β is sampled, μ0 - β0 when integrated (``integ``).
-    Returns (f, r², ũ1 (G1, K1), ũ2 (m2,), Minv (G1, K1, K1), H (G1, m2, K1),
-    L22 (m2, m2) Cholesky of the Schur complement, c1, TB, ok), r² the
-    penalised residual sum of squares r'r - c'ũ and TB the factor blocks' T.
+    The largest grouping factor is block diagonal (one K1 x K1 block per level);
+    the other factors and, when ``bscale`` is not empty, the β block (scaled by
+    ``bscale``, Γ = diag(bscale)) make one dense block. ``R1`` (G1, K1, nr) is
+    Z₁'R, ``R2`` (q2 + pb, nr) is [Z₂'R; X'R], ``RR`` (nr, nr) is R'R.
+
+    Returns (ok, logdet of the first block, TB, Minv (G1, K1, K1), Hc (rows, K1)
+    the per-level coupling Λ₂'A₂₁Λ₁ on the rows each level touches, hptr,
+    c1 = Λ₁'R1, w1 = M⁻¹c1, S (m2, m2) lower triangle of the Schur complement,
+    rhs2, c2 = Λ₂'R2).
     """
+    A11, A1X, ptr, rows, vals = st[_A11], st[_A1X], st[_PTR], st[_ROWS], st[_VALS]
+    A22, A2X, XtX = st[_A22], st[_A2X], st[_XTX]
+    blk_G, blk_K, row_a = st[_BLK_G], st[_BLK_K], st[_ROW_A]
     G1, K1 = blk_G[0], blk_K[0]
     q2 = A22.shape[0]
-    m2 = q2 + (p if integ else 0)
-    TB = _all_T(Tall, blk_K, term_blk, term_kofs, term_k)
-    bscale = np.empty(p if integ else 0)
-    for i in range(bscale.shape[0]):
-        bscale[i] = s0[i] / sigma
-    # r = e - Xδ: its cross products
-    rr = ete
-    for c in range(p):
-        rr -= 2.0 * delta[c] * Xte[c]
-        for c2 in range(p):
-            rr += delta[c] * XtX[c, c2] * delta[c2]
-    rvec = np.empty((m2, 1))
+    pb = bscale.shape[0]
+    m2 = q2 + pb
+    nr = R1.shape[2]
+    TB = _all_T(Tall, blk_K, st[_TERM_BLK], st[_TERM_KOFS], st[_TERM_K])
+    rblk = np.empty(q2, dtype=np.int64)
+    for b in range(1, blk_G.shape[0]):
+        o = st[_BLK_OFF][b]
+        for r in range(blk_G[b] * blk_K[b]):
+            rblk[o + r] = b
+    # c2 = Λ₂'R2 and S = Λ₂'[[A22, A2X], [AX2, XtX]]Λ₂ + I, lower triangle
+    c2 = np.empty((m2, nr))
     for r in range(q2):
-        s = A2e[r]
-        for c in range(p):
-            s -= A2X[r, c] * delta[c]
-        rvec[r, 0] = s
-    if integ:
-        for i in range(p):
-            s = Xte[i]
-            for c in range(p):
-                s -= XtX[i, c] * delta[c]
-            rvec[q2 + i, 0] = s
-    c2m = np.empty((m2, 1))
-    _lam2t_rows(rvec, TB, blk_G, blk_K, blk_off, q2, bscale, c2m)
-    c2 = c2m[:, 0].copy()
-    # P22 = Λ₂'[[A22, A2X], [AX2, XtX]]Λ₂ + I
-    A2f = np.empty((m2, m2))
-    for i in range(q2):
-        for j in range(q2):
-            A2f[i, j] = A22[i, j]
-    if integ:
-        for i in range(q2):
-            for j in range(p):
-                A2f[i, q2 + j] = A2X[i, j]
-                A2f[q2 + j, i] = A2X[i, j]
-        for i in range(p):
-            for j in range(p):
-                A2f[q2 + i, q2 + j] = XtX[i, j]
-    tmp = np.empty((m2, m2))
-    _lam2t_rows(A2f, TB, blk_G, blk_K, blk_off, q2, bscale, tmp)
-    S = np.empty((m2, m2))
-    tmpT = np.ascontiguousarray(tmp.T)
-    _lam2t_rows(tmpT, TB, blk_G, blk_K, blk_off, q2, bscale, S)
+        b, a = rblk[r], row_a[r]
+        start = r - a
+        for c in range(nr):
+            v = 0.0
+            for a2 in range(a, blk_K[b]):
+                v += TB[b, a2, a] * R2[start + a2, c]
+            c2[r, c] = v
+    for i in range(pb):
+        for c in range(nr):
+            c2[q2 + i, c] = bscale[i] * R2[q2 + i, c]
+    # Λ₂'A22 (rows), then ·Λ₂ (columns)
+    tmp = np.empty((q2, q2))
+    for r in range(q2):
+        b, a = rblk[r], row_a[r]
+        start = r - a
+        for c in range(q2):
+            v = 0.0
+            for a2 in range(a, blk_K[b]):
+                v += TB[b, a2, a] * A22[start + a2, c]
+            tmp[r, c] = v
+    S = np.zeros((m2, m2))
+    for r in range(q2):
+        for c in range(r + 1):
+            b, a = rblk[c], row_a[c]
+            start = c - a
+            v = 0.0
+            for a2 in range(a, blk_K[b]):
+                v += tmp[r, start + a2] * TB[b, a2, a]
+            S[r, c] = v
+    if pb:
+        for i in range(pb):
+            for c in range(q2):
+                b, a = rblk[c], row_a[c]
+                start = c - a
+                v = 0.0
+                for a2 in range(a, blk_K[b]):
+                    v += A2X[start + a2, i] * TB[b, a2, a]
+                S[q2 + i, c] = bscale[i] * v
+            for j in range(i + 1):
+                S[q2 + i, q2 + j] = bscale[i] * XtX[i, j] * bscale[j]
     for i in range(m2):
         S[i, i] += 1.0
+    # the first block, level by level
+    nrows_total = rows.shape[0] + G1 * pb
+    Hc = np.empty((nrows_total, K1))
+    hptr = np.empty(G1 + 1, dtype=np.int64)
     Minv = np.empty((G1, K1, K1))
-    H = np.empty((G1, m2, K1))
-    c1 = np.empty((G1, K1))
-    w1 = np.empty((G1, K1))
+    c1 = np.empty((G1, K1, nr))
+    w1 = np.empty((G1, K1, nr))
     rhs2 = c2.copy()
     logdet = 0.0
     M = np.empty((K1, K1))
     AT = np.empty((K1, K1))
-    BT = np.empty((m2, K1))
-    HM = np.empty((m2, K1))
-    z = np.empty(K1)
+    idx = np.empty(0, dtype=np.int64)
+    h = 0
     for g in range(G1):
-        # M = T1'A11_g T1 + I
+        hptr[g] = h
         for a in range(K1):
             for c in range(K1):
-                s = 0.0
+                v = 0.0
                 for j in range(c, K1):
-                    s += A11[g, a, j] * TB[0, j, c]
-                AT[a, c] = s
+                    v += A11[g, a, j] * TB[0, j, c]
+                AT[a, c] = v
         for a in range(K1):
             for c in range(a + 1):
-                s = 0.0
+                v = 0.0
                 for j in range(a, K1):
-                    s += TB[0, j, a] * AT[j, c]
-                M[a, c] = s
-                M[c, a] = s
+                    v += TB[0, j, a] * AT[j, c]
+                M[a, c] = v
+                M[c, a] = v
             M[a, a] += 1.0
         if not _chol_inplace(M, K1):
-            return (np.inf, 0.0, w1, c2, Minv, H, S, c1, TB, False)
+            return (False, 0.0, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
         for i in range(K1):
             logdet += 2.0 * math.log(M[i, i])
         _chol_inverse(M, K1, Minv[g])
-        # H_g = Λ₂'[A₂₁; A_X1]_g T1
-        for r in range(q2):
+        lo, hi = ptr[g], ptr[g + 1]
+        ng = hi - lo
+        # raw rows A₂₁[r, g]·T1, then Λ₂' within each touched level block
+        for j in range(ng):
             for c in range(K1):
-                s = 0.0
-                for j in range(c, K1):
-                    s += A21[r, g * K1 + j] * TB[0, j, c]
-                BT[r, c] = s
-        if integ:
-            for i in range(p):
-                for c in range(K1):
-                    s = 0.0
-                    for j in range(c, K1):
-                        s += A1X[g, j, i] * TB[0, j, c]
-                    BT[q2 + i, c] = s
-        _lam2t_rows(BT, TB, blk_G, blk_K, blk_off, q2, bscale, H[g])
-        # c1_g = T1'Z1'r_g, w1_g = M_g⁻¹c1_g
-        for j in range(K1):
-            s = A1e[g, j]
-            for c in range(p):
-                s -= A1X[g, j, c] * delta[c]
-            z[j] = s
-        for a in range(K1):
-            s = 0.0
-            for j in range(a, K1):
-                s += TB[0, j, a] * z[j]
-            c1[g, a] = s
-        for a in range(K1):
-            s = 0.0
-            for j in range(K1):
-                s += Minv[g, a, j] * c1[g, j]
-            w1[g, a] = s
-        # S -= H_g M_g⁻¹ H_g' (lower triangle), rhs2 -= H_g w1_g
-        for r in range(m2):
+                v = 0.0
+                for l in range(c, K1):
+                    v += vals[lo + j, l] * TB[0, l, c]
+                Hc[h + j, c] = v
+        for j in range(ng):
+            r = rows[lo + j]
+            b, a = rblk[r], row_a[r]
+            # a level's rows are consecutive in the list, so row start+a2 is at j - a + a2;
+            # in ascending order the rows read (a2 >= a) are not yet overwritten
             for c in range(K1):
-                s = 0.0
-                for j in range(K1):
-                    s += H[g, r, j] * Minv[g, j, c]
-                HM[r, c] = s
-            s = 0.0
-            for j in range(K1):
-                s += H[g, r, j] * w1[g, j]
-            rhs2[r] -= s
-        for r in range(m2):
-            for r2 in range(r + 1):
-                s = 0.0
-                for j in range(K1):
-                    s += HM[r, j] * H[g, r2, j]
-                S[r, r2] -= s
-    if not _chol_inplace(S, m2):
-        return (np.inf, 0.0, w1, c2, Minv, H, S, c1, TB, False)
-    for i in range(m2):
-        logdet += 2.0 * math.log(S[i, i])
-    u2 = rhs2.copy()
-    _chol_solve(S, m2, u2)
-    u1 = np.empty((G1, K1))
-    pen = rr
-    for g in range(G1):
+                v = 0.0
+                for a2 in range(a, blk_K[b]):
+                    v += TB[b, a2, a] * Hc[h + j - a + a2, c]
+                Hc[h + j, c] = v
+        for i in range(pb):
+            for c in range(K1):
+                v = 0.0
+                for l in range(c, K1):
+                    v += A1X[g, l, i] * TB[0, l, c]
+                Hc[h + ng + i, c] = bscale[i] * v
+        nh = ng + pb
+        # c1 = T1'R1_g, w1 = M⁻¹c1
         for a in range(K1):
-            s = 0.0
-            for r in range(m2):
-                s += H[g, r, a] * u2[r]
-            z[a] = s
+            for c in range(nr):
+                v = 0.0
+                for j in range(a, K1):
+                    v += TB[0, j, a] * R1[g, j, c]
+                c1[g, a, c] = v
         for a in range(K1):
-            s = w1[g, a]
-            for j in range(K1):
-                s -= Minv[g, a, j] * z[j]
-            u1[g, a] = s
-            pen -= c1[g, a] * s
-    for r in range(m2):
-        pen -= c2[r] * u2[r]
-    f = 2.0 * n * math.log(sigma) + logdet + pen / (sigma * sigma)
-    return (f, pen, u1, u2, Minv, H, S, c1, TB, True)
+            for c in range(nr):
+                v = 0.0
+                for j in range(K1):
+                    v += Minv[g, a, j] * c1[g, j, c]
+                w1[g, a, c] = v
+        # S -= H M⁻¹ H' on the touched rows, rhs2 -= H w1
+        HM = np.empty((nh, K1))
+        for j in range(nh):
+            for c in range(K1):
+                v = 0.0
+                for l in range(K1):
+                    v += Hc[h + j, l] * Minv[g, l, c]
+                HM[j, c] = v
+        for j in range(nh):
+            rj = rows[lo + j] if j < ng else q2 + (j - ng)
+            for c in range(nr):
+                v = 0.0
+                for l in range(K1):
+                    v += Hc[h + j, l] * w1[g, l, c]
+                rhs2[rj, c] -= v
+            for j2 in range(j + 1):
+                rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
+                v = 0.0
+                for l in range(K1):
+                    v += HM[j, l] * Hc[h + j2, l]
+                if rj >= rj2:
+                    S[rj, rj2] -= v
+                else:
+                    S[rj2, rj] -= v
+        h += nh
+    hptr[G1] = h
+    return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
 
 
 @nb.njit(**_JIT)
-def loglik_grad(sigma, Tall, delta, s0, integ, n, p,
-                blk_G, blk_K, blk_off, term_blk, term_kofs, term_k,
-                A11, A1X, A1e, A21, A22, A2X, A2e, XtX, Xte, ete, gT, gdelta):
-    """log p(y | σ, Λ, [β]) and its gradient.
+def chol_small(S):
+    """Lower Cholesky factor of the lower triangle of S (loops; for small blocks)."""
+    L = S.copy()
+    ok = _chol_inplace(L, L.shape[0])
+    return ok, L
 
-    Fills ``gT[t]`` with ∂/∂T_t (T_t the relative factor of term t, lower
-    triangle) and, when β is sampled, ``gdelta`` with ∂/∂β. Returns (loglik
-    without the -n/2 log 2π, ∂loglik/∂σ at fixed T, ok).
+
+@nb.njit(**_JIT)
+def chol_lapack(S):
+    """Lower Cholesky factor of the lower triangle of S (LAPACK, through numba)."""
+    m = S.shape[0]
+    A = np.empty((m, m))
+    for i in range(m):
+        for j in range(i + 1):
+            A[i, j] = S[i, j]
+            A[j, i] = S[i, j]
+    for i in range(m):
+        if not A[i, i] > 0.0:
+            return False, A
+    L = np.linalg.cholesky(A)
+    return True, L
+
+
+@nb.njit(**_JIT)
+def factor_b(L22, logdet, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb):
+    """Second pass: ũ for every right-hand side and the penalised cross products.
+
+    Returns (log|P|, Pen = R'R - c'ũ (nr, nr), U1 (G1, K1, nr), U2 (m2, nr)).
     """
-    G1, K1 = blk_G[0], blk_K[0]
-    nb_ = blk_G.shape[0]
-    q2 = A22.shape[0]
-    m2 = q2 + (p if integ else 0)
-    f, pen, u1, u2, Minv, H, L22, c1, TB, ok = system(
-        sigma, Tall, delta, s0, integ, n, p, blk_G, blk_K, blk_off, term_blk, term_kofs, term_k,
-        A11, A1X, A1e, A21, A22, A2X, A2e, XtX, Xte, ete)
-    if not ok:
-        return -np.inf, 0.0, False
-    s2 = sigma * sigma
-    Sinv = np.empty((m2, m2))
-    _chol_inverse(L22, m2, Sinv)
-    # Zm per factor block: Σ_levels [I - (P⁻¹)_gg - ũ_g ũ_g'/σ²]
-    Kmax = TB.shape[1]
-    Zm = np.zeros((nb_, Kmax, Kmax))
-    E = np.empty((K1, m2))
-    Y = np.empty((m2, K1))
+    ptr, rows = st[_PTR], st[_ROWS]
+    q2 = st[_A22].shape[0]
+    m2 = L22.shape[0]
+    G1, K1, nr = c1.shape[0], c1.shape[1], c1.shape[2]
+    for i in range(m2):
+        logdet += 2.0 * math.log(L22[i, i])
+    U2 = rhs2.copy()
+    col = np.empty(m2)
+    for c in range(nr):
+        for i in range(m2):
+            col[i] = U2[i, c]
+        _chol_solve(L22, m2, col)
+        for i in range(m2):
+            U2[i, c] = col[i]
+    U1 = np.empty((G1, K1, nr))
+    z = np.empty(K1)
+    Pen = RR.copy()
     for g in range(G1):
-        # (P⁻¹)_gg = M⁻¹ + E S⁻¹ E', E = M⁻¹H_g'
-        for a in range(K1):
-            for r in range(m2):
-                s = 0.0
-                for j in range(K1):
-                    s += Minv[g, a, j] * H[g, r, j]
-                E[a, r] = s
-        for r in range(m2):
+        lo = ptr[g]
+        ng = ptr[g + 1] - lo
+        nh = hptr[g + 1] - hptr[g]
+        h = hptr[g]
+        for c in range(nr):
             for a in range(K1):
-                s = 0.0
-                for r2 in range(m2):
-                    s += Sinv[r, r2] * E[a, r2]
-                Y[r, a] = s
+                v = 0.0
+                for j in range(nh):
+                    rj = rows[lo + j] if j < ng else q2 + (j - ng)
+                    v += Hc[h + j, a] * U2[rj, c]
+                z[a] = v
+            for a in range(K1):
+                v = w1[g, a, c]
+                for j in range(K1):
+                    v -= Minv[g, a, j] * z[j]
+                U1[g, a, c] = v
+    for c in range(nr):
+        for d in range(nr):
+            v = 0.0
+            for g in range(G1):
+                for a in range(K1):
+                    v += c1[g, a, c] * U1[g, a, d]
+            for i in range(m2):
+                v += c2[i, c] * U2[i, d]
+            Pen[c, d] -= v
+    # symmetrise (c'ũ is symmetric in exact arithmetic)
+    for c in range(nr):
+        for d in range(c):
+            v = 0.5 * (Pen[c, d] + Pen[d, c])
+            Pen[c, d] = v
+            Pen[d, c] = v
+    return logdet, Pen, U1, U2
+
+
+@nb.njit(**_JIT)
+def sinv_small(L22):
+    m = L22.shape[0]
+    out = np.empty((m, m))
+    _chol_inverse(L22, m, out)
+    return out
+
+
+@nb.njit(**_JIT)
+def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
+    """Σ over levels of I - (P⁻¹)_gg - Ũ_g K Ũ_g' per factor block, and for the β block.
+
+    f = log|P| + g(Pen) has ∂f/∂Λ* = 2Λ*⁻ᵀ(that), with K = ∂g/∂Pen.
+    Returns (Zm (blocks, Kmax, Kmax), Zb (pb, pb)).
+    """
+    ptr, rows = st[_PTR], st[_ROWS]
+    blk_G, blk_K, blk_off = st[_BLK_G], st[_BLK_K], st[_BLK_OFF]
+    q2 = st[_A22].shape[0]
+    G1, K1, nr = U1.shape[0], U1.shape[1], U1.shape[2]
+    nb_ = blk_G.shape[0]
+    Kmax = 0
+    for b in range(nb_):
+        Kmax = max(Kmax, blk_K[b])
+    Zm = np.zeros((nb_, Kmax, Kmax))
+    UK = np.empty((K1, nr))
+    for g in range(G1):
+        lo = ptr[g]
+        ng = ptr[g + 1] - lo
+        nh = hptr[g + 1] - hptr[g]
+        h = hptr[g]
+        # E = M⁻¹H' on the touched rows; (P⁻¹)_gg = M⁻¹ + E S⁻¹_sub E'
+        E = np.empty((K1, nh))
+        for a in range(K1):
+            for j in range(nh):
+                v = 0.0
+                for l in range(K1):
+                    v += Minv[g, a, l] * Hc[h + j, l]
+                E[a, j] = v
+        ES = np.zeros((K1, nh))
+        for j in range(nh):
+            rj = rows[lo + j] if j < ng else q2 + (j - ng)
+            for j2 in range(nh):
+                rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
+                sv = Sinv[rj, rj2]
+                for a in range(K1):
+                    ES[a, j2] += E[a, j] * sv
+        for a in range(K1):
+            for c in range(nr):
+                v = 0.0
+                for d in range(nr):
+                    v += U1[g, a, d] * Kmat[d, c]
+                UK[a, c] = v
         for a in range(K1):
             for c in range(a + 1):
-                s = Minv[g, a, c]
-                for r in range(m2):
-                    s += E[a, r] * Y[r, c]
-                v = (1.0 if a == c else 0.0) - s - u1[g, a] * u1[g, c] / s2
-                Zm[0, a, c] += v
+                v = Minv[g, a, c]
+                for j in range(nh):
+                    v += ES[a, j] * E[c, j]
+                w = 0.0
+                for d in range(nr):
+                    w += UK[a, d] * U1[g, c, d]
+                z = (1.0 if a == c else 0.0) - v - w
+                Zm[0, a, c] += z
                 if a != c:
-                    Zm[0, c, a] += v
+                    Zm[0, c, a] += z
     for b in range(1, nb_):
         Kb = blk_K[b]
-        for h in range(blk_G[b]):
-            o = blk_off[b] + h * Kb
+        for hl in range(blk_G[b]):
+            o = blk_off[b] + hl * Kb
             for a in range(Kb):
                 for c in range(Kb):
-                    Zm[b, a, c] += (1.0 if a == c else 0.0) - Sinv[o + a, o + c] - u2[o + a] * u2[o + c] / s2
-    # ∂ℓ/∂T_t = -T_t⁻ᵀ Zm_tt (ℓ = -f/2, ∂f/∂T = 2T⁻ᵀZm)
+                    w = 0.0
+                    for d in range(nr):
+                        for e in range(nr):
+                            w += U2[o + a, d] * Kmat[d, e] * U2[o + c, e]
+                    Zm[b, a, c] += (1.0 if a == c else 0.0) - Sinv[o + a, o + c] - w
+    Zb = np.zeros((pb, pb))
+    for i in range(pb):
+        for j in range(pb):
+            w = 0.0
+            for d in range(nr):
+                for e in range(nr):
+                    w += U2[q2 + i, d] * Kmat[d, e] * U2[q2 + j, e]
+            Zb[i, j] = (1.0 if i == j else 0.0) - Sinv[q2 + i, q2 + j] - w
+    return Zm, Zb
+
+
+@nb.njit(**_JIT)
+def grad_T(Zm, Tall, st):
+    """∂f/∂T_t = 2 T_t⁻ᵀ Zm_tt per term (lower triangle; 0 where T_t is singular)."""
+    term_blk, term_kofs, term_k = st[_TERM_BLK], st[_TERM_KOFS], st[_TERM_K]
+    gT = np.zeros(Tall.shape)
     for t in range(term_blk.shape[0]):
         k = term_k[t]
         o = term_kofs[t]
@@ -371,85 +485,185 @@ def loglik_grad(sigma, Tall, delta, s0, integ, n, p,
                 X[a, c] = Zm[term_blk[t], o + a, o + c]
         for col in range(k):
             for i in range(k - 1, -1, -1):
-                s = X[i, col]
+                v = X[i, col]
                 for m in range(i + 1, k):
-                    s -= Tall[t, m, i] * X[m, col]
-                X[i, col] = s / Tall[t, i, i] if Tall[t, i, i] != 0.0 else 0.0
+                    v -= Tall[t, m, i] * X[m, col]
+                X[i, col] = v / Tall[t, i, i] if Tall[t, i, i] != 0.0 else 0.0
         for a in range(k):
-            for c in range(k):
-                gT[t, a, c] = -X[a, c] if a >= c else 0.0
-    dfds = 2.0 * n / sigma - 2.0 * pen / (s2 * sigma)
-    if integ:
-        for i in range(p):
-            j = q2 + i
-            dfds -= 2.0 * (1.0 - Sinv[j, j] - u2[j] * u2[j] / s2) / sigma
-    else:
-        # ∂r²/∂δ = -2 (X'r - X'ZΛũ)
+            for c in range(a + 1):
+                gT[t, a, c] = 2.0 * X[a, c]
+    return gT
+
+
+@nb.njit(**_JIT)
+def _residual_rhs(delta, integ, st):
+    """R = r = e - Xδ as one right-hand side: (R1, R2, RR)."""
+    A1X, A1e, A2X, A2e, XtX, Xte = st[_A1X], st[_A1E], st[_A2X], st[_A2E], st[_XTX], st[_XTE]
+    ete = st[_ETE][0]
+    G1, K1, p = A1X.shape[0], A1X.shape[1], A1X.shape[2]
+    q2 = A2X.shape[0]
+    pb = p if integ else 0
+    R1 = np.empty((G1, K1, 1))
+    for g in range(G1):
+        for j in range(K1):
+            v = A1e[g, j]
+            for c in range(p):
+                v -= A1X[g, j, c] * delta[c]
+            R1[g, j, 0] = v
+    R2 = np.empty((q2 + pb, 1))
+    for r in range(q2):
+        v = A2e[r]
         for c in range(p):
-            s = Xte[c]
-            for c2 in range(p):
-                s -= XtX[c, c2] * delta[c2]
-            gdelta[c] = s
-        for g in range(G1):
+            v -= A2X[r, c] * delta[c]
+        R2[r, 0] = v
+    xr = np.empty(p)
+    for i in range(p):
+        v = Xte[i]
+        for c in range(p):
+            v -= XtX[i, c] * delta[c]
+        xr[i] = v
+    for i in range(pb):
+        R2[q2 + i, 0] = xr[i]
+    rr = ete
+    for c in range(p):
+        rr -= 2.0 * delta[c] * Xte[c]
+        for c2 in range(p):
+            rr += delta[c] * XtX[c, c2] * delta[c2]
+    RR = np.empty((1, 1))
+    RR[0, 0] = rr
+    return R1, R2, RR, xr
+
+
+@nb.njit(**_JIT)
+def loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gdelta):
+    """log p(y | σ, Λ, [β]) (without -n/2 log 2π) and its gradient, all in numba (small dense block).
+
+    ``delta`` is β - β0 when β is sampled, μ0 - β0 when β ~ N(μ0, diag(s0²)) is
+    integrated out (``integ``). Fills ``gT`` (∂/∂T_t) and, when sampled,
+    ``gdelta`` (∂/∂β). Returns (loglik, ∂loglik/∂σ at fixed T, ok).
+    """
+    p = st[_A1X].shape[2]
+    q2 = st[_A22].shape[0]
+    pb = p if integ else 0
+    bscale = np.empty(pb)
+    for i in range(pb):
+        bscale[i] = s0[i] / sigma
+    R1, R2, RR, xr = _residual_rhs(delta, integ, st)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, bscale, R1, R2, RR, st)
+    if not ok:
+        return -np.inf, 0.0, False
+    if S.shape[0] <= DENSE_LOOP_MAX:
+        ok, L22 = chol_small(S)
+    else:
+        ok, L22 = chol_lapack(S)
+    if not ok:
+        return -np.inf, 0.0, False
+    logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb)
+    s2 = sigma * sigma
+    pen = Pen[0, 0]
+    f = 2.0 * n * math.log(sigma) + logdet + pen / s2
+    Sinv = sinv_small(L22)
+    Kmat = np.empty((1, 1))
+    Kmat[0, 0] = 1.0 / s2
+    Zm, Zb = zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb)
+    g = grad_T(Zm, Tall, st)
+    for t in range(gT.shape[0]):
+        for a in range(gT.shape[1]):
+            for c in range(gT.shape[2]):
+                gT[t, a, c] = -0.5 * g[t, a, c]
+    dfds = 2.0 * n / sigma - 2.0 * pen / (s2 * sigma)
+    for i in range(pb):
+        dfds -= 2.0 * Zb[i, i] / sigma  # Γ = diag(s0)/σ: ∂f/∂Γ_ii = 2Zb_ii/Γ_ii, dΓ_ii/dσ = -Γ_ii/σ
+    if not integ:
+        # ∂Pen/∂δ = -2 (X'r - X'ZΛũ)
+        A1X, A2X = st[_A1X], st[_A2X]
+        blk_G, blk_K, blk_off = st[_BLK_G], st[_BLK_K], st[_BLK_OFF]
+        G1, K1 = U1.shape[0], U1.shape[1]
+        for c in range(p):
+            gdelta[c] = xr[c]
+        for gg in range(G1):
             for j in range(K1):
                 tu = 0.0
                 for l in range(j + 1):
-                    tu += TB[0, j, l] * u1[g, l]
+                    tu += TB[0, j, l] * U1[gg, l, 0]
                 for c in range(p):
-                    gdelta[c] -= A1X[g, j, c] * tu
-        for b in range(1, nb_):
+                    gdelta[c] -= A1X[gg, j, c] * tu
+        for b in range(1, blk_G.shape[0]):
             Kb = blk_K[b]
-            for h in range(blk_G[b]):
-                o = blk_off[b] + h * Kb
+            for hl in range(blk_G[b]):
+                o = blk_off[b] + hl * Kb
                 for j in range(Kb):
                     tu = 0.0
                     for l in range(j + 1):
-                        tu += TB[b, j, l] * u2[o + l]
+                        tu += TB[b, j, l] * U2[o + l, 0]
                     for c in range(p):
                         gdelta[c] -= A2X[o + j, c] * tu
         for c in range(p):
-            gdelta[c] /= s2  # -½ ∂f/∂δ = -½·(-2(...)/σ²)
+            gdelta[c] /= s2
     return -0.5 * f, -0.5 * dfds, True
 
 
 @nb.njit(**_JIT)
-def draw_u(sigma, Tall, delta, s0, integ, n, p,
-           blk_G, blk_K, blk_off, term_blk, term_kofs, term_k,
-           A11, A1X, A1e, A21, A22, A2X, A2e, XtX, Xte, ete, eps1, eps2):
-    """One exact draw of u | y, σ, Λ (and u_β when β is integrated out).
+def draw_u_many(sigma, Tall, delta, s0, integ, st, eps1, eps2, u1_out, u2_out):
+    """Exact draws of u | y, σ, Λ (and u_β when β is integrated out), one per row of the inputs.
 
-    ``eps1`` (G1, K1) and ``eps2`` (m2,) are standard normal. Returns
-    (u1 (G1, K1), u2 (m2,), T1, ok); b = Λu, β = μ0 + Γu_β. Not a hot path:
-    it runs once per posterior draw.
+    σ (S,), Tall (S, terms, kmax, kmax), δ (S, p), standard normal eps1 (S, G1, K1)
+    and eps2 (S, m2). Fills u1_out, u2_out; b = Λu, β = μ0 + Γu_β. Returns the
+    first draw whose system was not positive definite, or -1.
     """
-    G1, K1 = blk_G[0], blk_K[0]
-    f, pen, u1, u2, Minv, H, L22, c1, TB, ok = system(
-        sigma, Tall, delta, s0, integ, n, p, blk_G, blk_K, blk_off, term_blk, term_kofs, term_k,
-        A11, A1X, A1e, A21, A22, A2X, A2e, XtX, Xte, ete)
-    T1 = np.ascontiguousarray(TB[0, :K1, :K1])
-    if not ok:
-        return u1, u2, T1, False
-    m2 = u2.shape[0]
-    # u2 ~ N(ũ2, σ² S⁻¹): ũ2 + σ L22⁻ᵀ ε2
-    z = eps2.copy()
-    _lt_solve_t(L22, m2, z)
-    v2 = u2 + sigma * z
-    # u1 | u2 ~ N(M⁻¹(c1 - H'u2), σ² M⁻¹)
-    out1 = np.empty((G1, K1))
-    M = np.empty((K1, K1))
-    Chol = np.empty((K1, K1))
-    for g in range(G1):
-        mean = Minv[g] @ (c1[g] - H[g].T @ v2)
-        # M_g's Cholesky factor: factor it again (system keeps only its inverse)
-        M[:, :] = T1.T @ A11[g] @ T1
-        for i in range(K1):
-            M[i, i] += 1.0
-        Chol[:, :] = M
-        _chol_inplace(Chol, K1)
-        e = eps1[g].copy()
-        _lt_solve_t(Chol, K1, e)
-        out1[g] = mean + sigma * e
-    return out1, v2, T1, True
+    p = st[_A1X].shape[2]
+    pb = p if integ else 0
+    ptr, rows = st[_PTR], st[_ROWS]
+    q2 = st[_A22].shape[0]
+    for s in range(sigma.shape[0]):
+        bscale = np.empty(pb)
+        for i in range(pb):
+            bscale[i] = s0[i] / sigma[s]
+        R1, R2, RR, xr = _residual_rhs(delta[s], integ, st)
+        ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall[s], bscale, R1, R2, RR, st)
+        if not ok:
+            return s
+        if S.shape[0] <= DENSE_LOOP_MAX:
+            ok, L22 = chol_small(S)
+        else:
+            ok, L22 = chol_lapack(S)
+        if not ok:
+            return s
+        logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb)
+        m2 = L22.shape[0]
+        # u2 ~ N(ũ2, σ²S⁻¹): ũ2 + σL22⁻ᵀε2
+        z = eps2[s].copy()
+        _lt_solve_t(L22, m2, z)
+        for i in range(m2):
+            u2_out[s, i] = U2[i, 0] + sigma[s] * z[i]
+        # u1 | u2 ~ N(M⁻¹(c1 - H'u2), σ²M⁻¹), M⁻¹ = C'⁻¹C⁻¹ with C = chol(M⁻¹)⁻ᵀ: use chol of M⁻¹
+        G1, K1 = Minv.shape[0], Minv.shape[1]
+        Cm = np.empty((K1, K1))
+        for g in range(G1):
+            lo = ptr[g]
+            ng = ptr[g + 1] - lo
+            nh = hptr[g + 1] - hptr[g]
+            h = hptr[g]
+            rhs = np.empty(K1)
+            for a in range(K1):
+                v = c1[g, a, 0]
+                for j in range(nh):
+                    rj = rows[lo + j] if j < ng else q2 + (j - ng)
+                    v -= Hc[h + j, a] * u2_out[s, rj]
+                rhs[a] = v
+            for a in range(K1):
+                for c in range(K1):
+                    Cm[a, c] = Minv[g, a, c]
+            _chol_inplace(Cm, K1)  # M⁻¹ = Cm Cm': Cm ε has covariance M⁻¹
+            for a in range(K1):
+                v = 0.0
+                e = 0.0
+                for j in range(K1):
+                    v += Minv[g, a, j] * rhs[j]
+                for j in range(a + 1):
+                    e += Cm[a, j] * eps1[s, g, j]
+                u1_out[s, g, a] = v + sigma[s] * e
+    return -1
 
 
 # --------------------------------------------------------------------------
@@ -532,10 +746,10 @@ def _corr_chol_grad(z, k, L, gL, eta, gz):
 
 
 @nb.njit(**_JIT)
-def logp_grad(x, grad, meta, blk_G, blk_K, blk_off, term_blk, term_kofs, term_k, codes, par, eta,
-              s0, mu0, beta0, A11, A1X, A1e, A21, A22, A2X, A2e, XtX, Xte, ete):
+def logp_grad(x, grad, meta, codes, par, eta, s0, mu0, beta0, st):
     """Log posterior density at x (up to the LKJ constants) and its gradient into ``grad``."""
     n, p, integ, kmax = meta[0], meta[1], meta[2] == 1, meta[3]
+    term_k = st[_TERM_K]
     nterm = term_k.shape[0]
     grad[:] = 0.0
     sigma = math.exp(x[0])
@@ -577,9 +791,7 @@ def logp_grad(x, grad, meta, blk_G, blk_K, blk_off, term_blk, term_kofs, term_k,
             grad[pos + c] = d
     gT = np.zeros((nterm, kmax, kmax))
     gd = np.zeros(p)
-    ll, gs, ok = loglik_grad(sigma, Tall, delta, s0, integ, n, p, blk_G, blk_K, blk_off,
-                                     term_blk, term_kofs, term_k, A11, A1X, A1e, A21, A22, A2X, A2e,
-                                     XtX, Xte, ete[0], gT, gd)
+    ll, gs, ok = loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gd)
     if not ok:
         return -np.inf
     lp += ll - 0.5 * n * _LOG2PI
@@ -667,10 +879,12 @@ def _void_to_i64_ptr(typingctx, ptr):
 
 # The density's array arguments, in order: (is integer, ndim).
 _LAYOUT = (
-    (True, 1), (True, 1), (True, 1), (True, 1), (True, 1), (True, 1), (True, 1),  # meta .. term_k
-    (True, 1), (False, 2), (False, 1), (False, 1), (False, 1), (False, 1),  # codes, par, eta, s0, mu0, beta0
-    (False, 3), (False, 3), (False, 2), (False, 2), (False, 2), (False, 2), (False, 1),  # A11 .. A2e
-    (False, 2), (False, 1), (False, 1),  # XtX, Xte, ete
+    # the density's own: meta, codes, par, eta, s0, mu0, beta0
+    (True, 1), (True, 1), (False, 2), (False, 1), (False, 1), (False, 1), (False, 1),
+    # the statistics tuple, in CollapsedStats.kernel_stats order
+    (False, 3), (False, 3), (False, 2), (True, 1), (True, 1), (False, 2),  # A11, A1X, A1e, ptr, rows, vals
+    (False, 2), (False, 2), (False, 1), (False, 2), (False, 1), (False, 1),  # A22, A2X, A2e, XtX, Xte, ete
+    (True, 1), (True, 1), (True, 1), (True, 1), (True, 1), (True, 1), (True, 1),  # blk_G .. row_a
 )
 _N = len(_LAYOUT)
 
@@ -706,10 +920,10 @@ def _c_logp(dim, x_, grad_, logp_, user_data):
     x = nb.carray(x_, (dim,))
     grad = nb.carray(grad_, (dim,))
     out = nb.carray(logp_, (1,))
-    lp = logp_grad(x, grad, _i1(h, 0), _i1(h, 1), _i1(h, 2), _i1(h, 3), _i1(h, 4), _i1(h, 5), _i1(h, 6),
-                   _i1(h, 7), _f2(h, 8), _f1(h, 9), _f1(h, 10), _f1(h, 11), _f1(h, 12),
-                   _f3(h, 13), _f3(h, 14), _f2(h, 15), _f2(h, 16), _f2(h, 17), _f2(h, 18), _f1(h, 19),
-                   _f2(h, 20), _f1(h, 21), _f1(h, 22))
+    st = (_f3(h, 7), _f3(h, 8), _f2(h, 9), _i1(h, 10), _i1(h, 11), _f2(h, 12), _f2(h, 13), _f2(h, 14),
+          _f1(h, 15), _f2(h, 16), _f1(h, 17), _f1(h, 18), _i1(h, 19), _i1(h, 20), _i1(h, 21), _i1(h, 22),
+          _i1(h, 23), _i1(h, 24), _i1(h, 25))
+    lp = logp_grad(x, grad, _i1(h, 0), _i1(h, 1), _f2(h, 2), _f1(h, 3), _f1(h, 4), _f1(h, 5), _f1(h, 6), st)
     out[0] = lp
     if not np.isfinite(lp):
         return 4
@@ -723,7 +937,7 @@ def _c_expand(dim, n_expanded, x_, out_, user_data):
     h = nb.carray(_void_to_i64_ptr(user_data), (4 * _N,))
     x = nb.carray(x_, (dim,))
     out = nb.carray(out_, (n_expanded,))
-    expand(x, out, _i1(h, 0), _i1(h, 6))
+    expand(x, out, _i1(h, 0), _i1(h, 24))
     return 0
 
 

@@ -20,9 +20,8 @@ from . import _kernel
 
 __all__ = ["CollapsedStats", "loglik", "draw_effects", "factor_blocks"]
 
-# Above this many dense entries the crossed block is too large for the dense
-# route (A21 is q2 x q1 and every evaluation costs G1·K1·m2²).
-DENSE_LIMIT = 4_000_000
+# The other factors' block is dense (q2 x q2): above this many columns it would not fit.
+DENSE_MAX = 10_000
 
 
 def factor_blocks(terms) -> list[list[int]]:
@@ -45,6 +44,29 @@ def _sparse(codes, G, Z, n):
     return sp.csr_matrix((Z.reshape(-1), (rows, cols)), shape=(n, G * K))
 
 
+def _level_rows(A21: sp.csr_matrix, K1: int, row_start: np.ndarray, row_K: np.ndarray):
+    """Per level of the first factor, the dense-block rows it touches (whole level blocks, sorted).
+
+    Returns (ptr (G1+1,), rows, vals (rows, K1)): A₂₁ restricted to those rows.
+    """
+    q2, q1 = A21.shape
+    G1 = q1 // K1
+    coo = A21.tocoo()
+    g, j, r, v = coo.col // K1, coo.col % K1, coo.row, coo.data
+    # every touched row brings its whole level block (Λ₂' mixes within it)
+    start = row_start[r]
+    key = np.unique(g.astype(np.int64) * q2 + start)
+    kg, ks = np.divmod(key, q2)
+    kK = row_K[ks]
+    full_g = np.repeat(kg, kK)
+    full_r = np.repeat(ks, kK) + (np.arange(kK.sum()) - np.repeat(np.cumsum(kK) - kK, kK))
+    full_key = full_g * q2 + full_r  # sorted: by level, then row
+    vals = np.zeros((full_key.size, K1))
+    np.add.at(vals, (np.searchsorted(full_key, g.astype(np.int64) * q2 + r), j), v)
+    ptr = np.searchsorted(full_g, np.arange(G1 + 1))
+    return ptr.astype(np.int64), full_r.astype(np.int64), vals
+
+
 @dataclass(frozen=True, eq=False)
 class CollapsedStats:
     """What the collapsed likelihood needs, O(levels) in size.
@@ -60,8 +82,10 @@ class CollapsedStats:
         Per term (in the design's order) its factor block, its first column
         in that block and its number of columns.
     arrays : tuple of ndarray
-        A11 (G1, K1, K1), A1X (G1, K1, p), A1e (G1, K1), A21 (q2, G1·K1),
-        A22 (q2, q2), A2X (q2, p), A2e (q2,), XtX, Xte, and e'e as a 1-element array.
+        A11 (G1, K1, K1), A1X (G1, K1, p), A1e (G1, K1); A₂₁ per level of the
+        first factor as ptr (G1+1,), rows, vals (rows, K1); A22 (q2, q2),
+        A2X (q2, p), A2e (q2,), XtX, Xte, e'e (1,); and row_a (q2,), each dense
+        row's column within its level block.
     """
 
     n: int
@@ -78,6 +102,10 @@ class CollapsedStats:
     @property
     def kmax(self) -> int:
         return int(self.term_k.max())
+
+    @property
+    def q2(self) -> int:
+        return int(self.arrays[6].shape[0])
 
     @classmethod
     def from_design(cls, design) -> "CollapsedStats":
@@ -110,40 +138,42 @@ class CollapsedStats:
             for c in range(p):
                 A1X[:, a, c] = np.bincount(codes1, weights=Z1[:, a] * X[:, c], minlength=G1)
             A1e[:, a] = np.bincount(codes1, weights=Z1[:, a] * e, minlength=G1)
-        blk_G = [G1]
-        blk_K = [K1]
-        blk_off = [0]
-        mats = []
+        blk_G, blk_K, blk_off = [G1], [K1], [0]
+        mats, row_start, row_K, row_a = [], [], [], []
         off = 0
         for idx in blocks[1:]:
             codes, G, Z = _block_Z(terms, idx)
+            Kb = Z.shape[1]
             blk_G.append(G)
-            blk_K.append(Z.shape[1])
+            blk_K.append(Kb)
             blk_off.append(off)
-            off += G * Z.shape[1]
+            local = np.arange(G * Kb)
+            row_a.append(local % Kb)
+            row_start.append(off + local - local % Kb)
+            row_K.append(np.full(G * Kb, Kb))
+            off += G * Kb
             mats.append(_sparse(codes, G, Z, n))
         q2 = off
-        if q2 * G1 * K1 > DENSE_LIMIT:
+        if q2 > DENSE_MAX:
             raise ValueError(
-                f"the crossed random effects make a {q2} x {G1 * K1} block, too large for the dense "
-                "collapsed route"
+                f"the random effects other than the largest factor's number {q2:,} (more than {DENSE_MAX:,}): "
+                "their block is dense in the collapsed likelihood and would not fit in memory"
             )
         if q2:
             Z2 = sp.hstack(mats, format="csr")
             Z2t = Z2.T.tocsr()
-            A21 = np.asarray((Z2t @ _sparse(codes1, G1, Z1, n)).toarray())
+            A21 = (Z2t @ _sparse(codes1, G1, Z1, n)).tocsr()
             A22 = np.asarray((Z2t @ Z2).toarray())
             A2X = np.asarray(Z2t @ X) if p else np.zeros((q2, 0))
             A2e = np.asarray(Z2t @ e).reshape(-1)
+            ptr, rows, vals = _level_rows(A21, K1, np.concatenate(row_start), np.concatenate(row_K))
         else:
-            A21 = np.zeros((0, G1 * K1))
-            A22 = np.zeros((0, 0))
-            A2X = np.zeros((0, p))
-            A2e = np.zeros(0)
-        arrays = tuple(
-            np.ascontiguousarray(a, dtype=np.float64)
-            for a in (A11, A1X, A1e, A21, A22, A2X, A2e, X.T @ X, X.T @ e, np.array(float(e @ e)))
-        )
+            A22, A2X, A2e = np.zeros((0, 0)), np.zeros((0, p)), np.zeros(0)
+            ptr, rows, vals = np.zeros(G1 + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, K1))
+        row_a = np.concatenate(row_a).astype(np.int64) if row_a else np.zeros(0, dtype=np.int64)
+        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        arrays = (f64(A11), f64(A1X), f64(A1e), ptr, rows, f64(vals), f64(A22), f64(A2X), f64(A2e),
+                  f64(X.T @ X), f64(X.T @ e), np.array([float(e @ e)]), row_a)
         return cls(
             n=n, p=p, beta0=beta0,
             blk_G=np.asarray(blk_G, dtype=np.int64), blk_K=np.asarray(blk_K, dtype=np.int64),
@@ -152,11 +182,10 @@ class CollapsedStats:
             arrays=arrays,
         )
 
-    def kernel_args(self):
-        """The statistics in the order the kernel takes them (e'e as a float)."""
-        *a, ete = self.arrays
-        return (self.n, self.p, self.blk_G, self.blk_K, self.blk_off, self.term_blk, self.term_kofs,
-                self.term_k, *a, float(ete.reshape(-1)[0]))
+    def kernel_stats(self) -> tuple:
+        """The statistics tuple the kernel reads (see ``_kernel``'s ``_A11`` ... ``_ROW_A``)."""
+        *a, row_a = self.arrays
+        return (*a, self.blk_G, self.blk_K, self.blk_off, self.term_blk, self.term_kofs, self.term_k, row_a)
 
     def pack_T(self, Ts) -> np.ndarray:
         """Per-term k x k factors into the kernel's (terms, kmax, kmax) array."""
@@ -183,8 +212,7 @@ def loglik(stats: CollapsedStats, sigma: float, Ts, beta=None, prior_mu=None, pr
         s0 = np.zeros(stats.p)
     gT = np.zeros_like(Tall)
     gd = np.zeros(stats.p)
-    args = stats.kernel_args()
-    ll, gs, ok = _kernel.loglik_grad(float(sigma), Tall, delta, s0, integ, *args, gT, gd)
+    ll, gs, ok = _kernel.loglik_grad(float(sigma), Tall, delta, s0, integ, stats.n, stats.kernel_stats(), gT, gd)
     ll -= 0.5 * stats.n * np.log(2.0 * np.pi)
     gTs = [gT[i, :k, :k] for i, k in enumerate(stats.term_k)]
     return ll, gs, gTs, (None if integ else gd)
@@ -209,28 +237,33 @@ def draw_effects(stats: CollapsedStats, sigma, Ts, rng, beta=None, prior_mu=None
     """
     S = sigma.shape[0]
     integ = beta is None
-    args = stats.kernel_args()
-    G1, K1 = int(stats.blk_G[0]), int(stats.blk_K[0])
-    q2 = stats.arrays[4].shape[0]
-    m2 = q2 + (stats.p if integ else 0)
     p = stats.p
-    beta_out = np.empty((S, p))
-    bs = [np.empty((S, int(stats.blk_G[b]), int(k))) for b, k in zip(stats.term_blk, stats.term_k)]
-    s0 = np.asarray(prior_sd, dtype=float) if integ else np.zeros(p)
-    for s in range(S):
-        Tall = stats.pack_T([T[s] for T in Ts])
-        delta = (np.asarray(prior_mu, dtype=float) if integ else beta[s]) - stats.beta0
-        u1, u2, _, ok = _kernel.draw_u(float(sigma[s]), Tall, delta, s0, integ, *args,
-                                       rng.standard_normal((G1, K1)), rng.standard_normal(m2))
-        if not ok:
-            raise FloatingPointError(f"draw {s}: the random-effects system is not positive definite")
-        beta_out[s] = stats.beta0 + delta + (s0 / sigma[s] * u2[q2:] if integ else 0.0)
-        for t, (b, kofs, k) in enumerate(zip(stats.term_blk, stats.term_kofs, stats.term_k)):
-            T = Tall[t, :k, :k]
-            if b == 0:
-                u = u1[:, kofs:kofs + k]
-            else:
-                Kb, Gb, off = int(stats.blk_K[b]), int(stats.blk_G[b]), int(stats.blk_off[b])
-                u = u2[off:off + Gb * Kb].reshape(Gb, Kb)[:, kofs:kofs + k]
-            bs[t][s] = u @ T.T
+    G1, K1 = int(stats.blk_G[0]), int(stats.blk_K[0])
+    q2 = stats.q2
+    m2 = q2 + (p if integ else 0)
+    Tall = np.zeros((S, len(Ts), stats.kmax, stats.kmax))
+    for i, T in enumerate(Ts):
+        k = T.shape[-1]
+        Tall[:, i, :k, :k] = T
+    if integ:
+        delta = np.broadcast_to(np.asarray(prior_mu, dtype=float) - stats.beta0, (S, p)).copy()
+        s0 = np.asarray(prior_sd, dtype=float)
+    else:
+        delta = np.asarray(beta, dtype=float) - stats.beta0
+        s0 = np.zeros(p)
+    u1 = np.empty((S, G1, K1))
+    u2 = np.empty((S, m2))
+    bad = _kernel.draw_u_many(np.asarray(sigma, dtype=float), Tall, delta, s0, integ, stats.kernel_stats(),
+                              rng.standard_normal((S, G1, K1)), rng.standard_normal((S, m2)), u1, u2)
+    if bad >= 0:
+        raise FloatingPointError(f"draw {bad}: the random-effects system is not positive definite")
+    beta_out = stats.beta0 + delta + (s0 / sigma[:, None] * u2[:, q2:] if integ else 0.0)
+    bs = []
+    for t, (b, kofs, k) in enumerate(zip(stats.term_blk, stats.term_kofs, stats.term_k)):
+        if b == 0:
+            u = u1[:, :, kofs:kofs + k]
+        else:
+            Kb, Gb, off = int(stats.blk_K[b]), int(stats.blk_G[b]), int(stats.blk_off[b])
+            u = u2[:, off:off + Gb * Kb].reshape(S, Gb, Kb)[:, :, kofs:kofs + k]
+        bs.append(np.einsum("sgl,skl->sgk", u, Tall[:, t, :k, :k]))
     return beta_out, bs

@@ -84,10 +84,9 @@ class DensitySpec:
         return np.array([s.n, s.p, int(self.integrate_beta), s.kmax], dtype=np.int64)
 
     def arrays(self) -> tuple:
-        """The density's array arguments after (x, grad), in order."""
+        """The density's arguments after (x, grad), in order (the statistics as one tuple)."""
         s = self.stats
-        return (self.meta, s.blk_G, s.blk_K, s.blk_off, s.term_blk, s.term_kofs, s.term_k,
-                self.codes, self.par, self.eta, self.s0, self.mu0, s.beta0, *s.arrays)
+        return (self.meta, self.codes, self.par, self.eta, self.s0, self.mu0, s.beta0, s.kernel_stats())
 
     def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(log density, gradient) at x, from Python."""

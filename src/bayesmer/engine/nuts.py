@@ -30,10 +30,10 @@ def _table(arrays) -> tuple[np.ndarray, list[np.ndarray]]:
     """The header the cfuncs read: per array its address and shape (padded to 3)."""
     keep = []
     h = np.zeros(4 * _N, dtype=np.int64)
-    for i, ((is_int, ndim), a) in enumerate(zip(_LAYOUT, arrays)):
+    for i, ((is_int, ndim), a) in enumerate(zip(_LAYOUT, arrays, strict=True)):
         a = np.ascontiguousarray(a, dtype=np.int64 if is_int else np.float64)
         if a.ndim != ndim:
-            a = a.reshape(a.shape + (1,) * (ndim - a.ndim)) if a.ndim < ndim else a
+            raise ValueError(f"array {i} of the density has {a.ndim} dimensions, the C entry point reads {ndim}")
         keep.append(a)
         h[4 * i] = a.ctypes.data
         h[4 * i + 1 : 4 * i + 1 + a.ndim] = a.shape
@@ -91,7 +91,8 @@ def compile_density(spec: DensitySpec, names, shapes, dims, coords, x0: np.ndarr
     from nutpie.compile_pymc import CompiledPyMCModel
 
     c_logp, c_expand = _entry_points()
-    header, keep = _table(spec.arrays())
+    *own, st = spec.arrays()
+    header, keep = _table((*own, *st))
     sizes = [int(np.prod(s)) for s in shapes]
     slices, o = [], 0
     for s in sizes:

@@ -23,7 +23,7 @@ def _evaluate(stats: CollapsedStats, sigma, Tall, beta_or_mu, s0, integ):
     gT = np.zeros_like(Tall)
     gd = np.zeros(stats.p)
     ll, gs, ok = _kernel.loglik_grad(float(sigma), np.ascontiguousarray(Tall, dtype=float), delta, s0, integ,
-                                     *stats.kernel_args(), gT, gd)
+                                     stats.n, stats.kernel_stats(), gT, gd)
     if not ok:
         return -np.inf, 0.0, gT, gd
     return ll - 0.5 * stats.n * np.log(2.0 * np.pi), gs, gT, gd
