@@ -213,7 +213,7 @@ def loo(fit, thin: int | None = None, **kwargs):
         if need > 1:
             raise CheckError(
                 f"the pointwise log-likelihood of {S} draws x {n} rows ({S * n:.2g} values, "
-                f"{S * n * 8 / 1e9:.1f} GB) was not stored; pass thin={need} to fit.loo() (keeps "
+                f"{S * n * 8 / 1e9:.1f} GB) was not stored; pass thin={need} to fit.loo() or compare() (keeps "
                 f"{-(-post.sizes['draw'] // need)} draws per chain, computed on the fly), refit with "
                 "log_likelihood=True to store it all, or use fit.logo() (exact group marginals, any size)"
             )
@@ -402,8 +402,17 @@ def logo(fit, group: str | None = None, **kwargs):
     return az_loo(tree, **kwargs)
 
 
-def compare(fits: dict, **kwargs) -> pd.DataFrame:
+def compare(fits: dict, thin: int | None = None, **kwargs) -> pd.DataFrame:
     """Rank fits of the same data by PSIS-LOO elpd, REML AIC/BIC beside.
+
+    Parameters
+    ----------
+    fits : dict of name -> BayesFit
+    thin : int, optional
+        Passed to :func:`loo` for fits whose pointwise log-likelihood was not
+        stored (large data); its error names the value to pass.
+    **kwargs
+        Passed to ``arviz_stats.compare``.
 
     Returns
     -------
@@ -427,7 +436,7 @@ def compare(fits: dict, **kwargs) -> pd.DataFrame:
                 "LOO can only compare models of the same observations"
             )
     # loo() computes a log-likelihood that was not stored, or says what to pass
-    table = az_compare({name: loo(f) for name, f in fits.items()}, **kwargs)
+    table = az_compare({name: loo(f, thin=thin) for name, f in fits.items()}, **kwargs)
     table["reml_aic"] = [fits[n].reml.aic for n in table.index]
     table["reml_bic"] = [fits[n].reml.bic for n in table.index]
     return table
