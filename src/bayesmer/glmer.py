@@ -677,6 +677,51 @@ def _stars(p: float) -> str:
     return " "
 
 
+def _abbreviate(name: str, minlength: int) -> str:
+    """R's ``abbreviate(name, minlength)`` for one name without spaces.
+
+    Lower-case vowels go first, from the right, then lower-case letters,
+    then any character; the first character stays.
+    """
+    chars = list(name)
+    for drop in (lambda c: c in "aeiou", str.islower, lambda c: True):
+        i = len(chars) - 1
+        while len(chars) > minlength and i > 0:
+            if drop(chars[i]):
+                del chars[i]
+            i -= 1
+    return "".join(chars)
+
+
+def _corr_table(vcov: np.ndarray, names: list[str]) -> list[str]:
+    """lme4's "Correlation of Fixed Effects" block (none for one effect)."""
+    p = len(names)
+    if p < 2:
+        return []
+    if p > 12:
+        return [
+            "",
+            f"Correlation matrix not shown by default, as p = {p} > 12.",
+            "Use print(x, correlation=TRUE)  or",
+            "    vcov(x)        if you need it",
+        ]
+    sd = np.sqrt(np.diag(vcov))
+    corr = vcov / np.outer(sd, sd)
+    cells = [f"{v:.3f}" for v in np.round(corr, 3).ravel()]
+    w = max(len(c) for c in cells)
+    cells = np.array([c.rjust(w) for c in cells]).reshape(p, p)
+    rows = [_abbreviate(n, 11) for n in names]
+    cols = [_abbreviate(n, 6) for n in names]
+    wr = max(len(r) for r in rows[1:])
+    widths = [max(w, len(c)) for c in cols[:-1]]
+    lines = ["", "Correlation of Fixed Effects:"]
+    lines.append(" " * wr + " " + " ".join(c.ljust(cw) for c, cw in zip(cols[:-1], widths)))
+    for i in range(1, p):
+        vals = [cells[i, j] if j < i else "" for j in range(p - 1)]
+        lines.append(rows[i].ljust(wr) + " " + " ".join(v.ljust(cw) for v, cw in zip(vals, widths)))
+    return lines
+
+
 def _coef_table(est: np.ndarray, se: np.ndarray, names) -> list[str]:
     """printCoefmat(digits = 4) of estimates, SEs, z values and p-values."""
     digits = 4
@@ -838,7 +883,7 @@ class GlmerFit:
         raise ValueError(f"type must be 'deviance', 'pearson' or 'response', not {type!r}")
 
     def summary(self) -> str:
-        """The fit laid out as lme4's ``summary(glmer(...))`` (without the correlation of fixed effects)."""
+        """The fit laid out as lme4 prints ``summary(glmer(...))``."""
         lines = [
             "Generalized linear mixed model fit by maximum likelihood (Laplace",
             "  Approximation) [glmerMod]",
@@ -870,6 +915,7 @@ class GlmerFit:
         lines.append("")
         lines.append("Fixed effects:")
         lines.extend(_coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
+        lines.extend(_corr_table(self._vcov, list(self.fixef.index)))
         for m in self.messages:
             lines.append(m)
         return "\n".join(lines)

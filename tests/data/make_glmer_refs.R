@@ -47,7 +47,7 @@ describe <- function(fit, formula, family, link, data_file, extra = list()) {
     gradient = unname(fit@optinfo$derivs$gradient),
     singular = isSingular(fit),
     messages = fit@optinfo$conv$lme4$messages,
-    summary = capture.output(print(summary(fit), correlation = FALSE))
+    summary = capture.output(print(summary(fit)))
   )
   # lme4's own Laplace deviance function, evaluated at lme4's optimum and
   # at two nearby points: tests the objective apart from the optimiser.
