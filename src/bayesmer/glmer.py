@@ -379,7 +379,7 @@ class _Laplace:
         X, y, wt, fam, link = self.X, self.y, self.wt, self.family, self.link
         joint = beta is None and X.shape[1] > 0
         A = self.lam_z(theta)
-        At = A.T.tocsr()
+        At = A.T  # a CSC view: no copy
         data = A.data.reshape(-1, self.K)
         off = self.offset if beta is None or not len(beta) else self.offset + X @ beta
         eta = self.lp0 + self.offset
