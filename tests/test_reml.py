@@ -14,7 +14,11 @@ from bayesmer import build_design
 from bayesmer.reml import RemlFit, fit_reml, reml
 
 DATA = Path(__file__).parent / "data"
-REFS = sorted(p for p in DATA.glob("*.json") if p.name != "brms_sleepstudy.json")
+# the lme4 1.1-31 fits of ../shared/reference/lme4 (other JSON files here are brms and glmer references)
+LME4_FITS = ("clark_intercepts", "clark_slopes", "dyestuff", "dyestuff2_singular", "ogorek_crosslevel",
+             "ogorek_simple", "pastes_nested", "penicillin_crossed", "sleepstudy_ml", "sleepstudy_reml",
+             "sleepstudy_uncorr")
+REFS = [DATA / f"{name}.json" for name in LME4_FITS]
 
 
 def _lme4_group(name: str) -> str:
@@ -186,29 +190,31 @@ def test_recovers_simulated_truth():
     assert fit.converged and not fit.singular
 
 
-def test_single_factor_uses_block_statistics_only():
-    """The single-factor path keeps per-level k x k blocks, nothing n x q."""
-    from bayesmer.reml import _Problem
+def test_statistics_are_o_levels_not_rows():
+    """The engine keeps per-level blocks and level-pair tables, nothing n x q."""
+    from bayesmer.engine.profiled import Profiled
 
     d = build_design("y ~ x + (x | g)", _simulate())
-    prob = _Problem(d, reml=True)
-    assert prob.m == 1
-    assert prob.A11.shape == (100, 2, 2)
-    assert prob.A1y.shape == (100, 2, 3)
-    big = [v for v in vars(prob).values() if isinstance(v, np.ndarray) and v.size >= d.n * 100]
-    assert not big
+    prob = Profiled.from_design(d, reml=True)
+    A11, A1X, A1e = prob.stats.arrays[:3]
+    assert A11.shape == (100, 2, 2) and A1X.shape == (100, 2, 2) and A1e.shape == (100, 2)
+    assert prob.stats.q2 == 0
+    d2 = build_design("y ~ x + (1 | a) + (1 | b)", _crossed_sim())
+    arrays = Profiled.from_design(d2, reml=True).stats.arrays
+    assert all(np.asarray(a).size < d2.n * 100 for a in arrays)
 
 
 def test_crossed_blocked_matches_direct_dense():
     """The blocked deviance equals a direct dense evaluation of lme4's formula."""
-    from bayesmer.reml import _Problem, _theta_to_T
+    from bayesmer.engine.profiled import Profiled
+    from bayesmer.engine.theta import theta_to_T
 
     data = pd.read_csv(DATA / "penicillin.csv")
     d = build_design("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
-    prob = _Problem(d, reml=True)
+    prob = Profiled.from_design(d, reml=True)
     theta = np.array([0.7, 1.9])
     Zs, lams = [], []
-    for t, T in zip(d.terms, _theta_to_T(theta, prob.ks)):
+    for t, T in zip(d.terms, theta_to_T(theta, prob.ks)):
         Zs.append(np.eye(t.n_levels)[t.codes] * t.Z)
         lams.append(np.full(t.n_levels, T[0, 0]))
     Z = np.hstack(Zs) * np.concatenate(lams)
@@ -236,7 +242,8 @@ def _crossed_sim(seed=3, n=3000, n_a=700, n_b=400):
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_exact_gradient_matches_differences(which, method):
     """The analytic gradient agrees with central differences on every code path."""
-    from bayesmer.reml import _Problem, _theta_lower
+    from bayesmer.engine.profiled import Profiled
+    from bayesmer.engine.theta import n_theta, theta_lower
 
     specs = {
         "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "sleepstudy.csv"),
@@ -248,14 +255,13 @@ def test_exact_gradient_matches_differences(which, method):
     }
     formula, csv = specs[which]
     data = _crossed_sim() if csv is None else pd.read_csv(DATA / csv)
-    prob = _Problem(build_design(formula, data), reml=method == "REML")
-    assert prob.has_gradient
-    if which.startswith("pairs"):
-        assert prob._pairs is not None
+    prob = Profiled.from_design(build_design(formula, data), reml=method == "REML")
+    if which.startswith("pairs"):  # the sparse crossed path: levels touch few rows of the dense block
+        assert prob.stats.arrays[4].size < prob.stats.q2 * prob.stats.blk_G[0]
     rng = np.random.default_rng(7)
-    lower = _theta_lower(prob.ks)
+    lower = theta_lower(prob.ks)
     for _ in range(2):
-        th = rng.uniform(0.2, 1.5, prob.ntheta)
+        th = rng.uniform(0.2, 1.5, n_theta(prob.ks))
         th[lower != 0] = rng.normal(0, 0.3, int(np.sum(lower != 0)))
         f, g = prob.deviance_grad(th)
         assert f == pytest.approx(prob.deviance(th), abs=1e-9)

@@ -472,6 +472,37 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
 
 
 @nb.njit(**_JIT)
+def first_block_pinv(Sinv, Minv, Hc, hptr, st, pb):
+    """(P⁻¹)_gg for every level g of the first factor: M⁻¹ + E S⁻¹ E' on the rows it touches."""
+    ptr, rows = st[_PTR], st[_ROWS]
+    q2 = st[_A22].shape[0]
+    G1, K1 = Minv.shape[0], Minv.shape[1]
+    out = np.empty((G1, K1, K1))
+    for g in range(G1):
+        lo = ptr[g]
+        ng = ptr[g + 1] - lo
+        nh = hptr[g + 1] - hptr[g]
+        h = hptr[g]
+        E = np.empty((K1, nh))
+        for a in range(K1):
+            for j in range(nh):
+                v = 0.0
+                for l in range(K1):
+                    v += Minv[g, a, l] * Hc[h + j, l]
+                E[a, j] = v
+        for a in range(K1):
+            for c in range(K1):
+                v = Minv[g, a, c]
+                for j in range(nh):
+                    rj = rows[lo + j] if j < ng else q2 + (j - ng)
+                    for j2 in range(nh):
+                        rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
+                        v += E[a, j] * Sinv[rj, rj2] * E[c, j2]
+                out[g, a, c] = v
+    return out
+
+
+@nb.njit(**_JIT)
 def grad_T(Zm, Tall, st):
     """∂f/∂T_t = 2 T_t⁻ᵀ Zm_tt per term (lower triangle; 0 where T_t is singular)."""
     term_blk, term_kofs, term_k = st[_TERM_BLK], st[_TERM_KOFS], st[_TERM_K]
@@ -493,6 +524,69 @@ def grad_T(Zm, Tall, st):
             for c in range(a + 1):
                 gT[t, a, c] = 2.0 * X[a, c]
     return gT
+
+
+@nb.njit(**_JIT)
+def profiled_criterion(logdet, Pen, n, reml):
+    """lme4's REML criterion (``reml``) or ML deviance from log|P| and Pen = [X e]'V⁻¹[X e]; and K = ∂d/∂Pen."""
+    p = Pen.shape[0] - 1
+    K = np.zeros((p + 1, p + 1))
+    ldx = 0.0
+    bt = np.zeros(p)
+    Sinv = np.zeros((p, p))
+    if p:
+        Lx = Pen[:p, :p].copy()
+        if not _chol_inplace(Lx, p):
+            return np.inf, K
+        for i in range(p):
+            ldx += 2.0 * math.log(Lx[i, i])
+        _chol_inverse(Lx, p, Sinv)
+        for i in range(p):
+            v = 0.0
+            for j in range(p):
+                v += Sinv[i, j] * Pen[j, p]
+            bt[i] = v
+    r2 = Pen[p, p]
+    for i in range(p):
+        r2 -= Pen[p, i] * bt[i]
+    if not r2 > 0.0:
+        return np.inf, K
+    w = np.empty(p + 1)
+    for i in range(p):
+        w[i] = -bt[i]
+    w[p] = 1.0
+    if reml:
+        nmp = n - p
+        d = logdet + ldx + nmp * (1.0 + math.log(2.0 * math.pi * r2 / nmp))
+        c = nmp / r2
+        for i in range(p):
+            for j in range(p):
+                K[i, j] += Sinv[i, j]
+    else:
+        d = logdet + n * (1.0 + math.log(2.0 * math.pi * r2 / n))
+        c = n / r2
+    for i in range(p + 1):
+        for j in range(p + 1):
+            K[i, j] += c * w[i] * w[j]
+    return d, K
+
+
+@nb.njit(**_JIT)
+def profiled_small(Tall, R1, R2, RR, st, n, reml, want_grad):
+    """The profiled criterion and, on request, ∂d/∂T, in one call (dense block factored by loops)."""
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, np.zeros(0), R1, R2, RR, st)
+    gT = np.zeros(Tall.shape)
+    if not ok:
+        return np.inf, gT
+    ok, L22 = chol_small(S)
+    if not ok:
+        return np.inf, gT
+    logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, 0)
+    d, K = profiled_criterion(logdet, Pen, n, reml)
+    if want_grad and np.isfinite(d):
+        Zm, Zb = zm_blocks(K, sinv_small(L22), U1, U2, Minv, Hc, hptr, st, 0)
+        gT = grad_T(Zm, Tall, st)
+    return d, gT
 
 
 @nb.njit(**_JIT)
