@@ -26,10 +26,12 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from test_glmer import MODELS, load  # noqa: E402  (one list of models for tests and timings)
+from test_glmer import MODELS, load, ref  # noqa: E402  (one list of models for tests and timings)
 
 from bayesmer import glmer  # noqa: E402
 
@@ -84,8 +86,8 @@ def loadavg() -> str:
         return "unknown"
 
 
-def time_bayesmer(repeats: int) -> dict[str, float]:
-    out = {}
+def time_bayesmer(repeats: int) -> tuple[dict[str, float], dict]:
+    out, fits = {}, {}
     for name, (formula, data, kw) in MODELS.items():
         frame = load(data)
         times = []
@@ -93,11 +95,35 @@ def time_bayesmer(repeats: int) -> dict[str, float]:
             warnings.simplefilter("ignore")  # the singular model's message
             for i in range(repeats + 1):
                 t = time.perf_counter()
-                glmer(formula, frame, **kw)
+                fits[name] = glmer(formula, frame, **kw)
                 if i:  # the first fit warms caches (imports, formula parses)
                     times.append(time.perf_counter() - t)
         out[name] = statistics.median(times)
-    return out
+    return out, fits
+
+
+def accuracy(name: str, fit) -> tuple[float, float, float, float, float]:
+    """Largest relative differences from lme4 (fixef, SE, SD/corr), and -2 log L and deviance differences."""
+    r = ref(name)
+
+    def rel(a, b):
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        return float(np.max(np.abs(a - b) / np.abs(b)))
+
+    vc = fit.varcorr
+    sd = []
+    for row in r["varcorr"]:
+        kind, t2 = ("corr", row["var2"]) if row["var2"] else ("sd", "")
+        got = vc[(vc.kind == kind) & (vc.group == row["grp"]) & (vc.term1 == row["var1"]) & (vc.term2 == t2)]
+        if row["sdcor"] != 0:
+            sd.append(abs(got.value.iloc[0] - row["sdcor"]) / abs(row["sdcor"]))
+    return (
+        rel(fit.fixef, list(r["fixef"].values())),
+        rel(fit.se, list(r["se"].values())),
+        max(sd, default=0.0),
+        abs(fit.minus2loglik - r["minus2loglik"]),
+        abs(fit.deviance - r["deviance"]),
+    )
 
 
 def time_lme4(repeats: int) -> dict[str, float]:
@@ -115,7 +141,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
     args = ap.parse_args()
     load0 = loadavg()
-    ours = time_bayesmer(args.repeats)
+    ours, fits = time_bayesmer(args.repeats)
     load1 = loadavg()
     theirs = time_lme4(args.repeats)
     load2 = loadavg()
@@ -137,6 +163,18 @@ def main() -> None:
         n = len(load(data))
         a, b = ours[name], theirs[name]
         lines.append(f"| {name} | {n} | {a:.3f} | {b:.3f} | {a / b:.1f}x |")
+    lines += [
+        "",
+        "Agreement with lme4 (tests/data/glmer_*.json, lme4 1.1-31): largest relative difference of the",
+        "fixed effects, their SEs and the SDs/correlations; absolute difference of -2 log L and of",
+        "lme4's deviance() (the conditional deviance).",
+        "",
+        "| model | fixef | SE | SD/corr | -2 log L | deviance |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in MODELS:
+        a = accuracy(name, fits[name])
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1e}" for v in a) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
