@@ -42,7 +42,7 @@ from .design import Design, DesignError, ReTerm, _grouping, build_design
 from .family import Family, FamilyError, as_binary, get_family
 from .formula import Formula, FormulaError, parse_formula
 from ._threads import one_blas_thread
-from .reml import _theta_to_T, _tri_index
+from .engine.theta import theta_to_T as _theta_to_T, tri_index as _tri_index
 
 __all__ = ["GlmerFit", "glmer", "FamilyError"]
 
@@ -221,7 +221,10 @@ def _design(f: Formula, data: pd.DataFrame, resp: _Response, offset: np.ndarray)
     made = []
     for t in obs_terms:
         codes, levels = _grouping(kept, t.factors)
-        made.append((t, ReTerm(t.group, t.group, t.factors, codes, levels, ("(Intercept)",), np.ones((n, 1)), "1", None)))
+        made.append((t, ReTerm(
+            name=t.group, group=t.group, factors=t.factors, codes=codes, levels=levels,
+            terms=("(Intercept)",), Z=np.ones((n, 1)), expr="1", spec=None,
+        )))
     order = {t: i for i, t in enumerate(f.random)}
     built = [(order[t], rt) for t, rt in made]
     by_expr = {}
@@ -236,7 +239,7 @@ def _design(f: Formula, data: pd.DataFrame, resp: _Response, offset: np.ndarray)
         count = seen.get(rt.group, 0)
         seen[rt.group] = count + 1
         name = rt.group if count == 0 else f"{rt.group}.{count}"
-        terms.append(ReTerm(name, rt.group, rt.factors, rt.codes, rt.levels, rt.terms, rt.Z, rt.expr, rt.spec))
+        terms.append(dataclasses.replace(rt, name=name))
     return design, tuple(terms), pos
 
 
