@@ -220,12 +220,6 @@ def test_summary_layout(fits, name):
     assert not bad
 
 
-def test_cbind_and_weights_forms_agree(fits):
-    a, b = fits["cbpp_cbind"], fits["cbpp_weights"]
-    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-10)
-    assert a.minus2loglik == pytest.approx(b.minus2loglik, abs=1e-9)
-
-
 def test_offset_in_formula():
     # offset(log(expo)) in the formula (the design's offset) is the offset= argument.
     r = ref("poisson_offset")
@@ -235,13 +229,15 @@ def test_offset_in_formula():
     assert abs(fit.minus2loglik - r["minus2loglik"]) < 1e-3
 
 
-def test_boolean_and_01_responses_match_the_factor():
-    va = load("verbagg").iloc[::4]
-    base = glmer("r2 ~ Anger + btype + (1 | id)", va)
+def test_boolean_and_01_responses():
+    # lme4 fitted r2, a factor (N, Y); booleans and 0/1 are the same response.
+    r = ref("verbagg2000")
+    va = load("verbagg[:2000]")
     va = va.assign(yes=va.r2 == "Y", y01=(va.r2 == "Y").astype(int))
     for col in ("yes", "y01"):
         fit = glmer(f"{col} ~ Anger + btype + (1 | id)", va)
-        np.testing.assert_allclose(fit.fixef, base.fixef, rtol=1e-12)
+        assert rel_err(fit.fixef, list(r["fixef"].values())) < 1e-4
+        assert rel_err(fit.se, list(r["se"].values())) < 1e-4
 
 
 # --------------------------------------------------------------------------
