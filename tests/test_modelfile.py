@@ -143,7 +143,7 @@ def test_schools_reml_matches_published_estimates():
     spec = load_model_file(Path(__file__).parents[1] / "models" / "schools.toml")
     fit = reml(spec.formula, load_data(spec))
     want = {"(Intercept)": 12.128, "meanses": 5.333, "cses": 2.945, "sectorCatholic": 1.227,
-            "meanses:cses": 1.039, "sectorCatholic:cses": -1.643}
+            "meanses:cses": 1.039, "cses:sectorCatholic": -1.643}  # R's column name (model.matrix)
     for name, value in want.items():
         assert fit.fixef()[name] == pytest.approx(value, abs=1.5e-3), name
     assert fit.sd("school") == pytest.approx([1.543, 0.318], abs=1.5e-3)
