@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bayesmer import datasets
-from bayesmer.simulate import SimulationError, simulate
+from bayesmer.simulation import SimulationError, simulate
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 SLEEP_PARAMS = {

@@ -17,7 +17,7 @@ from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .reml import RemlFit, fit_reml, reml
 from .glmer import GlmerFit, glmer
-from .simulate import SimulationError, simulate
+from .simulation import SimulationError, simulate
 from .api import default_priors, fit, load, prior_sweep
 from .errors import BayesmerError, LoadError, PredictionError, SettingsError
 from .settings import Settings
