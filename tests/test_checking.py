@@ -1,7 +1,6 @@
 """Prior sensitivity, LOO / leave-one-group-out, comparison and the notebook plots."""
 
 import warnings
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -11,22 +10,14 @@ from scipy import stats
 
 import bayesmer
 from bayesmer import checking, plots
+from conftest import MODELS, SLEEP, quiet_fit
 
 matplotlib.use("Agg")
-DATA = Path(__file__).parent / "data"
-SLEEP = "Reaction ~ Days + (Days | Subject)"
 
 
 def _fit(formula, data, **kw):
-    kw = {"draws": 500, "tune": 500, "chains": 2, "seed": 11, "progress": False} | kw
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return bayesmer.fit(formula, data, **kw)
-
-
-@pytest.fixture(scope="module")
-def sleep():
-    return bayesmer.datasets.load("sleepstudy")
+    # longer chains than conftest's default: the sensitivity checks read tails
+    return quiet_fit(formula, data, **{"draws": 500, "tune": 500} | kw)
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +199,6 @@ def test_prior_predictive_check(sleep):
         # arviz-plots draws one panel per response, titled by its name
         assert [a.get_title() for a in fig.axes] == ["Reaction"]
         matplotlib.pyplot.close(fig)
-
-
-MODELS = sorted((Path(__file__).parents[1] / "models").glob("*.toml"))
 
 
 @pytest.mark.slow
