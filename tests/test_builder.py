@@ -1,4 +1,4 @@
-"""The PyMC model: marginal likelihood against a dense computation, structure, errors."""
+"""The PyMC model: the marginal likelihood's Op against a dense computation, structure, errors."""
 
 from pathlib import Path
 
@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 
 from bayesmer import build_design
-from bayesmer.builder import BuildError, GroupStats, build_model, draw_conditional_b
-from bayesmer.priors import default_priors
+from bayesmer.builder import BuildError, build_model
+from bayesmer.engine import CollapsedStats, draw_effects
+from bayesmer.priors import default_priors, resolve_priors
 
 DATA = Path(__file__).parent / "data"
 
@@ -46,9 +47,10 @@ def _dense_marginal(design, beta, sigma, covs):
 )
 @pytest.mark.parametrize("scale", [1.0, 1e-4])
 def test_marginal_matches_dense(formula, scale):
-    """Exact at ordinary values and near sd = 0, where Ψ⁻¹ would blow up."""
+    """Exact at ordinary values and near sd = 0, where Ψ⁻¹ would blow up; β sampled (Student-t prior)."""
     d = _sleep(formula)
-    built = build_model(d, default_priors(d), "marginal")
+    built = build_model(d, resolve_priors(d, {"fixed": "StudentT(3, 0, 100)"}), "marginal")
+    assert not built.integrate_beta
     m = built.model
     pot = m["marginal_loglik"]
     beta = np.array([250.0, 9.0])[: d.p]
@@ -77,21 +79,23 @@ def test_model_structure_and_graphviz():
         assert list(m.coords["fixed"]) == ["(Intercept)", "Days"]
         assert len(m.coords["Subject_level"]) == 18
         assert m.named_vars_to_dims["sd_Subject"] == ("Subject_term",)
-        assert m.named_vars_to_dims["corr_Subject"] == ("Subject_term", "Subject_term_bis")
+        assert m.named_vars_to_dims["corr_Subject"] == ("Subject_pair",)
         if strategy == "full":
-            assert m.named_vars_to_dims["b_Subject"] == ("Subject_level", "Subject_term")
-            assert "Reaction" in m.named_vars
+            assert m.named_vars_to_dims["b_Subject"] == ("Subject_level", "Subject_effect")
+            assert "Reaction" in m.named_vars and "beta" in m.named_vars
         else:
-            assert "b_Subject" not in m.named_vars
+            # b and, under the default Normal priors, β are integrated out and drawn after sampling
+            assert "b_Subject" not in m.named_vars and "beta" not in m.named_vars
+            assert built.integrate_beta
         pm.model_to_graphviz(m)
         assert set(built.hyper_names) == {"beta", "sd_Subject", "corr_Subject", "sigma"}
 
 
-def test_auto_and_marginal_errors():
+def test_auto_is_marginal_for_every_gaussian_model():
     pen = build_design("diameter ~ 1 + (1|plate) + (1|sample)", pd.read_csv(DATA / "penicillin.csv"))
-    assert build_model(pen, default_priors(pen), "auto").strategy == "full"
-    with pytest.raises(BuildError, match=r"crossed or nested.*strategy='full'"):
-        build_model(pen, default_priors(pen), "marginal")
+    assert build_model(pen, default_priors(pen), "auto").strategy == "marginal"
+    pastes = build_design("strength ~ 1 + (1 | batch/cask)", pd.read_csv(DATA / "pastes.csv"))
+    assert build_model(pastes, default_priors(pastes), "auto").strategy == "marginal"
     d = _sleep("Reaction ~ Days + (Days || Subject)")
     assert build_model(d, default_priors(d), "auto").strategy == "marginal"
     with pytest.raises(BuildError, match="strategy must be"):
@@ -105,6 +109,8 @@ def test_initial_point_from_reml_is_off_the_boundary():
     r = fit_reml(d)
     built = build_model(d, default_priors(d), start=r)
     ip = built.initial_point
+    assert "beta" not in ip  # integrated out under the default Normal priors
+    ip = build_model(d, resolve_priors(d, {"fixed": "StudentT(3, 0, 100)"}), start=r).initial_point
     np.testing.assert_allclose(ip["beta"], r.fixef.to_numpy())
     np.testing.assert_allclose(ip["sd_Subject"], r.sd("Subject"))
     assert ip["sigma"] == pytest.approx(r.sigma)
@@ -112,14 +118,14 @@ def test_initial_point_from_reml_is_off_the_boundary():
 
 
 def test_conditional_b_moments():
-    """Many draws at fixed (β, σ, Ψ) reproduce the BLUP mean and covariance."""
+    """Many exact draws at fixed (β, σ, Ψ) reproduce the BLUP mean and covariance."""
     d = _sleep("Reaction ~ 1 + Days + (1 + Days | Subject)")
-    st = GroupStats.from_design(d)
+    st = CollapsedStats.from_design(d)
     S = 20000
     beta = np.tile([251.4, 10.5], (S, 1))
     sigma = np.full(S, 25.6)
     L1 = np.array([[24.7, 0.0], [0.066 * 5.9, 5.9 * np.sqrt(1 - 0.066**2)]])
-    b = draw_conditional_b(st, beta, sigma, [np.tile(L1, (S, 1, 1))], np.random.default_rng(1))
+    _, (b,) = draw_effects(st, sigma, [np.tile(L1 / sigma[0], (S, 1, 1))], np.random.default_rng(1), beta=beta)
     Psi = L1 @ L1.T
     t = d.terms[0]
     for g in (0, 7):

@@ -387,10 +387,14 @@ def factor_b(L22, logdet, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb):
 
 @nb.njit(**_JIT)
 def sinv_small(L22):
+    """S⁻¹ from its lower factor: loops for small blocks, LAPACK's inverse of L for large ones."""
     m = L22.shape[0]
-    out = np.empty((m, m))
-    _chol_inverse(L22, m, out)
-    return out
+    if m <= DENSE_LOOP_MAX:
+        out = np.empty((m, m))
+        _chol_inverse(L22, m, out)
+        return out
+    Linv = np.linalg.inv(np.ascontiguousarray(L22))
+    return Linv.T @ Linv
 
 
 @nb.njit(**_JIT)
