@@ -222,6 +222,34 @@ def test_brms_prior_names(sleep):
     assert slots_of(d, "cor") == ["corr(Subject)"]
 
 
+# ---- REML's standard errors of the variance components -----------------------
+
+
+@pytest.mark.parametrize(
+    "name, formula, data, method",
+    [
+        ("sleepstudy_reml", SLEEP, "sleepstudy", "REML"),
+        ("sleepstudy_ml", SLEEP, "sleepstudy", "ML"),
+        ("dyestuff", "Yield ~ 1 + (1 | Batch)", "dyestuff", "REML"),
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin", "REML"),
+    ],
+)
+def test_varcorr_se_against_r(name, formula, data, method):
+    """The expected-information SEs, recomputed in R at lme4's estimates (tests/data/make_varcorr_se.R)."""
+    ref = json.loads((DATA / "varcorr_se.json").read_text())[name]
+    got = bayesmer.reml(formula, bayesmer.datasets.load(data), method=method).varcorr_se()
+    assert got["kind"].tolist() == [r["kind"] for r in ref]
+    np.testing.assert_allclose(got["value"], [r["value"] for r in ref], rtol=1e-4)
+    np.testing.assert_allclose(got["se"], [r["se"] for r in ref], rtol=1e-3)
+
+
+def test_summary_has_reml_se_for_every_row(sleep_fit):
+    table = sleep_fit.summary()
+    assert table["reml_se"].notna().all(), table
+    assert table.loc[("sd", "Subject", "Days"), "reml_se"] == pytest.approx(1.248, abs=1e-3)
+    assert "NaN" not in str(sleep_fit)
+
+
 # ---- variance decomposition (seed 003, Mixed Model 4a) -----------------------
 
 

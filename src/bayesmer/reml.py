@@ -118,6 +118,83 @@ class RemlFit:
         """Per term, levels x columns: the conditional modes (``fit.ranef()`` gives the same)."""
         return CallableDict(self._per_level(self._modes))
 
+    def varcorr_se(self, max_rows: int = 2000) -> pd.DataFrame:
+        """Asymptotic standard errors of the SDs, correlations and sigma, in :meth:`varcorr`'s layout.
+
+        From the expected information of the variance components (Harville
+        1977): ``I_ij = tr(P V_i P V_j) / 2`` with ``P`` REML's projection
+        (``V^-1`` under ML), then the delta method to SDs and correlations.
+        lme4 reports none (it prefers profile intervals); these fill the
+        ``reml_se`` column beside the posterior. Dense n x n algebra: NaN
+        above ``max_rows`` rows, and on a singular fit, where the information
+        is singular at the boundary.
+
+        Returns
+        -------
+        DataFrame
+            :meth:`varcorr`'s rows with a column ``se``.
+        """
+        d = self.design
+        table = self.varcorr().copy()
+        table["se"] = np.nan
+        if d.n > max_rows or self.singular:
+            return pd.DataFrame(table)
+        n = d.n
+        # per term, the columns a of Z spread over its levels: V_t = sum_ab Psi_ab A_a A_b'
+        spread = []
+        for t in d.terms:
+            G = np.zeros((n, t.n_levels))
+            G[np.arange(n), t.codes] = 1.0
+            spread.append([G * t.Z[:, [a]] for a in range(t.k)])
+        V = self.sigma**2 * np.eye(n)
+        params = []  # (term index, a, b) with a >= b, then the residual variance
+        for ti, (t, A) in enumerate(zip(d.terms, spread)):
+            C = self._covs[t.name]
+            for a in range(t.k):
+                for b in range(a + 1):
+                    params.append((ti, a, b))
+                    V += C[a, b] * (A[a] @ A[b].T if a == b else A[a] @ A[b].T + A[b] @ A[a].T)
+        Vinv = np.linalg.inv(V)
+        P = Vinv
+        if self.method == "REML" and d.p:
+            VX = Vinv @ d.X
+            P = Vinv - VX @ np.linalg.solve(d.X.T @ VX, VX.T)
+        PdV = []
+        for ti, a, b in params:
+            A = spread[ti]
+            M = (P @ A[a]) @ A[b].T
+            PdV.append(M if a == b else M + (P @ A[b]) @ A[a].T)
+        PdV.append(P)
+        m = len(PdV)
+        info = np.array([[0.5 * np.sum(PdV[i] * PdV[j].T) for j in range(m)] for i in range(m)])
+        try:
+            cov = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            return pd.DataFrame(table)
+        # delta method: rows of J are d(sd or corr or sigma)/d(psi), in varcorr's row order
+        index = {p: i for i, p in enumerate(params)}
+        rows = []
+        for ti, t in enumerate(d.terms):
+            C = self._covs[t.name]
+            sd = np.sqrt(np.diag(C))
+            for a in range(t.k):
+                j = np.zeros(m)
+                j[index[(ti, a, a)]] = 0.5 / sd[a]
+                rows.append(j)
+            for a, b in zip(*np.triu_indices(t.k, 1)):  # pairs (a < b) in varcorr's order
+                j = np.zeros(m)
+                r = C[b, a] / (sd[a] * sd[b])
+                j[index[(ti, b, a)]] = 1.0 / (sd[a] * sd[b])
+                j[index[(ti, a, a)]] = -0.5 * r / C[a, a]
+                j[index[(ti, b, b)]] = -0.5 * r / C[b, b]
+                rows.append(j)
+        j = np.zeros(m)
+        j[-1] = 0.5 / self.sigma
+        rows.append(j)
+        J = np.array(rows)
+        table["se"] = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", J, cov, J), 0.0, None))
+        return pd.DataFrame(table)
+
     def icc(self) -> pd.DataFrame:
         """Each variance component's share of an observation's variance (see :func:`bayesmer.protocol.variance_shares`)."""
         shares = variance_shares(self.design, self._covs, self.sigma)

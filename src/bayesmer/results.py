@@ -136,6 +136,11 @@ class BayesFit:
             reml_se.append(float(rse))
 
         rfix = r.fixef() if r is not None else None
+        # the variance components' asymptotic SEs, in varcorr's row order (NaN on large or singular fits)
+        vse = iter(r.varcorr_se()["se"].to_numpy()) if r is not None else None
+
+        def se_next():
+            return next(vse) if vse is not None else np.nan
         for name in d.fixed_names:
             add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}),
                 rfix[name] if r is not None else None, r.se[name] if r is not None else np.nan)
@@ -143,14 +148,14 @@ class BayesFit:
             sd = post[m.sd[t.name]]
             rsd = r.sd(t.name) if r is not None else [None] * t.k
             for i, col in enumerate(t.terms):
-                add(("sd", t.name, col), sd.isel({nm.term_dim(t.name): i}), rsd[i])
+                add(("sd", t.name, col), sd.isel({nm.term_dim(t.name): i}), rsd[i], se_next())
             if t.name in m.corr:
                 R = post[m.corr[t.name]]
                 rR = r.corr(t.name) if r is not None else None
                 for p, ((i, j), label) in enumerate(zip(nm.pairs(t.k), nm.pair_labels(t.terms))):
                     add(("corr", t.name, label), R.isel({nm.pair_dim(t.name): p}),
-                        rR[i, j] if rR is not None else None)
-        add(("sigma", "Residual", "sigma"), post[m.sigma], r.sigma if r is not None else None)
+                        rR[i, j] if rR is not None else None, se_next())
+        add(("sigma", "Residual", "sigma"), post[m.sigma], r.sigma if r is not None else None, se_next())
         return keys, xr.Dataset(data), reml_v, reml_se
 
     def summary(self) -> pd.DataFrame:
@@ -160,9 +165,10 @@ class BayesFit:
         -------
         DataFrame
             Indexed by (component, group, name), component in fixed, sd, corr,
-            sigma; columns reml, reml_se (fixed effects only: lme4 gives no
-            standard error of a variance component, NaN there), mean, sd,
-            hdi_3%, hdi_97% (94% HDI), ess_bulk, ess_tail, r_hat.
+            sigma; columns reml, reml_se (fixed effects: lme4's; SDs,
+            correlations and sigma: :meth:`RemlFit.varcorr_se`, NaN above its
+            row limit or on a singular fit), mean, sd, hdi_3%, hdi_97% (94%
+            HDI), ess_bulk, ess_tail, r_hat.
         """
         import arviz_stats as azs
 
