@@ -118,7 +118,18 @@ class RemlFit:
         """Per term, levels x columns: the conditional modes (``fit.ranef()`` gives the same)."""
         return CallableDict(self._per_level(self._modes))
 
-    def varcorr_se(self, max_rows: int = 2000) -> pd.DataFrame:
+    def varcorr_se(self) -> pd.DataFrame:
+        """Asymptotic standard errors of the SDs, correlations and sigma, in :meth:`varcorr`'s layout.
+
+        See :meth:`_varcorr_se` (computed once: every summary of the Bayesian fit shows it).
+        """
+        return self._varcorr_se.copy()
+
+    # the information needs dense n x n algebra: above this many rows the SEs are NaN
+    _se_max_rows = 2000
+
+    @functools.cached_property
+    def _varcorr_se(self) -> pd.DataFrame:
         """Asymptotic standard errors of the SDs, correlations and sigma, in :meth:`varcorr`'s layout.
 
         From the expected information of the variance components (Harville
@@ -126,8 +137,8 @@ class RemlFit:
         (``V^-1`` under ML), then the delta method to SDs and correlations.
         lme4 reports none (it prefers profile intervals); these fill the
         ``reml_se`` column beside the posterior. Dense n x n algebra: NaN
-        above ``max_rows`` rows, and on a singular fit, where the information
-        is singular at the boundary.
+        above ``_se_max_rows`` rows, and on a singular fit, where the
+        information is singular at the boundary.
 
         Returns
         -------
@@ -137,7 +148,7 @@ class RemlFit:
         d = self.design
         table = self.varcorr().copy()
         table["se"] = np.nan
-        if d.n > max_rows or self.singular:
+        if d.n > self._se_max_rows or self.singular:
             return pd.DataFrame(table)
         n = d.n
         # per term, the columns a of Z spread over its levels: V_t = sum_ab Psi_ab A_a A_b'
