@@ -228,10 +228,10 @@ def test_pymc_sampler(sleep_df):
 
 
 @pytest.mark.slow
-def test_crossed_uses_full():
+def test_crossed_uses_marginal():
     df = bayesmer.datasets.load("penicillin")
     fit = _fit("diameter ~ 1 + (1|plate) + (1|sample)", df, draws=500, tune=500, chains=2, seed=7)
-    assert fit.strategy == "full"
+    assert fit.strategy == "marginal"
     post = fit.idata["posterior"]
     assert post["b_plate"].shape[2:] == (24, 1) and post["b_sample"].shape[2:] == (6, 1)
     assert fit.fixef()["(Intercept)"] == pytest.approx(22.97, abs=1.0)
@@ -250,5 +250,5 @@ def test_errors(sleep_df):
         with pytest.raises(ValueError, match=arg):
             bayesmer.fit(SLEEP, sleep_df, **{arg: 0}, progress=False)
     pen = bayesmer.datasets.load("penicillin")
-    with pytest.raises(BuildError, match="strategy='full'"):
-        bayesmer.fit("diameter ~ 1 + (1|plate) + (1|sample)", pen, strategy="marginal", progress=False)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        bayesmer.fit("diameter ~ 1 + (1|plate) + (1|sample)", pen, strategy="exact", progress=False)
