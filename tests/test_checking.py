@@ -38,10 +38,6 @@ def test_sensitivity_flags_nothing_under_default_priors(default_fit):
     assert (table["prior"] < 0.05).all()
 
 
-@pytest.mark.xfail(
-    strict=True, raises=KeyError,
-    reason="sampling._compile_engine reads init['sd_Subject'], absent when a term's SD priors differ in family",
-)
 def test_sensitivity_flags_a_strong_prior(sleep):
     fit = _fit(SLEEP, sleep, priors={"sd(Days|Subject)": "HalfNormal(0.5)"})
     table = checking.sensitivity(fit)
@@ -146,11 +142,6 @@ def test_compare_refuses_different_data(default_fit, ogorek):
         checking.compare({"sleep": default_fit})
 
 
-@pytest.mark.xfail(
-    strict=True, raises=KeyError,
-    reason="sampling._compile_engine reads init['sd_Subject'], absent when a term's SD priors differ in family "
-    "(builder then samples sd_Subject__0, sd_Subject__1)",
-)
 def test_prior_sweep(default_fit):
     with pytest.raises(checking.CheckError, match="unknown prior 'sd\\(Hours\\|Subject\\)'"):
         bayesmer.prior_sweep(default_fit, {"sd(Hours|Subject)": ["HalfCauchy(1)"]})

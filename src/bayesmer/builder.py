@@ -62,6 +62,10 @@ class BuiltModel:
         Under ``"marginal"``: the sufficient statistics and priors the engine
         samples (``density.integrate_beta`` says whether β is integrated out).
     priors : PriorSet
+    start : dict of str to ndarray
+        The same starting values by parameter (``beta``, ``sigma``, ``sd_<term>``,
+        ``corr_chol_<term>``) whatever the model's variables are, for samplers
+        that do not go through the PyMC model.
     """
 
     model: pm.Model
@@ -76,6 +80,7 @@ class BuiltModel:
     density: DensitySpec | None
     priors: PriorSet
     hidden: tuple[str, ...] = field(default=())
+    start: dict = field(default_factory=dict)
 
     @property
     def integrate_beta(self) -> bool:
@@ -269,4 +274,5 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
         density=density,
         priors=priors,
         hidden=tuple(hidden),
+        start=init,
     )

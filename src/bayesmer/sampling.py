@@ -171,13 +171,9 @@ def _compile_pytensor(built: BuiltModel):
 def _compile_engine(built: BuiltModel):
     """nutpie on the engine's compiled collapsed density (see :mod:`bayesmer.engine.nuts`)."""
     spec = built.density
-    init = built.initial_point
+    init = built.start
     terms = list(built.sd)
-    corr_chols = []
-    for t in terms:
-        name = nm.corr_chol_var(t)
-        sd = np.atleast_1d(init[built.sd[t]])
-        corr_chols.append(init[name] if name in init else np.eye(len(sd)))
+    corr_chols = [init[nm.corr_chol_var(t)] for t in terms]
     x0 = initial_x(spec, float(init[built.sigma]), [init[built.sd[t]] for t in terms], corr_chols,
                    None if spec.integrate_beta else init[built.beta])
     coords = {k: list(v) for k, v in built.model.coords.items() if k != nm.OBS_DIM}
