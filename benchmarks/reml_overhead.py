@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayesmer.design import build_design
-from bayesmer.reml import fit_reml, reml
+from bayesmer.lmer import fit_reml, reml
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 

@@ -43,7 +43,7 @@ def sleep_marginal(sleep_df):
 
 @pytest.fixture(scope="module")
 def sleep_full(sleep_df):
-    return _fit(SLEEP, sleep_df, BRMS_PRIORS, draws=3000, tune=1000, chains=4, seed=12, strategy="full")
+    return _fit(SLEEP, sleep_df, BRMS_PRIORS, draws=1500, tune=1000, chains=4, seed=12, strategy="full")
 
 
 def _mcse(fit):

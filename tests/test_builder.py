@@ -103,7 +103,7 @@ def test_auto_is_marginal_for_every_gaussian_model():
 
 
 def test_initial_point_from_reml_is_off_the_boundary():
-    from bayesmer.reml import fit_reml
+    from bayesmer.lmer import fit_reml
 
     d = _sleep("Reaction ~ 1 + Days + (1 + Days | Subject)")
     r = fit_reml(d)

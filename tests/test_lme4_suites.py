@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from bayesmer import parse_formula
-from bayesmer.reml import reml
+from bayesmer.lmer import reml
 
 DATA = Path(__file__).parent / "data"
 REFS = [json.loads(line) for line in (DATA / "suite_fits.jsonl").read_text().splitlines() if line.strip()]

@@ -138,7 +138,7 @@ def test_missing_package_and_unknown_item(tmp_path):
 
 def test_schools_reml_matches_published_estimates():
     """The prepared HSB data give the REML fit Fox (2002) reports for this model."""
-    from bayesmer.reml import reml
+    from bayesmer.lmer import reml
 
     spec = load_model_file(Path(__file__).parents[1] / "models" / "schools.toml")
     fit = reml(spec.formula, load_data(spec))

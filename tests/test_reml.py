@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bayesmer import build_design
-from bayesmer.reml import RemlFit, fit_reml, reml
+from bayesmer.lmer import RemlFit, fit_reml, reml
 
 DATA = Path(__file__).parent / "data"
 # the lme4 1.1-31 fits of ../shared/reference/lme4 (other JSON files here are brms and glmer references)
@@ -157,7 +157,12 @@ def test_ml_and_reml_differ_as_expected(sleep):
     assert "maximum likelihood" in m.summary() and "deviance" in m.summary()
 
 
-@pytest.mark.parametrize("bad", ["reml", "MLE", "", None])
+def test_method_is_case_insensitive(sleep):
+    """bayesmer.settings owns the valid methods; lme4's REML=TRUE/FALSE reads as either case here."""
+    assert reml("Reaction ~ Days + (1 | Subject)", sleep, method="ml").method == "ML"
+
+
+@pytest.mark.parametrize("bad", ["REMLE", "MLE", "", None])
 def test_bad_method(sleep, bad):
     with pytest.raises(ValueError, match="method"):
         reml("Reaction ~ Days + (Days | Subject)", sleep, method=bad)

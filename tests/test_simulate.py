@@ -134,7 +134,7 @@ class _BadFit(_FitLike):
 
 
 def _reml():
-    from bayesmer.reml import reml
+    from bayesmer.lmer import reml
 
     return reml
 

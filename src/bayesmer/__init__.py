@@ -15,7 +15,7 @@ from . import checking, datasets, plots
 from .datasets import simulate_clark, simulate_ogorek
 from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
-from .reml import RemlFit, fit_reml, reml
+from .lmer import RemlFit, fit_reml, reml
 from .glmer import GlmerFit, glmer
 from .simulation import SimulationError, simulate
 from .api import default_priors, fit, load, prior_sweep

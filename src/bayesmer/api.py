@@ -11,7 +11,7 @@ from .checking import CheckError, SweepResult
 from .design import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
-from .reml import fit_reml
+from .lmer import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample
 from .settings import Settings

@@ -23,6 +23,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from . import naming as nm
+from .errors import BayesmerError
 from .engine import CollapsedStats
 from .engine.density import DensitySpec
 from .engine.op import CollapsedLoglik
@@ -36,7 +37,7 @@ __all__ = ["BuildError", "BuiltModel", "build_model", "FULL_MAX_EFFECTS"]
 FULL_MAX_EFFECTS = 20_000
 
 
-class BuildError(ValueError):
+class BuildError(BayesmerError, ValueError):
     """A model that cannot be built as asked, with the reason and the way out."""
 
 

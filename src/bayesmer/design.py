@@ -23,12 +23,13 @@ from formulaic.utils.stateful_transforms import stateful_transform
 from scipy.interpolate import BSpline
 from scipy.linalg import qr as _qr
 
+from .errors import BayesmerError
 from .formula import Formula, FormulaError, RandomTerm, _r_number, columns_of, factor_code, parse_formula, to_formulaic
 
 __all__ = ["DesignError", "ReTerm", "Design", "NewData", "build_design", "new_data"]
 
 
-class DesignError(ValueError):
+class DesignError(BayesmerError, ValueError):
     """Data that cannot make a design for the formula, with the culprit named."""
 
 

@@ -17,6 +17,8 @@ import pandas as pd
 import scipy.special as sc
 import scipy.stats as st
 
+from .errors import BayesmerError
+
 __all__ = ["FamilyError", "Family", "Link", "get_family", "LINKS", "FAMILIES"]
 
 _EPS = np.finfo(float).eps
@@ -25,7 +27,7 @@ _THRESH = 30.0
 _PROBIT_THRESH = -float(sc.ndtri(_EPS))
 
 
-class FamilyError(ValueError):
+class FamilyError(BayesmerError, ValueError):
     """An unknown family or link, or a response the family cannot take."""
 
 

@@ -34,10 +34,12 @@ import math
 import re
 from dataclasses import dataclass
 
+from .errors import BayesmerError
+
 __all__ = ["FormulaError", "RandomTerm", "Formula", "parse_formula"]
 
 
-class FormulaError(ValueError):
+class FormulaError(BayesmerError, ValueError):
     """A formula that cannot be parsed, with the culprit named."""
 
 

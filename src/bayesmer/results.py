@@ -2,7 +2,7 @@
 
 :class:`BayesFit` holds every stage's output (design, REML fit, priors, built
 model, draws) and reads its tables from the draws only. It answers the same
-protocol as :class:`~bayesmer.reml.RemlFit` (``fixef()``, ``ranef()``,
+protocol as :class:`~bayesmer.lmer.RemlFit` (``fixef()``, ``ranef()``,
 ``varcorr()``, ``icc()``; see :mod:`bayesmer.protocol`).
 """
 

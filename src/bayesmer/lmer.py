@@ -1,4 +1,6 @@
-"""Exact REML and ML fits of linear mixed models, as lme4 computes them.
+"""Exact REML and ML fits of linear mixed models, as lme4's ``lmer`` computes them.
+
+(The module is ``lmer`` so that it is not shadowed by the function :func:`bayesmer.reml`.)
 
 lme4's ``lFormula -> mkLmerDevfun -> optimizeLmer -> mkMerMod`` here is
 :func:`bayesmer.build_design` -> :class:`bayesmer.engine.profiled.Profiled`
@@ -24,6 +26,7 @@ from .engine.optimize import OptSettings, OptSummary, optimize
 from .engine.profiled import Profiled, estimates
 from .engine.theta import theta_lower
 from .formula import Formula
+from .settings import check as check_setting
 from .protocol import CallableDict, CallableFrame, CallableSeries, varcorr_table, variance_shares
 
 __all__ = ["RemlFit", "reml", "fit_reml"]
@@ -358,8 +361,7 @@ def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSe
     UserWarning
         On a singular (boundary) fit and when the optimiser did not converge.
     """
-    if method not in ("REML", "ML"):
-        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
+    method = check_setting("method", method)
     n, p = design.n, design.p
     if method == "REML" and n <= p:
         raise ValueError(f"REML needs more observations ({n}) than fixed effects ({p})")
@@ -424,6 +426,4 @@ def reml(formula: str | Formula, data: pd.DataFrame, method: str = "REML") -> Re
     -------
     RemlFit
     """
-    if method not in ("REML", "ML"):
-        raise ValueError(f"method must be 'REML' or 'ML', not {method!r}")
-    return fit_reml(build_design(formula, data), method=method)
+    return fit_reml(build_design(formula, data), method=check_setting("method", method))
