@@ -1,27 +1,47 @@
-"""NUTS efficiency: bayesmer's marginal and full models against bambi.
+"""NUTS efficiency: bayesmer's marginal engine, its full model and bambi, side by side.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/nuts.py            # prints the table
-    .venv/bin/python benchmarks/nuts.py --write    # also writes benchmarks/results/nuts.md and .json
+    .venv/bin/python benchmarks/nuts.py --write              # the small models
+    .venv/bin/python benchmarks/nuts.py --insteval --write   # only the InstEval shape (slow)
+    .venv/bin/python benchmarks/nuts.py --render             # rewrite nuts.md from nuts.json
+    .venv/bin/python benchmarks/nuts.py --quick --out /tmp/x # smoke test, tiny settings
 
-Per model and method: compile and sampling seconds, the whole fit's wall time
-(data frame to fitted object), and the smallest bulk ESS over the
-hyperparameters (fixed effects, random-effect SDs and correlations, residual
-SD) per second of sampling and per second end to end. bambi cannot model the
-correlation of random intercepts and slopes, so it fits the uncorrelated
-model; it samples with PyMC's NUTS (its default) and its compile time is
-inside its total. bayesmer samples with nutpie calling an ordinary compiled
-PyTensor function (its default backend); nutpie's own numba route
-(``nutpie.compile_pymc_model``) is timed on sleepstudy for comparison. Everything runs in one process; on the two small
-models each cell is the faster of two fits (the machine is shared and its
-load varies), on the 100,000-row model one fit.
+Per model and method: bayesmer's compile and sampling seconds (``fit.timings``),
+the whole ``fit`` call's wall time (data frame to fitted object, compile
+included, imports excluded), the smallest bulk ESS over the hyperparameters
+(fixed effects, random-effect SDs and correlations, residual SD: the rows of
+``fit.summary()``; for bambi its fixed effects and its ``*_sigma`` terms), that
+minimum per second of sampling and per second end to end, the largest R-hat
+and the number of divergences. On the small models each cell is the faster
+(by total time) of ``--repeats`` fits in this one process.
+
+bambi cannot model the correlation of random intercepts and slopes: for
+``(1 + x | g)`` it fits the uncorrelated model ``(x | g)``, so it has fewer
+hyperparameters than bayesmer. It samples with PyMC's own NUTS (its default);
+its compile time is inside its total.
+
+bayesmer's default (``strategy="auto"``, the marginal model) runs nutpie on the
+numba-compiled likelihood engine through a C pointer, chains in parallel;
+``strategy="full"`` samples every random effect with PyTensor's C linker, one
+Python call per gradient, chains sequential.
+
+The InstEval shape (``--insteval``): ``benchmarks/reml.py``'s
+``simulate_insteval()`` (73,421 rows; 2,972 x 1,128 x 14 levels). It times one
+gradient of the engine's density (BLAS limited to one thread, as in
+``bayesmer.fit``), then samples 4 chains x 300 draws (300 tune)
+with the same compiled model ``bayesmer.fit`` uses (nutpie in the background,
+so the run can be stopped after ``--insteval-timeout`` seconds and what it did
+by then measured); if that run finishes in time it is repeated as a plain
+``bayesmer.fit`` for the real figures. bambi is timed on a row subsample and
+scaled to the full size (an extrapolation, labelled as such).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -43,6 +63,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 OUT = ROOT / "benchmarks" / "results"
 
+INSTEVAL_FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
+BAMBI = "bambi (uncorrelated)"
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
 
 def big_data(n_groups=500, per_group=200, seed=2024) -> pd.DataFrame:
     """Random intercepts and slopes: 3 + 0.75 x, sds 1 and 0.5, corr 0.3, sigma 1."""
@@ -55,33 +82,45 @@ def big_data(n_groups=500, per_group=200, seed=2024) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
 
 
-def models():
-    sleep = pd.read_csv(DATA / "sleepstudy.csv")
-    sleep["Subject"] = sleep["Subject"].astype(str)
-    ogorek = pd.read_csv(DATA / "ogorek.csv")
-    ogorek["unit"] = ogorek["unit"].astype(str)
-    return [
-        ("sleepstudy", "Reaction ~ 1 + Days + (1 + Days | Subject)", sleep),
-        ("ogorek", "y ~ x + a + x*a + (1 + x | unit)", ogorek),
-        ("sim100k", "y ~ x + (x | g)", big_data()),
+def models(extra: bool):
+    """(name, bayesmer formula, bambi formula or None, data, methods, extra)."""
+    out = [
+        ("sleepstudy", "Reaction ~ 1 + Days + (1 + Days | Subject)", "Reaction ~ 1 + Days + (Days | Subject)",
+         bayesmer.datasets.load("sleepstudy"), ["default"]),
+        ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", "diameter ~ 1 + (1 | plate) + (1 | sample)",
+         bayesmer.datasets.load("penicillin"), ["default", "full"]),
+        ("subjitems", "y ~ x + (1 + x | subj) + (1 + x | item)", "y ~ x + (x | subj) + (x | item)",
+         pd.read_csv(DATA / "subjitems.csv"), ["default", "full"]),
     ]
+    if extra:
+        out += [
+            ("ogorek", "y ~ x + a + x*a + (1 + x | unit)", None, bayesmer.datasets.load("ogorek"),
+             ["default", "full"]),
+            ("sim100k", "y ~ x + (x | g)", None, big_data(), ["default", "full"]),
+        ]
+    return out
 
 
-def run_bayesmer(formula, df, strategy, draws, tune, chains, backend="pytensor"):
+def run_bayesmer(formula, df, strategy, draws, tune, chains):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = bayesmer.fit(formula, df, draws=draws, tune=tune, chains=chains, seed=1, strategy=strategy,
-                           progress=False, backend=backend)
+                           progress=False)
     total = time.perf_counter() - t0
-    s = fit.summary()
+    s = fit.summary()  # the hyperparameters only: fixed, sd, corr, sigma
+    stats = fit.idata["sample_stats"]
     return {
+        "strategy_used": fit.strategy,
         "compile_s": fit.timings["compile"],
         "sampling_s": fit.timings["sampling"],
         "total_s": total,
         "min_ess_bulk": float(s["ess_bulk"].min()),
+        "min_ess_at": " ".join(str(x) for x in s["ess_bulk"].idxmin() if x),
         "max_r_hat": float(s["r_hat"].max()),
-        "divergences": int(fit.idata["sample_stats"]["diverging"].sum()),
+        "divergences": int(stats["diverging"].sum()),
+        "gradients": int(stats["n_steps"].sum()) if "n_steps" in stats else None,
+        "n_hyper": int(len(s)),
     }
 
 
@@ -89,7 +128,6 @@ def run_bambi(formula, df, draws, tune, chains):
     import arviz_stats as azs
     import bambi as bmb
 
-    # bambi's (x | g) is the uncorrelated model; the fixed part is unchanged
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,148 +138,425 @@ def run_bambi(formula, df, draws, tune, chains):
     keep = [v for v in post.data_vars if "|" not in v or v.endswith("_sigma")]
     ess = azs.ess(post[keep], method="bulk")
     rhat = azs.rhat(post[keep])
-    div = idata["sample_stats"]["diverging"]
+    per_var = {v: float(ess[v].min()) for v in keep}
+    stats = idata["sample_stats"]
     return {
+        "strategy_used": "bambi",
         "compile_s": float("nan"),
-        "sampling_s": float(post.attrs.get("sampling_time", float("nan"))),
+        "sampling_s": float(idata["posterior"].attrs.get("sampling_time", float("nan"))),
         "total_s": total,
-        "min_ess_bulk": float(min(float(ess[v].min()) for v in keep)),
+        "min_ess_bulk": min(per_var.values()),
+        "min_ess_at": min(per_var, key=per_var.get),
         "max_r_hat": float(max(float(rhat[v].max()) for v in keep)),
-        "divergences": int(div.sum()),
+        "divergences": int(stats["diverging"].sum()),
+        "gradients": int(stats["n_steps"].sum()) if "n_steps" in stats else None,
+        "n_hyper": int(sum(int(np.prod(post[v].shape[2:])) for v in keep)),
     }
+
+
+def best(fn, n):
+    runs = [fn() for _ in range(n)]
+    return min(runs, key=lambda r: r["total_s"]) | {"repeats": n, "all_total_s": [r["total_s"] for r in runs]}
+
+
+def small(args) -> dict:
+    cfg = dict(draws=args.draws, tune=args.tune, chains=args.chains)
+    load_before = _load()
+    rows = []
+    for name, formula, bformula, df, methods in models(args.extra):
+        extra = name in ("ogorek", "sim100k")
+        for method in methods:
+            c = dict(cfg)
+            if name == "sim100k" and method == "full":  # explicit b on 100,000 rows: a short run
+                c = dict(draws=min(300, c["draws"]), tune=min(300, c["tune"]), chains=2)
+            reps = 1 if extra else args.repeats
+            strategy = "auto" if method == "default" else method
+            print(f"{name}: bayesmer {method} {c} x{reps}  load {_load()}", file=sys.stderr, flush=True)
+            load = _load()
+            r = best(lambda: run_bayesmer(formula, df, strategy, **c), reps)
+            rows.append({"model": name, "rows": len(df), "method": f"bayesmer {method}", **c, **r,
+                         "load_at_start": load})
+        if bformula and not args.skip_bambi:
+            print(f"{name}: bambi {cfg} x{args.repeats}  load {_load()}", file=sys.stderr, flush=True)
+            load = _load()
+            r = best(lambda: run_bambi(bformula, df, **cfg), args.repeats)
+            rows.append({"model": name, "rows": len(df), "method": BAMBI, "formula": bformula, **cfg, **r,
+                         "load_at_start": load})
+    for r in rows:
+        r["ess_per_sampling_s"] = r["min_ess_bulk"] / r["sampling_s"]
+        r["ess_per_total_s"] = r["min_ess_bulk"] / r["total_s"]
+    return {"load_before": load_before, "load_after": _load(), "repeats": args.repeats, "rows": rows}
+
+
+# -- InstEval -------------------------------------------------------------------------------------
+
+def _simulate_insteval() -> pd.DataFrame:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reml import simulate_insteval
+
+    return simulate_insteval()
+
+
+def _start_x(built) -> np.ndarray:
+    """The unconstrained start vector, as ``bayesmer.sampling._compile_engine`` builds it."""
+    from bayesmer import naming as nm
+    from bayesmer.engine.nuts import initial_x
+
+    init, terms = built.initial_point, list(built.sd)
+    chols = []
+    for t in terms:
+        name = nm.corr_chol_var(t)
+        chols.append(init[name] if name in init else np.eye(len(np.atleast_1d(init[built.sd[t]]))))
+    return initial_x(built.density, float(init[built.sigma]), [init[built.sd[t]] for t in terms], chols,
+                     None if built.density.integrate_beta else init[built.beta])
+
+
+def insteval(args) -> dict:
+    from bayesmer._threads import one_blas_thread
+    from bayesmer.builder import build_model
+    from bayesmer.design import build_design
+    from bayesmer.priors import resolve_priors
+    from bayesmer.lmer import fit_reml
+    from bayesmer.sampling import _compile_engine
+
+    load_before = _load()
+    df = _simulate_insteval()
+    out = {"rows": len(df), "formula": INSTEVAL_FORMULA, "load_before": load_before,
+           "levels": {g: int(df[g].nunique()) for g in ("s", "d", "dept")}}
+    draws, tune, chains = args.insteval_draws, args.insteval_tune, args.chains
+
+    # 1. what bayesmer.fit does before sampling, and one gradient of the density
+    t0 = time.perf_counter()
+    design = build_design(INSTEVAL_FORMULA, df)
+    t1 = time.perf_counter()
+    reml = fit_reml(design)
+    t2 = time.perf_counter()
+    built = build_model(design, resolve_priors(design, None), strategy="auto", start=reml)
+    t3 = time.perf_counter()
+    compiled = _compile_engine(built)
+    t4 = time.perf_counter()
+    out.update(design_s=t1 - t0, reml_s=t2 - t1, build_s=t3 - t2, compile_s=t4 - t3, strategy=built.strategy)
+    spec = built.density
+    x = _start_x(built)  # the REML estimates, where the chains start
+    times = []
+    # bayesmer.fit samples with every BLAS limited to one thread (bayesmer._threads); so does this.
+    # Without it, OpenBLAS's threads on nutpie's worker threads crashed the process here (SIGSEGV).
+    with one_blas_thread():
+        spec.logp(x)
+        for i in range(args.insteval_grads):
+            g0 = time.perf_counter()
+            spec.logp(x + 0.001 * (i + 1))
+            times.append(time.perf_counter() - g0)
+    out["s_per_gradient"] = float(np.median(times))
+    out["s_per_gradient_all"] = times
+    print(f"insteval: design {t1 - t0:.1f} s, REML {t2 - t1:.1f} s, build {t3 - t2:.1f} s, "
+          f"compile {t4 - t3:.2f} s; one logp+gradient {out['s_per_gradient']:.3f} s (median of {len(times)})",
+          file=sys.stderr, flush=True)
+
+    # 2. the sampling run, stoppable: nutpie in the background on the compiled engine model
+    print(f"insteval: {chains} chains x {draws} draws ({tune} tune), at most {args.insteval_timeout} s; "
+          f"load {_load()}", file=sys.stderr, flush=True)
+    out["load_at_sampling"] = _load()
+    blas = one_blas_thread()
+    blas.__enter__()
+    s0 = time.perf_counter()
+    bg = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=1, progress_bar=False,
+                       save_warmup=True, target_accept=0.8, blocking=False)
+    def done():
+        try:  # nutpie 0.16 raises TimeoutError here while the chains still run
+            return bool(bg.is_finished)
+        except TimeoutError:
+            return False
+
+    while not done() and time.perf_counter() - s0 < args.insteval_timeout:
+        time.sleep(0.5)
+    finished = done()
+    elapsed = time.perf_counter() - s0
+    trace = bg.wait() if finished else bg.abort()
+    blas.__exit__(None, None, None)
+    out.update(pilot_finished=finished, pilot_elapsed_s=elapsed, draws=draws, tune=tune, chains=chains)
+    done_tune = done_draws = grads = 0
+    per_chain = []
+    for grp in ("warmup_sample_stats", "sample_stats"):
+        if grp in trace.children:
+            st = trace[grp]
+            steps = st["n_steps"].values  # chain x draw, NaN/0 where not drawn yet
+            valid = np.isfinite(steps) & (steps > 0)
+            n = int(valid.sum())
+            grads += int(np.nansum(np.where(valid, steps, 0)))
+            per_chain.append(valid.sum(axis=1).tolist())
+            if grp == "warmup_sample_stats":
+                done_tune = n
+            else:
+                done_draws = n
+    out.update(pilot_tune_iters=done_tune, pilot_draw_iters=done_draws, pilot_gradients=grads,
+               pilot_iters_per_chain=per_chain)
+    if grads:
+        cores = min(chains, os.cpu_count() or 1)
+        out["pilot_s_per_gradient_in_sampler"] = elapsed * cores / grads
+        iters = done_tune + done_draws
+        out["pilot_gradients_per_iter"] = grads / max(iters, 1)
+        # time for the whole run if the rest costs what the part run so far cost per iteration
+        out["extrapolated_total_sampling_s"] = elapsed * chains * (tune + draws) / max(iters, 1)
+    print(f"insteval: finished={finished} in {elapsed:.0f} s; {done_tune} tune + {done_draws} draw iterations "
+          f"over all chains, {grads} gradients", file=sys.stderr, flush=True)
+
+    # 3. if it can finish, the real thing: one plain bayesmer.fit
+    if finished:
+        r = run_bayesmer(INSTEVAL_FORMULA, df, "auto", draws=draws, tune=tune, chains=chains)
+        out["fit"] = r
+        print(f"insteval: bayesmer.fit {r}", file=sys.stderr, flush=True)
+
+    # 4. bambi on a subsample, scaled to the full size (an extrapolation)
+    if not args.skip_bambi:
+        n_sub = args.insteval_bambi_rows
+        sub = df.sample(n=n_sub, random_state=1).reset_index(drop=True)
+        bcfg = dict(draws=200, tune=200, chains=2)
+        print(f"insteval: bambi on {n_sub} rows {bcfg}; load {_load()}", file=sys.stderr, flush=True)
+        r = run_bambi(INSTEVAL_FORMULA, sub, **bcfg)
+        r["rows"] = n_sub
+        r["levels"] = {g: int(sub[g].nunique()) for g in ("s", "d", "dept")}
+        r.update(bcfg)
+        scale = len(df) / n_sub
+        r["extrapolated_sampling_s_full"] = r["sampling_s"] * scale
+        r["extrapolated_ess_per_sampling_s_full"] = r["min_ess_bulk"] / r["sampling_s"] / scale
+        out["bambi_subsample"] = r
+        print(f"insteval: bambi {r}", file=sys.stderr, flush=True)
+    out["load_after"] = _load()
+    return out
+
+
+# -- results --------------------------------------------------------------------------------------
+
+def env_info() -> dict:
+    import bambi
+    import numba
+    import pymc
+    import pytensor
+
+    return {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "bayesmer": bayesmer.__version__,
+        "nutpie": nutpie.__version__,
+        "numba": numba.__version__,
+        "pytensor": pytensor.__version__,
+        "pymc": pymc.__version__,
+        "bambi": bambi.__version__,
+    }
+
+
+def _fmt(x, nd=1):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{nd}f}"
+
+
+def _cell(rows, model, method):
+    for r in rows:
+        if r["model"] == model and r["method"] == method:
+            return r
+    return None
+
+
+def write_md(saved: dict, out: Path) -> None:
+    env = saved["env"]
+    sm = saved.get("small")
+    ie = saved.get("insteval")
+    md = [
+        "# NUTS benchmark (`benchmarks/nuts.py`)",
+        "",
+        f"Machine: {env['cpus']} CPUs ({env['machine']}), Python {env['python']}; shared with other jobs, so "
+        "times are noisy: the load average (1, 5, 15 min) is given before and after each part.",
+        f"Versions: bayesmer {env['bayesmer']}, nutpie {env['nutpie']}, numba {env['numba']}, "
+        f"PyTensor {env['pytensor']}, PyMC {env['pymc']}, bambi {env['bambi']}.",
+        "",
+        "min ESS: the smallest bulk ESS over the hyperparameters (fixed effects, random-effect SDs and "
+        "correlations, residual SD; for bambi its fixed effects and `*_sigma` terms). total s: the whole "
+        "`fit` call from the data frame (design, REML start, compile, sampling, post-processing; imports "
+        "excluded). bayesmer default = `strategy=\"auto\"`, which chose the marginal model (column 'used') "
+        "and runs nutpie on the compiled engine, chains in parallel; `full` samples every random effect "
+        "(PyTensor C linker, chains sequential). bambi fits the *uncorrelated* model `(x | g)` where "
+        "bayesmer fits `(1 + x | g)` (bambi cannot model the correlation), samples with PyMC's NUTS, and "
+        "its compile time is inside its total (its compile column is blank).",
+        "",
+    ]
+    if sm:
+        md += [
+            f"## Small models ({sm['rows'][0]['chains']} chains x {sm['rows'][0]['draws']} draws, "
+            f"{sm['rows'][0]['tune']} tune; each cell the faster of {sm['repeats']} fits)",
+            "",
+            f"Load average before {tuple(sm['load_before'])}, after {tuple(sm['load_after'])}.",
+            "",
+            "| model | rows | method | used | chains x draws | compile s | sampling s | total s | min ESS "
+            "(at) | max R-hat | divergences | min ESS / sampling s | min ESS / total s | load at start |",
+            "|---|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        ]
+        for r in sm["rows"]:
+            md.append(
+                f"| {r['model']} | {r['rows']} | {r['method']} | {r['strategy_used']} | {r['chains']} x "
+                f"{r['draws']} | {_fmt(r['compile_s'], 2)} | {_fmt(r['sampling_s'], 2)} | {_fmt(r['total_s'], 2)} | "
+                f"{r['min_ess_bulk']:.0f} ({r['min_ess_at']}) | {r['max_r_hat']:.3f} | {r['divergences']} | "
+                f"{r['ess_per_sampling_s']:.0f} | {r['ess_per_total_s']:.0f} | {r['load_at_start'][0]} |"
+            )
+        if not any(r["model"] in ("ogorek", "sim100k") for r in sm["rows"]):
+            md += ["", "The earlier ogorek and 100,000-row rows were dropped from this run to keep it short "
+                   "(`--extra` runs them)."]
+        md += ["", "Ratios (bayesmer default over the other):", ""]
+        for model in dict.fromkeys(r["model"] for r in sm["rows"]):
+            m = _cell(sm["rows"], model, "bayesmer default")
+            parts = []
+            for other in ("bayesmer full", BAMBI):
+                o = _cell(sm["rows"], model, other)
+                if m and o:
+                    parts.append(f"vs {other}: {m['ess_per_sampling_s'] / o['ess_per_sampling_s']:.1f}x per "
+                                 f"sampling s, {m['ess_per_total_s'] / o['ess_per_total_s']:.1f}x per total s, "
+                                 f"{o['total_s'] / m['total_s']:.1f}x in total time")
+            if parts:
+                md.append(f"- {model}: " + "; ".join(parts))
+    if ie:
+        md += ["", "## InstEval shape (`--insteval`)", "",
+               f"`{ie['formula']}` on `benchmarks/reml.py`'s `simulate_insteval()`: {ie['rows']} rows, levels "
+               f"{ie['levels']}. Load average before {tuple(ie['load_before'])}, at sampling "
+               f"{tuple(ie['load_at_sampling'])}, after {tuple(ie['load_after'])}.", ""]
+        md += [
+            f"- Before sampling: design {ie['design_s']:.1f} s, REML {ie['reml_s']:.1f} s, model "
+            f"{ie['build_s']:.1f} s, engine set-up {ie['compile_s']:.2f} s (strategy {ie['strategy']}).",
+            f"- One log density + gradient of the marginal model: {ie['s_per_gradient']:.2f} s (median of "
+            f"{len(ie['s_per_gradient_all'])}, one thread).",
+        ]
+        if ie["pilot_finished"]:
+            f = ie.get("fit", {})
+            md.append(f"- {ie['chains']} chains x {ie['draws']} draws ({ie['tune']} tune) finished: sampling "
+                      f"{ie['pilot_elapsed_s']:.0f} s in the background run; the plain `bayesmer.fit`: total "
+                      f"{_fmt(f.get('total_s'))} s, sampling {_fmt(f.get('sampling_s'))} s, min ESS "
+                      f"{_fmt(f.get('min_ess_bulk'), 0)}, max R-hat {_fmt(f.get('max_r_hat'), 3)}, "
+                      f"divergences {f.get('divergences')}.")
+        else:
+            md.append(
+                f"- {ie['chains']} chains x {ie['draws']} draws ({ie['tune']} tune) did NOT finish: stopped after "
+                f"{ie['pilot_elapsed_s']:.0f} s with {ie['pilot_tune_iters']} tuning and {ie['pilot_draw_iters']} "
+                f"sampling iterations done over all chains (of {ie['chains'] * (ie['tune'] + ie['draws'])}), "
+                f"{ie['pilot_gradients']} gradients"
+                + (f" ({ie['pilot_gradients_per_iter']:.1f} per iteration, {ie['pilot_s_per_gradient_in_sampler']:.2f} "
+                   f"s each with the chains on {min(ie['chains'], env['cpus'])} cores). At that rate the whole run "
+                   f"would take about {ie['extrapolated_total_sampling_s'] / 60:.1f} minutes of sampling "
+                   "(an extrapolation; tuning's early iterations cost more steps, so it is rough)."
+                   if ie["pilot_gradients"] else ".")
+            )
+        b = ie.get("bambi_subsample")
+        if b:
+            md.append(
+                f"- bambi on a random {b['rows']}-row subsample (levels {b['levels']}), {b['chains']} chains x "
+                f"{b['draws']} draws ({b['tune']} tune): total {b['total_s']:.1f} s, sampling {b['sampling_s']:.1f} s, "
+                f"min ESS {b['min_ess_bulk']:.0f} ({b['min_ess_at']}), max R-hat {b['max_r_hat']:.3f}, divergences "
+                f"{b['divergences']}. EXTRAPOLATION to {ie['rows']} rows, assuming the cost per gradient grows with "
+                f"the rows and the steps per draw stay the same (optimistic): sampling about "
+                f"{b['extrapolated_sampling_s_full'] / 60:.1f} minutes for the same draws, min ESS per sampling "
+                f"second about {b['extrapolated_ess_per_sampling_s_full']:.2f}."
+            )
+    md += ["", "## Goals", ""]
+    md += goals(saved)
+    out.write_text("\n".join(md) + "\n")
+
+
+def goals(saved) -> list[str]:
+    g = []
+    sm = saved.get("small")
+    ok = lambda c: "met" if c else "NOT met"  # noqa: E731
+    if sm:
+        rows = sm["rows"]
+        m, b = _cell(rows, "sleepstudy", "bayesmer default"), _cell(rows, "sleepstudy", BAMBI)
+        if m and b:
+            ratio = m["ess_per_total_s"] / b["ess_per_total_s"]
+            g.append(f"- sleepstudy, bayesmer default >= 5x bambi in min bulk ESS per total second: {ok(ratio >= 5)} "
+                     f"({ratio:.1f}x: {m['ess_per_total_s']:.0f} vs {b['ess_per_total_s']:.0f}; bambi fits the "
+                     "uncorrelated model).")
+        if m:
+            g.append(f"- sleepstudy, bayesmer under 2 s wall for the whole fit: {ok(m['total_s'] < 2)} "
+                     f"({m['total_s']:.2f} s, the faster of {sm['repeats']}: {[round(x, 2) for x in m['all_total_s']]}).")
+        for model in ("penicillin", "subjitems"):
+            m = _cell(rows, model, "bayesmer default")
+            f = _cell(rows, model, "bayesmer full")
+            b = _cell(rows, model, BAMBI)
+            if m and f:
+                r1 = m["ess_per_sampling_s"] / f["ess_per_sampling_s"]
+                r2 = m["ess_per_total_s"] / f["ess_per_total_s"]
+                g.append(f"- {model}, marginal >= 20x full in min ESS per sampling second: {ok(r1 >= 20)} "
+                         f"({r1:.0f}x: {m['ess_per_sampling_s']:.0f} vs {f['ess_per_sampling_s']:.0f}; per total "
+                         f"second {r2:.0f}x).")
+            if m and b:
+                r1 = m["ess_per_total_s"] / b["ess_per_total_s"]
+                r2 = m["ess_per_sampling_s"] / b["ess_per_sampling_s"]
+                g.append(f"- {model}, marginal >= 10x bambi in min ESS per total second: {ok(r1 >= 10)} "
+                         f"({r1:.1f}x: {m['ess_per_total_s']:.0f} vs {b['ess_per_total_s']:.0f}; per sampling "
+                         f"second {r2:.1f}x).")
+    ie = saved.get("insteval")
+    if ie:
+        f = ie.get("fit")
+        if f:
+            met = f["min_ess_bulk"] >= 400 and f["max_r_hat"] <= 1.01 and f["total_s"] < 600
+            g.append(f"- InstEval shape, 4 chains, min ESS >= 400, max R-hat <= 1.01, under 10 minutes: {ok(met)} "
+                     f"(min ESS {f['min_ess_bulk']:.0f}, max R-hat {f['max_r_hat']:.3f}, {f['total_s']:.0f} s).")
+        else:
+            est = ie.get("extrapolated_total_sampling_s")
+            g.append(
+                f"- InstEval shape, 4 chains, min ESS >= 400, max R-hat <= 1.01, under 10 minutes: NOT met: "
+                f"{ie['chains']} x {ie['draws']} draws ({ie['tune']} tune) did not finish within "
+                f"{ie['pilot_elapsed_s']:.0f} s; one gradient takes {ie['s_per_gradient']:.2f} s"
+                + (f"; about {est / 60:.1f} minutes of sampling extrapolated" if est else "") + ".")
+    return g
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true")
-    ap.add_argument("--skip-bambi-big", action="store_true", help="skip bambi on the 100,000-row model")
+    ap.add_argument("--write", action="store_true", help="write nuts.json (merging the parts run) and nuts.md")
     ap.add_argument("--render", action="store_true", help="only rewrite nuts.md from nuts.json")
+    ap.add_argument("--out", type=Path, default=OUT, help="where --write and --render write")
     ap.add_argument("--repeats", type=int, default=2, help="fits per cell on the small models (fastest kept)")
+    ap.add_argument("--extra", action="store_true", help="also ogorek and the 100,000-row model (marginal vs full)")
+    ap.add_argument("--skip-bambi", action="store_true")
+    ap.add_argument("--insteval", action="store_true", help="only the InstEval shape (slow)")
+    ap.add_argument("--insteval-draws", type=int, default=300)
+    ap.add_argument("--insteval-tune", type=int, default=300)
+    ap.add_argument("--insteval-timeout", type=float, default=300.0, help="seconds before the run is stopped")
+    ap.add_argument("--insteval-grads", type=int, default=5, help="gradients timed one by one")
+    ap.add_argument("--insteval-bambi-rows", type=int, default=5000)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 chains x 100 draws, 1 repeat")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=4)
     args = ap.parse_args(argv)
+    if args.quick:
+        args.draws = args.tune = 100
+        args.chains, args.repeats = 2, 1
+        args.insteval_draws = args.insteval_tune = 20
+        args.insteval_timeout = min(args.insteval_timeout, 30)
+        args.insteval_grads = 2
+        args.insteval_bambi_rows = min(args.insteval_bambi_rows, 1000)
 
+    path = args.out / "nuts.json"
     if args.render:
-        render()
+        write_md(json.loads(path.read_text()), args.out / "nuts.md")
         return
 
-    def best(fn, n):
-        runs = [fn() for _ in range(n)]
-        return min(runs, key=lambda r: r["total_s"])
-
-    rows = []
-    for name, formula, df in models():
-        big = name == "sim100k"
-        reps = 1 if big else args.repeats
-        plan = [
-            ("marginal", dict(draws=1000, tune=1000, chains=4)),
-            # explicit b on 100,000 rows: a shorter run, ESS/s is what compares
-            ("full", dict(draws=300, tune=300, chains=2) if big else dict(draws=1000, tune=1000, chains=4)),
-        ]
-        for method, cfg in plan:
-            print(f"{name}: {method} {cfg}", file=sys.stderr, flush=True)
-            rows.append({"model": name, "rows": len(df), "method": method, **cfg,
-                         **best(lambda: run_bayesmer(formula, df, method, **cfg), reps)})
-        if name == "sleepstudy":
-            cfg = dict(draws=1000, tune=1000, chains=4)
-            print(f"{name}: marginal numba", file=sys.stderr, flush=True)
-            rows.append({"model": name, "rows": len(df), "method": "marginal (numba)", **cfg,
-                         **best(lambda: run_bayesmer(formula, df, "marginal", backend="numba", **cfg), reps)})
-        if not (big and args.skip_bambi_big):
-            cfg = dict(draws=300, tune=300, chains=2) if big else dict(draws=1000, tune=1000, chains=4)
-            print(f"{name}: bambi {cfg}", file=sys.stderr, flush=True)
-            rows.append({"model": name, "rows": len(df), "method": "bambi (uncorrelated)", **cfg,
-                         **best(lambda: run_bambi(formula, df, **cfg), reps)})
-
-    table = pd.DataFrame(rows)
-    table["ess_per_sampling_s"] = table["min_ess_bulk"] / table["sampling_s"]
-    table["ess_per_total_s"] = table["min_ess_bulk"] / table["total_s"]
-    ratios = {}
-    for name in table["model"].unique():
-        t = table[table["model"] == name].set_index("method")
-        r = {"marginal_vs_full_ess_per_sampling_s": t.loc["marginal", "ess_per_sampling_s"] / t.loc["full", "ess_per_sampling_s"]}
-        if "bambi (uncorrelated)" in t.index:
-            r["marginal_vs_bambi_total_time"] = t.loc["bambi (uncorrelated)", "total_s"] / t.loc["marginal", "total_s"]
-            r["marginal_vs_bambi_ess_per_total_s"] = (
-                t.loc["marginal", "ess_per_total_s"] / t.loc["bambi (uncorrelated)", "ess_per_total_s"]
-            )
-        ratios[name] = r
-
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
-        print(table.to_string(index=False))
-    print(json.dumps(ratios, indent=1))
+    part = "insteval" if args.insteval else "small"
+    result = insteval(args) if args.insteval else small(args)
+    print(json.dumps(result, indent=1, default=float))
     if args.write:
-        env = {
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg": os.getloadavg(),
-        }
-        import bambi
-        import nutpie
-        import pymc
+        args.out.mkdir(parents=True, exist_ok=True)
+        saved = {}
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if "small" not in saved and "insteval" not in saved:  # the old format: replace it
+                saved = {}
+        saved["env"] = env_info()
+        saved[part] = result
+        path.write_text(json.dumps(saved, indent=1, default=float) + "\n")
+        write_md(saved, args.out / "nuts.md")
+        print((args.out / "nuts.md").read_text())
 
-        env.update(bayesmer=bayesmer.__version__, pymc=pymc.__version__, nutpie=nutpie.__version__,
-                   bambi=bambi.__version__)
-        OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "nuts.json").write_text(json.dumps({"env": env, "rows": rows, "ratios": ratios}, indent=1, default=float))
-        write_md(env, table, ratios)
-
-
-def write_md(env, table, ratios):
-    """benchmarks/results/nuts.md from the measured rows."""
-    md = [
-        "# NUTS benchmark (`benchmarks/nuts.py`)",
-        "",
-        f"Machine: {env['cpus']} CPUs, load average at the end {tuple(round(x, 2) for x in env['load_avg'])} "
-        "(a shared machine: other jobs ran alongside, so times are noisy).",
-        f"Versions: bayesmer {env['bayesmer']}, PyMC {env['pymc']}, nutpie {env['nutpie']}, bambi {env['bambi']}.",
-        "",
-        "min ESS is the smallest bulk ESS over fixed effects, random-effect SDs (and correlations; bambi has "
-        "none) and the residual SD. The 100,000-row full and bambi runs use 2 chains x 300 draws (300 tune) to "
-        "keep the run short; ESS per second is the comparable figure, though ESS from 600 draws with R-hat far "
-        "above 1.01 is itself rough. bambi's compile time is inside its total. On sleepstudy and ogorek each "
-        "cell is the faster of two fits.",
-        "",
-        "| model | rows | method | chains x draws | compile s | sampling s | total s | min ESS | max R-hat | "
-        "divergences | min ESS / sampling s | min ESS / total s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in table.to_dict("records"):
-        md.append(
-            f"| {r['model']} | {r['rows']} | {r['method']} | {r['chains']} x {r['draws']} | {r['compile_s']:.1f} | "
-            f"{r['sampling_s']:.1f} | {r['total_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['max_r_hat']:.3f} | "
-            f"{r['divergences']} | {r['ess_per_sampling_s']:.1f} | {r['ess_per_total_s']:.1f} |"
-        )
-    md += ["", "Ratios:", ""]
-    for name, r in ratios.items():
-        md.append(f"- {name}: " + ", ".join(f"{k} = {v:.1f}" for k, v in r.items()))
-    big = ratios.get("sim100k", {}).get("marginal_vs_full_ess_per_sampling_s", float("nan"))
-    sl = ratios.get("sleepstudy", {})
-    md += [
-        "",
-        "Goals:",
-        "",
-        f"- marginal >= 100x full in min ESS per sampling second on the 100,000-row model: "
-        f"{'met' if big >= 100 else 'NOT met'} ({big:.0f}x).",
-        f"- marginal >= 3x bambi end to end on sleepstudy: "
-        f"{'met' if sl.get('marginal_vs_bambi_total_time', 0) >= 3 else 'NOT met'} in wall time "
-        f"({sl.get('marginal_vs_bambi_total_time', float('nan')):.1f}x); "
-        f"{'met' if sl.get('marginal_vs_bambi_ess_per_total_s', 0) >= 3 else 'not met'} in min ESS per total second "
-        f"({sl.get('marginal_vs_bambi_ess_per_total_s', float('nan')):.1f}x). bayesmer's default evaluates "
-        "the log density with PyTensor's C linker, called from Python per gradient: slow sampling, but a new data "
-        "set compiles in ~2 s. nutpie's numba route (row 'marginal (numba)') samples 20x faster but "
-        "JIT-compiles code that embeds the data, 10-40 s for every new data set (here the faster of two fits of "
-        "the same data, so partly cached); bambi's PyMC sampling pays the same per-data JIT.",
-    ]
-    (OUT / "nuts.md").write_text("\n".join(md) + "\n")
-
-
-def render():
-    """Rewrite nuts.md from nuts.json without sampling again."""
-    saved = json.loads((OUT / "nuts.json").read_text())
-    table = pd.DataFrame(saved["rows"])
-    table["ess_per_sampling_s"] = table["min_ess_bulk"] / table["sampling_s"]
-    table["ess_per_total_s"] = table["min_ess_bulk"] / table["total_s"]
-    write_md(saved["env"], table, saved["ratios"])
 
 if __name__ == "__main__":
     main()
