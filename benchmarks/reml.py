@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import bayesmer
 from bayesmer import reml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
         ref = json.loads(path.read_text())
         if "REML" not in ref or "lme4_seconds" not in ref:  # the lme4 fits only, not brms/glmer references
             continue
-        data = pd.read_csv(DATA / ref["data"])
+        data = bayesmer.datasets.load(Path(ref["data"]).stem)
         method = "REML" if ref["REML"] else "ML"
         t_b, fit = _bayesmer(ref["formula"], data, method, args.repeats)
         t_sm = _statsmodels(ref["id"], data, ref["REML"], max(1, args.repeats // 2))

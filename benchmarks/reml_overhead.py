@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import bayesmer
 from bayesmer.design import build_design
 from bayesmer.lmer import fit_reml, reml
 
@@ -34,7 +35,7 @@ def cases():
         spec = json.loads(path.read_text())
         if "REML" not in spec:
             continue
-        yield spec["id"], spec["formula"], "REML" if spec["REML"] else "ML", pd.read_csv(DATA / spec["data"])
+        yield spec["id"], spec["formula"], "REML" if spec["REML"] else "ML", bayesmer.datasets.load(Path(spec["data"]).stem)
 
 
 def cpu_median(fn, data, repeats):

@@ -8,8 +8,19 @@ import pytest
 import bayesmer
 
 ROOT = Path(__file__).parents[1]
+DATA = Path(__file__).parent / "data"
 MODELS = sorted((ROOT / "models").glob("*.toml"))
 SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+def load_data(file_name: str):
+    """A data file named by a reference: the package's copy for bundled data sets, else tests/data's."""
+    import pandas as pd
+
+    stem = Path(file_name).stem
+    if stem in bayesmer.datasets.list_datasets():
+        return bayesmer.datasets.load(stem)
+    return pd.read_csv(DATA / file_name)
 
 
 def quiet_fit(formula, data, **kw):

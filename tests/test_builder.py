@@ -7,6 +7,8 @@ import pandas as pd
 import pymc as pm
 import pytensor
 import pytest
+
+import bayesmer
 from scipy import stats
 
 from bayesmer import build_design
@@ -18,7 +20,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def _sleep(formula):
-    return build_design(formula, pd.read_csv(DATA / "sleepstudy.csv"))
+    return build_design(formula, bayesmer.datasets.load("sleepstudy"))
 
 
 def _dense_marginal(design, beta, sigma, covs):
@@ -92,9 +94,9 @@ def test_model_structure_and_graphviz():
 
 
 def test_auto_is_marginal_for_every_gaussian_model():
-    pen = build_design("diameter ~ 1 + (1|plate) + (1|sample)", pd.read_csv(DATA / "penicillin.csv"))
+    pen = build_design("diameter ~ 1 + (1|plate) + (1|sample)", bayesmer.datasets.load("penicillin"))
     assert build_model(pen, default_priors(pen), "auto").strategy == "marginal"
-    pastes = build_design("strength ~ 1 + (1 | batch/cask)", pd.read_csv(DATA / "pastes.csv"))
+    pastes = build_design("strength ~ 1 + (1 | batch/cask)", bayesmer.datasets.load("pastes"))
     assert build_model(pastes, default_priors(pastes), "auto").strategy == "marginal"
     d = _sleep("Reaction ~ Days + (Days || Subject)")
     assert build_model(d, default_priors(d), "auto").strategy == "marginal"

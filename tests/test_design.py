@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import bayesmer
+
 from bayesmer import DesignError, build_design
 from bayesmer.design import new_data
 
@@ -12,7 +14,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="module")
 def sleep():
-    return pd.read_csv(DATA / "sleepstudy.csv")
+    return bayesmer.datasets.load("sleepstudy")
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +48,12 @@ def test_double_bar_names_like_lme4(sleep):
 
 
 def test_terms_in_lme4_order():
-    pastes = pd.read_csv(DATA / "pastes.csv")
+    pastes = bayesmer.datasets.load("pastes")
     d = build_design("strength ~ 1 + (1 | batch/cask)", pastes)
     # lme4 sorts terms by decreasing number of levels
     assert [(t.name, t.n_levels) for t in d.terms] == [("batch:cask", 30), ("batch", 10)]
     assert d.terms[0].levels[:2] == ("A:a", "A:b")
-    pen = pd.read_csv(DATA / "penicillin.csv")
+    pen = bayesmer.datasets.load("penicillin")
     d = build_design("diameter ~ 1 + (1 | sample) + (1 | plate)", pen)
     assert [(t.name, t.n_levels) for t in d.terms] == [("plate", 24), ("sample", 6)]
 
@@ -65,7 +67,7 @@ def test_factor_left_of_bar(machines):
 
 
 def test_interactions_and_transforms():
-    df = pd.read_csv(DATA / "ogorek.csv")
+    df = bayesmer.datasets.load("ogorek")
     d = build_design("y ~ x + a + x * a + (1 + x | unit)", df)
     assert d.fixed_names == ("(Intercept)", "x", "a", "x:a")
     np.testing.assert_allclose(d.X[:, 3], df["x"] * df["a"])

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
 
 from bayesmer import parse_formula
 from bayesmer.lmer import reml
@@ -24,7 +25,7 @@ REFS = [json.loads(line) for line in (DATA / "suite_fits.jsonl").read_text().spl
 
 
 def _data(ref: dict) -> pd.DataFrame:
-    df = pd.read_csv(DATA / ref["data"])
+    df = load_data(ref["data"])
     for col, levels in ref["levels"].items():
         # R's factor levels (Orthodont's Sex is Male, Female), not sorted ones
         df[col] = pd.Categorical(df[col].astype(str), categories=levels)

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import load_data
+
+import bayesmer
 
 from bayesmer import build_design
 from bayesmer.lmer import RemlFit, fit_reml, reml
@@ -33,7 +36,7 @@ def _lme4_level(level: str) -> str:
 @pytest.fixture(scope="module", params=REFS, ids=[p.stem for p in REFS])
 def case(request):
     ref = json.loads(request.param.read_text())
-    data = pd.read_csv(DATA / ref["data"])
+    data = load_data(ref["data"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = reml(ref["formula"], data, method="REML" if ref["REML"] else "ML")
@@ -139,7 +142,7 @@ def test_cov_matrices_match_sd_and_corr(case):
 
 @pytest.fixture(scope="module")
 def sleep():
-    return pd.read_csv(DATA / "sleepstudy.csv")
+    return bayesmer.datasets.load("sleepstudy")
 
 
 def test_ml_and_reml_differ_as_expected(sleep):
@@ -214,7 +217,7 @@ def test_crossed_blocked_matches_direct_dense():
     from bayesmer.engine.profiled import Profiled
     from bayesmer.engine.theta import theta_to_T
 
-    data = pd.read_csv(DATA / "penicillin.csv")
+    data = bayesmer.datasets.load("penicillin")
     d = build_design("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
     prob = Profiled.from_design(d, reml=True)
     theta = np.array([0.7, 1.9])
@@ -259,7 +262,7 @@ def test_exact_gradient_matches_differences(which, method):
         "pairs_slope": ("y ~ x + (x | a) + (1 | b)", None),
     }
     formula, csv = specs[which]
-    data = _crossed_sim() if csv is None else pd.read_csv(DATA / csv)
+    data = _crossed_sim() if csv is None else load_data(csv)
     prob = Profiled.from_design(build_design(formula, data), reml=method == "REML")
     if which.startswith("pairs"):  # the sparse crossed path: levels touch few rows of the dense block
         assert prob.stats.arrays[4].size < prob.stats.q2 * prob.stats.blk_G[0]
@@ -277,7 +280,7 @@ def test_exact_gradient_matches_differences(which, method):
 
 
 def test_lazy_tables_are_cached_and_consistent():
-    df = pd.read_csv(Path(__file__).parent / "data" / "sleepstudy.csv")
+    df = bayesmer.datasets.load("sleepstudy")
     fit = reml("Reaction ~ Days + (Days || Subject)", df)
     assert fit.ranef is fit.ranef and fit.ranef_sd is fit.ranef_sd and fit.varcorr is fit.varcorr
     assert list(fit.vcov.index) == list(fit.fixef.index) == list(fit.vcov.columns)
@@ -291,7 +294,7 @@ def test_lazy_tables_are_cached_and_consistent():
 
 def test_seed_tables_as_printed():
     """The numbers seeds 000 and 003 print, to the digits they print them."""
-    og = reml("y ~ x + a + x * a + (1 + x | unit)", pd.read_csv(DATA / "ogorek.csv"))
+    og = reml("y ~ x + a + x * a + (1 + x | unit)", bayesmer.datasets.load("ogorek"))
     assert og.fixef.round(4).tolist() == [0.9776, 3.0670, -0.1108, 0.3577]
-    cl = reml("y ~ x + (1 | clus)", pd.read_csv(DATA / "clark_intercepts.csv"))
+    cl = reml("y ~ x + (1 | clus)", bayesmer.datasets.load("clark_intercepts"))
     assert cl.fixef.round(5).tolist() == [2.90087, 0.79944]
