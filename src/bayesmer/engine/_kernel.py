@@ -169,25 +169,37 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
     for i in range(pb):
         for c in range(nr):
             c2[q2 + i, c] = bscale[i] * R2[q2 + i, c]
-    # Λ₂'A22 (rows), then ·Λ₂ (columns)
-    tmp = np.empty((q2, q2))
-    for r in range(q2):
-        b, a = rblk[r], row_a[r]
-        start = r - a
-        for c in range(q2):
-            v = 0.0
-            for a2 in range(a, blk_K[b]):
-                v += TB[b, a2, a] * A22[start + a2, c]
-            tmp[r, c] = v
     S = np.zeros((m2, m2))
-    for r in range(q2):
-        for c in range(r + 1):
-            b, a = rblk[c], row_a[c]
-            start = c - a
-            v = 0.0
-            for a2 in range(a, blk_K[b]):
-                v += tmp[r, start + a2] * TB[b, a2, a]
-            S[r, c] = v
+    scalar = True
+    for b in range(1, blk_G.shape[0]):
+        scalar = scalar and blk_K[b] == 1
+    if scalar:
+        # every other factor has one column: Λ₂ is diagonal
+        lam = np.empty(q2)
+        for r in range(q2):
+            lam[r] = TB[rblk[r], 0, 0]
+        for r in range(q2):
+            for c in range(r + 1):
+                S[r, c] = lam[r] * A22[r, c] * lam[c]
+    else:
+        # Λ₂'A22 (rows), then ·Λ₂ (columns)
+        tmp = np.empty((q2, q2))
+        for r in range(q2):
+            b, a = rblk[r], row_a[r]
+            start = r - a
+            for c in range(q2):
+                v = 0.0
+                for a2 in range(a, blk_K[b]):
+                    v += TB[b, a2, a] * A22[start + a2, c]
+                tmp[r, c] = v
+        for r in range(q2):
+            for c in range(r + 1):
+                b, a = rblk[c], row_a[c]
+                start = c - a
+                v = 0.0
+                for a2 in range(a, blk_K[b]):
+                    v += tmp[r, start + a2] * TB[b, a2, a]
+                S[r, c] = v
     if pb:
         for i in range(pb):
             for c in range(q2):
@@ -401,6 +413,7 @@ def sinv_small(L22):
 def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
     """Σ over levels of I - (P⁻¹)_gg - Ũ_g K Ũ_g' per factor block, and for the β block.
 
+    Reads only the lower triangle of ``Sinv`` (S⁻¹).
     f = log|P| + g(Pen) has ∂f/∂Λ* = 2Λ*⁻ᵀ(that), with K = ∂g/∂Pen.
     Returns (Zm (blocks, Kmax, Kmax), Zb (pb, pb)).
     """
@@ -427,14 +440,17 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
                 for l in range(K1):
                     v += Minv[g, a, l] * Hc[h + j, l]
                 E[a, j] = v
+        # E S⁻¹ E' over the touched rows, from S⁻¹'s lower triangle (rows are sorted)
         ES = np.zeros((K1, nh))
         for j in range(nh):
             rj = rows[lo + j] if j < ng else q2 + (j - ng)
-            for j2 in range(nh):
+            for j2 in range(j + 1):
                 rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
                 sv = Sinv[rj, rj2]
                 for a in range(K1):
                     ES[a, j2] += E[a, j] * sv
+                    if j2 != j:
+                        ES[a, j] += E[a, j2] * sv
         for a in range(K1):
             for c in range(nr):
                 v = 0.0
@@ -463,7 +479,8 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
                     for d in range(nr):
                         for e in range(nr):
                             w += U2[o + a, d] * Kmat[d, e] * U2[o + c, e]
-                    Zm[b, a, c] += (1.0 if a == c else 0.0) - Sinv[o + a, o + c] - w
+                    sv = Sinv[o + a, o + c] if a >= c else Sinv[o + c, o + a]
+                    Zm[b, a, c] += (1.0 if a == c else 0.0) - sv - w
     Zb = np.zeros((pb, pb))
     for i in range(pb):
         for j in range(pb):
@@ -471,7 +488,8 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
             for d in range(nr):
                 for e in range(nr):
                     w += U2[q2 + i, d] * Kmat[d, e] * U2[q2 + j, e]
-            Zb[i, j] = (1.0 if i == j else 0.0) - Sinv[q2 + i, q2 + j] - w
+            sv = Sinv[q2 + i, q2 + j] if i >= j else Sinv[q2 + j, q2 + i]
+            Zb[i, j] = (1.0 if i == j else 0.0) - sv - w
     return Zm, Zb
 
 
@@ -501,7 +519,8 @@ def first_block_pinv(Sinv, Minv, Hc, hptr, st, pb):
                     rj = rows[lo + j] if j < ng else q2 + (j - ng)
                     for j2 in range(nh):
                         rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
-                        v += E[a, j] * Sinv[rj, rj2] * E[c, j2]
+                        sv = Sinv[rj, rj2] if rj >= rj2 else Sinv[rj2, rj]
+                        v += E[a, j] * sv * E[c, j2]
                 out[g, a, c] = v
     return out
 

@@ -40,13 +40,16 @@ class Factorization:
     hptr: np.ndarray
     L22: np.ndarray
 
-    def s_inverse(self) -> np.ndarray:
-        """S⁻¹ of the dense block, from its factor (LAPACK for large blocks)."""
+    def s_inverse(self, symmetric: bool = False) -> np.ndarray:
+        """S⁻¹ of the dense block from its factor (LAPACK for large blocks): its lower
+        triangle, which is what the kernel reads, or the whole matrix."""
         m = self.L22.shape[0]
         if m <= _kernel.DENSE_LOOP_MAX:
             return _kernel.sinv_small(self.L22)
         inv = sla.lapack.dpotri(self.L22, lower=1)[0]
-        return np.tril(inv) + np.tril(inv, -1).T
+        if symmetric:
+            inv = np.tril(inv) + np.tril(inv, -1).T
+        return inv
 
 
 def _profiled_rhs(stats: CollapsedStats):
@@ -173,7 +176,7 @@ def estimates(prob: Profiled, theta) -> Estimates:
     w = np.append(-d, 1.0)
     u1 = fz.U1 @ w  # (G1, K1)
     u2 = fz.U2 @ w  # (q2,)
-    Sinv = fz.s_inverse()
+    Sinv = fz.s_inverse(symmetric=True)
     st = stats.kernel_stats()
     P1 = _kernel.first_block_pinv(Sinv, fz.Minv, fz.Hc, fz.hptr, st, 0)
     Ts = theta_to_T(theta, prob.ks)
