@@ -190,3 +190,13 @@ def test_full_refuses_a_model_too_large_for_it():
     design = build_design("y ~ 1 + (1 | g)", data)
     with pytest.raises(BuildError, match="strategy='marginal'"):
         build_model(design, resolve_priors(design), strategy="full")
+
+
+def test_printed_priors_say_whether_beta_is_integrated_out():
+    design = build_design("Reaction ~ Days + (Days | Subject)", bayesmer.datasets.load("sleepstudy"))
+    normal = resolve_priors(design)
+    assert "fixed effects: integrated out exactly" in str(normal)
+    t = resolve_priors(design, {"Days": "StudentT(3, 0, 10)"})
+    assert not t.integrates_beta
+    assert "fixed effects: sampled by NUTS, not integrated out (StudentT on Days" in str(t)
+    assert DensitySpec.build(CollapsedStats.from_design(design), t, design).integrate_beta is False

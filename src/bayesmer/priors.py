@@ -369,11 +369,28 @@ class PriorSet:
         rows = [(c, _brms_class(c, n), n, p) for c, n, p in self.rows()]
         return pd.DataFrame(rows, columns=["class", "brms", "parameter", "prior"])
 
+    @property
+    def integrates_beta(self) -> bool:
+        """Whether the fixed effects can be integrated out: every fixed-effect prior Normal."""
+        return all(isinstance(p, Normal) for _, p in self.fixed)
+
+    def beta_note(self) -> str:
+        """How the marginal model treats the fixed effects under these priors, in one line."""
+        if not self.fixed:
+            return "fixed effects: none"
+        if self.integrates_beta:
+            return ("fixed effects: integrated out exactly (every prior Normal) and drawn after sampling "
+                    "from their Gaussian conditional")
+        other = sorted({f"{type(p).__name__} on {name}" for name, p in self.fixed if not isinstance(p, Normal)})
+        return (f"fixed effects: sampled by NUTS, not integrated out ({', '.join(other)}: only Normal priors "
+                "integrate out exactly)")
+
     def __str__(self) -> str:
         t = self.table()
         widths = [max(len(c), *(len(str(v)) for v in t[c])) for c in t.columns]
         lines = ["  ".join(c.ljust(w) for c, w in zip(t.columns, widths)).rstrip()]
         lines += ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in t.itertuples(index=False)]
+        lines.append(self.beta_note())
         return "\n".join(lines)
 
 

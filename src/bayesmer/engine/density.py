@@ -106,7 +106,7 @@ class DensitySpec:
         β is integrated out when every fixed-effect prior is Normal.
         """
         fixed = [p for _, p in priors.fixed]
-        integ = all(type(p).__name__ == "Normal" for p in fixed)
+        integ = priors.integrates_beta
         scalar = [priors.sigma]
         for t in design.terms:
             scalar += list(priors.sd_priors(t.name))
