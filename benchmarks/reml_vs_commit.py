@@ -79,13 +79,15 @@ def main() -> None:
         before.append(run(args.before, args.repeats))
         now.append(run(str(ROOT / "src"), args.repeats))
     load_after = os.getloadavg()
+    commit = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
 
     def med(runs, key):
         vals = sorted(r[key] for r in runs)
         return vals[len(vals) // 2]
 
     lines = ["# REML fit time: this checkout against an earlier commit", "",
-             f"`python benchmarks/reml_vs_commit.py {args.before}`; {args.rounds} alternating rounds, each the median "
+             f"`python benchmarks/reml_vs_commit.py {args.before}` (commit {commit}); {args.rounds} alternating rounds, each the median "
              f"of {args.repeats} fits per model (InstEval shape: fastest of 3); figure = median over rounds. "
              f"Load average before {load[0]:.2f}, after {load_after[0]:.2f} (2 cores).", "",
              "| model | before (ms) | now (ms) | now / before |", "|---|---:|---:|---:|"]
