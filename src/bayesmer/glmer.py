@@ -42,6 +42,7 @@ from .design import Design, DesignError, ReTerm, _grouping, build_design
 from .family import Family, FamilyError, as_binary, get_family
 from .formula import Formula, FormulaError, parse_formula
 from ._threads import one_blas_thread
+from .protocol import varcorr_table
 from .engine.theta import theta_to_T as _theta_to_T, tri_index as _tri_index
 
 __all__ = ["GlmerFit", "glmer", "FamilyError"]
@@ -845,18 +846,16 @@ class GlmerFit:
 
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
-        """Columns ``group, kind, term1, term2, value``: per term its SDs and correlations."""
-        rows = []
+        """Columns ``group, kind, term1, term2, value``: per term its SDs and correlations (no residual)."""
+        sds, corrs = {}, {}
         for t in self.terms:
             c = self._covs[t.name]
             s = np.sqrt(np.diag(c))
-            for j, nm in enumerate(t.terms):
-                rows.append((t.name, "sd", nm, "", float(s[j])))
-            for j in range(t.k):
-                for i in range(j + 1, t.k):
-                    v = c[i, j] / (s[i] * s[j]) if s[i] > 0 and s[j] > 0 else float("nan")
-                    rows.append((t.name, "corr", t.terms[j], t.terms[i], float(v)))
-        return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
+            sds[t.name] = s
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = c / np.outer(s, s)
+            corrs[t.name] = np.where(np.outer(s, s) > 0, r, np.nan)[np.triu_indices(t.k, 1)]
+        return varcorr_table(self, sds, corrs, None)
 
     @functools.cached_property
     def ranef(self) -> dict:

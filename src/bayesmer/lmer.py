@@ -326,21 +326,6 @@ class RemlFit:
         return self.summary()
 
 
-def _varcorr(design: Design, covs: dict, sigma: float) -> pd.DataFrame:
-    rows = []
-    for t in design.terms:
-        c = covs[t.name]
-        s = np.sqrt(np.diag(c))
-        for j, nm in enumerate(t.terms):
-            rows.append((t.name, "sd", nm, "", float(s[j])))
-        for j in range(t.k):
-            for i in range(j + 1, t.k):
-                v = c[i, j] / (s[i] * s[j]) if s[i] > 0 and s[j] > 0 else float("nan")
-                rows.append((t.name, "corr", t.terms[j], t.terms[i], float(v)))
-    rows.append(("Residual", "sd", "", "", float(sigma)))
-    return pd.DataFrame(rows, columns=["group", "kind", "term1", "term2", "value"])
-
-
 def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSettings()) -> RemlFit:
     """Fit a linear mixed model to a design by REML or ML, as lme4 does.
 

@@ -64,13 +64,15 @@ class CallableDict(Indexable, dict):
     pass
 
 
-def varcorr_table(design, sds: dict, corrs: dict, sigma: float) -> pd.DataFrame:
+def varcorr_table(design, sds: dict, corrs: dict, sigma: float | None) -> pd.DataFrame:
     """lme4's tidy VarCorr layout: per term its SDs, then its correlations (pairs in brms's order), then ``Residual``.
 
     Parameters
     ----------
     sds : dict of term name -> (k,) array
     corrs : dict of term name -> (k(k-1)/2,) pair vector (terms with k > 1)
+    sigma : float or None
+        The residual SD; None for a family without one (no ``Residual`` row).
     """
     rows = []
     for t in design.terms:
@@ -79,7 +81,8 @@ def varcorr_table(design, sds: dict, corrs: dict, sigma: float) -> pd.DataFrame:
         if t.k > 1:
             for (i, j), v in zip(nm.pairs(t.k), corrs[t.name]):
                 rows.append((t.name, "corr", t.terms[i], t.terms[j], float(v)))
-    rows.append(("Residual", "sd", "", "", float(sigma)))
+    if sigma is not None:
+        rows.append(("Residual", "sd", "", "", float(sigma)))
     return pd.DataFrame(rows, columns=VARCORR_COLUMNS)
 
 
