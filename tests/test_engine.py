@@ -200,3 +200,23 @@ def test_printed_priors_say_whether_beta_is_integrated_out():
     assert not t.integrates_beta
     assert "fixed effects: sampled by NUTS, not integrated out (StudentT on Days" in str(t)
     assert DensitySpec.build(CollapsedStats.from_design(design), t, design).integrate_beta is False
+
+
+def test_offset_enters_the_engine_and_the_pointwise_loglik():
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(30), 10)
+    x, off = rng.normal(size=300), rng.normal(size=300) * 2
+    y = 1 + 0.5 * x + off + rng.normal(0, 0.7, 30)[g] + rng.normal(size=300)
+    df = pd.DataFrame({"y": y, "x": x, "o": off, "g": g.astype(str), "y2": y - off})
+    r1, r2 = bayesmer.reml("y ~ x + offset(o) + (1 | g)", df), bayesmer.reml("y2 ~ x + (1 | g)", df)
+    np.testing.assert_allclose(r1.fixef().to_numpy(), r2.fixef().to_numpy(), rtol=1e-10)
+    assert r1.objective == pytest.approx(r2.objective, rel=1e-12)
+    fit = bayesmer.fit("y ~ x + offset(o) + (1 | g)", df, draws=100, tune=200, chains=2, seed=1, progress=False)
+    post = fit.idata["posterior"]
+    beta = post["beta"].values.reshape(-1, 2)
+    b = post["b_g"].values.reshape(beta.shape[0], 30)
+    sg = post["sigma"].values.reshape(-1, 1)
+    d = build_design("y ~ x + offset(o) + (1 | g)", df)
+    eta = beta @ d.X.T + b[:, d.terms[0].codes] + d.offset
+    want = -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((d.y - eta) / sg) ** 2
+    np.testing.assert_allclose(fit.idata["log_likelihood"]["y"].values.reshape(-1, 300), want, rtol=1e-10)

@@ -315,8 +315,9 @@ def group_loglik(fit, group: str | None = None, chunk: int = 250) -> np.ndarray:
     Zd, idx = _group_blocks(d, codes, G)
     X = d.X
     # residuals about the least-squares fit keep r'r free of cancellation when y has a large mean
-    beta0 = np.linalg.lstsq(X, d.y, rcond=None)[0] if d.p else np.zeros(0)
-    e = d.y - X @ beta0
+    y = d.y if d.offset is None else d.y - d.offset
+    beta0 = np.linalg.lstsq(X, y, rcond=None)[0] if d.p else np.zeros(0)
+    e = y - X @ beta0
     n_j = np.bincount(codes, minlength=G).astype(float)
     ZtZ = np.zeros((G,) + idx.shape[1:])
     np.add.at(ZtZ, codes, Zd[:, :, None] * Zd[:, None, :])

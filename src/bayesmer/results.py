@@ -378,6 +378,8 @@ class BayesFit:
                 codes.append(c)
                 bs.append(b)
         eta = linear_predictor(nd.X, Zs, codes, beta, bs) + extra
+        if nd.offset is not None:
+            eta = eta + nd.offset
         if kind == "response":
             sigma = _stack(post, m.sigma)
             eta = eta + sigma[:, None] * rng.standard_normal(eta.shape)

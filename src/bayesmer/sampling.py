@@ -290,6 +290,8 @@ def _pointwise(design, beta, sigma, bs, fn, chunk=200):
     for lo in range(0, S, chunk):
         s = slice(lo, min(S, lo + chunk))
         eta = linear_predictor(design.X, [t.Z for t in design.terms], [t.codes for t in design.terms], beta[s], [b[s] for b in bs])
+        if design.offset is not None:
+            eta = eta + design.offset
         out[s] = fn(eta, sigma[s, None], s)
     return out
 
