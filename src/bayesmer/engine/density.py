@@ -70,13 +70,14 @@ class DensitySpec:
 
     @property
     def ndim(self) -> int:
+        """Length of x: log σ, per term k log-SDs and k(k-1)/2 partial correlations, β when sampled."""
         k = self.stats.term_k
         return 1 + int(np.sum(k + k * (k - 1) // 2)) + (0 if self.integrate_beta else self.stats.p)
 
     @property
     def n_expanded(self) -> int:
-        k = self.stats.term_k
-        return 1 + int(np.sum(k + k * (k - 1) // 2)) + (0 if self.integrate_beta else self.stats.p)
+        """Length of the expanded values (σ, SDs, correlations, β): one per coordinate of x."""
+        return self.ndim
 
     @property
     def meta(self) -> np.ndarray:
