@@ -4,6 +4,8 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/nuts.py --write              # the small models
     .venv/bin/python benchmarks/nuts.py --insteval --write   # only the InstEval shape (slow)
+    .venv/bin/python benchmarks/nuts.py --insteval --insteval-fit --merge --write  # its plain fit, to the end
+    .venv/bin/python benchmarks/nuts.py --methods bambi2 --merge --write  # re-run some cells only
     .venv/bin/python benchmarks/nuts.py --render             # rewrite nuts.md from nuts.json
     .venv/bin/python benchmarks/nuts.py --quick --out /tmp/x # smoke test, tiny settings
 
@@ -33,7 +35,8 @@ gradient of the engine's density (BLAS limited to one thread, as in
 with the same compiled model ``bayesmer.fit`` uses (nutpie in the background,
 so the run can be stopped after ``--insteval-timeout`` seconds and what it did
 by then measured); if that run finishes in time it is repeated as a plain
-``bayesmer.fit`` for the real figures. bambi is timed on a row subsample and
+``bayesmer.fit`` for the real figures (``--insteval-fit`` runs only that fit,
+to the end, however long it takes). bambi is timed on a row subsample and
 scaled to the full size (an extrapolation, labelled as such).
 """
 
@@ -233,6 +236,21 @@ def _start_x(built) -> np.ndarray:
         chols.append(init[name] if name in init else np.eye(len(np.atleast_1d(init[built.sd[t]]))))
     return initial_x(built.density, float(init[built.sigma]), [init[built.sd[t]] for t in terms], chols,
                      None if built.density.integrate_beta else init[built.beta])
+
+
+def insteval_fit(args) -> dict:
+    """Only the plain ``bayesmer.fit`` on the InstEval shape, however long it takes."""
+    df = _simulate_insteval()
+    load_before = _load()
+    started = time.strftime("%H:%M UTC", time.gmtime())
+    print(f"insteval: bayesmer.fit {args.chains} x {args.insteval_draws} ({args.insteval_tune} tune); load "
+          f"{load_before}", file=sys.stderr, flush=True)
+    r = run_bayesmer(INSTEVAL_FORMULA, df, "auto", draws=args.insteval_draws, tune=args.insteval_tune,
+                     chains=args.chains)
+    r.update(draws=args.insteval_draws, tune=args.insteval_tune, chains=args.chains, load_before=load_before,
+             load_after=_load(), started=started)
+    print(f"insteval: bayesmer.fit {r}", file=sys.stderr, flush=True)
+    return {"fit": r}
 
 
 def insteval(args) -> dict:
@@ -460,12 +478,8 @@ def write_md(saved: dict, out: Path) -> None:
             f"{len(ie['s_per_gradient_all'])}, one thread).",
         ]
         if ie["pilot_finished"]:
-            f = ie.get("fit", {})
-            md.append(f"- {ie['chains']} chains x {ie['draws']} draws ({ie['tune']} tune) finished: sampling "
-                      f"{ie['pilot_elapsed_s']:.0f} s in the background run; the plain `bayesmer.fit`: total "
-                      f"{_fmt(f.get('total_s'))} s, sampling {_fmt(f.get('sampling_s'))} s, min ESS "
-                      f"{_fmt(f.get('min_ess_bulk'), 0)}, max R-hat {_fmt(f.get('max_r_hat'), 3)}, "
-                      f"divergences {f.get('divergences')}.")
+            md.append(f"- The background run of {ie['chains']} chains x {ie['draws']} draws ({ie['tune']} tune) "
+                      f"finished in {ie['pilot_elapsed_s']:.0f} s.")
         else:
             md.append(
                 f"- {ie['chains']} chains x {ie['draws']} draws ({ie['tune']} tune) did NOT finish: stopped after "
@@ -478,6 +492,17 @@ def write_md(saved: dict, out: Path) -> None:
                    "(an extrapolation; tuning's early iterations cost more steps, so it is rough)."
                    if ie["pilot_gradients"] else ".")
             )
+        f = ie.get("fit")
+        if f:
+            spg = f["sampling_s"] * min(f["chains"], env["cpus"]) / f["gradients"] if f.get("gradients") else None
+            md.append(
+                f"- The plain `bayesmer.fit` (default settings, {f['chains']} chains x {f['draws']} draws, {f['tune']} "
+                f"tune), run to the end from {f.get('started', '?')}, load {tuple(f['load_before'])} before and "
+                f"{tuple(f['load_after'])} after: total {f['total_s']:.0f} s ({f['total_s'] / 60:.1f} minutes), "
+                f"sampling {f['sampling_s']:.0f} s, min ESS {f['min_ess_bulk']:.0f} ({f['min_ess_at']}), max R-hat "
+                f"{f['max_r_hat']:.3f}, divergences {f['divergences']}, {f.get('gradients')} gradients"
+                + (f" ({spg:.2f} s each with the chains on {min(f['chains'], env['cpus'])} cores)" if spg else "")
+                + ".")
         b = ie.get("bambi_subsample")
         if b:
             md.append(
@@ -488,6 +513,23 @@ def write_md(saved: dict, out: Path) -> None:
                 f"the rows and the steps per draw stay the same (optimistic): sampling about "
                 f"{b['extrapolated_sampling_s_full'] / 60:.1f} minutes for the same draws, min ESS per sampling "
                 f"second about {b['extrapolated_ess_per_sampling_s_full']:.2f}."
+            )
+        if b and ie.get("pilot_gradients"):
+            own = ie["pilot_s_per_gradient_in_sampler"] * ie["pilot_gradients_per_iter"]
+            theirs = b["extrapolated_sampling_s_full"] / (b["chains"] * (b["tune"] + b["draws"]))
+            md.append(
+                f"- Per iteration of one chain: bayesmer {own:.2f} s ({ie['pilot_gradients_per_iter']:.1f} gradients "
+                f"of {ie['pilot_s_per_gradient_in_sampler']:.2f} s, in tuning); bambi extrapolated to the full size "
+                f"{theirs:.3f} s ({b['gradients'] / (b['chains'] * (b['tune'] + b['draws'])):.1f} gradients of about "
+                f"{b['extrapolated_sampling_s_full'] / b['gradients'] * 1000:.1f} ms; its chains ran one after "
+                "another). bambi's draws mix far worse (min ESS "
+                f"{b['min_ess_bulk']:.0f} of {b['chains'] * b['draws']} draws on the subsample) and bayesmer's ESS "
+                + (f"on this design {ie['fit']['min_ess_bulk']:.0f} of {ie['fit']['chains'] * ie['fit']['draws']} "
+                   "draws (the plain fit above): min ESS per sampling second "
+                   f"{ie['fit']['min_ess_bulk'] / ie['fit']['sampling_s']:.2f} against bambi's extrapolated "
+                   f"{b['extrapolated_ess_per_sampling_s_full']:.2f}." if ie.get("fit") else
+                   "on this design was not measured (the run did not finish), so which is ahead in ESS per "
+                   "second here is open.")
             )
     md += ["", "## Goals", ""]
     md += goals(saved)
@@ -564,6 +606,8 @@ def main(argv=None):
     ap.add_argument("--merge", action="store_true", help="with --write: replace only the cells run in nuts.json")
     ap.add_argument("--models", default="", help="comma-separated subset of the small models (for testing)")
     ap.add_argument("--insteval", action="store_true", help="only the InstEval shape (slow)")
+    ap.add_argument("--insteval-fit", action="store_true",
+                    help="with --insteval: only the plain bayesmer.fit, to the end (with --merge: added to nuts.json)")
     ap.add_argument("--insteval-draws", type=int, default=300)
     ap.add_argument("--insteval-tune", type=int, default=300)
     ap.add_argument("--insteval-timeout", type=float, default=240.0, help="seconds before the run is stopped")
@@ -588,7 +632,10 @@ def main(argv=None):
         return
 
     part = "insteval" if args.insteval else "small"
-    result = insteval(args) if args.insteval else small(args)
+    if args.insteval_fit:
+        result = insteval_fit(args)
+    else:
+        result = insteval(args) if args.insteval else small(args)
     print(json.dumps(result, indent=1, default=float))
     if args.write:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -600,6 +647,8 @@ def main(argv=None):
         saved["env"] = env_info()
         if part == "small" and args.merge and "small" in saved:
             result = merge_small(saved["small"], result)
+        if part == "insteval" and args.merge and "insteval" in saved:
+            result = saved["insteval"] | result
         saved[part] = result
         path.write_text(json.dumps(saved, indent=1, default=float) + "\n")
         write_md(saved, args.out / "nuts.md")
