@@ -398,7 +398,7 @@ def factor_b(L22, logdet, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb):
 
 
 @nb.njit(**_JIT)
-def sinv_small(L22):
+def sinv_from_chol(L22):
     """S⁻¹ from its lower factor: loops for small blocks, LAPACK's inverse of L for large ones."""
     m = L22.shape[0]
     if m <= DENSE_LOOP_MAX:
@@ -607,7 +607,7 @@ def profiled_small(Tall, R1, R2, RR, st, n, reml, want_grad):
     logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, 0)
     d, K = profiled_criterion(logdet, Pen, n, reml)
     if want_grad and np.isfinite(d):
-        Zm, Zb = zm_blocks(K, sinv_small(L22), U1, U2, Minv, Hc, hptr, st, 0)
+        Zm, Zb = zm_blocks(K, sinv_from_chol(L22), U1, U2, Minv, Hc, hptr, st, 0)
         gT = grad_T(Zm, Tall, st)
     return d, gT
 
@@ -679,7 +679,7 @@ def loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gdelta):
     s2 = sigma * sigma
     pen = Pen[0, 0]
     f = 2.0 * n * math.log(sigma) + logdet + pen / s2
-    Sinv = sinv_small(L22)
+    Sinv = sinv_from_chol(L22)
     Kmat = np.empty((1, 1))
     Kmat[0, 0] = 1.0 / s2
     Zm, Zb = zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb)

@@ -45,7 +45,7 @@ class Factorization:
         triangle, which is what the kernel reads, or the whole matrix."""
         m = self.L22.shape[0]
         if m <= _kernel.DENSE_LOOP_MAX:
-            return _kernel.sinv_small(self.L22)
+            return _kernel.sinv_from_chol(self.L22)
         inv = sla.lapack.dpotri(self.L22, lower=1)[0]
         if symmetric:
             inv = np.tril(inv) + np.tril(inv, -1).T
