@@ -118,7 +118,7 @@ def write_md(runs, env, args) -> str:
         "# First fit on a fresh install (`benchmarks/first_fit.py`)",
         "",
         f"Machine: {env['cpus']} CPUs ({env['machine']}), Python {env['python']}, shared with other jobs (load "
-        "average per run below). Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
+        "average per run below). Code: commit " + env["commit"] + ". Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + ".",
         "",
         "Each row is a new process. *cold*: numba's cache (`NUMBA_CACHE_DIR`) and PyTensor's "
         "(`PYTENSOR_FLAGS=base_compiledir=...,compiledir=...`) point at empty temporary folders, as on a fresh "
@@ -187,7 +187,8 @@ def main(argv=None) -> None:
 
     from importlib.metadata import version
 
-    env = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    env = {"commit": head, "machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
            "versions": {k: version(k) for k in ("bayesmer", "numba", "pytensor", "nutpie", "pymc")}}
     md = write_md(runs, env, args)
     print(md)

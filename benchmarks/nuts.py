@@ -376,7 +376,11 @@ def env_info() -> dict:
     import pymc
     import pytensor
 
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return {
+        "commit": head,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -411,6 +415,7 @@ def write_md(saved: dict, out: Path) -> None:
         "",
         f"Machine: {env['cpus']} CPUs ({env['machine']}), Python {env['python']}; shared with other jobs, so "
         "times are noisy: the load average (1, 5, 15 min) is given before and after each part.",
+        f"Code: commit {env.get('commit', '?')} (the HEAD when the last part ran). "
         f"Versions: bayesmer {env['bayesmer']}, nutpie {env['nutpie']}, numba {env['numba']}, "
         f"PyTensor {env['pytensor']}, PyMC {env['pymc']}, bambi {env['bambi']}.",
         "",
