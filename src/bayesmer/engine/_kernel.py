@@ -224,7 +224,6 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
     logdet = 0.0
     M = np.empty((K1, K1))
     AT = np.empty((K1, K1))
-    idx = np.empty(0, dtype=np.int64)
     h = 0
     for g in range(G1):
         hptr[g] = h
@@ -660,7 +659,6 @@ def loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gdelta):
     ``gdelta`` (∂/∂β). Returns (loglik, ∂loglik/∂σ at fixed T, ok).
     """
     p = st[_A1X].shape[2]
-    q2 = st[_A22].shape[0]
     pb = p if integ else 0
     bscale = np.empty(pb)
     for i in range(pb):
