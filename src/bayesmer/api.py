@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
+import numpy as np
 import pandas as pd
 
-from .builder import build_model
+from .builder import build_glmm, build_model
 from .checking import CheckError, SweepResult
+from .errors import SettingsError
 from .design import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
+from .family import get_family
+from .glmer import glmer, glmm_data
 from .lmer import fit_reml
 from .results import BayesFit, diagnose
-from .sampling import sample
+from .sampling import sample, sample_glmm
 from .settings import Settings
 
 __all__ = ["fit", "load", "prior_sweep", "default_priors"]
@@ -24,6 +29,10 @@ def fit(
     data: pd.DataFrame,
     priors: dict | None = None,
     *,
+    family: str = "gaussian",
+    link: str | None = None,
+    weights=None,
+    offset=None,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -38,18 +47,30 @@ def fit(
     sample_posterior_predictive: bool = False,
     sample_prior: bool | int = False,
 ) -> BayesFit:
-    """Fit a Bayesian linear mixed model (Clark's Mixed Model 7) with NUTS.
+    """Fit a Bayesian linear (Clark's Mixed Model 7) or generalized linear mixed model with NUTS.
 
     Parameters
     ----------
     formula : str
-        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``; for the
+        binomial, ``cbind(successes, failures) ~ ...`` as lme4 takes it.
     data : DataFrame
     priors : dict, optional
         Overrides of the data-scaled defaults by slot name, bayesmer's or
         brms's, e.g. ``{"b": "Normal(0, 50)", "sd(Subject)": "HalfNormal(10)"}``;
         :func:`bayesmer.default_priors` lists them, see
         :func:`bayesmer.priors.resolve_priors`.
+    family : {"gaussian", "binomial", "poisson"}
+        A binomial or Poisson model is fitted beside lme4's ``glmer`` (Laplace)
+        and sampled with b explicit (see :func:`bayesmer.builder.build_glmm`);
+        the priors are on the link scale (:func:`bayesmer.default_priors`).
+    link : str, optional
+        The binomial's ``"logit"`` (default), ``"probit"`` or ``"cloglog"``;
+        the Poisson's ``"log"``.
+    weights, offset : str or array-like, optional
+        As :func:`bayesmer.glmer`: prior weights (the binomial's numbers of
+        trials for a proportion response) and a known part of the linear
+        predictor; GLMMs only (a Gaussian offset goes in the formula).
     draws, tune, chains, seed, sampler, strategy, method, backend, target_accept
         Checked by :class:`bayesmer.settings.Settings` (the same checks as
         model files and the command line): draws, tune, chains >= 1; seed >=
@@ -75,31 +96,31 @@ def fit(
     Warns
     -----
     UserWarning
-        Divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain.
+        Divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain; a 0/1
+        or count response fitted with the Gaussian family (naming the family
+        to use).
     """
     settings = Settings(
         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,
-        method=method, backend=backend, target_accept=target_accept,
+        method=method, backend=backend, target_accept=target_accept, family=family, link=link,
     )
+    run = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed,
+               sampler=settings.sampler, progress=progress, backend=settings.backend,
+               target_accept=settings.target_accept, log_likelihood=log_likelihood,
+               sample_posterior_predictive=sample_posterior_predictive, sample_prior=sample_prior)
+    if settings.family != "gaussian":
+        return _fit_glmm(formula, data, priors, settings, weights, offset, run)
+    if weights is not None or offset is not None:
+        raise SettingsError(
+            "weights= and offset= are for family='binomial' or 'poisson'; a Gaussian model takes "
+            "offset(...) in the formula and has no prior weights"
+        )
     design = build_design(formula, data)
+    _warn_family(design)
     reml = fit_reml(design, method=settings.method)
     prior_set = resolve_priors(design, priors)
     built = build_model(design, prior_set, strategy=settings.strategy, start=reml)
-    sampled = sample(
-        built,
-        design,
-        draws=settings.draws,
-        tune=settings.tune,
-        chains=settings.chains,
-        seed=settings.seed,
-        sampler=settings.sampler,
-        progress=progress,
-        backend=settings.backend,
-        target_accept=settings.target_accept,
-        log_likelihood=log_likelihood,
-        sample_posterior_predictive=sample_posterior_predictive,
-        sample_prior=sample_prior,
-    )
+    sampled = sample(built, design, **run)
     result = BayesFit(
         design=design,
         reml=reml,
@@ -111,6 +132,55 @@ def fit(
         settings=settings.to_dict(),
     )
     diagnose(result, stacklevel=3)
+    return result
+
+
+def _warn_family(design) -> None:
+    """Warn when a Gaussian fit's response looks binary or like counts, naming the family to use."""
+    y = np.asarray(design.y, dtype=float)
+    if not len(y) or not np.all(y == np.round(y)) or np.any(y < 0):
+        return
+    if np.all((y == 0) | (y == 1)):
+        warnings.warn(
+            f"the response {design.response!r} is 0/1: the Gaussian family predicts values outside [0, 1]; "
+            "use family='binomial'",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif np.any(y == 0) or y.max() <= 10:
+        warnings.warn(
+            f"the response {design.response!r} looks like counts (non-negative integers"
+            f"{', with zeros' if np.any(y == 0) else ''}): consider family='poisson'",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit:
+    """fit() for a binomial or Poisson model: glmer's Laplace fit beside the posterior."""
+    if settings.strategy == "marginal" or settings.strategy == "full":
+        raise SettingsError(
+            f"strategy={settings.strategy!r} is for the Gaussian family; a {settings.family} model keeps its "
+            "random effects explicit (strategy='auto')"
+        )
+    fam = get_family(settings.family, settings.link)
+    point = glmer(formula, data, family=fam, weights=weights, offset=offset)
+    gd = glmm_data(point)
+    prior_set = resolve_priors(gd, priors, family=fam)
+    built = build_glmm(gd, prior_set, start=point)
+    sampled = sample_glmm(built, gd, **run)
+    result = BayesFit(
+        design=gd.design,
+        reml=point,
+        priors=prior_set,
+        built=built,
+        idata=sampled.idata,
+        timings=sampled.timings,
+        strategy=built.strategy,
+        settings=settings.to_dict(),
+        glmm=gd,
+    )
+    diagnose(result, stacklevel=4)
     return result
 
 

@@ -12,6 +12,12 @@ Two equivalent parameterisations of the same posterior over (β, σ, Ψ):
 * ``"full"``: the random effects are explicit, non-centred
   (``z ~ N(0, 1)``, ``b = z L'`` with ``L = diag(sd) chol(corr)``): the
   cross-check.
+
+A binomial or Poisson model (:func:`build_glmm`) keeps b explicit (no exact
+marginal exists), each term centred or non-centred as the data call for
+(:func:`bayesmer.engine.glmm.choose_centring`); the engine's compiled density
+(:class:`~bayesmer.engine.glmm.GlmmSpec`) is what nutpie samples, and the PyMC
+model is the same model for PyMC's tools.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from . import naming as nm
 from .errors import BayesmerError
 from .engine import CollapsedStats
 from .engine.density import DensitySpec
+from .engine.glmm import GlmmSpec, choose_centring
 from .engine.op import CollapsedLoglik
 from .priors import PriorSet
 from .settings import STRATEGIES
 
-__all__ = ["BuildError", "BuiltModel", "build_model", "FULL_MAX_EFFECTS"]
+__all__ = ["BuildError", "BuiltModel", "build_model", "build_glmm", "FULL_MAX_EFFECTS"]
 
 #: Above this many random effects the explicit model is not offered: NUTS on
 #: that many dimensions takes hours where the marginal takes seconds.
@@ -48,20 +55,21 @@ class BuiltModel:
     Attributes
     ----------
     model : pm.Model
-    strategy : {"marginal", "full"}
+    strategy : {"marginal", "full", "glmm"}
     response : str
         Name of the response (the log-likelihood variable's name).
     beta, sigma : str
-        Variable names.
+        Variable names (``sigma`` None for a family without a residual SD).
     sd, corr, b : dict of str to str
         Per term name, its variable names (``corr`` only for k > 1; ``b``
         exists in the model only under ``"full"``, and is added after
         sampling under ``"marginal"``).
     initial_point : dict of str to ndarray
         Starting values on the constrained scale, from REML when given.
-    density : DensitySpec or None
+    density : DensitySpec, GlmmSpec or None
         Under ``"marginal"``: the sufficient statistics and priors the engine
-        samples (``density.integrate_beta`` says whether β is integrated out).
+        samples (``density.integrate_beta`` says whether β is integrated out);
+        under ``"glmm"`` the GLMM's arrays, priors and per-term centring.
     priors : PriorSet
     start : dict of str to ndarray
         The same starting values by parameter (``beta``, ``sigma``, ``sd_<term>``,
@@ -83,15 +91,18 @@ class BuiltModel:
     hidden: tuple[str, ...] = field(default=())
     start: dict = field(default_factory=dict)
 
+    family: object = None
+
     @property
     def integrate_beta(self) -> bool:
         """Whether β is integrated out (and drawn after sampling) rather than sampled."""
-        return self.density is not None and self.density.integrate_beta
+        return self.strategy == "marginal" and self.density.integrate_beta
 
     @property
     def hyper_names(self) -> list[str]:
         """The variables with a prior of their own: beta, sd_*, corr_*, sigma."""
-        return [self.beta, *self.sd.values(), *self.corr.values(), self.sigma]
+        names = [self.beta, *self.sd.values(), *self.corr.values()]
+        return names + ([self.sigma] if self.sigma is not None else [])
 
 
 def _vector(name: str, priors, dims: str):
@@ -277,3 +288,160 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
         hidden=tuple(hidden),
         start=init,
     )
+
+
+def _glmm_start(data, start, priors):
+    """Starting values from the Laplace fit, moved off the boundary (sd 0, |corr| 1)."""
+    out: dict = {nm.BETA: np.asarray(start.fixef.to_numpy(), dtype=float)}
+    covs = start.cov_matrices()
+    for t in data.terms:
+        C = covs[t.name]
+        sd = np.sqrt(np.maximum(np.diag(C), 0.0))
+        z_sd = np.std(t.Z, axis=0)
+        floor = 0.05 / np.where(z_sd > 1e-12, z_sd, 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            R = np.where(np.outer(sd, sd) > 0, C / np.outer(sd, sd), 0.0)
+        R = 0.9 * (R + R.T) / 2 + 0.1 * np.eye(t.k)
+        np.fill_diagonal(R, 1.0)
+        out[nm.sd_var(t.name)] = np.maximum(sd, floor)
+        out[nm.corr_chol_var(t.name)] = np.linalg.cholesky(R)
+        out[nm.b_var(t.name)] = np.asarray(start.ranef[t.name].to_numpy(), dtype=float)
+    return out
+
+
+def _working_weights(data, start) -> np.ndarray:
+    """The Laplace fit's IRLS weights ``w μ'(η)² / V(μ)`` at its conditional modes."""
+    fam = data.family
+    mu = np.asarray(start.fitted(), dtype=float)
+    eta = fam.link.linkfun(mu)
+    return data.weights * fam.link.mu_eta(eta) ** 2 / np.maximum(fam.variance(mu), 1e-300)
+
+
+def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
+    """Build the posterior of a binomial or Poisson mixed model.
+
+    Parameters
+    ----------
+    data : GlmmData
+        The design and response (:func:`bayesmer.glmer.glmm_design`).
+    priors : PriorSet
+        On the link scale (:func:`bayesmer.priors.default_priors` with the family).
+    start : GlmerFit
+        The Laplace fit: its estimates start the chains and its conditional
+        modes measure, per term, whether to centre (:func:`choose_centring`).
+    centred : sequence of bool, optional
+        Per term, overriding that choice.
+
+    Returns
+    -------
+    BuiltModel
+        ``strategy="glmm"``; ``density`` is the compiled density's
+        :class:`GlmmSpec`; ``model`` the same model in PyMC (for graphviz,
+        prior predictive draws and ``backend="pytensor"``).
+    """
+    terms = data.terms
+    if not terms:
+        raise BuildError("the formula has no random-effect term; a mixed model needs at least one (x | g)")
+    fam = data.family
+    if centred is None:
+        centred = choose_centring(terms, _working_weights(data, start), [start.cov_matrices()[t.name] for t in terms])
+    centred = tuple(bool(c) for c in centred)
+    if len(centred) != len(terms):
+        raise BuildError(f"centred has {len(centred)} entries for {len(terms)} random-effect terms")
+    init = _glmm_start(data, start, priors)
+    try:
+        vcov = np.asarray(start.vcov.to_numpy(), dtype=float)
+        ok = vcov.size and np.all(np.isfinite(vcov))
+        spec = GlmmSpec.build(data.X, data.y, data.weights, data.offset, terms, fam, priors, centred,
+                              beta_loc=init[nm.BETA] if ok else None, beta_cov=vcov if ok else None)
+    except ValueError as err:
+        raise BuildError(str(err)) from None
+    design = data.design
+    n = len(data.y)
+    coords: dict = {nm.FIXED_DIM: list(design.fixed_names), nm.OBS_DIM: np.arange(n)}
+    for t in terms:
+        coords[nm.level_dim(t.name)] = list(t.levels)
+        coords[nm.term_dim(t.name)] = list(t.terms)
+        coords[nm.effect_dim(t.name)] = list(t.terms)
+        if t.k > 1:
+            coords[nm.pair_dim(t.name)] = nm.pair_labels(t.terms)
+    hidden: list[str] = []
+    names_sd, names_corr, names_b = {}, {}, {}
+    initial_point: dict = {}
+    successes = np.round(data.y * data.weights)
+    with pm.Model(coords=coords) as model:
+        fixed_priors = [p for _, p in priors.fixed]
+        if fixed_priors:
+            beta, extra = _vector(nm.BETA, fixed_priors, nm.FIXED_DIM)
+            hidden += extra
+            if extra:
+                initial_point.update({n_: v for n_, v in zip(extra, init[nm.BETA])})
+            else:
+                initial_point[nm.BETA] = init[nm.BETA]
+            eta = pt.dot(data.X, beta)
+        else:
+            eta = pt.zeros(n)
+        eta = eta + data.offset
+        for t, cent in zip(terms, centred):
+            sd_name = nm.sd_var(t.name)
+            sd, extra = _vector(sd_name, list(priors.sd_priors(t.name)), nm.term_dim(t.name))
+            hidden += extra
+            if extra:
+                initial_point.update({n_: v for n_, v in zip(extra, init[sd_name])})
+            else:
+                initial_point[sd_name] = init[sd_name]
+            names_sd[t.name] = sd_name
+            if t.k > 1:
+                chol_name = nm.corr_chol_var(t.name)
+                Lc = priors.corr_prior(t.name).pymc(chol_name, n=t.k)
+                hidden.append(chol_name)
+                initial_point[chol_name] = init[chol_name]
+                names_corr[t.name] = nm.corr_var(t.name)
+                iu = tuple(np.array(nm.pairs(t.k)).T)
+                pm.Deterministic(names_corr[t.name], (Lc @ Lc.T)[iu], dims=nm.pair_dim(t.name))
+                L = sd[:, None] * Lc
+            else:
+                L = pt.reshape(sd, (1, 1))
+            dims = (nm.level_dim(t.name), nm.effect_dim(t.name))
+            b_name = nm.b_var(t.name)
+            if cent:
+                b = pm.MvNormal(b_name, mu=pt.zeros(t.k), chol=L, dims=dims)
+                initial_point[b_name] = init[b_name]
+            else:
+                z_name = nm.z_var(t.name)
+                z = pm.Normal(z_name, 0.0, 1.0, dims=dims)
+                hidden.append(z_name)
+                Lv = init[nm.sd_var(t.name)][:, None] * init[nm.corr_chol_var(t.name)]
+                initial_point[z_name] = np.clip(np.linalg.solve(Lv, init[b_name].T).T, -5, 5)
+                b = pm.Deterministic(b_name, pt.dot(z, L.T), dims=dims)
+            names_b[t.name] = b_name
+            eta = eta + pt.sum(t.Z * b[t.codes], axis=1)
+        if fam.name == "binomial":
+            p = _inverse_link(fam.link.name, eta)
+            pm.Binomial(data.label, n=np.round(data.weights).astype("int64"), p=p, observed=successes, dims=nm.OBS_DIM)
+        else:
+            pm.Poisson(data.label, mu=pt.exp(eta), observed=data.y, dims=nm.OBS_DIM)
+    return BuiltModel(
+        model=model,
+        strategy="glmm",
+        response=data.label,
+        beta=nm.BETA,
+        sigma=None,
+        sd=names_sd,
+        corr=names_corr,
+        b=names_b,
+        initial_point=initial_point,
+        density=spec,
+        priors=priors,
+        hidden=tuple(hidden),
+        start=init,
+        family=fam,
+    )
+
+
+def _inverse_link(link: str, eta):
+    if link == "logit":
+        return pm.math.invlogit(eta)
+    if link == "probit":
+        return 0.5 * pt.erfc(-eta / np.sqrt(2.0))
+    return 1.0 - pt.exp(-pt.exp(eta))

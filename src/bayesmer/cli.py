@@ -81,6 +81,8 @@ def _sampling(p: argparse.ArgumentParser) -> None:
         "strategy": ("{" + ",".join(st.STRATEGIES) + "}", "marginal integrates the random effects out"),
         "method": ("{" + ",".join(st.METHODS) + "}", "criterion of the exact fit reported beside the posterior"),
         "backend": ("{" + ",".join(st.BACKENDS) + "}", "how nutpie evaluates the model"),
+        "family": ("{" + ",".join(st.FAMILIES) + "}", "the response's family (binomial, poisson: beside lme4's glmer)"),
+        "link": ("LINK", "the family's link: logit, probit, cloglog (binomial), log (poisson)"),
     }
     for name in st.SECTION:
         metavar, text = helps[name]
@@ -178,15 +180,22 @@ def _parse_prior_flags(flags: list[str]) -> dict[str, str]:
     return out
 
 
-def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: str) -> None:
+def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: str, settings: dict) -> None:
     """Resolve the priors against the design now, so a bad name fails before sampling."""
     from .design import build_design
+    from .family import get_family
+    from .glmer import glmm_design
     from .priors import PriorError, resolve_priors
 
-    design = build_design(formula, data)
+    family = None
+    if settings.get("family") not in (None, "gaussian"):
+        family = get_family(settings["family"], settings.get("link"))
+        design = glmm_design(formula, data, family)
+    else:
+        design = build_design(formula, data)
     for name, spec in priors.items():
         try:
-            resolve_priors(design, {name: spec})
+            resolve_priors(design, {name: spec}, family=family)
         except PriorError as exc:
             raise CommandError(f"{where} {name}: {exc}") from None
 
@@ -357,7 +366,7 @@ def _cmd_run(args) -> int:
     priors = spec.prior_dict
     flags = _parse_prior_flags(args.prior)
     if flags:
-        _check_prior_names(spec.formula, data, flags, "--prior")
+        _check_prior_names(spec.formula, data, flags, "--prior", _settings(args, spec.settings()))
         priors.update(flags)
     settings = _settings(args, spec.settings())
     strategy = settings.get("strategy")
@@ -408,8 +417,8 @@ def _sensitivity(args, spec, data, priors, settings, strategy, out: Path) -> str
 def _cmd_fit(args) -> int:
     data = _read_data(args.data)
     priors = _parse_prior_flags(args.prior)
-    _check_prior_names(args.formula, data, priors, "--prior")
     settings = _settings(args, {})
+    _check_prior_names(args.formula, data, priors, "--prior", settings)
     t0 = time.perf_counter()
     fit = _fit(args, args.formula, data, priors, settings)
     seconds = time.perf_counter() - t0

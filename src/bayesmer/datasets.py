@@ -27,7 +27,7 @@ class DatasetError(BayesmerError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-# name -> (grouping columns, one-line description)
+# name -> (grouping and factor columns, made categorical; one-line description)
 _DATASETS: dict[str, tuple[tuple[str, ...], str]] = {
     "sleepstudy": (("Subject",), "lme4: reaction time (ms) of 18 subjects over 10 days of sleep deprivation"),
     "dyestuff": (("Batch",), "lme4: yield of dyestuff from 6 batches of an intermediate product, 5 preparations each"),
@@ -37,6 +37,8 @@ _DATASETS: dict[str, tuple[tuple[str, ...], str]] = {
     "ogorek": (("unit",), "Ogorek's simulation: 30 units with attribute a, correlated random intercepts and slopes"),
     "clark_intercepts": (("clus",), "Clark's simulation: random intercepts, 100 clusters of 10"),
     "clark_slopes": (("clus",), "Clark's simulation: random intercepts and slopes, 100 clusters of 10"),
+    # period is a factor in lme4's cbpp: categorical here too
+    "cbpp": (("herd", "period"), "lme4: contagious bovine pleuropneumonia cases (incidence of size) in 15 herds over 4 periods"),
 }
 
 

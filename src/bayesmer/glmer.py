@@ -124,6 +124,17 @@ def _split_response(formula: str | Formula) -> tuple[str, Formula]:
     raise FormulaError(f"formula {formula!r} needs a '~' between the response and the terms")
 
 
+def parse_glmm_formula(formula: str | Formula) -> tuple[str, Formula]:
+    """A GLMM formula: its response as written (``cbind(s, f)`` included) and the parsed right-hand side.
+
+    Raises
+    ------
+    FormulaError
+        For a formula without ``~`` or a response, or a bad right-hand side.
+    """
+    return _split_response(formula)
+
+
 def _response(lhs: str, data: pd.DataFrame, family: Family, weights) -> _Response:
     """y and the prior weights as R's ``glm`` holds them."""
     n = len(data)
@@ -946,6 +957,82 @@ class GlmerFit:
         return self.summary()
 
 
+@dataclass(frozen=True, eq=False)
+class GlmmData:
+    """A GLMM's arrays: the design and the response as R's ``glm`` holds it.
+
+    Attributes
+    ----------
+    family : Family
+    design : Design
+        Its ``y`` is the response below; ``terms`` may differ from ``design.terms``.
+    terms : tuple of ReTerm
+        In lme4's order, including observation-level terms (one level per row).
+    y : ndarray (n,)
+        Proportions (binomial) or counts (Poisson).
+    weights : ndarray (n,)
+        Prior weights: the binomial's trials times any ``weights=``.
+    offset : ndarray (n,)
+        The whole offset (the formula's and ``offset=``).
+    label : str
+        The response as written (``cbind(incidence, size - incidence)``).
+    """
+
+    family: Family
+    design: Design
+    terms: tuple
+    y: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    label: str
+
+    # what default_priors reads of a design
+    @property
+    def X(self) -> np.ndarray:
+        return self.design.X
+
+    @property
+    def fixed_names(self) -> tuple:
+        return self.design.fixed_names
+
+
+def glmm_design(formula, data: pd.DataFrame, family: Family, weights=None, offset=None) -> GlmmData:
+    """The design and response of a binomial or Poisson mixed model (see :func:`glmer`).
+
+    Raises
+    ------
+    FamilyError, DesignError
+        A response outside the family's range (naming the column and the rows), a
+        bad ``weights=``/``offset=``.
+    """
+    fam = family
+    if not isinstance(data, pd.DataFrame):
+        raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    lhs, f = _split_response(formula)
+    resp = _response(lhs, data, fam, weights)
+    if offset is None:
+        off_all = np.zeros(len(data))
+    elif isinstance(offset, str):
+        off_all = _evaluate(offset, data)
+    else:
+        off_all = np.asarray(offset, dtype=float).reshape(-1)
+        if off_all.shape[0] != len(data):
+            raise DesignError(f"offset has {off_all.shape[0]} values for {len(data)} rows")
+    design, terms, pos = _design(f, data, resp, off_all)
+    y, wt, off = resp.y[pos], resp.wt[pos], off_all[pos]
+    design_offset = getattr(design, "offset", None)
+    if design_offset is not None:
+        off = off + np.asarray(design_offset, dtype=float)
+    fam.validate(y, wt, resp.label, data.index[pos])
+    return GlmmData(fam, design, terms, y, wt, off, resp.label)
+
+
+def glmm_data(fit: "GlmerFit") -> GlmmData:
+    """The arrays a Laplace fit was made on (what the posterior is built from)."""
+    label, _ = _split_response(fit.formula)
+    return GlmmData(fit.family, fit.design, fit.terms, fit.y, fit.weights, fit.offset, label)
+
+
 def glmer(
     formula: str | Formula,
     data: pd.DataFrame,
@@ -995,25 +1082,8 @@ def glmer(
         lme4's: a singular (boundary) fit, a failed convergence check, a
         non-positive-definite Hessian, predictors on very different scales.
     """
-    fam = get_family(family, link)
-    if not isinstance(data, pd.DataFrame):
-        raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    lhs, f = _split_response(formula)
-    resp = _response(lhs, data, fam, weights)
-    if offset is None:
-        off_all = np.zeros(len(data))
-    elif isinstance(offset, str):
-        off_all = _evaluate(offset, data)
-    else:
-        off_all = np.asarray(offset, dtype=float).reshape(-1)
-        if off_all.shape[0] != len(data):
-            raise DesignError(f"offset has {off_all.shape[0]} values for {len(data)} rows")
-    design, terms, pos = _design(f, data, resp, off_all)
-    y, wt, off = resp.y[pos], resp.wt[pos], off_all[pos]
-    design_offset = getattr(design, "offset", None)
-    if design_offset is not None:
-        off = off + np.asarray(design_offset, dtype=float)
-    fam.validate(y, wt, resp.label, data.index[pos])
+    gd = glmm_design(formula, data, get_family(family, link), weights=weights, offset=offset)
+    fam, design, terms, y, wt, off = gd.family, gd.design, gd.terms, gd.y, gd.weights, gd.offset
     X = design.X
     _check_scale(X)
     prob = _Laplace(X, y, wt, off, terms, fam, tol_pwrss)

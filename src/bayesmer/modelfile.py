@@ -13,6 +13,8 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
     formula = "Reaction ~ Days + (Days | Subject)"   # required
     name = "sleepstudy"         # optional, default the file's stem
     description = "..."         # optional
+    family = "gaussian"         # optional: "binomial" or "poisson" (GLMM, beside glmer)
+    link = "logit"              # optional: the family's link (probit, cloglog, log)
     method = "REML"             # optional: "REML" or "ML" for the exact fit
     strategy = "auto"           # optional: "auto", "marginal" (random effects
                                 #   integrated out) or "full", passed to fit()
@@ -111,7 +113,7 @@ class ModelSpecFile:
         ``[model] name``, or the file's stem.
     data : DataSpec
     formula : str
-    description, method, strategy : str or None
+    description, family, link, method, strategy : str or None
     priors : tuple of (name, prior string)
     draws, tune, chains, seed : int or None
         None where the file leaves them to the defaults of :func:`bayesmer.fit`.
@@ -124,6 +126,8 @@ class ModelSpecFile:
     data: DataSpec
     formula: str
     description: str | None = None
+    family: str | None = None
+    link: str | None = None
     method: str | None = None
     strategy: str | None = None
     priors: tuple[tuple[str, str], ...] = ()
@@ -248,7 +252,13 @@ def load_model_file(path) -> ModelSpecFile:
     _unknown(path, "model", model_t, _MODEL_KEYS)
     formula = _string(path, "model", model_t, "formula", required=True)
     try:
-        parse_formula(formula)
+        if model_t.get("family", "gaussian") == "gaussian":
+            parse_formula(formula)
+        else:
+            # lme4's binomial responses (cbind(s, f)) are read by glmer, not the Gaussian parser
+            from .glmer import parse_glmm_formula
+
+            parse_glmm_formula(formula)
     except FormulaError as exc:
         raise _err(path, "model", "formula", str(exc)) from None
     name = _string(path, "model", model_t, "name") or path.stem
@@ -436,15 +446,22 @@ def check_priors(spec: ModelSpecFile, data: pd.DataFrame) -> None:
         Naming ``[model] formula`` (an unknown column, say) or the
         ``[priors]``/``[sensitivity]`` name at fault, with the valid names.
     """
+    from .family import FamilyError, get_family
+    from .glmer import glmm_design
     from .priors import PriorError, resolve_priors
 
+    family = None
     try:
-        design = build_design(spec.formula, data)
-    except (FormulaError, DesignError) as exc:
+        if spec.family not in (None, "gaussian"):
+            family = get_family(spec.family, spec.link)
+            design = glmm_design(spec.formula, data, family)
+        else:
+            design = build_design(spec.formula, data)
+    except (FormulaError, DesignError, FamilyError) as exc:
         raise _err(spec.path, "model", "formula", str(exc)) from None
     for section, items in (("priors", spec.priors), ("sensitivity", [(k, v[0]) for k, v in spec.sensitivity])):
         for key, value in items:
             try:
-                resolve_priors(design, {key: value})
+                resolve_priors(design, {key: value}, family=family)
             except PriorError as exc:
                 raise _err(spec.path, section, key, str(exc)) from None

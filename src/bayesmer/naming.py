@@ -132,6 +132,11 @@ def corr_slot(term: str) -> str:
     return f"corr({term})"
 
 
+def link_var(response: str) -> str:
+    """The predictions' variable of the linear predictor, kept apart from a response named ``eta``."""
+    return "eta" if response != "eta" else "eta_link"
+
+
 def mean_var(response: str) -> str:
     """The predictions' variable of the mean (bambi's ``mu``), kept apart from a response named ``mu``."""
     return "mu" if response != "mu" else "mu_mean"

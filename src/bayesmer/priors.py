@@ -326,18 +326,21 @@ class PriorSet:
     ----------
     fixed : tuple of (name, Prior)
         One per fixed effect, in the design's order.
-    sigma : Prior
-        Residual standard deviation.
+    sigma : Prior or None
+        Residual standard deviation; None for a family without one (binomial, Poisson).
     sd : tuple of (term name, tuple of (column, Prior))
         One per column of each random-effect term.
     corr : tuple of (term name, LKJ)
         One per term with more than one column.
+    family : str
+        ``"gaussian"``, ``"binomial"`` or ``"poisson"``: whose scale the priors are on.
     """
 
     fixed: tuple[tuple[str, Prior], ...]
-    sigma: Prior
+    sigma: Prior | None
     sd: tuple[tuple[str, tuple[tuple[str, Prior], ...]], ...]
     corr: tuple[tuple[str, LKJ], ...]
+    family: str = "gaussian"
 
     def fixed_prior(self, name: str) -> Prior:
         return dict(self.fixed)[name]
@@ -355,7 +358,8 @@ class PriorSet:
         for term, cols in self.sd:
             out += [("sd", sd_label(col, term), show(p)) for col, p in cols]
         out += [("corr", corr_slot(term), show(p)) for term, p in self.corr]
-        out.append(("sigma", "sigma", show(self.sigma)))
+        if self.sigma is not None:
+            out.append(("sigma", "sigma", show(self.sigma)))
         return out
 
     def to_dict(self) -> dict[str, str]:
@@ -371,13 +375,15 @@ class PriorSet:
 
     @property
     def integrates_beta(self) -> bool:
-        """Whether the fixed effects can be integrated out: every fixed-effect prior Normal."""
-        return all(isinstance(p, Normal) for _, p in self.fixed)
+        """Whether the fixed effects can be integrated out: a Gaussian model, every fixed-effect prior Normal."""
+        return self.family == "gaussian" and all(isinstance(p, Normal) for _, p in self.fixed)
 
     def beta_note(self) -> str:
         """How the marginal model treats the fixed effects under these priors, in one line."""
         if not self.fixed:
             return "fixed effects: none"
+        if self.family != "gaussian":
+            return f"fixed effects: sampled by NUTS with the random effects ({self.family} family, link scale)"
         if self.integrates_beta:
             return ("fixed effects: integrated out exactly (every prior Normal) and drawn after sampling "
                     "from their Gaussian conditional")
@@ -398,7 +404,7 @@ def _sd(x: np.ndarray) -> float:
     return float(np.std(x, ddof=1)) if x.shape[0] > 1 else 0.0
 
 
-def default_priors(design, data=None) -> PriorSet:
+def default_priors(design, data=None, family=None) -> PriorSet:
     """Weakly informative priors scaled to the data (Mixed Model 7), before any fit.
 
     ``bayesmer.default_priors("Reaction ~ Days + (Days | Subject)", df)``
@@ -410,8 +416,10 @@ def default_priors(design, data=None) -> PriorSet:
     design : Design or str
         A design, or a formula (then ``data`` is needed).
     data : DataFrame, optional
+    family : Family or str, optional
+        A binomial or Poisson family puts the priors on the link scale (below).
 
-    With ``s_y = sd(y)``:
+    Gaussian, with ``s_y = sd(y)``:
 
     * a fixed slope on column ``x_j``: ``Normal(0, 2.5 s_y / sd(x_j))``, i.e. a
       one-sd change in ``x_j`` moves y by a few sd of y at most;
@@ -426,16 +434,38 @@ def default_priors(design, data=None) -> PriorSet:
       column (the intercept), ``HalfCauchy(s_y / sd(z))`` otherwise;
     * each term with several columns: ``LKJ(2)`` on its correlation matrix,
       mildly favouring small correlations.
+
+    Binomial and Poisson (the link scale's unit in place of ``s_y``, as
+    rstanarm's defaults): slopes ``Normal(0, 2.5 / sd(x_j))``; the intercept
+    ``Normal(g(ȳ), s)`` with ``s² = 2.5² + Σ_j (2.5 mean(x_j)/sd(x_j))²`` and ȳ
+    the mean response (the trial-weighted proportion for the binomial, the
+    mean count for the Poisson, less the mean offset on the log scale),
+    clipped to (0.01, 0.99) or to at least 0.01; SDs ``HalfCauchy(1)`` on an
+    intercept column and ``HalfCauchy(1 / sd(z))`` otherwise; ``LKJ(2)``; no
+    residual SD.
     """
+    from .family import get_family
+
     if not hasattr(design, "y"):  # a formula
         if data is None:
             raise PriorError("default_priors(formula, data): the data are needed to scale the priors")
-        design = build_design(design, data)
+        if family is not None and get_family(family).name != "gaussian":
+            from .glmer import glmm_design
+
+            design = glmm_design(design, data, get_family(family))
+        else:
+            design = build_design(design, data)
+    fam = None if family is None else get_family(family)
+    glm = fam is not None and fam.name != "gaussian"
     y = np.asarray(design.y, dtype=float)
-    sy = _sd(y)
-    if not sy > 0:
-        sy = max(abs(float(np.mean(y))), 1.0)
-    my = float(np.mean(y))
+    if glm:
+        sy = 1.0
+        my = _link_centre(design, fam)
+    else:
+        sy = _sd(y)
+        if not sy > 0:
+            sy = max(abs(float(np.mean(y))), 1.0)
+        my = float(np.mean(y))
     X = np.asarray(design.X, dtype=float)
     scales, means, const = [], [], []
     for j in range(X.shape[1]):
@@ -468,7 +498,20 @@ def default_priors(design, data=None) -> PriorSet:
         sd.append((term.name, tuple(cols)))
         if term.k > 1:
             corr.append((term.name, LKJ(2.0)))
-    return PriorSet(tuple(fixed), HalfCauchy(sy), tuple(sd), tuple(corr))
+    return PriorSet(tuple(fixed), None if glm else HalfCauchy(sy), tuple(sd), tuple(corr), fam.name if glm else "gaussian")
+
+
+def _link_centre(design, fam) -> float:
+    """The intercept prior's centre for a GLMM: the link of the mean response (see :func:`default_priors`)."""
+    y = np.asarray(design.y, dtype=float)
+    wt = getattr(design, "weights", None)
+    wt = np.ones_like(y) if wt is None else np.asarray(wt, dtype=float)
+    off = getattr(design, "offset", None)
+    if fam.name == "binomial":
+        m = float(np.sum(wt * y) / np.sum(wt)) if np.sum(wt) > 0 else 0.5
+        return float(fam.link.linkfun(np.clip(m, 0.01, 0.99)))
+    m = max(float(np.mean(y)), 0.01)
+    return float(fam.link.linkfun(m)) - (float(np.mean(off)) if off is not None else 0.0)
 
 
 # brms's classes beside bayesmer's: "b" is every fixed effect but the intercept,
@@ -482,7 +525,7 @@ def _brms_class(cls: str, name: str) -> str:
     return {"corr": "cor"}.get(cls, cls)
 
 
-def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -> PriorSet:
+def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, family=None) -> PriorSet:
     """The default priors with ``overrides`` applied.
 
     Parameters
@@ -508,7 +551,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
         For an unknown name (listing the valid ones), a prior of the wrong
         family for its slot, or an unparsable prior.
     """
-    base = default_priors(design)
+    base = default_priors(design, family=family)
     if not overrides:
         return base
     if not isinstance(overrides, Mapping):
@@ -529,6 +572,8 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
     def level(key) -> int | None:
         if not isinstance(key, str):
             return None
+        if key == "sigma" and sigma is None:
+            return None
         if key in ("fixed", "sd", "sigma", "corr", "cor"):
             return 0
         if key == "b":
@@ -541,12 +586,14 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
             return 3
         return None
 
-    valid = list(CLASSES) + ["Intercept"] * ("(Intercept)" in fixed) + [n for _, n, _ in base.rows() if n != "sigma"]
+    valid = [c for c in CLASSES if c != "sigma" or sigma is not None] + ["Intercept"] * ("(Intercept)" in fixed) + [n for _, n, _ in base.rows() if n != "sigma"]
     valid += [f"sd({g})" for g in groups] + [f"cor({g})" for g in groups if group_terms("corr", g)]
     valid = list(dict.fromkeys(valid))
     levels = {}
     for key in overrides:
         levels[key] = level(key)
+        if key == "sigma" and sigma is None:
+            raise PriorError("this family has no residual standard deviation: 'sigma' takes no prior")
         if levels[key] is None:
             raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(map(str, valid))}")
 
@@ -588,6 +635,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None) -
         sigma,
         tuple((t, tuple(cols.items())) for t, cols in sd.items()),
         tuple(corr.items()),
+        base.family,
     )
 
 

@@ -17,7 +17,7 @@ import xarray as xr
 
 from . import checking, io
 from . import naming as nm
-from .builder import BuiltModel, build_model
+from .builder import BuiltModel, build_glmm, build_model
 from .design import Design, new_data
 from .errors import PredictionError
 from .priors import PriorSet
@@ -28,7 +28,7 @@ __all__ = ["BayesFit", "diagnose", "PREDICTION_KINDS"]
 
 _SAMPLE = ("chain", "draw")
 _COLUMNS = ["reml", "reml_se", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"]
-PREDICTION_KINDS = ("mean", "response")
+PREDICTION_KINDS = ("link", "mean", "response")
 
 
 def _stack(post: xr.Dataset, name: str) -> np.ndarray:
@@ -66,9 +66,12 @@ class BayesFit:
         groups; every group carries ArviZ's attributes.
     timings : dict
         Seconds spent compiling, sampling and post-processing.
-    strategy : {"marginal", "full"}
+    strategy : {"marginal", "full", "glmm"}
     settings : dict
         The validated :class:`bayesmer.settings.Settings` of the fit, as a dict.
+    glmm : GlmmData or None
+        A binomial or Poisson model's response, weights and offset (``reml``
+        is then lme4's Laplace fit, a :class:`~bayesmer.glmer.GlmerFit`).
     """
 
     design: Design
@@ -79,6 +82,12 @@ class BayesFit:
     timings: dict = field(default_factory=dict)
     strategy: str = "marginal"
     settings: dict = field(default_factory=dict)
+    glmm: object = None
+
+    @property
+    def family(self):
+        """The GLM family of a binomial or Poisson fit; None for the Gaussian."""
+        return None if self.glmm is None else self.glmm.family
 
     def __getstate__(self):
         # the PyMC model holds compiled closures that do not pickle; it is rebuilt on load
@@ -87,7 +96,9 @@ class BayesFit:
         return state
 
     def __setstate__(self, state):
-        if state.get("built") is None:
+        if state.get("built") is None and state.get("glmm") is not None:
+            state["built"] = build_glmm(state["glmm"], state["priors"], start=state["reml"])
+        elif state.get("built") is None:
             state["built"] = build_model(
                 state["design"], state["priors"], strategy=state["strategy"], start=state["reml"]
             )
@@ -135,6 +146,8 @@ class BayesFit:
             reml_v.append(float(rv) if rv is not None else np.nan)
             reml_se.append(float(rse))
 
+        if self.glmm is not None:
+            return self._glmm_scalars(post, add, keys, data, reml_v, reml_se)
         rfix = r.fixef() if r is not None else None
         # the variance components' asymptotic SEs, in varcorr's row order (NaN on large or singular fits)
         vse = iter(r.varcorr_se()["se"].to_numpy()) if r is not None else None
@@ -158,6 +171,31 @@ class BayesFit:
         add(("sigma", "Residual", "sigma"), post[m.sigma], r.sigma if r is not None else None, se_next())
         return keys, xr.Dataset(data), reml_v, reml_se
 
+    def _glmm_scalars(self, post, add, keys, data, reml_v, reml_se):
+        """:meth:`_scalars` beside glmer's Laplace fit: its estimates and fixed-effect SEs, no sigma."""
+        m, r = self.built, self.reml
+        for name in self.design.fixed_names:
+            add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}), r.fixef[name], r.se[name])
+        covs = r.cov_matrices()
+        for t in self.glmm.terms:
+            C = covs[t.name]
+            rsd = np.sqrt(np.maximum(np.diag(C), 0.0))
+            sd = post[m.sd[t.name]]
+            for i, col in enumerate(t.terms):
+                add(("sd", t.name, col), sd.isel({nm.term_dim(t.name): i}), rsd[i])
+            if t.name in m.corr:
+                R = post[m.corr[t.name]]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rR = C / np.outer(rsd, rsd)
+                for p, ((i, j), label) in enumerate(zip(nm.pairs(t.k), nm.pair_labels(t.terms))):
+                    add(("corr", t.name, label), R.isel({nm.pair_dim(t.name): p}), rR[i, j])
+        return keys, xr.Dataset(data), reml_v, reml_se
+
+    @property
+    def terms(self) -> tuple:
+        """The random-effect terms, in lme4's order (a GLMM's include one-level-per-row terms)."""
+        return self.glmm.terms if self.glmm is not None else self.design.terms
+
     def summary(self) -> pd.DataFrame:
         """Posterior summaries next to the REML estimates.
 
@@ -165,10 +203,11 @@ class BayesFit:
         -------
         DataFrame
             Indexed by (component, group, name), component in fixed, sd, corr,
-            sigma; columns reml, reml_se (fixed effects: lme4's; SDs,
-            correlations and sigma: :meth:`RemlFit.varcorr_se`, NaN above its
-            row limit or on a singular fit), mean, sd, hdi_3%, hdi_97% (94%
-            HDI), ess_bulk, ess_tail, r_hat.
+            sigma (Gaussian only); columns reml, reml_se (fixed effects: lme4's;
+            SDs, correlations and sigma: :meth:`RemlFit.varcorr_se`, NaN above
+            its row limit or on a singular fit; a GLMM's: glmer's Laplace
+            estimates, SEs for the fixed effects only), mean, sd, hdi_3%,
+            hdi_97% (94% HDI), ess_bulk, ess_tail, r_hat.
         """
         import arviz_stats as azs
 
@@ -193,8 +232,17 @@ class BayesFit:
     def _header(self) -> str:
         d = self.design
         post = self.idata["posterior"]
-        groups = ", ".join(f"{t.name}: {t.n_levels}" for t in d.terms)
+        groups = ", ".join(f"{t.name}: {t.n_levels}" for t in self.terms)
         t = self.timings
+        if self.glmm is not None:
+            fam = self.glmm.family
+            what = f"Bayesian generalized linear mixed model ({fam.name}, {fam.link.name} link; NUTS)"
+            point = "reml: lme4's glmer (Laplace)"
+            return (
+                f"{what}\nFormula: {d.formula}\nObservations: {d.n}; groups: {groups}\n"
+                f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
+                f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s; {point}"
+            )
         return (
             f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)\n"
             f"Formula: {d.formula}\n"
@@ -234,7 +282,7 @@ class BayesFit:
         """Per term, posterior means of the random effects (levels x columns)."""
         post = self.idata["posterior"]
         out = {}
-        for t in self.design.terms:
+        for t in self.terms:
             b = post[self.built.b[t.name]].mean(_SAMPLE).to_numpy()
             out[t.name] = pd.DataFrame(b, index=pd.Index(list(t.levels), name=t.name), columns=list(t.terms))
         return out
@@ -242,8 +290,10 @@ class BayesFit:
     def varcorr(self) -> pd.DataFrame:
         """Posterior means of SDs and correlations, in REML's tidy layout."""
         post = self.idata["posterior"]
-        sds = {t.name: post[self.built.sd[t.name]].mean(_SAMPLE).to_numpy() for t in self.design.terms}
-        corrs = {t.name: post[self.built.corr[t.name]].mean(_SAMPLE).to_numpy() for t in self.design.terms if t.k > 1}
+        sds = {t.name: post[self.built.sd[t.name]].mean(_SAMPLE).to_numpy() for t in self.terms}
+        corrs = {t.name: post[self.built.corr[t.name]].mean(_SAMPLE).to_numpy() for t in self.terms if t.k > 1}
+        if self.glmm is not None:
+            return varcorr_table(self.glmm, sds, corrs, None)
         return varcorr_table(self.design, sds, corrs, float(post[self.built.sigma].mean()))
 
     def icc(self) -> pd.DataFrame:
@@ -260,6 +310,11 @@ class BayesFit:
             Indexed by component (terms, then ``Residual``): mean, sd,
             hdi_3%, hdi_97% of the share, and ``reml``, the REML fit's share.
         """
+        if self.glmm is not None:
+            raise NotImplementedError(
+                "icc() is the share of an observation's variance, defined for the Gaussian family; a "
+                f"{self.glmm.family.name} model has no residual variance on the data scale"
+            )
         covs = {t.name: (L := self.cov_factor(t.name)) @ np.swapaxes(L, -1, -2) for t in self.design.terms}
         shares = variance_shares(self.design, covs, self.draws(self.built.sigma))
         table = _interval_table(np.column_stack(list(shares.values())), pd.Index(list(shares), name="component"))
@@ -269,7 +324,7 @@ class BayesFit:
 
     def cov_factor(self, term: str) -> np.ndarray:
         """Per draw, the Cholesky factor L of a term's covariance (Psi = L L'), shape (S, k, k)."""
-        t = {t.name: t for t in self.design.terms}[term]
+        t = {t.name: t for t in self.terms}[term]
         sd = self.draws(self.built.sd[t.name])
         if t.k == 1:
             return sd[:, :, None]
@@ -293,9 +348,13 @@ class BayesFit:
         ----------
         newdata : DataFrame, optional
             Defaults to the fitted data.
-        kind : {"mean", "response"}
-            ``"mean"``: ``X beta + Z b`` (variable ``mu``); ``"response"``:
-            that plus ``N(0, sigma^2)`` noise (variable named as the response).
+        kind : {"mean", "response", "link"}
+            ``"link"``: the linear predictor ``X beta + Z b`` (+ offset);
+            ``"mean"``: the expected response, its inverse link (variable
+            ``mu``; the same as ``"link"`` for the Gaussian; a probability or
+            a rate for the binomial and Poisson); ``"response"``: new
+            observations (the mean plus ``N(0, sigma^2)`` noise; binomial
+            successes in the row's trials, Poisson counts), named as the response.
         include_random : bool
             Add the random effects; False gives the population mean ``X beta``.
         sample_new_groups : bool
@@ -324,6 +383,8 @@ class BayesFit:
         """
         if kind not in PREDICTION_KINDS:
             raise PredictionError(f"kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")
+        if self.glmm is not None:
+            return _predict_glmm(self, newdata, kind, include_random, sample_new_groups, seed, summary)
         d, m = self.design, self.built
         post = self.idata["posterior"].to_dataset()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -383,16 +444,24 @@ class BayesFit:
         if kind == "response":
             sigma = _stack(post, m.sigma)
             eta = eta + sigma[:, None] * rng.standard_normal(eta.shape)
+        return self._prediction_tree(eta, df, kind, include_random, summary)
+
+    def _prediction_tree(self, eta, df, kind, include_random, summary):
+        d = self.design
+        post = self.idata["posterior"]
+        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         if summary:
             return _interval_table(eta, df.index)
-        name = d.response if kind == "response" else nm.mean_var(d.response)
+        response = self.built.response if self.glmm is not None else d.response
+        name = {"response": response, "mean": nm.mean_var(response), "link": nm.link_var(response)}[kind]
         sampler = self.settings.get("sampler", "nutpie")
         pred = xr.Dataset(
             {name: ((*_SAMPLE, nm.OBS_DIM), eta.reshape(n_chain, n_draw, -1))},
             coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))},
             attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)),
         )
-        pcd = constant_data(d, df[list(d.frame.columns.intersection(df.columns))])
+        cols = [c for c in d.frame.columns.intersection(df.columns) if not str(c).startswith("_")]
+        pcd = constant_data(d, df[cols])
         pcd.attrs = group_attrs(sampler)
         groups = {k: v.to_dataset() for k, v in self.idata.children.items()}
         groups["predictions"] = pred
@@ -400,6 +469,64 @@ class BayesFit:
         tree = xr.DataTree.from_dict(groups)
         tree.attrs = dict(self.idata.attrs)
         return tree
+
+
+def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary):
+    """BayesFit.predict for a binomial or Poisson fit (see there)."""
+    gd, m = fit.glmm, fit.built
+    post = fit.idata["posterior"].to_dataset()
+    S = post.sizes["chain"] * post.sizes["draw"]
+    rng = np.random.default_rng(seed)
+    if newdata is None:
+        new, df = gd, gd.design.frame
+    else:
+        if not isinstance(newdata, pd.DataFrame):
+            raise PredictionError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
+        new, df = None, newdata
+    beta = _stack(post, m.beta) if gd.design.p else np.zeros((S, 0))
+    if new is not None:
+        X, off, weights = gd.X, gd.offset, gd.weights
+        Zs = [t.Z for t in gd.terms] if include_random else []
+        codes = [t.codes for t in gd.terms] if include_random else []
+        bs = [_stack(post, m.b[t.name]) for t in gd.terms] if include_random else []
+    else:
+        nd = new_data(gd.design, df)
+        X = nd.X
+        off = np.zeros(len(df)) if nd.offset is None else np.asarray(nd.offset, dtype=float)
+        weights = np.ones(len(df))
+        Zs, codes, bs = [], [], []
+        if include_random:
+            if len(gd.terms) != len(gd.design.terms):
+                raise PredictionError("prediction on new data with a one-level-per-row term is not supported")
+            for t, c, Z in zip(gd.terms, nd.codes, nd.Z):
+                b = _stack(post, m.b[t.name])
+                new_lv = c < 0
+                c = c.copy()
+                if new_lv.any():
+                    if not sample_new_groups:
+                        raise PredictionError(
+                            f"newdata has level(s) of {t.group} not in the fitted data; pass "
+                            "sample_new_groups=True to draw their effects from the population"
+                        )
+                    keys = df[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
+                    new_keys, inv = np.unique(keys[new_lv], return_inverse=True)
+                    L = fit.cov_factor(t.name)
+                    z = rng.standard_normal((S, len(new_keys), t.k))
+                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
+                    c[new_lv] = t.n_levels + inv
+                Zs.append(Z)
+                codes.append(c)
+                bs.append(b)
+    eta = linear_predictor(X, Zs, codes, beta, bs) + off
+    if kind != "link":
+        eta = gd.family.link.linkinv(eta)
+    if kind == "response":
+        if gd.family.name == "binomial":
+            eta = rng.binomial(np.round(weights).astype(np.int64)[None, :], eta).astype(float)
+        else:
+            eta = rng.poisson(eta).astype(float)
+    return fit._prediction_tree(eta, df, kind, include_random, summary)
+
 
 
 def diagnose(fit: BayesFit, stacklevel: int = 3) -> list[str]:

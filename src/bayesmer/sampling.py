@@ -27,7 +27,7 @@ from .builder import BuiltModel
 from .engine import draw_effects
 from .engine.nuts import compile_density, initial_x
 
-__all__ = ["Sampled", "sample", "linear_predictor", "constant_data", "group_attrs"]
+__all__ = ["Sampled", "sample", "sample_glmm", "linear_predictor", "constant_data", "group_attrs"]
 
 _SAMPLE = ("chain", "draw")
 # keep pointwise log-likelihoods below ~400 MB unless asked
@@ -194,6 +194,35 @@ def _compile_engine(built: BuiltModel):
     return compile_density(spec, names, shapes, dims, coords, x0)
 
 
+def _compile_glmm(built: BuiltModel):
+    """nutpie on the engine's compiled GLMM density (see :mod:`bayesmer.engine.glmm`)."""
+    spec = built.density
+    init = built.start
+    terms = list(built.sd)
+    x0 = spec.initial_x(init[built.beta], [init[built.sd[t]] for t in terms],
+                        [init[nm.corr_chol_var(t)] for t in terms], [init[built.b[t]] for t in terms])
+    coords = {k: list(v) for k, v in built.model.coords.items() if k != nm.OBS_DIM}
+    names, shapes, dims = [], [], {}
+    if spec.p:
+        names.append(built.beta)
+        shapes.append((spec.p,))
+        dims[built.beta] = (nm.FIXED_DIM,)
+    for t, k in zip(terms, spec.term_k):
+        k = int(k)
+        names.append(built.sd[t])
+        shapes.append((k,))
+        dims[built.sd[t]] = (nm.term_dim(t),)
+        if k > 1:
+            names.append(built.corr[t])
+            shapes.append((k * (k - 1) // 2,))
+            dims[built.corr[t]] = (nm.pair_dim(t),)
+    for t, k, G in zip(terms, spec.term_k, spec.term_G):
+        names.append(built.b[t])
+        shapes.append((int(G), int(k)))
+        dims[built.b[t]] = (nm.level_dim(t), nm.effect_dim(t))
+    return compile_density(spec, names, shapes, dims, coords, x0)
+
+
 def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_accept):
     import nutpie
 
@@ -204,7 +233,7 @@ def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_acce
     if backend == "engine":
         if built.density is None:
             raise st.SettingsError("backend='engine' samples the marginal model: use strategy='marginal' or 'auto'")
-        compiled = _compile_engine(built)
+        compiled = _compile_glmm(built) if built.strategy == "glmm" else _compile_engine(built)
     elif backend == "pytensor":
         compiled = _compile_pytensor(built)
         # Python-level logp calls hold the GIL: parallel chains would only
@@ -296,21 +325,22 @@ def _pointwise(design, beta, sigma, bs, fn, chunk=200):
     return out
 
 
-def _log_prior(post: xr.Dataset, built: BuiltModel, design) -> xr.Dataset:
+def _log_prior(post: xr.Dataset, built: BuiltModel, terms) -> xr.Dataset:
     pri = built.priors
     out = {}
     if pri.fixed:
         beta = post[built.beta]
         lp = np.stack([p.logp(beta.sel(fixed=n).to_numpy()) for n, p in pri.fixed], axis=-1)
         out[built.beta] = (("chain", "draw", "fixed"), lp)
-    for t in design.terms:
+    for t in terms:
         sd = post[built.sd[t.name]].transpose(*_SAMPLE, ...).to_numpy()
         lp = np.stack([p.logp(sd[..., i]) for i, p in enumerate(pri.sd_priors(t.name))], axis=-1)
         out[built.sd[t.name]] = (("chain", "draw", nm.term_dim(t.name)), lp)
         if t.name in built.corr:
             R = nm.corr_matrix(post[built.corr[t.name]].transpose(*_SAMPLE, ...).to_numpy(), t.k)
             out[built.corr[t.name]] = (_SAMPLE, pri.corr_prior(t.name).logp(R))
-    out[built.sigma] = (_SAMPLE, pri.sigma.logp(post[built.sigma].to_numpy()))
+    if built.sigma is not None:
+        out[built.sigma] = (_SAMPLE, pri.sigma.logp(post[built.sigma].to_numpy()))
     return xr.Dataset(out, coords={k: post.coords[k] for k in post.coords if k in ("chain", "draw", "fixed") or k.endswith("_term")})
 
 
@@ -430,7 +460,7 @@ def sample(
         groups["log_likelihood"] = xr.Dataset(
             {built.response: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, -1))}, coords=sample_coords
         )
-    groups["log_prior"] = _log_prior(post, built, design)
+    groups["log_prior"] = _log_prior(post, built, design.terms)
     groups["observed_data"] = xr.Dataset({built.response: (("obs",), y)}, coords={"obs": np.arange(design.n)})
     groups["constant_data"] = constant_data(design)
     if sample_posterior_predictive:
@@ -486,3 +516,121 @@ def _prior_groups(built, design, n_prior, seed, rng):
         coords={"chain": prior.coords["chain"], "draw": prior.coords["draw"], "obs": np.arange(design.n)},
     )
     return prior, pp
+
+
+def _counts(data) -> np.ndarray:
+    """The response as counts: successes for the binomial (0/1 for a binary response), counts for the Poisson."""
+    return np.round(data.y * data.weights) if data.family.name == "binomial" else data.y
+
+
+def _glmm_rows(data, beta, bs, chunk=200):
+    """μ per draw and row, ``(S, n)``."""
+    S = beta.shape[0]
+    out = np.empty((S, len(data.y)))
+    for lo in range(0, S, chunk):
+        s = slice(lo, min(S, lo + chunk))
+        eta = linear_predictor(data.X, [t.Z for t in data.terms], [t.codes for t in data.terms],
+                               beta[s], [b[s] for b in bs]) + data.offset
+        out[s] = data.family.link.linkinv(eta)
+    return out
+
+
+def sample_glmm(
+    built: BuiltModel,
+    data,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int | None = None,
+    sampler: str = "nutpie",
+    progress: bool = True,
+    *,
+    backend: str = "auto",
+    target_accept: float = 0.8,
+    log_likelihood: bool | None = None,
+    sample_posterior_predictive: bool = False,
+    sample_prior: bool | int = False,
+) -> Sampled:
+    """Sample a binomial or Poisson mixed model (:func:`bayesmer.builder.build_glmm`).
+
+    As :func:`sample`; the response groups hold counts (successes of the
+    binomial, 0/1 for a binary response), the log-likelihood is R's per row
+    (with its binomial coefficient or ``log y!``), and ``posterior_predictive``
+    draws counts from the family.
+    """
+    draws, tune, chains = (st.check(k, v) for k, v in (("draws", draws), ("tune", tune), ("chains", chains)))
+    sampler, backend = st.check("sampler", sampler), st.check("backend", backend)
+    target_accept = st.check("target_accept", target_accept)
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    with one_blas_thread():
+        if sampler == "nutpie":
+            raw, t_compile, t_sample, backend = _run_nutpie(
+                built, draws, tune, chains, seed, progress, backend, target_accept
+            )
+        else:
+            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+    t0 = time.perf_counter()
+    rng = _new_rng(seed)
+    post = _ds(raw["posterior"])
+    drop = [v for v in post.data_vars if v in built.hidden or v.startswith("z_") or v.startswith("corr_chol_")]
+    post = post.drop_vars(drop)
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    S = n_chain * n_draw
+    p = len(data.fixed_names)
+    beta = _stack(post, built.beta) if p else np.zeros((S, 0))
+    bs = [_stack(post, built.b[t.name]) for t in data.terms]
+    post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k not in ("created_at",)})
+    groups: dict[str, xr.Dataset] = {"posterior": post}
+    stats = _ds(raw["sample_stats"])
+    stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
+    stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
+    groups["sample_stats"] = stats
+    n = len(data.y)
+    obs = np.arange(n)
+    sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": obs}
+    fam = data.family
+    want_ll = log_likelihood if log_likelihood is not None else S * n <= _LOGLIK_AUTO_LIMIT
+    mu = _glmm_rows(data, beta, bs) if (want_ll or sample_posterior_predictive) else None
+    name = built.response
+    if want_ll:
+        ll = fam.loglik(data.y[None, :], mu, data.weights[None, :])
+        groups["log_likelihood"] = xr.Dataset({name: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, n))},
+                                              coords=sample_coords)
+    groups["log_prior"] = _log_prior(post, built, data.terms)
+    groups["observed_data"] = xr.Dataset({name: (("obs",), _counts(data))}, coords={"obs": obs})
+    frame = data.design.frame
+    groups["constant_data"] = constant_data(data.design, frame[[c for c in frame.columns if not c.startswith("_")]])
+    if sample_posterior_predictive:
+        groups["posterior_predictive"] = xr.Dataset(
+            {name: (("chain", "draw", "obs"), _draw_counts(fam, mu, data.weights, rng).reshape(n_chain, n_draw, n))},
+            coords=sample_coords,
+        )
+    if sample_prior:
+        n_prior = 500 if sample_prior is True else int(sample_prior)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Potential.*")
+            pri = pm.sample_prior_predictive(draws=n_prior, model=built.model, random_seed=seed)
+        prior = _ds(pri["prior"])
+        prior = prior.drop_vars([v for v in prior.data_vars if v in built.hidden or v.startswith("z_")
+                                 or v.startswith("corr_chol_")])
+        groups["prior"] = prior
+        groups["prior_predictive"] = _ds(pri["prior_predictive"])
+    for g, ds in groups.items():
+        if g not in ("posterior", "sample_stats"):
+            ds.attrs = group_attrs(sampler)
+    idata = xr.DataTree.from_dict(groups)
+    t1 = time.perf_counter()
+    return Sampled(
+        idata=idata,
+        timings={"compile": t_compile, "sampling": t_sample, "postprocess": t1 - t0},
+        sampler=sampler,
+        backend=backend if sampler == "nutpie" else "pymc",
+    )
+
+
+def _draw_counts(fam, mu, weights, rng) -> np.ndarray:
+    """Counts drawn from the family at μ: binomial successes in ``round(weights)`` trials, or Poisson counts."""
+    if fam.name == "binomial":
+        return rng.binomial(np.round(weights).astype(np.int64)[None, :], np.clip(mu, 0.0, 1.0)).astype(float)
+    return rng.poisson(mu).astype(float)

@@ -13,19 +13,23 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from .errors import SettingsError
+from .family import LINKS
 
-__all__ = ["METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
+__all__ = ["FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
 
 METHODS = ("REML", "ML")
 STRATEGIES = ("auto", "marginal", "full")
 SAMPLERS = ("nutpie", "pymc")
 BACKENDS = ("auto", "engine", "pytensor", "numba")
+#: the response families: the Gaussian linear mixed model and family.py's GLM families
+FAMILIES = ("gaussian", *LINKS)
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "method": METHODS,
     "strategy": STRATEGIES,
     "sampler": SAMPLERS,
     "backend": BACKENDS,
+    "family": FAMILIES,
 }
 # least value of the integer settings; tune >= 1: NUTS without a single tuning
 # step keeps its initial step size, which is not a posterior sample
@@ -33,6 +37,8 @@ _LEAST = {"draws": 1, "tune": 1, "chains": 1, "seed": 0}
 
 # the model file's section of each setting
 SECTION = {
+    "family": "model",
+    "link": "model",
     "method": "model",
     "strategy": "model",
     "draws": "sampler",
@@ -67,6 +73,11 @@ def check(name: str, value):
         if value not in valid:
             raise SettingsError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
         return value
+    if name == "link":
+        valid = sorted({link for links in LINKS.values() for link in links})
+        if value is not None and value not in valid:
+            raise SettingsError(f"link must be one of {', '.join(valid)}, got {value!r}")
+        return value
     if name == "target_accept":
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
             raise SettingsError(f"target_accept must be a number between 0 and 1 (exclusive), got {value!r}")
@@ -90,6 +101,10 @@ class Settings:
     backend : {"auto", "engine", "pytensor", "numba"}
     target_accept : float
         In (0, 1).
+    family : {"gaussian", "binomial", "poisson"}
+    link : str or None
+        The family's link (its canonical one when None): binomial ``logit``,
+        ``probit``, ``cloglog``; Poisson ``log``; none for the Gaussian.
     """
 
     draws: int = 1000
@@ -101,10 +116,18 @@ class Settings:
     method: str = "REML"
     backend: str = "auto"
     target_accept: float = 0.8
+    family: str = "gaussian"
+    link: str | None = None
 
     def __post_init__(self):
         for f in fields(self):
             object.__setattr__(self, f.name, check(f.name, getattr(self, f.name)))
+        if self.family == "gaussian":
+            if self.link not in (None, "identity"):
+                raise SettingsError(f"the gaussian family takes the identity link only, got link={self.link!r}")
+        elif self.link is not None and self.link not in LINKS[self.family]:
+            raise SettingsError(f"link must be one of {', '.join(LINKS[self.family])} for family "
+                                f"{self.family!r}, got {self.link!r}")
 
     @classmethod
     def from_mapping(cls, values) -> "Settings":

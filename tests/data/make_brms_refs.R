@@ -13,18 +13,19 @@ summarise <- function(fit) {
 
 only <- commandArgs(trailingOnly = TRUE)  # ids to (re)make; all when empty
 
-run <- function(id, data_file, formula, data, fixed, scales, corr = NULL, iter = 6000, adapt_delta = 0.95) {
+run <- function(id, data_file, formula, data, fixed, scales, corr = NULL, iter = 6000, adapt_delta = 0.95,
+                family = gaussian()) {
   if (length(only) && !(id %in% only)) return(invisible())
   pri <- c(set_prior(sprintf("normal(0, %s)", fixed[2]), class = "b"),
-           set_prior(sprintf("cauchy(0, %s)", scales), class = "sd"),
-           set_prior(sprintf("cauchy(0, %s)", scales), class = "sigma"))
+           set_prior(sprintf("cauchy(0, %s)", scales), class = "sd"))
+  if (family$family == "gaussian") pri <- c(pri, set_prior(sprintf("cauchy(0, %s)", scales), class = "sigma"))
   if (!is.null(corr)) pri <- c(pri, set_prior("lkj(2)", class = "cor"))
   t0 <- proc.time()[["elapsed"]]
-  fit <- brm(as.formula(formula), data = data, prior = pri, chains = 4, iter = iter, warmup = 1000,
+  fit <- brm(as.formula(formula), data = data, family = family, prior = pri, chains = 4, iter = iter, warmup = 1000,
              cores = 1, seed = 20261122, refresh = 0, control = list(adapt_delta = adapt_delta))
   ndiv <- sum(nuts_params(fit)$Value[nuts_params(fit)$Parameter == "divergent__"])
   secs <- proc.time()[["elapsed"]] - t0
-  out <- list(id = id, data = data_file, formula = formula,
+  out <- list(id = id, data = data_file, formula = formula, family = family$family, link = family$link,
               priors = list(fixed = sprintf("Normal(%s, %s)", fixed[1], fixed[2]),
                             scales = sprintf("HalfCauchy(%s)", scales), corr = corr),
               brms_version = as.character(packageVersion("brms")), seconds = secs,
@@ -50,3 +51,11 @@ d$y <- round(2 + 0.5 * d$x + ms[si, 1] + ms[si, 2] * d$x + mi[ii, 1] + mi[ii, 2]
 write.csv(d[, c("y", "x", "subj", "item")], "subjitems.csv", row.names = FALSE)
 run("subjitems", "subjitems.csv", "y ~ 0 + Intercept + x + (1 + x | subj) + (1 + x | item)",
     read.csv("subjitems.csv", stringsAsFactors = TRUE), c(0, 10), 2, corr = "LKJ(2)")
+
+# GLMMs (issue 12): binomial with trials (lme4's cbind(incidence, size - incidence)) and a Poisson random slope.
+# herd and period are codes: factors, as in lme4's cbpp
+run("cbpp", "glmer_cbpp.csv", "incidence | trials(size) ~ 0 + Intercept + period + (1 | herd)",
+    read.csv("glmer_cbpp.csv", colClasses = c(herd = "factor", period = "factor")), c(0, 2.5), 1,
+    family = binomial())
+run("poisson_slope", "glmer_poisson_sim.csv", "y ~ 0 + Intercept + x + (1 + x | g)",
+    read.csv("glmer_poisson_sim.csv", stringsAsFactors = TRUE), c(0, 2.5), 1, corr = "LKJ(2)", family = poisson())

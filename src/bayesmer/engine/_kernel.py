@@ -960,6 +960,283 @@ def expand(x, out, meta, term_k):
 
 
 # --------------------------------------------------------------------------
+# The GLMM posterior (binomial, Poisson): b explicit, per term centred or not.
+#
+# x = [β (p), per term (log sd_t (k_t), z_t (k_t(k_t-1)/2)), per term its G_t x k_t
+# effects], where a non-centred term holds u (b_g = Λ_t u_g, u ~ N(0, I)) and a
+# centred term holds b itself (b_g ~ N(0, Λ_t Λ_t')). Λ_t = diag(sd_t) chol(R_t).
+# The likelihood leaves out its constants (log binomial coefficients, log y!).
+
+BINOMIAL_LOGIT, BINOMIAL_PROBIT, BINOMIAL_CLOGLOG, POISSON_LOG = range(4)
+_SQRT2 = math.sqrt(2.0)
+
+
+@nb.njit(**_JIT)
+def _log_ndtr(t):
+    """(log Φ(t), φ(t)/Φ(t)), stable far into the lower tail."""
+    if t > -30.0:
+        P = 0.5 * math.erfc(-t / _SQRT2)
+        return math.log(P), math.exp(-0.5 * t * t - 0.5 * _LOG2PI) / P
+    # Mills' ratio: Φ(t) = φ(t)/(-t) (1 - 1/t² + 3/t⁴ - ...)
+    t2 = t * t
+    s = 1.0 - 1.0 / t2 + 3.0 / (t2 * t2)
+    return -0.5 * t2 - math.log(-t) - 0.5 * _LOG2PI + math.log(s), -t / s
+
+
+@nb.njit(**_JIT)
+def _family_ll(fam, y, w, e):
+    """(w ℓ(y; η), dℓ/dη) of one row: y a proportion (binomial) or a count (Poisson)."""
+    if fam == POISSON_LOG:
+        if e > 700.0:
+            return -np.inf, 0.0
+        m = math.exp(e)
+        return w * (y * e - m), w * (y - m)
+    l1 = d1 = l0 = d0 = 0.0
+    if fam == BINOMIAL_LOGIT:
+        # log σ(η) = -softplus(-η), log(1 - σ(η)) = -softplus(η)
+        sp_neg = max(-e, 0.0) + math.log1p(math.exp(-abs(e)))
+        sig = math.exp(-sp_neg)
+        l1, d1 = -sp_neg, 1.0 - sig
+        l0, d0 = -(sp_neg + e), -sig
+    elif fam == BINOMIAL_PROBIT:
+        l1, r1 = _log_ndtr(e)
+        l0, r0 = _log_ndtr(-e)
+        d1, d0 = r1, -r0
+    else:  # cloglog: μ = 1 - exp(-exp(η))
+        if e > 700.0:
+            l1, d1, l0, d0 = 0.0, 0.0, -np.inf, -np.inf
+        else:
+            t = math.exp(e)
+            l0, d0 = -t, -t
+            l1 = math.log(-math.expm1(-t))
+            d1 = t / math.expm1(t) if t > 1e-300 else 1.0
+    ll = 0.0
+    d = 0.0
+    if y > 0.0:
+        ll += y * l1
+        d += y * d1
+    if y < 1.0:
+        ll += (1.0 - y) * l0
+        d += (1.0 - y) * d0
+    return w * ll, w * d
+
+
+@nb.njit(**_JIT)
+def _glmm_beta(x, p, bshift, bchol):
+    """β = shift + C γ from the first p coordinates γ of x (C lower triangular)."""
+    beta = np.empty(p)
+    for a in range(p):
+        acc = bshift[a]
+        for c in range(a + 1):
+            acc += bchol[a, c] * x[c]
+        beta[a] = acc
+    return beta
+
+
+@nb.njit(**_JIT)
+def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G, term_cent, rcodes, Z,
+                   term_zoff, bshift, bchol):
+    """Log posterior density of a GLMM at x (up to the LKJ and likelihood constants), gradient into ``grad``.
+
+    The fixed effects are sampled as γ with β = shift + Cγ (C the Cholesky factor of the
+    Laplace fit's covariance of β), which NUTS's diagonal mass matrix cannot do itself:
+    an uncentred covariate and its intercept are strongly correlated. The Jacobian is constant.
+    """
+    n, p, nterm, kmax, fam = meta[0], meta[1], meta[2], meta[3], meta[4]
+    grad[:] = 0.0
+    lp = 0.0
+    beta = _glmm_beta(x, p, bshift, bchol)
+    gbeta = np.zeros(p)
+    for c in range(p):
+        l, d = _prior(codes[c], par[c], beta[c])
+        lp += l
+        gbeta[c] = d
+    hpos = np.empty(nterm, dtype=np.int64)
+    bpos = np.empty(nterm, dtype=np.int64)
+    pos = p
+    for t in range(nterm):
+        k = term_k[t]
+        hpos[t] = pos
+        pos += k + k * (k - 1) // 2
+    b0 = pos
+    for t in range(nterm):
+        bpos[t] = pos - b0
+        pos += term_G[t] * term_k[t]
+    nb_ = pos - b0
+    Lam = np.zeros((nterm, kmax, kmax))
+    Lc = np.zeros((nterm, kmax, kmax))
+    sds = np.zeros((nterm, kmax))
+    ci = p
+    for t in range(nterm):
+        k = term_k[t]
+        h = hpos[t]
+        for a in range(k):
+            sd = math.exp(x[h + a])
+            sds[t, a] = sd
+            l, d = _prior(codes[ci], par[ci], sd)
+            lp += l + x[h + a]
+            grad[h + a] = d * sd + 1.0
+            ci += 1
+        Lt = np.zeros((k, k))
+        if k > 1:
+            _corr_chol(x[h + k:h + k + k * (k - 1) // 2], k, Lt)
+        else:
+            Lt[0, 0] = 1.0
+        for a in range(k):
+            for c in range(a + 1):
+                Lc[t, a, c] = Lt[a, c]
+                Lam[t, a, c] = sds[t, a] * Lt[a, c]
+    B = np.empty(nb_)
+    gB = np.zeros(nb_)
+    gLam = np.zeros((nterm, kmax, kmax))
+    w = np.empty(kmax)
+    v = np.empty(kmax)
+    for t in range(nterm):
+        k, G = term_k[t], term_G[t]
+        o = b0 + bpos[t]
+        lp -= 0.5 * G * k * _LOG2PI
+        if term_cent[t] == 1:
+            for g in range(G):
+                for a in range(k):
+                    B[bpos[t] + g * k + a] = x[o + g * k + a]
+                # w = Λ⁻¹b, v = Λ⁻ᵀw: d(-½|w|²)/db = -v, d/dΛ = v w' (lower triangle)
+                for a in range(k):
+                    acc = x[o + g * k + a]
+                    for c in range(a):
+                        acc -= Lam[t, a, c] * w[c]
+                    w[a] = acc / Lam[t, a, a]
+                for a in range(k - 1, -1, -1):
+                    acc = w[a]
+                    for c in range(a + 1, k):
+                        acc -= Lam[t, c, a] * v[c]
+                    v[a] = acc / Lam[t, a, a]
+                for a in range(k):
+                    lp -= 0.5 * w[a] * w[a]
+                    gB[bpos[t] + g * k + a] -= v[a]
+                    for c in range(a + 1):
+                        gLam[t, a, c] += v[a] * w[c]
+            for a in range(k):
+                lp -= G * math.log(Lam[t, a, a])
+                gLam[t, a, a] -= G / Lam[t, a, a]
+        else:
+            for g in range(G):
+                for a in range(k):
+                    u = x[o + g * k + a]
+                    lp -= 0.5 * u * u
+                    grad[o + g * k + a] = -u
+                    acc = 0.0
+                    for c in range(a + 1):
+                        acc += Lam[t, a, c] * x[o + g * k + c]
+                    B[bpos[t] + g * k + a] = acc
+    for i in range(n):
+        e = off[i]
+        for c in range(p):
+            e += X[i, c] * beta[c]
+        for t in range(nterm):
+            g = rcodes[t, i]
+            zo = term_zoff[t]
+            base = bpos[t] + g * term_k[t]
+            for a in range(term_k[t]):
+                e += Z[i, zo + a] * B[base + a]
+        l, d = _family_ll(fam, y[i], wt[i], e)
+        if not np.isfinite(l):
+            return -np.inf
+        lp += l
+        for c in range(p):
+            gbeta[c] += X[i, c] * d
+        for t in range(nterm):
+            g = rcodes[t, i]
+            zo = term_zoff[t]
+            base = bpos[t] + g * term_k[t]
+            for a in range(term_k[t]):
+                gB[base + a] += Z[i, zo + a] * d
+    for t in range(nterm):
+        k, G = term_k[t], term_G[t]
+        o = b0 + bpos[t]
+        if term_cent[t] == 1:
+            for j in range(G * k):
+                grad[o + j] += gB[bpos[t] + j]
+        else:
+            for g in range(G):
+                for c in range(k):
+                    acc = 0.0
+                    for a in range(c, k):
+                        acc += Lam[t, a, c] * gB[bpos[t] + g * k + a]
+                    grad[o + g * k + c] += acc
+                for a in range(k):
+                    ga = gB[bpos[t] + g * k + a]
+                    for c in range(a + 1):
+                        gLam[t, a, c] += ga * x[o + g * k + c]
+        h = hpos[t]
+        gL = np.zeros((k, k))
+        for a in range(k):
+            acc = 0.0
+            for c in range(a + 1):
+                acc += gLam[t, a, c] * Lc[t, a, c]
+                gL[a, c] = gLam[t, a, c] * sds[t, a]
+            grad[h + a] += acc * sds[t, a]
+        if k > 1:
+            nz = k * (k - 1) // 2
+            gz = np.zeros(nz)
+            lp += _corr_chol_grad(x[h + k:h + k + nz], k, Lc[t, :k, :k].copy(), gL, eta[t], gz)
+            grad[h + k:h + k + nz] += gz
+    for c in range(p):
+        acc = 0.0
+        for a in range(c, p):
+            acc += bchol[a, c] * gbeta[a]
+        grad[c] = acc
+    return lp
+
+
+@nb.njit(**_JIT)
+def glmm_expand(x, out, meta, term_k, term_G, term_cent, bshift, bchol):
+    """x -> [β, per term (sd_t, corr_t pairs), per term b_t (G_t x k_t, row-major)]."""
+    p, nterm = meta[1], meta[2]
+    beta = _glmm_beta(x, p, bshift, bchol)
+    for c in range(p):
+        out[c] = beta[c]
+    pos = p
+    o = p
+    Lams = []
+    for t in range(nterm):
+        k = term_k[t]
+        Lt = np.zeros((k, k))
+        if k > 1:
+            _corr_chol(x[pos + k:pos + k + k * (k - 1) // 2], k, Lt)
+        else:
+            Lt[0, 0] = 1.0
+        for a in range(k):
+            out[o + a] = math.exp(x[pos + a])
+        o += k
+        if k > 1:
+            R = Lt @ Lt.T
+            for a in range(k):
+                for c in range(a + 1, k):
+                    out[o] = R[a, c]
+                    o += 1
+        Lam = np.zeros((k, k))
+        for a in range(k):
+            for c in range(a + 1):
+                Lam[a, c] = math.exp(x[pos + a]) * Lt[a, c]
+        Lams.append(Lam)
+        pos += k + k * (k - 1) // 2
+    for t in range(nterm):
+        k, G = term_k[t], term_G[t]
+        Lam = Lams[t]
+        for g in range(G):
+            for a in range(k):
+                if term_cent[t] == 1:
+                    out[o + g * k + a] = x[pos + g * k + a]
+                else:
+                    acc = 0.0
+                    for c in range(a + 1):
+                        acc += Lam[a, c] * x[pos + g * k + c]
+                    out[o + g * k + a] = acc
+        o += G * k
+        pos += G * k
+
+
+# --------------------------------------------------------------------------
 # C entry points for nutpie (see bayesmer.engine.nuts)
 
 @intrinsic
@@ -1060,3 +1337,48 @@ def _c_expand(dim, n_expanded, x_, out_, user_data):
 def c_entry_points():
     """nutpie's two C callbacks, compiled on first use (or loaded from numba's cache)."""
     return nb.cfunc(_LOGP_SIG, cache=True)(_c_logp), nb.cfunc(_EXPAND_SIG, cache=True)(_c_expand)
+
+
+# The GLMM density's arrays, in order (see glmm_logp_grad): meta, codes, par, eta, y, wt, off, X,
+# term_k, term_G, term_cent, rcodes (terms, n), Z, term_zoff, bshift, bchol.
+_GLMM_LAYOUT = (
+    (True, 1), (True, 1), (False, 2), (False, 1), (False, 1), (False, 1), (False, 1), (False, 2),
+    (True, 1), (True, 1), (True, 1), (True, 2), (False, 2), (True, 1), (False, 1), (False, 2),
+)
+_GN = len(_GLMM_LAYOUT)
+
+
+@nb.njit(cache=True)
+def _i2(h, i):
+    return nb.carray(_i64_ptr(h[4 * i]), (h[4 * i + 1], h[4 * i + 2]))
+
+
+def _c_glmm_logp(dim, x_, grad_, logp_, user_data):
+    h = nb.carray(_void_to_i64_ptr(user_data), (4 * _GN,))
+    x = nb.carray(x_, (dim,))
+    grad = nb.carray(grad_, (dim,))
+    out = nb.carray(logp_, (1,))
+    lp = glmm_logp_grad(x, grad, _i1(h, 0), _i1(h, 1), _f2(h, 2), _f1(h, 3), _f1(h, 4), _f1(h, 5), _f1(h, 6),
+                        _f2(h, 7), _i1(h, 8), _i1(h, 9), _i1(h, 10), _i2(h, 11), _f2(h, 12), _i1(h, 13),
+                        _f1(h, 14), _f2(h, 15))
+    out[0] = lp
+    if not np.isfinite(lp):
+        return 4
+    for i in range(dim):
+        if not np.isfinite(grad[i]):
+            return 3
+    return 0
+
+
+def _c_glmm_expand(dim, n_expanded, x_, out_, user_data):
+    h = nb.carray(_void_to_i64_ptr(user_data), (4 * _GN,))
+    x = nb.carray(x_, (dim,))
+    out = nb.carray(out_, (n_expanded,))
+    glmm_expand(x, out, _i1(h, 0), _i1(h, 8), _i1(h, 9), _i1(h, 10), _f1(h, 14), _f2(h, 15))
+    return 0
+
+
+@functools.cache
+def glmm_entry_points():
+    """The GLMM density's two C callbacks for nutpie, compiled on first use (or loaded from numba's cache)."""
+    return nb.cfunc(_LOGP_SIG, cache=True)(_c_glmm_logp), nb.cfunc(_EXPAND_SIG, cache=True)(_c_glmm_expand)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernel import (
-    EXPONENTIAL, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, NORMAL, STUDENT_T, expand, logp_grad,
+    _LAYOUT, EXPONENTIAL, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, NORMAL, STUDENT_T, c_entry_points, expand,
+    logp_grad,
 )
 from .collapsed import CollapsedStats
 
@@ -68,6 +69,10 @@ class DensitySpec:
     mu0: np.ndarray
     s0: np.ndarray
 
+    layout = _LAYOUT
+
+    entry_points = staticmethod(c_entry_points)
+
     @property
     def ndim(self) -> int:
         """Length of x: log σ, per term k log-SDs and k(k-1)/2 partial correlations, β when sampled."""
@@ -88,6 +93,11 @@ class DensitySpec:
         """The density's arguments after (x, grad), in order (the statistics as one tuple)."""
         s = self.stats
         return (self.meta, self.codes, self.par, self.eta, self.s0, self.mu0, s.beta0, s.kernel_stats())
+
+    def flat_arrays(self) -> tuple:
+        """:meth:`arrays` with the statistics tuple spliced in: what the C entry point reads."""
+        *own, st = self.arrays()
+        return (*own, *st)
 
     def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(log density, gradient) at x, from Python."""

@@ -20,17 +20,17 @@ import threading
 
 import numpy as np
 
-from ._kernel import _LAYOUT, _N, c_entry_points
+from ._kernel import c_entry_points
 from .density import DensitySpec
 
 __all__ = ["compile_density", "initial_x"]
 
 
-def _table(arrays) -> tuple[np.ndarray, list[np.ndarray]]:
+def _table(layout, arrays) -> tuple[np.ndarray, list[np.ndarray]]:
     """The header the cfuncs read: per array its address and shape (padded to 3)."""
     keep = []
-    h = np.zeros(4 * _N, dtype=np.int64)
-    for i, ((is_int, ndim), a) in enumerate(zip(_LAYOUT, arrays, strict=True)):
+    h = np.zeros(4 * len(layout), dtype=np.int64)
+    for i, ((is_int, ndim), a) in enumerate(zip(layout, arrays, strict=True)):
         a = np.ascontiguousarray(a, dtype=np.int64 if is_int else np.float64)
         if a.ndim != ndim:
             raise ValueError(f"array {i} of the density has {a.ndim} dimensions, the C entry point reads {ndim}")
@@ -40,10 +40,10 @@ def _table(arrays) -> tuple[np.ndarray, list[np.ndarray]]:
     return h, keep
 
 
-def _entry_points(announce_after: float = 1.0):
+def _entry_points(get=c_entry_points, announce_after: float = 1.0):
     """The compiled callbacks; says so on stderr when getting them takes a while (a compile)."""
-    if c_entry_points.cache_info().currsize:
-        return c_entry_points()
+    if get.cache_info().currsize:
+        return get()
 
     def say():
         print("bayesmer: compiling the likelihood engine (once per machine and version; "
@@ -52,9 +52,22 @@ def _entry_points(announce_after: float = 1.0):
     timer = threading.Timer(announce_after, say)
     timer.start()
     try:
-        return c_entry_points()
+        return get()
     finally:
         timer.cancel()
+
+
+def _partial_corr_coords(L: np.ndarray) -> list[float]:
+    """The tanh-partial-correlation coordinates of a correlation Cholesky factor (row-wise)."""
+    k = L.shape[0]
+    out = []
+    for i in range(1, k):
+        w = 1.0
+        for j in range(i):
+            c = np.clip(L[i, j] / w, -0.99, 0.99)
+            out.append(np.arctanh(c))
+            w *= np.sqrt(1.0 - c * c)
+    return out
 
 
 def initial_x(spec: DensitySpec, sigma: float, sds, corr_chols, beta=None) -> np.ndarray:
@@ -64,23 +77,19 @@ def initial_x(spec: DensitySpec, sigma: float, sds, corr_chols, beta=None) -> np
         sd = np.atleast_1d(np.asarray(sd, dtype=float))
         x.extend(np.log(sd))
         k = len(sd)
-        L = np.asarray(L, dtype=float).reshape(k, k)
-        for i in range(1, k):
-            w = 1.0
-            for j in range(i):
-                c = np.clip(L[i, j] / w, -0.99, 0.99)
-                x.append(np.arctanh(c))
-                w *= np.sqrt(1.0 - c * c)
+        x.extend(_partial_corr_coords(np.asarray(L, dtype=float).reshape(k, k)))
     if not spec.integrate_beta:
         x.extend(np.asarray(beta, dtype=float))
     return np.asarray(x, dtype=float)
 
 
-def compile_density(spec: DensitySpec, names, shapes, dims, coords, x0: np.ndarray, jitter: float = 0.5):
+def compile_density(spec, names, shapes, dims, coords, x0: np.ndarray, jitter: float = 0.5):
     """A nutpie compiled model sampling ``spec``.
 
     Parameters
     ----------
+    spec : DensitySpec or GlmmSpec
+        Its ``layout``, ``entry_points()`` and ``flat_arrays()`` say what the C callbacks read.
     names, shapes : list
         The expanded variables (see :func:`bayesmer.engine.density.expand`) and their shapes.
     dims, coords : dict
@@ -90,9 +99,8 @@ def compile_density(spec: DensitySpec, names, shapes, dims, coords, x0: np.ndarr
     """
     from nutpie.compile_pymc import CompiledPyMCModel
 
-    c_logp, c_expand = _entry_points()
-    *own, st = spec.arrays()
-    header, keep = _table((*own, *st))
+    c_logp, c_expand = _entry_points(spec.entry_points)
+    header, keep = _table(spec.layout, spec.flat_arrays())
     sizes = [int(np.prod(s)) for s in shapes]
     slices, o = [], 0
     for s in sizes:

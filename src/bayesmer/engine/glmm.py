@@ -1,0 +1,213 @@
+"""The posterior density of a binomial or Poisson mixed model, for nutpie.
+
+The random effects stay in the model (no exact marginal exists off the
+Gaussian family); each term is non-centred (``b_g = Λ u_g``, ``u ~ N(0, I)``)
+or centred (``b_g ~ N(0, ΛΛ')``), chosen per term by :func:`choose_centring`.
+The compiled code is :func:`bayesmer.engine._kernel.glmm_logp_grad`
+(``cache=True``, data through arrays): nutpie calls it through a C pointer as it
+calls the Gaussian collapsed density, so a new data set compiles nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernel import (
+    _GLMM_LAYOUT, BINOMIAL_CLOGLOG, BINOMIAL_LOGIT, BINOMIAL_PROBIT, POISSON_LOG, glmm_entry_points, glmm_expand,
+    glmm_logp_grad,
+)
+from .density import PRIOR_CODES
+
+__all__ = ["GlmmSpec", "FAMILY_CODES", "choose_centring", "CENTRE_ABOVE"]
+
+#: (family, link) -> the kernel's code
+FAMILY_CODES = {
+    ("binomial", "logit"): BINOMIAL_LOGIT,
+    ("binomial", "probit"): BINOMIAL_PROBIT,
+    ("binomial", "cloglog"): BINOMIAL_CLOGLOG,
+    ("poisson", "log"): POISSON_LOG,
+}
+
+#: A term is centred when its median level carries more information than this
+#: times its prior precision (see :func:`choose_centring`).
+CENTRE_ABOVE = 1.0
+
+
+def choose_centring(terms, working_weights: np.ndarray, covs) -> tuple[bool, ...]:
+    """Per term, centred (True) or non-centred, from how much the data say about each level.
+
+    For level g of a term, ``s_g = Σ_i w_i z_i'Ψ z_i`` over its rows (w the
+    working weights of the Laplace fit, Ψ its covariance estimate) is the
+    data's precision about b_g relative to the prior's: the conditional
+    variance is about ``1/(1 + s_g)`` of the prior's. Where the median level
+    has ``s_g > CENTRE_ABOVE`` the likelihood pins each b_g and the centred
+    form samples well; where it does not, the non-centred form avoids the
+    funnel. A term with a zero variance estimate is non-centred.
+    """
+    out = []
+    for t, Psi in zip(terms, covs):
+        Psi = np.atleast_2d(np.asarray(Psi, dtype=float))
+        if not np.all(np.isfinite(Psi)) or np.trace(Psi) <= 0:
+            out.append(False)
+            continue
+        q = np.einsum("ik,kl,il->i", t.Z, Psi, t.Z) * working_weights
+        s = np.bincount(t.codes, weights=q, minlength=t.n_levels)
+        out.append(bool(np.median(s) > CENTRE_ABOVE))
+    return tuple(out)
+
+
+@dataclass(frozen=True, eq=False)
+class GlmmSpec:
+    """Everything the compiled GLMM density reads, as arrays (see ``_kernel.glmm_logp_grad``).
+
+    Attributes
+    ----------
+    meta : ndarray of int64
+        n, p, terms, kmax, family code.
+    codes, par : ndarray
+        Prior family codes and parameters: each fixed effect, then each term's SDs.
+    eta : ndarray (terms,)
+        LKJ shape per term.
+    y, wt, off : ndarray (n,)
+        Response (a proportion for the binomial, a count for the Poisson), prior
+        weights (the binomial's trials), offset.
+    X : ndarray (n, p)
+    term_k, term_G, term_cent : ndarray of int64 (terms,)
+    rcodes : ndarray of int64 (terms, n)
+    Z : ndarray (n, sum of k)
+    term_zoff : ndarray of int64 (terms,)
+    bshift, bchol : ndarray (p,), (p, p)
+        β = bshift + bchol γ, γ what NUTS moves (the Laplace fit's β and the
+        Cholesky factor of its covariance; zeros and the identity without one).
+    """
+
+    meta: np.ndarray
+    codes: np.ndarray
+    par: np.ndarray
+    eta: np.ndarray
+    y: np.ndarray
+    wt: np.ndarray
+    off: np.ndarray
+    X: np.ndarray
+    term_k: np.ndarray
+    term_G: np.ndarray
+    term_cent: np.ndarray
+    rcodes: np.ndarray
+    Z: np.ndarray
+    term_zoff: np.ndarray
+    bshift: np.ndarray
+    bchol: np.ndarray
+
+    layout = _GLMM_LAYOUT
+
+    entry_points = staticmethod(glmm_entry_points)
+
+    @property
+    def p(self) -> int:
+        return int(self.meta[1])
+
+    @property
+    def n_hyper(self) -> int:
+        k = self.term_k
+        return int(np.sum(k + k * (k - 1) // 2))
+
+    @property
+    def ndim(self) -> int:
+        """Length of x: β, per term k log-SDs and k(k-1)/2 partial correlations, then every effect."""
+        return self.p + self.n_hyper + int(np.sum(self.term_G * self.term_k))
+
+    @property
+    def n_expanded(self) -> int:
+        return self.ndim
+
+    def arrays(self) -> tuple:
+        """The density's arguments after (x, grad), in the kernel's order."""
+        return (self.meta, self.codes, self.par, self.eta, self.y, self.wt, self.off, self.X, self.term_k,
+                self.term_G, self.term_cent, self.rcodes, self.Z, self.term_zoff, self.bshift, self.bchol)
+
+    flat_arrays = arrays
+
+    def logp(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """(log density, gradient) at x, from Python."""
+        g = np.zeros(self.ndim)
+        lp = glmm_logp_grad(np.asarray(x, dtype=float), g, *self.arrays())
+        return lp, g
+
+    def expand(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.n_expanded)
+        glmm_expand(np.asarray(x, dtype=float), out, self.meta, self.term_k, self.term_G, self.term_cent,
+                    self.bshift, self.bchol)
+        return out
+
+    def initial_x(self, beta, sds, corr_chols, bs) -> np.ndarray:
+        """The unconstrained vector of given constrained values (b per term as (G, k))."""
+        from .nuts import _partial_corr_coords
+
+        beta = np.asarray(beta, dtype=float).reshape(-1)
+        x = [np.linalg.solve(self.bchol, beta - self.bshift) if beta.size else beta]
+        Lams = []
+        for sd, L in zip(sds, corr_chols):
+            sd = np.atleast_1d(np.asarray(sd, dtype=float))
+            k = len(sd)
+            L = np.asarray(L, dtype=float).reshape(k, k)
+            x.append(np.log(sd))
+            x.append(np.asarray(_partial_corr_coords(L), dtype=float))
+            Lams.append(sd[:, None] * L)
+        for b, Lam, cent in zip(bs, Lams, self.term_cent):
+            b = np.asarray(b, dtype=float)
+            x.append((b if cent else np.clip(np.linalg.solve(Lam, b.T).T, -5, 5)).reshape(-1))
+        return np.concatenate(x)
+
+    @classmethod
+    def build(cls, X, y, wt, off, terms, family, priors, centred, beta_loc=None, beta_cov=None) -> "GlmmSpec":
+        """From the model's arrays, its family and a :class:`~bayesmer.priors.PriorSet`.
+
+        Parameters
+        ----------
+        terms : sequence of ReTerm
+            Codes and raw columns per term.
+        family : Family
+        centred : sequence of bool
+            Per term (see :func:`choose_centring`).
+        beta_loc, beta_cov : ndarray, optional
+            Where β's posterior is and its covariance, roughly (the Laplace
+            fit's): NUTS then moves β in those coordinates.
+        """
+        key = (family.name, family.link.name)
+        if key not in FAMILY_CODES:
+            raise ValueError(f"no posterior density for family {family.name!r} with link {family.link.name!r}")
+        scalar = [p for _, p in priors.fixed]
+        for t in terms:
+            scalar += list(priors.sd_priors(t.name))
+        codes = np.array([PRIOR_CODES[type(p).__name__] for p in scalar], dtype=np.int64)
+        par = np.zeros((len(scalar), 3))
+        for i, p in enumerate(scalar):
+            v = p.params()
+            par[i, : len(v)] = v
+        n = len(y)
+        p = X.reshape(n, -1).shape[1]
+        shift = np.zeros(p) if beta_loc is None else np.asarray(beta_loc, dtype=float)
+        chol = np.eye(p)
+        if beta_cov is not None and p:
+            try:
+                chol = np.linalg.cholesky(np.asarray(beta_cov, dtype=float))
+            except np.linalg.LinAlgError:
+                chol = np.diag(np.sqrt(np.maximum(np.diag(beta_cov), 1e-12)))
+        ks = np.array([t.k for t in terms], dtype=np.int64)
+        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        return cls(
+            meta=np.array([n, X.shape[1], len(terms), int(ks.max()), FAMILY_CODES[key]], dtype=np.int64),
+            codes=codes,
+            par=par,
+            eta=np.array([priors.corr_prior(t.name).eta if t.k > 1 else 1.0 for t in terms]),
+            y=f64(y), wt=f64(wt), off=f64(off), X=f64(X.reshape(n, -1)),
+            term_k=ks,
+            term_G=np.array([t.n_levels for t in terms], dtype=np.int64),
+            term_cent=np.array([int(c) for c in centred], dtype=np.int64),
+            rcodes=np.ascontiguousarray(np.stack([t.codes for t in terms]), dtype=np.int64),
+            Z=f64(np.concatenate([t.Z for t in terms], axis=1)),
+            term_zoff=np.concatenate([[0], np.cumsum(ks)[:-1]]).astype(np.int64),
+            bshift=f64(shift), bchol=f64(chol),
+        )
