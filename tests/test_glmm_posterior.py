@@ -18,7 +18,7 @@ from bayesmer.builder import build_glmm
 from bayesmer.engine.glmm import GlmmSpec
 from bayesmer.errors import SettingsError
 from bayesmer.family import get_family
-from bayesmer.glmer import glmer, glmm_data, glmm_design
+from bayesmer.glmer import fit_glmer, glmer, glmm_design
 from bayesmer.priors import resolve_priors
 
 DATA = Path(__file__).parent / "data"
@@ -66,8 +66,8 @@ def test_density_gradient_matches_finite_differences(cbpp, pois, family, link, f
 def test_density_equals_the_pymc_model(cbpp, centred):
     """The compiled density and fit.model's log density differ by a constant only (cbpp: one scalar term)."""
     F = get_family("binomial")
-    point = glmer(CBPP, cbpp, family=F)
-    gd = glmm_data(point)
+    gd = glmm_design(CBPP, cbpp, F)
+    point = fit_glmer(gd)
     built = build_glmm(gd, resolve_priors(gd, REF_PRIORS, family=F), start=point, centred=[centred])
     logp = built.model.compile_logp()
     rng = np.random.default_rng(5)
@@ -181,3 +181,26 @@ def test_bad_family_link_and_settings(cbpp):
         bayesmer.fit(CBPP, cbpp, family="binomial", strategy="marginal")
     with pytest.raises(bayesmer.priors.PriorError, match="no residual standard deviation"):
         bayesmer.fit(CBPP, cbpp, {"sigma": "HalfCauchy(1)"}, family="binomial")
+
+
+def test_save_load_and_prior_sweep_round_trip(cbpp, tmp_path):
+    fit = _fit(CBPP, cbpp, "binomial", draws=100, tune=100, chains=2)
+    path = fit.save(tmp_path / "cbpp.nc")
+    back = bayesmer.load(path)
+    assert back.family.name == "binomial" and back.built.strategy == "glmm"
+    np.testing.assert_allclose(back.summary()["mean"], fit.summary()["mean"])
+    np.testing.assert_allclose(back.reml.fixef, fit.reml.fixef)
+    sweep = bayesmer.prior_sweep(fit, {"sd": ["HalfCauchy(0.5)", "HalfCauchy(2)"]}, draws=100, tune=100, chains=1)
+    assert len(sweep.fits) == 2
+
+
+def test_simulate_binomial_and_poisson_from_a_glmer_fit(cbpp):
+    point = glmer(CBPP, cbpp, family="binomial")
+    sims = bayesmer.simulate(CBPP, cbpp, point, seed=1, nsim=400, family="binomial", weights="size")
+    assert np.all(sims.to_numpy() <= cbpp["size"].to_numpy()[:, None]) and np.all(sims.to_numpy() >= 0)
+    # the simulated incidence averages what the fitted model implies: about the observed total
+    assert abs(sims.sum(axis=0).mean() - cbpp["incidence"].sum()) < 0.15 * cbpp["incidence"].sum()
+    df = pd.DataFrame({"x": np.linspace(-1, 1, 400), "g": np.repeat([f"g{i}" for i in range(20)], 20)})
+    y = bayesmer.simulate("y ~ x + (1 | g)", df, {"fixef": {"(Intercept)": 1.0, "x": 0.5}, "sd": {"g": [0.0]}},
+                          seed=3, family="poisson")
+    assert np.all(y == np.round(y)) and abs(y.mean() - np.mean(np.exp(1 + 0.5 * df["x"]))) < 0.3

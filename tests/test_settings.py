@@ -11,10 +11,12 @@ from bayesmer.modelfile import ModelFileError, load_model_file
 BAD = {
     "draws": 0, "tune": 0, "chains": 0, "seed": -1, "target_accept": 1.5,
     "sampler": "stan", "strategy": "centered", "method": "MLE", "backend": "jax",
+    "family": "negbin", "link": "logitt",
 }
 GOOD = {
     "draws": 7, "tune": 3, "chains": 1, "seed": 0, "target_accept": 0.9,
     "sampler": "pymc", "strategy": "full", "method": "ML", "backend": "numba",
+    "family": "poisson", "link": "identity",
 }
 MODEL = '[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days + (Days | Subject)"\n'
 

@@ -15,7 +15,7 @@ from .design import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
 from .family import get_family
-from .glmer import glmer, glmm_data
+from .glmer import fit_glmer, glmm_design
 from .lmer import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample, sample_glmm
@@ -164,8 +164,8 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
             "random effects explicit (strategy='auto')"
         )
     fam = get_family(settings.family, settings.link)
-    point = glmer(formula, data, family=fam, weights=weights, offset=offset)
-    gd = glmm_data(point)
+    gd = glmm_design(formula, data, fam, weights=weights, offset=offset)
+    point = fit_glmer(gd)
     prior_set = resolve_priors(gd, priors, family=fam)
     built = build_glmm(gd, prior_set, start=point)
     sampled = sample_glmm(built, gd, **run)
@@ -202,8 +202,17 @@ def load(path) -> BayesFit:
         A missing file, an unknown file type, or a file that is not a bayesmer fit.
     """
     tree, meta, frame = read(path)
-    design = build_design(meta["formula"], frame)
     settings = Settings.from_mapping(meta["settings"])
+    if settings.family != "gaussian":
+        fam = get_family(settings.family, settings.link)
+        gd = glmm_design(meta["formula"], frame, fam, weights=meta.get("weights"), offset=meta.get("offset"))
+        point = fit_glmer(gd)
+        priors = resolve_priors(gd, meta["priors"], family=fam)
+        return BayesFit(
+            design=gd.design, reml=point, priors=priors, built=build_glmm(gd, priors, start=point), idata=tree,
+            timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings.to_dict(), glmm=gd,
+        )
+    design = build_design(meta["formula"], frame)
     reml = fit_reml(design, method=settings.method)
     priors = resolve_priors(design, meta["priors"])
     built = build_model(design, priors, strategy=meta["strategy"], start=reml)
@@ -213,10 +222,10 @@ def load(path) -> BayesFit:
     )
 
 
-def _expand(design, key: str) -> list[str]:
+def _expand(design, key: str, family=None) -> list[str]:
     """Slot names a sweep key covers (bayesmer's or brms's name: a class, a group or one slot)."""
     try:
-        return slots_of(design, key)
+        return slots_of(design, key, family=family)
     except PriorError as exc:
         raise CheckError(f"the sweep names unknown prior {key!r}: {exc}") from None
 
@@ -238,7 +247,8 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
     if not grid:
         raise CheckError("the sweep grid is empty")
     base = fit.priors.to_dict()
-    slots = {key: _expand(fit.design, key) for key in grid}
+    model = fit.glmm if fit.glmm is not None else fit.design
+    slots = {key: _expand(model, key, fit.family) for key in grid}
     values = {key: [str(parse_prior(v)) for v in grid[key]] for key in grid}
     settings = dict(fit.settings)
     settings.update(sample_kwargs)
@@ -248,7 +258,12 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
         priors = dict(base)
         for key, spec in zip(values, combo):
             priors.update({slot: spec for slot in slots[key]})
-        refitted = _refit(fit.design.formula, fit.design.frame, priors=priors, **settings)
+        if fit.glmm is not None:
+            gd = fit.glmm
+            refitted = _refit(gd.formula, gd.frame, priors=priors, weights=gd.weights_spec, offset=gd.offset_spec,
+                              **settings)
+        else:
+            refitted = _refit(fit.design.formula, fit.design.frame, priors=priors, **settings)
         fits[combo] = refitted
         summ = refitted.summary().reset_index()
         for key, spec in zip(values, combo):

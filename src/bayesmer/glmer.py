@@ -54,6 +54,8 @@ _HESS_TOL = 1e-6  # glmerControl(check.conv.hess)
 _DELTA = 1e-4  # lme4's deriv12 step
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 _RESPONSE = "_glmer_response_"  # the placeholder column build_design reads
+#: the column glmer's design reads the evaluated response from
+RESPONSE_COLUMN = _RESPONSE
 
 
 class PirlsError(RuntimeError):
@@ -976,6 +978,14 @@ class GlmmData:
         The whole offset (the formula's and ``offset=``).
     label : str
         The response as written (``cbind(incidence, size - incidence)``).
+    formula : str
+        The formula as given, response included.
+    frame : DataFrame
+        The kept rows of the columns the formula, weights and offset read
+        (what rebuilds the model: saving, loading, refitting); ``weights=`` or
+        ``offset=`` given as arrays are its columns ``(weights)``, ``(offset)``.
+    weights_spec, offset_spec : str or None
+        The column name or expression of ``frame`` each was read from.
     """
 
     family: Family
@@ -985,6 +995,10 @@ class GlmmData:
     weights: np.ndarray
     offset: np.ndarray
     label: str
+    formula: str = ""
+    frame: pd.DataFrame | None = None
+    weights_spec: str | None = None
+    offset_spec: str | None = None
 
     # what default_priors reads of a design
     @property
@@ -1024,13 +1038,18 @@ def glmm_design(formula, data: pd.DataFrame, family: Family, weights=None, offse
     if design_offset is not None:
         off = off + np.asarray(design_offset, dtype=float)
     fam.validate(y, wt, resp.label, data.index[pos])
-    return GlmmData(fam, design, terms, y, wt, off, resp.label)
-
-
-def glmm_data(fit: "GlmerFit") -> GlmmData:
-    """The arrays a Laplace fit was made on (what the posterior is built from)."""
-    label, _ = _split_response(fit.formula)
-    return GlmmData(fit.family, fit.design, fit.terms, fit.y, fit.weights, fit.offset, label)
+    text = f"{formula} {weights if isinstance(weights, str) else ''} {offset if isinstance(offset, str) else ''}"
+    cols = [c for c in data.columns if re.search(r"(?<![\w.])" + re.escape(str(c)) + r"(?![\w.])", text)]
+    frame = data.iloc[pos][cols].copy()
+    specs = []
+    for arg, name in ((weights, "(weights)"), (offset, "(offset)")):
+        if arg is None or isinstance(arg, str):
+            specs.append(arg)
+        else:
+            frame[name] = np.asarray(arg, dtype=float).reshape(-1)[pos]
+            specs.append(name)
+    formula_text = " ".join(formula.split()) if isinstance(formula, str) else str(formula)
+    return GlmmData(fam, design, terms, y, wt, off, resp.label, formula_text, frame, *specs)
 
 
 def glmer(
@@ -1083,7 +1102,13 @@ def glmer(
         non-positive-definite Hessian, predictors on very different scales.
     """
     gd = glmm_design(formula, data, get_family(family, link), weights=weights, offset=offset)
+    return fit_glmer(gd, tol_pwrss=tol_pwrss)
+
+
+def fit_glmer(gd: GlmmData, tol_pwrss: float = 1e-7) -> GlmerFit:
+    """:func:`glmer` on a model's arrays already built (:func:`glmm_design`)."""
     fam, design, terms, y, wt, off = gd.family, gd.design, gd.terms, gd.y, gd.weights, gd.offset
+    formula, weights, offset = gd.formula, gd.weights_spec, gd.offset_spec
     X = design.X
     _check_scale(X)
     prob = _Laplace(X, y, wt, off, terms, fam, tol_pwrss)
@@ -1112,7 +1137,7 @@ def glmer(
     for t in terms:
         ngroups.setdefault(t.group, t.n_levels)
     fit = GlmerFit(
-        formula=" ".join(formula.split()) if isinstance(formula, str) else str(formula),
+        formula=formula,
         family=fam,
         design=design,
         terms=terms,
@@ -1142,7 +1167,7 @@ def glmer(
         _hessian=H,
     )
     for m in messages:
-        warnings.warn(m, UserWarning, stacklevel=2)
+        warnings.warn(m, UserWarning, stacklevel=3)
     return fit
 
 

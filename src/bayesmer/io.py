@@ -44,15 +44,18 @@ def save(fit, path) -> Path:
     path = Path(path)
     fmt = _format(path)
     d = fit.design
+    gd = getattr(fit, "glmm", None)
     meta = {
         "version": __version__,
-        "formula": str(d.formula),
+        "formula": str(d.formula) if gd is None else gd.formula,
         "priors": fit.priors.to_dict(),
         "settings": dict(fit.settings),
         "strategy": fit.strategy,
         "timings": dict(fit.timings),
-        "columns": [str(c) for c in d.frame.columns],
+        "columns": [str(c) for c in (d.frame if gd is None else gd.frame).columns],
     }
+    if gd is not None:
+        meta.update(weights=gd.weights_spec, offset=gd.offset_spec)
     tree = fit.idata.copy()
     tree.attrs = {**fit.idata.attrs, _ATTR: json.dumps(meta)}
     if fmt == "netcdf":

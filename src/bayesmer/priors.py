@@ -639,7 +639,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
     )
 
 
-def slots_of(design, key: str) -> list[str]:
+def slots_of(design, key: str, family=None) -> list[str]:
     """The slot names (as :meth:`PriorSet.rows` gives them) that the override key ``key`` sets.
 
     ``"b"`` gives every fixed effect but the intercept, ``"sd(Subject)"`` the
@@ -651,12 +651,12 @@ def slots_of(design, key: str) -> list[str]:
     PriorError
         For a name :func:`resolve_priors` does not accept.
     """
-    base = dict((n, p) for _, n, p in default_priors(design).rows(exact=True))
+    base = dict((n, p) for _, n, p in default_priors(design, family=family).rows(exact=True))
     last = None
     # a probe of each support: the one the key's slots accept marks them
     for probe in (Normal(123456.5, 1.0), HalfNormal(123456.5), LKJ(123456.5)):
         try:
-            got = dict((n, p) for _, n, p in resolve_priors(design, {key: probe}).rows(exact=True))
+            got = dict((n, p) for _, n, p in resolve_priors(design, {key: probe}, family=family).rows(exact=True))
         except PriorError as exc:
             if "unknown prior name" in str(exc):
                 raise

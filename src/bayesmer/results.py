@@ -460,7 +460,8 @@ class BayesFit:
             coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))},
             attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)),
         )
-        cols = [c for c in d.frame.columns.intersection(df.columns) if not str(c).startswith("_")]
+        base = d.frame if self.glmm is None else self.glmm.frame
+        cols = list(base.columns.intersection(df.columns))
         pcd = constant_data(d, df[cols])
         pcd.attrs = group_attrs(sampler)
         groups = {k: v.to_dataset() for k, v in self.idata.children.items()}
@@ -478,7 +479,7 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
     S = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
     if newdata is None:
-        new, df = gd, gd.design.frame
+        new, df = gd, gd.frame
     else:
         if not isinstance(newdata, pd.DataFrame):
             raise PredictionError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")

@@ -599,8 +599,7 @@ def sample_glmm(
                                               coords=sample_coords)
     groups["log_prior"] = _log_prior(post, built, data.terms)
     groups["observed_data"] = xr.Dataset({name: (("obs",), _counts(data))}, coords={"obs": obs})
-    frame = data.design.frame
-    groups["constant_data"] = constant_data(data.design, frame[[c for c in frame.columns if not c.startswith("_")]])
+    groups["constant_data"] = constant_data(data.design, data.frame)
     if sample_posterior_predictive:
         groups["posterior_predictive"] = xr.Dataset(
             {name: (("chain", "draw", "obs"), _draw_counts(fam, mu, data.weights, rng).reshape(n_chain, n_draw, n))},

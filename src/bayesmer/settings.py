@@ -74,7 +74,7 @@ def check(name: str, value):
             raise SettingsError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
         return value
     if name == "link":
-        valid = sorted({link for links in LINKS.values() for link in links})
+        valid = sorted({"identity"} | {link for links in LINKS.values() for link in links})
         if value is not None and value not in valid:
             raise SettingsError(f"link must be one of {', '.join(valid)}, got {value!r}")
         return value

@@ -40,7 +40,17 @@ def _with_response(formula, data: pd.DataFrame) -> pd.DataFrame:
 
 
 def _from_fit(fit, design: Design) -> dict:
-    """Read a fit's estimates through its ``fixef``/``sigma``/``sd``/``corr``."""
+    """Read a fit's estimates through its ``fixef``/``sigma``/``sd``/``corr`` (or a glmer fit's ``cov_matrices``)."""
+    if hasattr(fit, "cov_matrices") and not hasattr(fit, "sigma"):
+        covs = fit.cov_matrices()
+        fixef = fit.fixef() if callable(fit.fixef) else fit.fixef
+        sd = {t.name: np.sqrt(np.diag(covs[t.name])) for t in design.terms if t.name in covs}
+        corr = {}
+        for t in design.terms:
+            if t.k > 1 and t.name in covs:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    corr[t.name] = covs[t.name] / np.outer(sd[t.name], sd[t.name])
+        return {"fixef": {str(k): float(v) for k, v in fixef.items()}, "sd": sd, "corr": corr}
     missing = [a for a in ("fixef", "sigma", "sd") if not hasattr(fit, a)]
     if missing:
         raise SimulationError(
@@ -150,7 +160,7 @@ def _lookup(table, key: str, what: str, design: Design):
     return table.get(key)
 
 
-def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1):
+def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1, family=None, link=None, weights=None):
     """Draw responses from the mixed model ``formula`` with stated parameters.
 
     Parameters
@@ -171,12 +181,21 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1):
     seed : int, Generator or None
     nsim : int
         Number of independent response vectors.
+    family, link : str, optional
+        ``"binomial"`` (logit, probit, cloglog) or ``"poisson"`` (log): the
+        responses are drawn from the family at ``g⁻¹(Xβ + Zb + offset)``, and
+        ``params`` needs no ``sigma`` (a glmer fit is read as it is). The
+        formula's response may be ``cbind(successes, failures)``.
+    weights : str or array-like, optional
+        The binomial's numbers of trials per row (a column name or values);
+        one trial (a 0/1 response) when not given.
 
     Returns
     -------
     Series (nsim=1) or DataFrame with columns ``sim_1 .. sim_nsim``
         Indexed like the rows of ``data`` used (rows with missing covariates
-        are dropped, as in fitting).
+        are dropped, as in fitting). The binomial's are numbers of successes,
+        the Poisson's counts.
 
     Raises
     ------
@@ -185,22 +204,33 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1):
     """
     if not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise SimulationError(f"nsim must be a positive integer, got {nsim!r}")
-    if isinstance(data, pd.DataFrame):
-        data = _with_response(formula, data)
-    design = build_design(formula, data)
+    from .family import get_family
+
+    fam = None if family in (None, "gaussian") else get_family(family, link)
+    if fam is not None:
+        from .glmer import RESPONSE_COLUMN, parse_glmm_formula
+
+        label, f = parse_glmm_formula(formula)
+        if not isinstance(data, pd.DataFrame):
+            raise SimulationError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        design = build_design(f, data.assign(**{RESPONSE_COLUMN: np.arange(len(data), dtype=float)}))
+    else:
+        if isinstance(data, pd.DataFrame):
+            data = _with_response(formula, data)
+        design = build_design(formula, data)
     p = _as_dict(params, design)
     known = {"fixef", "sigma", "sd", "corr"}
     unknown = sorted(set(p) - known)
     if unknown:
         raise SimulationError(f"unknown key(s) {unknown} in params; the keys are {sorted(known)}")
-    missing = [k for k in ("fixef", "sigma") if k not in p]
+    missing = [k for k in (("fixef",) if fam is not None else ("fixef", "sigma")) if k not in p]
     if "sd" not in p and design.terms:
         missing.append("sd")
     if missing:
         raise SimulationError(f"params lack {missing}; the keys are 'fixef', 'sigma', 'sd' and 'corr'")
 
     beta = _fixef(p["fixef"], design)
-    sigma = np.asarray(p["sigma"], dtype=float)
+    sigma = np.asarray(p.get("sigma", 0.0), dtype=float)
     if sigma.size != 1 or not np.isfinite(sigma) or float(sigma) < 0:
         raise SimulationError(f"params['sigma'] must be one finite number >= 0, got {p['sigma']!r}")
     sigma = float(sigma)
@@ -222,14 +252,42 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1):
 
     rng = _rng(seed)
     mu = design.X @ beta if design.p else np.zeros(design.n)
+    if design.offset is not None:
+        mu = mu + design.offset
+    trials = _trials(weights, data, design) if fam is not None and fam.name == "binomial" else None
     out = np.empty((design.n, nsim))
     for s in range(nsim):
         y = mu.copy()
         for term, L in zip(design.terms, factors):
             b = rng.standard_normal((term.n_levels, term.k)) @ L.T
             y += np.einsum("ij,ij->i", term.Z, b[term.codes])
-        out[:, s] = y + sigma * rng.standard_normal(design.n)
+        if fam is None:
+            out[:, s] = y + sigma * rng.standard_normal(design.n)
+        elif trials is not None:
+            out[:, s] = rng.binomial(trials, fam.link.linkinv(y))
+        else:
+            out[:, s] = rng.poisson(fam.link.linkinv(y))
     index = design.frame.index
+    name = design.response if fam is None else label
     if nsim == 1:
-        return pd.Series(out[:, 0], index=index, name=design.response)
+        return pd.Series(out[:, 0], index=index, name=name)
     return pd.DataFrame(out, index=index, columns=[f"sim_{i + 1}" for i in range(nsim)])
+
+
+def _trials(weights, data: pd.DataFrame, design: Design) -> np.ndarray:
+    """The binomial's trials per kept row: ``weights`` (a column or values), else one."""
+    if weights is None:
+        return np.ones(design.n, dtype=np.int64)
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise SimulationError(f"unknown weights column {weights!r}; the data has {list(data.columns)}")
+        values = data.loc[design.frame.index, weights].to_numpy(dtype=float)
+    else:
+        values = np.asarray(weights, dtype=float).reshape(-1)
+        if values.size != len(data):
+            raise SimulationError(f"weights has {values.size} values for {len(data)} rows")
+        values = values[data.index.get_indexer(design.frame.index)]
+    if np.any(values < 0) or np.any(values != np.round(values)):
+        bad = design.frame.index[(values < 0) | (values != np.round(values))]
+        raise SimulationError(f"the binomial's trials must be whole numbers >= 0: rows {list(bad[:10])}")
+    return values.astype(np.int64)
