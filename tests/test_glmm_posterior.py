@@ -204,3 +204,15 @@ def test_simulate_binomial_and_poisson_from_a_glmer_fit(cbpp):
     y = bayesmer.simulate("y ~ x + (1 | g)", df, {"fixef": {"(Intercept)": 1.0, "x": 0.5}, "sd": {"g": [0.0]}},
                           seed=3, family="poisson")
     assert np.all(y == np.round(y)) and abs(y.mean() - np.mean(np.exp(1 + 0.5 * df["x"]))) < 0.3
+
+
+def test_grouped_logo_and_sensitivity(cbpp):
+    fit = _fit(CBPP, cbpp, "binomial", draws=300, tune=300)
+    with pytest.warns(UserWarning, match="conditional on the random effects"):
+        res = fit.logo()
+    assert res.elpd_i.shape == (15,) and np.isfinite(res.elpd)
+    # the conditional log-likelihood of a whole herd is far from its LOO posterior: Pareto k says so
+    assert res.pareto_k.shape == (15,) and float(np.max(res.pareto_k)) > 0.7
+    assert "cbind(incidence, size - incidence) ~ period + (1 | herd)" in repr(fit)
+    sens = fit.sensitivity()
+    assert len(sens) >= 5

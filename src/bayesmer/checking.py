@@ -52,7 +52,8 @@ def _hyper_draws(fit) -> dict[str, np.ndarray]:
         beta = post[nm.BETA].values
         for j, name in enumerate(d.fixed_names):
             out[name] = beta[..., j]
-    for t in d.terms:
+    glmm = getattr(fit, "glmm", None)
+    for t in (d.terms if glmm is None else glmm.terms):
         sd = post[nm.sd_var(t.name)].values
         for c, col in enumerate(t.terms):
             out[nm.sd_label(col, t.name)] = sd[..., c]
@@ -60,7 +61,8 @@ def _hyper_draws(fit) -> dict[str, np.ndarray]:
             corr = post[nm.corr_var(t.name)].values
             for p, (i, j) in enumerate(nm.pairs(t.k)):
                 out[nm.corr_label(t.terms[i], t.terms[j], t.name)] = corr[..., p]
-    out[nm.SIGMA] = post[nm.SIGMA].values
+    if glmm is None:
+        out[nm.SIGMA] = post[nm.SIGMA].values
     return out
 
 
@@ -371,6 +373,8 @@ def logo(fit, group: str | None = None, **kwargs):
     from arviz_stats import loo as az_loo
 
     d = fit.design
+    if getattr(fit, "glmm", None) is not None:
+        return _logo_glmm(fit, group, **kwargs)
     outer = _outer_factor(d, group)
     if outer is not None:
         _, levels = _group_codes(d, outer)
@@ -399,6 +403,44 @@ def logo(fit, group: str | None = None, **kwargs):
         {"posterior": {nm.SIGMA: fit.idata["posterior"][nm.SIGMA].values}, "log_likelihood": {name: ll}},
         dims={name: [nm.level_dim(name)]},
         coords={nm.level_dim(name): list(levels)},
+    )
+    return az_loo(tree, **kwargs)
+
+
+def _logo_glmm(fit, group, **kwargs):
+    """Leave-one-group-out for a binomial or Poisson fit: PSIS over groups of the conditional log-likelihood.
+
+    No exact group marginal exists off the Gaussian family, so each group's
+    rows' log-likelihoods given its effects are summed (brms's grouped LOO); a
+    warning says so, and Pareto k says when the importance sampling fails.
+    """
+    import warnings
+
+    from arviz_base import from_dict
+    from arviz_stats import loo as az_loo
+
+    gd, built = fit.glmm, fit.built
+    names = [t.group for t in gd.terms]
+    group = names[0] if group is None else group
+    term = next((t for t in gd.terms if t.group == group or t.name == group), None)
+    if term is None:
+        raise CheckError(f"no random-effect term groups by {group!r}; the grouping factors are {names}")
+    if "log_likelihood" not in fit.idata.children:
+        raise CheckError("the fit has no log_likelihood group: refit with log_likelihood=True")
+    warnings.warn(
+        f"a {gd.family.name} model has no exact group marginal: leaving out groups of {group!r} with the "
+        "log-likelihood conditional on the random effects (check Pareto k)",
+        UserWarning,
+        stacklevel=3,
+    )
+    pointwise = np.asarray(fit.idata["log_likelihood"][built.response].values)
+    n, G = pointwise.shape[-1], term.n_levels
+    ll = np.stack([np.bincount(term.codes, weights=row, minlength=G) for row in pointwise.reshape(-1, n)])
+    ll = ll.reshape(pointwise.shape[:2] + (G,))
+    tree = from_dict(
+        {"posterior": {nm.BETA: fit.idata["posterior"][nm.BETA].values}, "log_likelihood": {group: ll}},
+        dims={group: [nm.level_dim(group)]},
+        coords={nm.level_dim(group): list(term.levels)},
     )
     return az_loo(tree, **kwargs)
 

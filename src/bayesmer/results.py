@@ -239,7 +239,7 @@ class BayesFit:
             what = f"Bayesian generalized linear mixed model ({fam.name}, {fam.link.name} link; NUTS)"
             point = "reml: lme4's glmer (Laplace)"
             return (
-                f"{what}\nFormula: {d.formula}\nObservations: {d.n}; groups: {groups}\n"
+                f"{what}\nFormula: {self.glmm.formula}\nObservations: {d.n}; groups: {groups}\n"
                 f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
                 f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s; {point}"
             )
@@ -265,7 +265,8 @@ class BayesFit:
         return f"{self._header()}\n\n{body}\n\nPriors:\n{self.priors}"
 
     def __repr__(self) -> str:
-        return f"<BayesFit {self.design.formula} ({self.strategy})>"
+        formula = self.design.formula if self.glmm is None else self.glmm.formula
+        return f"<BayesFit {formula} ({self.strategy})>"
 
     def _repr_html_(self) -> str:
         table = self.summary()
