@@ -48,5 +48,5 @@ def model_file_fit(request):
     from bayesmer.modelfile import load_data, load_model_file
 
     spec = load_model_file(request.param)
-    settings = {k: v for k, v in spec.settings().items() if k in ("strategy", "method", "seed")}
+    settings = {k: v for k, v in spec.settings().items() if k in ("strategy", "method", "seed", "family", "link")}
     return quiet_fit(spec.formula, load_data(spec), priors=spec.prior_dict, **{"draws": 150, "tune": 150} | settings)

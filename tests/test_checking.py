@@ -199,7 +199,8 @@ def test_loo_and_logo_on_every_model_file(path):
 
     spec = load_model_file(path)
     data = load_data(spec)
-    fit = _fit(spec.formula, data, priors=spec.prior_dict, draws=150, tune=150, chains=2)
+    family = {k: v for k, v in spec.settings().items() if k in ("family", "link")}
+    fit = _fit(spec.formula, data, priors=spec.prior_dict, draws=150, tune=150, chains=2, **family)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = checking.loo(fit)

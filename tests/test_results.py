@@ -112,7 +112,10 @@ def test_prediction_kinds_levels_and_unknown_members(sleep_fit):
     with pytest.raises(bayesmer.PredictionError, match="'new-a'.*sample_new_groups=True"):
         sleep_fit.predict(new, sample_new_groups=False)
     with pytest.raises(bayesmer.PredictionError, match="kind"):
-        sleep_fit.predict(new, kind="link")
+        sleep_fit.predict(new, kind="linear")
+    # the identity link: the linear predictor is the mean
+    np.testing.assert_allclose(sleep_fit.predict(new, kind="link", seed=4)["predictions"]["eta"].values,
+                               sleep_fit.predict(new, kind="mean", seed=4)["predictions"]["mu"].values)
 
 
 def test_tree_reproduces_its_own_predictions(sleep_fit):
