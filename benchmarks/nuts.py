@@ -8,6 +8,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/nuts.py --methods bambi2 --merge --write  # re-run some cells only
     .venv/bin/python benchmarks/nuts.py --render             # rewrite nuts.md from nuts.json
     .venv/bin/python benchmarks/nuts.py --quick --out /tmp/x # smoke test, tiny settings
+    .venv/bin/python benchmarks/nuts.py --glmm --write       # cbpp and VerbAgg vs bambi and brms
 
 Per model and method: bayesmer's compile and sampling seconds (``fit.timings``),
 the whole ``fit`` call's wall time (data frame to fitted object, compile
@@ -38,6 +39,12 @@ by then measured); if that run finishes in time it is repeated as a plain
 ``bayesmer.fit`` for the real figures (``--insteval-fit`` runs only that fit,
 to the end, however long it takes). bambi is timed on a row subsample and
 scaled to the full size (an extrapolation, labelled as such).
+
+The binomial GLMMs (``--glmm``, written to ``nuts_glmm.md`` and ``nuts_glmm.json``): cbpp
+(``cbind(incidence, size - incidence) ~ period + (1 | herd)``) and VerbAgg (``r2 ~ Anger + Gender + btype +
+situ + (1 | id) + (1 | item)``), bayesmer against bambi (default and ``cores=2``) and brms (``Rscript
+benchmarks/brms_glmm.R``, the whole process timed, Stan's compile included; ``cores=2``), the peers given
+bayesmer's default priors (see :func:`peer_priors`); min bulk and tail ESS over the fixed effects and SDs.
 """
 
 from __future__ import annotations
@@ -368,6 +375,341 @@ def insteval(args) -> dict:
     return out
 
 
+# -- GLMMs: cbpp and VerbAgg against bambi and brms (--glmm) ------------------------------------
+
+BRMS = "brms, cores=2"
+BRMS_R = ROOT / "benchmarks" / "brms_glmm.R"
+
+
+def glmm_models():
+    """Per model: the data, each tool's formula and family, and how bayesmer's columns map to bambi's terms."""
+    cbpp = pd.read_csv(DATA / "glmer_cbpp.csv", dtype={"herd": str, "period": str})
+    verb = pd.read_csv(DATA / "glmer_verbagg.csv", dtype={"id": str})
+    verb["r2y"] = (verb["r2"] == "Y").astype(int)  # bambi's bernoulli response
+    return [
+        dict(name="cbpp", data=cbpp, csv="glmer_cbpp.csv",
+             formula="cbind(incidence, size - incidence) ~ period + (1 | herd)",
+             bambi_formula="p(incidence, size) ~ period + (1|herd)", bambi_family="binomial",
+             bambi_terms={"period": ["period2", "period3", "period4"]},
+             brms_formula="incidence | trials(size) ~ period + (1 | herd)", brms_family="binomial",
+             col_classes={"herd": "character", "period": "character"}, yes_col=None),
+        dict(name="verbagg", data=verb, csv="glmer_verbagg.csv",
+             formula="r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+             bambi_formula="r2y ~ Anger + Gender + btype + situ + (1|id) + (1|item)", bambi_family="bernoulli",
+             bambi_terms={"Anger": ["Anger"], "Gender": ["GenderM"], "btype": ["btypescold", "btypeshout"],
+                          "situ": ["situself"]},
+             brms_formula="r2 | trials(1) ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+             brms_family="binomial",
+             col_classes={"id": "character", "item": "character", "Gender": "character", "btype": "character",
+                          "situ": "character", "r2": "character"}, yes_col="r2"),
+    ]
+
+
+def peer_priors(m) -> dict:
+    """bayesmer's default priors, spelled for the peers.
+
+    Slopes and SDs as bayesmer's. The intercept: bambi and brms centre the predictors and put the
+    intercept's prior on the intercept at the predictors' means; bayesmer's is on the intercept at x = 0,
+    ``Normal(g(ybar), sqrt(2.5^2 + sum_j (2.5 mean(x_j) / sd(x_j))^2))``, the spread that
+    ``Normal(g(ybar), 2.5)`` on the centred intercept implies under the slopes' priors; so the peers get
+    ``Normal(g(ybar), 2.5)`` on theirs.
+    """
+    ps = bayesmer.default_priors(m["formula"], m["data"], family="binomial")
+    fixed = dict(ps.fixed)
+    icpt = fixed.pop("(Intercept)")
+    sds = {g: dict(cols)["(Intercept)"].beta for g, cols in ps.sd}
+    return {"intercept": (float(icpt.mu), 2.5), "bayesmer_intercept": (float(icpt.mu), float(icpt.sigma)),
+            "b": {k: float(v.sigma) for k, v in fixed.items()}, "sd": sds, "bayesmer": str(ps)}
+
+
+def _min_at(d: dict) -> tuple[float, str]:
+    k = min(d, key=d.get)
+    return float(d[k]), k
+
+
+def run_bayesmer_glmm(m, draws, tune, chains):
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayesmer.fit(m["formula"], m["data"], family="binomial", draws=draws, tune=tune, chains=chains,
+                           seed=1, progress=False)
+    total = time.perf_counter() - t0
+    s = fit.summary()  # beta, sd_*, corr_*: the hyperparameters and fixed effects
+    name = lambda i: " ".join(str(x) for x in i if x)
+    eb, at_b = _min_at({name(i): v for i, v in s["ess_bulk"].items()})
+    et, at_t = _min_at({name(i): v for i, v in s["ess_tail"].items()})
+    stats = fit.idata["sample_stats"]
+    return {"strategy_used": fit.strategy, "compile_s": fit.timings["compile"], "sampling_s": fit.timings["sampling"],
+            "total_s": total, "min_ess_bulk": eb, "min_ess_bulk_at": at_b, "min_ess_tail": et, "min_ess_tail_at": at_t,
+            "max_r_hat": float(s["r_hat"].max()), "divergences": int(stats["diverging"].sum()), "n_hyper": len(s)}
+
+
+def run_bambi_glmm(m, pri, draws, tune, chains, cores=None):
+    import arviz_stats as azs
+    import bambi as bmb
+
+    priors = {"Intercept": bmb.Prior("Normal", mu=pri["intercept"][0], sigma=pri["intercept"][1])}
+    for term, cols in m["bambi_terms"].items():
+        sig = [pri["b"][c] for c in cols]
+        priors[term] = bmb.Prior("Normal", mu=0.0, sigma=sig[0] if len(sig) == 1 else np.array(sig))
+    for g, beta in pri["sd"].items():
+        priors[f"1|{g}"] = bmb.Prior("Normal", mu=0.0, sigma=bmb.Prior("HalfCauchy", beta=beta))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = bmb.Model(m["bambi_formula"], m["data"], family=m["bambi_family"], priors=priors)
+        kw = {"cores": cores} if cores else {}
+        idata = model.fit(draws=draws, tune=tune, chains=chains, random_seed=1, progressbar=False, **kw)
+    total = time.perf_counter() - t0
+    post = idata["posterior"].to_dataset()
+    keep = [v for v in post.data_vars if "|" not in v or v.endswith("_sigma")]
+    keep = [v for v in keep if not v.endswith("_mean") and v not in ("p", "mu")]
+    out = {"strategy_used": "bambi", "compile_s": float("nan"),
+           "sampling_s": float(idata["posterior"].attrs.get("sampling_time", float("nan"))), "total_s": total}
+    for method in ("bulk", "tail"):
+        ess = azs.ess(post[keep], method=method)
+        v, at = _min_at({k: float(ess[k].min()) for k in keep})
+        out[f"min_ess_{method}"], out[f"min_ess_{method}_at"] = v, at
+    rhat = azs.rhat(post[keep])
+    out.update(max_r_hat=float(max(float(rhat[v].max()) for v in keep)),
+               divergences=int(idata["sample_stats"]["diverging"].sum()),
+               n_hyper=int(sum(int(np.prod(post[v].shape[2:])) for v in keep)), variables=keep)
+    return out
+
+
+def run_brms_glmm(m, pri, draws, tune, chains, cores, timeout):
+    import subprocess
+    import tempfile
+
+    priors = [{"prior": f"normal({pri['intercept'][0]!r}, {pri['intercept'][1]!r})", "class": "Intercept"}]
+    priors += [{"prior": f"normal(0, {s!r})", "class": "b", "coef": c} for c, s in pri["b"].items()]
+    priors += [{"prior": f"cauchy(0, {b!r})", "class": "sd", "group": g} for g, b in pri["sd"].items()]
+    spec = {"csv": str(DATA / m["csv"]), "col_classes": m["col_classes"], "formula": m["brms_formula"],
+            "family": m["brms_family"], "yes_col": m["yes_col"], "priors": priors, "chains": chains,
+            "iter": tune + draws, "warmup": tune, "cores": cores, "seed": 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        sp, op = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+        sp.write_text(json.dumps(spec))
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(["Rscript", str(BRMS_R), str(sp), str(op)], cwd=ROOT, capture_output=True, check=False,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"failed": f"stopped after {timeout:.0f} s (timeout)", "total_s": time.perf_counter() - t0}
+        total = time.perf_counter() - t0
+        if proc.returncode != 0 or not op.exists():
+            return {"failed": (proc.stderr or proc.stdout)[-2000:], "total_s": total}
+        r = json.loads(op.read_text())
+    chain_s = r["chain_s"]
+    return {"strategy_used": "brms (rstan)", "compile_s": float("nan"),
+            # Stan's chain seconds over the 2 workers; Stan 2.21 times chains with clock(), CPU time
+            "sampling_s": sum(chain_s) / min(cores, chains),
+            "total_s": total, "brm_s": r["brm_s"], "r_load_s": r["load_s"], "chain_s": chain_s,
+            "min_ess_bulk": r["min_ess_bulk"], "min_ess_bulk_at": r["min_ess_bulk_at"],
+            "min_ess_tail": r["min_ess_tail"], "min_ess_tail_at": r["min_ess_tail_at"],
+            "max_r_hat": r["max_r_hat"], "divergences": int(r["divergences"]), "n_hyper": r["n_hyper"],
+            "variables": r["variables"], "prior": r["prior"], "versions": r["versions"]}
+
+
+def _git(*a) -> str:
+    import subprocess
+
+    return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+
+
+def _src_hash() -> str:
+    """A hash of src/ as it is on disk (others may edit it while this runs)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in sorted((ROOT / "src").rglob("*.py")):
+        h.update(str(f.relative_to(ROOT)).encode() + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _uptime() -> str:
+    import subprocess
+
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def glmm(args) -> dict:
+    import hashlib
+
+    cfg = dict(draws=args.draws, tune=args.tune, chains=args.chains)
+    src_diff = _git("diff", "HEAD", "--", "src")
+    src_disk = _src_hash()
+    out = {"commit": _git("rev-parse", "--short", "HEAD").strip(), "uptime_before": _uptime(),
+           "src_uncommitted_sha1": hashlib.sha1(src_diff.encode()).hexdigest()[:12] if src_diff else None,
+           "src_uncommitted_files": _git("diff", "HEAD", "--stat", "--", "src").strip().splitlines()[-1:] if src_diff
+           else [], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "config": cfg,
+           "bayesmer_repeats": args.repeats, "rows": [], "priors": {}}
+    for m in glmm_models():
+        if args.models and m["name"] not in args.models.split(","):
+            continue
+        pri = peer_priors(m)
+        out["priors"][m["name"]] = {k: v for k, v in pri.items()}
+        base = {"model": m["name"], "rows": len(m["data"]), **cfg}
+        methods = args.methods.split(",") if args.methods else ["bayesmer", "bambi", "bambi2", "brms"]
+        if "bayesmer" in methods:
+            print(f"{m['name']}: bayesmer {cfg} x{args.repeats}; {_uptime()}", file=sys.stderr, flush=True)
+            load = _load()
+            runs = [run_bayesmer_glmm(m, **cfg) for _ in range(args.repeats)]
+            r = min(runs, key=lambda x: x["total_s"]) | {"all_total_s": [x["total_s"] for x in runs],
+                                                          "first_total_s": runs[0]["total_s"]}
+            out["rows"].append(base | {"method": "bayesmer", "formula": m["formula"], "load_at_start": load} | r)
+            print(f"  {r}", file=sys.stderr, flush=True)
+        for label, key, cores in ((BAMBI, "bambi", None), (BAMBI2, "bambi2", 2)):
+            if key not in methods or args.skip_bambi:
+                continue
+            print(f"{m['name']}: {label} {cfg}; {_uptime()}", file=sys.stderr, flush=True)
+            load = _load()
+            r = run_bambi_glmm(m, pri, cores=cores, **cfg)
+            out["rows"].append(base | {"method": label, "formula": m["bambi_formula"], "family": m["bambi_family"],
+                                       "load_at_start": load} | r)
+            print(f"  {r}", file=sys.stderr, flush=True)
+        if "brms" in methods:
+            c = dict(cfg)
+            if m["name"] == "verbagg" and args.brms_verbagg_draws:
+                c.update(draws=args.brms_verbagg_draws, tune=args.brms_verbagg_draws)
+            print(f"{m['name']}: {BRMS} {c}; {_uptime()}", file=sys.stderr, flush=True)
+            load = _load()
+            r = run_brms_glmm(m, pri, cores=2, timeout=args.brms_timeout, **c)
+            out["rows"].append(base | c | {"method": BRMS, "formula": m["brms_formula"], "family": m["brms_family"],
+                                           "load_at_start": load} | r)
+            print(f"  {r}", file=sys.stderr, flush=True)
+    for r in out["rows"]:
+        if "failed" not in r:
+            r["ess_per_total_s"] = min(r["min_ess_bulk"], r["min_ess_tail"]) / r["total_s"]
+            r["ess_per_sampling_s"] = min(r["min_ess_bulk"], r["min_ess_tail"]) / r["sampling_s"]
+    if args.brms_verbagg_draws:
+        out["notes"] = [f"- brms on VerbAgg ran {args.chains} chains x {args.brms_verbagg_draws} draws "
+                        f"({args.brms_verbagg_draws} warm-up) instead of {args.draws} ({args.tune}): {args.note}"]
+    out["uptime_after"] = _uptime()
+    out["src_changed_during_run"] = _src_hash() != src_disk
+    out["commit_after"] = _git("rev-parse", "--short", "HEAD").strip()
+    return out
+
+
+def write_glmm_md(res: dict, env: dict, path: Path) -> None:
+    cfg = res["config"]
+    brms_v = next((r["versions"] for r in res["rows"] if r.get("versions")), None)
+    md = [
+        "# NUTS benchmark, binomial GLMMs: bayesmer vs bambi vs brms (`benchmarks/nuts.py --glmm`)",
+        "",
+        f"Run {res['when']}, one process, models and tools one after another. Machine: {env['cpus']} CPUs "
+        f"({env['machine']}), shared with other jobs: `uptime` before: `{res['uptime_before']}`; after: "
+        f"`{res['uptime_after']}`. The load average at each cell's start is in the table.",
+        f"Code: HEAD {res['commit']}"
+        + (f" plus the working tree's uncommitted changes to src/ (others' work in progress; "
+           f"`git diff HEAD -- src` sha1 {res['src_uncommitted_sha1']}: {res['src_uncommitted_files'][0]})"
+           if res.get("src_uncommitted_sha1") else "")
+        + (". src/ changed on disk during the run (others were editing it); bayesmer's modules were imported at "
+           "the start, so the run used the state at its start." if res.get("src_changed_during_run") else ".")
+        + (f" HEAD at the end: {res['commit_after']}." if res.get("commit_after") != res["commit"] else ""),
+        f"Versions: bayesmer {env['bayesmer']}, nutpie {env['nutpie']}, numba {env['numba']}, PyMC {env['pymc']}, "
+        f"bambi {env['bambi']}, Python {env['python']}"
+        + (f"; brms {brms_v['brms']}, rstan {brms_v['rstan']}, {brms_v['R']}" if brms_v else "") + ".",
+    ] + res.get("header_notes", []) + [
+        "",
+        "What each column is:",
+        "",
+        f"- All tools: {cfg['chains']} chains x {cfg['draws']} draws after {cfg['tune']} tuning/warm-up iterations "
+        "(unless the row says otherwise), seed 1, each tool's default NUTS settings (target acceptance 0.8).",
+        f"- total s: end to end. bayesmer: the whole `bayesmer.fit(formula, df, family=\"binomial\")` call (design, "
+        "Laplace start, model set-up, sampling, post-processing; no compile per data set; imports excluded); "
+        f"the faster of {res['bayesmer_repeats']} fits in this process, the first one's time beside it. "
+        "bambi: `bmb.Model(...)` plus `.fit(...)` (PyMC compile included, imports excluded), one fit. "
+        "brms: the whole `Rscript` process (R start, library loading, Stan's C++ compile, sampling, summary), "
+        "one run; the `brm()` call alone is given in the notes.",
+        "- sampling s: bayesmer's `fit.timings['sampling']` (nutpie, chains in parallel threads); bambi's "
+        "`sampling_time` (PyMC); brms: Stan's per-chain warm-up + sampling seconds summed over the chains, "
+        "divided by 2 (its 2 worker processes); Stan 2.21 (rstan's) measures these with `clock()`, CPU time, "
+        "so on a loaded machine this is below the sampling's wall time (the `brm()` call's wall time, "
+        "compile included, is in the notes).",
+        "- min ESS bulk / tail: the smallest bulk and tail ESS over the fixed effects and the random-effect SDs "
+        "(bayesmer: `fit.summary()`, i.e. beta, sd_*, corr_*; bambi: its common terms and `*_sigma`; brms: "
+        "`b_*`, `sd_*`, `cor_*` by `posterior::summarise_draws`). ESS / s: the smaller of the two minima "
+        "per second (total or sampling). max R-hat over the same variables.",
+        "- bambi (PyMC's NUTS): PyMC's default runs the chains in `cpu_count() // 2` = 1 process here (sequential); "
+        "'bambi, cores=2' passes `cores=2`. brms: `cores=2` (rstan, 2 processes).",
+        "",
+        "| model | rows | tool | chains x draws (tune) | total s | sampling s | min ESS bulk (at) | min ESS tail (at) "
+        "| min ESS / total s | min ESS / sampling s | max R-hat | divergences | load at start |",
+        "|---|---:|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in res["rows"]:
+        if "failed" in r:
+            md.append(f"| {r['model']} | {r['rows']} | {r['method']} | {r['chains']} x {r['draws']} ({r['tune']}) | "
+                      f"{r['total_s']:.1f} | FAILED | - | - | - | - | - | - | {r['load_at_start'][0]} |")
+            continue
+        tot = f"{r['total_s']:.2f}"
+        if r["method"] == "bayesmer" and len(r.get("all_total_s", [])) > 1:
+            tot += f" (first {r['first_total_s']:.2f})"
+        md.append(
+            f"| {r['model']} | {r['rows']} | {r['method']} | {r['chains']} x {r['draws']} ({r['tune']}) | {tot} | "
+            f"{_fmt(r['sampling_s'], 2)} | {r['min_ess_bulk']:.0f} ({r['min_ess_bulk_at']}) | "
+            f"{r['min_ess_tail']:.0f} ({r['min_ess_tail_at']}) | {r['ess_per_total_s']:.1f} | "
+            f"{r['ess_per_sampling_s']:.1f} | {r['max_r_hat']:.3f} | {r['divergences']} | {r['load_at_start'][0]} |")
+    md += ["", "Ratios, bayesmer over each peer (min ESS per total second; per sampling second; the peer's total time "
+           "over bayesmer's):", ""]
+    goals = []
+    for model in dict.fromkeys(r["model"] for r in res["rows"]):
+        m = _cell(res["rows"], model, "bayesmer")
+        if not m or "failed" in m:
+            continue
+        parts, beats = [], []
+        for other in (BAMBI, BAMBI2, BRMS):
+            o = _cell(res["rows"], model, other)
+            if not o:
+                parts.append(f"vs {other}: not run")
+                continue
+            if "failed" in o:
+                parts.append(f"vs {other}: the peer failed ({o['failed'][:200]!r})")
+                continue
+            parts.append(f"vs {other}: {m['ess_per_total_s'] / o['ess_per_total_s']:.1f}x per total s, "
+                         f"{m['ess_per_sampling_s'] / o['ess_per_sampling_s']:.1f}x per sampling s, "
+                         f"{o['total_s'] / m['total_s']:.1f}x faster end to end")
+            beats.append((other, o["total_s"] / m["total_s"], m["ess_per_total_s"] / o["ess_per_total_s"],
+                          o["draws"] != m["draws"]))
+        md.append(f"- {model}: " + "; ".join(parts))
+        yn = lambda r: "yes" if r > 1 else "NO"
+        for other, t, e, fewer in beats:
+            goals.append(f"- {model} vs {other}: less total time: {yn(t)} ({t:.1f}x); more min ESS per total "
+                         f"second: {yn(e)} ({e:.2f}x)" + (" (the peer ran fewer draws, see the notes)" if fewer else "")
+                         + f"; both: {'met' if t > 1 and e > 1 else 'NOT met'}.")
+    md += ["", "## Goal (issue 12): faster than bambi and brms end to end", ""] + goals
+    md += ["", "## Priors", "",
+           "bayesmer: its defaults (`bayesmer.default_priors(formula, df, family=\"binomial\")`). bambi and brms get "
+           "the same slope priors (Normal(0, s) per column) and the same HalfCauchy on each random-intercept SD "
+           "(bambi: `1|g ~ Normal(0, HalfCauchy(beta))`; brms: `cauchy(0, beta)` on class sd, which brms bounds "
+           "at 0). The intercept differs in parameterisation: bambi and brms centre the predictors and put its "
+           "prior on the intercept at the predictors' means, so they get Normal(g(ybar), 2.5) there, the prior "
+           "that bayesmer's wider prior on the intercept at x = 0 (sqrt(2.5^2 + sum_j (2.5 mean(x_j)/sd(x_j))^2)) "
+           "is derived from; the marginal spreads agree, the joint priors differ slightly.", ""]
+    for name, p in res["priors"].items():
+        md.append(f"- {name}: intercept (bayesmer, at x = 0) Normal({p['bayesmer_intercept'][0]:.4g}, "
+                  f"{p['bayesmer_intercept'][1]:.4g}); peers (centred) Normal({p['intercept'][0]:.4g}, "
+                  f"{p['intercept'][1]}); slopes " + ", ".join(f"{k} Normal(0, {v:.4g})" for k, v in p["b"].items())
+                  + "; SDs " + ", ".join(f"{g} HalfCauchy({b:g})" for g, b in p["sd"].items()) + ".")
+    md += ["", "## Notes", ""]
+    for r in res["rows"]:
+        if r["method"] == "bayesmer" and "failed" not in r:
+            md.append(f"- {r['model']}, bayesmer: strategy {r['strategy_used']}; compile {r['compile_s']:.2f} s, "
+                      f"sampling {r['sampling_s']:.2f} s; whole-fit times of the {len(r['all_total_s'])} fits "
+                      f"{[round(x, 2) for x in r['all_total_s']]}.")
+        if r["method"] == BRMS and "failed" not in r:
+            md.append(f"- {r['model']}, brms: `{r['formula']}`, family {r['family']}(); R start and library "
+                      f"loading {r['r_load_s']:.1f} s, the `brm()` call (compile + sampling) {r['brm_s']:.1f} s, "
+                      f"Stan's per-chain CPU seconds {[round(x, 1) for x in r['chain_s']]}.")
+        if r["method"] == BRMS and "failed" in r:
+            md.append(f"- {r['model']}, brms: FAILED after {r['total_s']:.0f} s: {r['failed'][:500]!r}")
+        if r["method"].startswith("bambi") and "failed" not in r:
+            md.append(f"- {r['model']}, {r['method']}: `{r['formula']}`, family {r['family']}.")
+    md += res.get("notes", [])
+    path.write_text("\n".join(md) + "\n")
+
+
 # -- results --------------------------------------------------------------------------------------
 
 def env_info() -> dict:
@@ -606,6 +948,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="write nuts.json (merging the parts run) and nuts.md")
     ap.add_argument("--render", action="store_true", help="only rewrite nuts.md from nuts.json")
+    ap.add_argument("--render-glmm", action="store_true", help="only rewrite nuts_glmm.md from nuts_glmm.json")
     ap.add_argument("--out", type=Path, default=OUT, help="where --write and --render write")
     ap.add_argument("--repeats", type=int, default=2, help="fits per cell on the small models (fastest kept)")
     ap.add_argument("--extra", action="store_true", help="also ogorek and the 100,000-row model (marginal vs full)")
@@ -621,6 +964,12 @@ def main(argv=None):
     ap.add_argument("--insteval-timeout", type=float, default=240.0, help="seconds before the run is stopped")
     ap.add_argument("--insteval-grads", type=int, default=5, help="gradients timed one by one")
     ap.add_argument("--insteval-bambi-rows", type=int, default=5000)
+    ap.add_argument("--glmm", action="store_true",
+                    help="only cbpp and VerbAgg (binomial) against bambi and brms; writes nuts_glmm.json/.md")
+    ap.add_argument("--brms-verbagg-draws", type=int, default=0,
+                    help="with --glmm: brms on VerbAgg with this many draws and as many warm-up (0: as the others)")
+    ap.add_argument("--note", default="", help="with --glmm --brms-verbagg-draws: why, for the results file")
+    ap.add_argument("--brms-timeout", type=float, default=1500.0, help="with --glmm: seconds before brms is stopped")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 chains x 100 draws, 1 repeat")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
@@ -637,6 +986,22 @@ def main(argv=None):
     path = args.out / "nuts.json"
     if args.render:
         write_md(json.loads(path.read_text()), args.out / "nuts.md")
+        return
+
+    if args.glmm:
+        result = glmm(args)
+        print(json.dumps(result, indent=1, default=float))
+        if args.write:
+            args.out.mkdir(parents=True, exist_ok=True)
+            env = env_info()
+            (args.out / "nuts_glmm.json").write_text(json.dumps({"env": env, "glmm": result}, indent=1,
+                                                                default=float) + "\n")
+            write_glmm_md(result, env, args.out / "nuts_glmm.md")
+            print((args.out / "nuts_glmm.md").read_text())
+        return
+    if args.render_glmm:
+        saved = json.loads((args.out / "nuts_glmm.json").read_text())
+        write_glmm_md(saved["glmm"], saved["env"], args.out / "nuts_glmm.md")
         return
 
     part = "insteval" if args.insteval else "small"
