@@ -74,7 +74,7 @@ class ReTerm:
     @property
     def k(self) -> int:
         """Number of columns (random effects per level)."""
-        return self.Z.shape[1]
+        return len(self.terms)
 
     @property
     def n_levels(self) -> int:
@@ -113,6 +113,11 @@ class Design:
         The sum of the formula's ``offset(...)`` terms, a part of the linear
         predictor with coefficient 1 (``y - offset`` is what the random and fixed
         effects explain); None when the formula has none.
+    sums : RawSums, optional
+        Data not in memory (:mod:`bayesmer.sources`): the additive statistics of the
+        rows; ``y``, ``X``, ``frame`` and the terms' ``codes`` and ``Z`` are then None.
+    source : tuple, optional
+        Data not in memory: the source and the plan that rebuild the rows in chunks.
     """
 
     formula: Formula
@@ -126,16 +131,23 @@ class Design:
     aliased: tuple[str, ...]
     fixed_spec: object = field(repr=False)
     offset: np.ndarray | None = field(default=None, repr=False)
+    sums: object = field(default=None, repr=False)
+    source: object = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
         """Number of observations."""
-        return self.y.shape[0]
+        return self.y.shape[0] if self.sums is None else self.sums.n
 
     @property
     def p(self) -> int:
         """Number of fixed-effect columns."""
-        return self.X.shape[1]
+        return self.X.shape[1] if self.sums is None else len(self.fixed_names)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the rows are here (a pandas DataFrame) or only their statistics."""
+        return self.sums is None
 
 
 @dataclass(frozen=True, eq=False)
@@ -674,9 +686,12 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     ----------
     formula : str or Formula
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : DataFrame
+    data : DataFrame, or data not in memory
         One row per observation. Grouping columns are read as categorical
-        whatever their dtype.
+        whatever their dtype. A path or glob of Parquet files, a Dask, Polars
+        or Spark DataFrame, a Polars LazyFrame or a DuckDB relation gives a
+        design without rows, its statistics computed where the data live
+        (:func:`bayesmer.sources.build_source_design`).
 
     Returns
     -------
@@ -695,6 +710,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     """
     f = parse_formula(formula)
     if not isinstance(data, pd.DataFrame):
+        from .sources import build_source_design, is_source  # below this module: it builds on it
+
+        if is_source(data):
+            return build_source_design(f, data)
         raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if len(data) == 0:
         raise DesignError("the data frame is empty: it has no rows to fit")
@@ -869,7 +888,8 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
         X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:
         raise DesignError(f"cannot build the fixed effects for new data: {exc}") from exc
-    labels = _r_names_for(design.formula.fixed, _logical(design.frame))
+    logical = _logical(design.frame) if design.frame is not None else design.source[1].logical
+    labels = _r_names_for(design.formula.fixed, logical)
     keep = [c for c in design.fixed_spec.column_names if _r_column(c, labels) in design.fixed_names]
     if len(keep) != X.shape[1]:
         cols = list(design.fixed_spec.column_names)
