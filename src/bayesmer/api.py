@@ -44,7 +44,12 @@ def fit(
     ----------
     formula : str
         lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : DataFrame
+    data : DataFrame, or data not in memory
+        A path or glob of Parquet files (read lazily), a Dask, Polars or Spark
+        DataFrame, a Polars LazyFrame or a DuckDB relation: the sufficient
+        statistics are computed where the data live, in two passes
+        (:mod:`bayesmer.sources`); the per-row groups are then off unless
+        asked for, and computed one chunk of rows at a time.
     priors : dict, optional
         Overrides of the data-scaled defaults by slot name, bayesmer's or
         brms's, e.g. ``{"b": "Normal(0, 50)", "sd(Subject)": "HalfNormal(10)"}``;
@@ -178,7 +183,8 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
         priors = dict(base)
         for key, spec in zip(values, combo):
             priors.update({slot: spec for slot in slots[key]})
-        refitted = _refit(fit.design.formula, fit.design.frame, priors=priors, **settings)
+        data = fit.design.frame if fit.design.frame is not None else fit.design.source[0].obj  # not in memory
+        refitted = _refit(fit.design.formula, data, priors=priors, **settings)
         fits[combo] = refitted
         summ = refitted.summary().reset_index()
         for key, spec in zip(values, combo):

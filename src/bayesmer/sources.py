@@ -180,6 +180,8 @@ def is_source(data) -> bool:
     """Whether ``data`` is one of the out-of-memory inputs :func:`as_source` reads."""
     if isinstance(data, (str, os.PathLike)):
         return True
+    if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
+        return True
     mod = type(data).__module__ or ""
     return mod.split(".")[0] in ("dask", "dask_expr", "polars", "duckdb", "_duckdb", "pyspark")
 
@@ -194,10 +196,14 @@ def as_source(data, chunk_rows: int | None = None) -> Source:
         No file matches the path; a file is not Parquet; an unsupported type.
     """
     chunk_rows = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
-    if isinstance(data, (str, os.PathLike)):
+    if isinstance(data, (str, os.PathLike, list, tuple)):
         import pyarrow.parquet as pq
 
-        files, label = _parquet_files(data)
+        if isinstance(data, (list, tuple)):  # several paths or globs
+            found = [_parquet_files(p) for p in data]
+            files, label = [f for fs, _ in found for f in fs], ", ".join(lb for _, lb in found)
+        else:
+            files, label = _parquet_files(data)
         columns = None
         for f in files:
             try:
@@ -344,6 +350,7 @@ class Plan:
     logical: frozenset
     label: str
     fixed_r: str
+    term_cols: tuple = ()
 
 
 def _factor_blocks(term_factors) -> tuple[tuple[int, ...], ...]:
@@ -503,6 +510,8 @@ class ChunkRows:
     codes: tuple
     Z: tuple
     offset: np.ndarray | None
+    term_codes: tuple = ()
+    term_Z: tuple = ()
 
 
 def _chunk_rows(plan: Plan, frame: pd.DataFrame) -> ChunkRows:
@@ -529,11 +538,13 @@ def _chunk_rows(plan: Plan, frame: pd.DataFrame) -> ChunkRows:
         _check_finite(offset, ["offset"], f"the offset in {plan.label}")
     zs: dict[str, np.ndarray] = {}
     codes, Zb = [], []
+    term_codes, term_Z = [None] * len(plan.term_specs), [None] * len(plan.term_specs)
     for idx in plan.blocks:
         g = plan.groupings[plan.term_factors[idx[0]]]
         codes.append(_codes(g, frame))
         parts = []
         for i in idx:
+            term_codes[i] = codes[-1]
             code, spec, names = plan.term_specs[i]
             if code not in zs:
                 if spec is None:
@@ -543,16 +554,21 @@ def _chunk_rows(plan: Plan, frame: pd.DataFrame) -> ChunkRows:
                                           dtype=float).reshape(len(frame), -1)
                 _check_finite(zs[code], names, f"random-effect term ({code}) in {plan.label}")
             parts.append(zs[code])
+            term_Z[i] = zs[code]
         Zb.append(np.concatenate(parts, axis=1))
-    return ChunkRows(y, X, tuple(codes), tuple(Zb), offset)
+    return ChunkRows(y, X, tuple(codes), tuple(Zb), offset, tuple(term_codes), tuple(term_Z))
 
 
 def iter_design_chunks(design: Design):
-    """Per chunk of an out-of-memory design's data, its rows rebuilt (:class:`ChunkRows`), in
-    the data's order; for the per-row groups computed on request."""
+    """Per chunk of an out-of-memory design's data, its complete rows rebuilt (:class:`ChunkRows`,
+    X with the design's columns, the terms' codes and Z in the design's order), in the data's
+    order: the per-row groups and predictions computed on request, one chunk in memory at a time."""
     src, plan = design.source
+    names = _fixed_names(plan)
+    keep = [names.index(n) for n in design.fixed_names]
     for frame in src.chunks(list(plan.used)):
-        yield _chunk_rows(plan, frame)
+        r = _chunk_rows(plan, frame)
+        yield replace(r, X=r.X[:, keep])
 
 
 # --- the statistics pass ---------------------------------------------------------------------
@@ -594,6 +610,12 @@ class RawSums:
     y_max: float
     blk_G: tuple
     blk_K: tuple
+    W_min: np.ndarray
+    W_max: np.ndarray
+    G1XtX: np.ndarray
+    G1Xy: np.ndarray
+    G1yy: np.ndarray
+    term_cols: tuple
 
     @property
     def p(self) -> int:
@@ -604,14 +626,17 @@ class RawSums:
             self.n + other.n, self.y_centre, self.WtW + other.WtW, self.A11 + other.A11, self.A1X + other.A1X,
             self.A1y + other.A1y, (self.A21 + other.A21).tocsr(), self.A22 + other.A22, self.A2X + other.A2X,
             self.A2y + other.A2y, min(self.y_min, other.y_min), max(self.y_max, other.y_max),
-            self.blk_G, self.blk_K,
+            self.blk_G, self.blk_K, np.minimum(self.W_min, other.W_min), np.maximum(self.W_max, other.W_max),
+            self.G1XtX + other.G1XtX, self.G1Xy + other.G1Xy, self.G1yy + other.G1yy, self.term_cols,
         )
 
     def keep_fixed(self, keep: list[int]) -> "RawSums":
         """The sums with only the fixed columns ``keep`` (after aliased ones are dropped)."""
         p = self.p
         idx = [0, *(1 + j for j in keep), *range(1 + p, self.WtW.shape[0])]
-        return replace(self, WtW=self.WtW[np.ix_(idx, idx)], A1X=self.A1X[:, :, keep], A2X=self.A2X[:, keep])
+        return replace(self, WtW=self.WtW[np.ix_(idx, idx)], A1X=self.A1X[:, :, keep], A2X=self.A2X[:, keep],
+                       W_min=self.W_min[idx], W_max=self.W_max[idx], G1XtX=self.G1XtX[:, keep][:, :, keep],
+                       G1Xy=self.G1Xy[:, keep])
 
     @property
     def XtX(self) -> np.ndarray:
@@ -627,12 +652,18 @@ class RawSums:
     def yty(self) -> float:
         return float(self.WtW[1 + self.p, 1 + self.p])
 
-    def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Means and SDs (ddof 0, numpy's np.std) of W's columns: 1, X, ỹ, Z."""
+    def columns(self) -> dict:
+        """Per column of W (1, X, ỹ, Z): ``mean``, ``var`` (ddof 0), ``maxabs``; ``y`` and ``x``, ``z``
+        index W's columns of the response, the fixed columns and each term's columns."""
         n = self.n
         mean = self.WtW[0] / n
+        # about the mean, from the cross products: the sums were taken about a centred response
         var = np.clip(np.diag(self.WtW) / n - mean**2, 0.0, None)
-        return mean, np.sqrt(var)
+        p = self.p
+        z0 = 2 + p
+        return {"mean": mean, "var": var, "maxabs": np.maximum(np.abs(self.W_min), np.abs(self.W_max)),
+                "x": list(range(1, 1 + p)), "y": 1 + p,
+                "z": [list(range(z0 + a, z0 + a + k)) for a, k in self.term_cols], "WtW": self.WtW}
 
 
 def _sums_chunk(plan: Plan, frame: pd.DataFrame) -> RawSums:
@@ -644,6 +675,8 @@ def _sums_chunk(plan: Plan, frame: pd.DataFrame) -> RawSums:
     yc = y - plan.y_centre
     W = np.concatenate([np.ones((n, 1)), r.X, yc[:, None], *r.Z], axis=1)
     WtW = W.T @ W
+    W_min = W.min(axis=0) if n else np.full(W.shape[1], np.inf)
+    W_max = W.max(axis=0) if n else np.full(W.shape[1], -np.inf)
     codes1, Z1 = r.codes[0], r.Z[0]
     G1 = len(plan.groupings[plan.term_factors[plan.blocks[0][0]]].levels)
     K1 = Z1.shape[1]
@@ -658,6 +691,16 @@ def _sums_chunk(plan: Plan, frame: pd.DataFrame) -> RawSums:
         for c in range(P):
             A1X[:, a, c] = np.bincount(codes1, weights=Z1[:, a] * r.X[:, c], minlength=G1)
         A1y[:, a] = np.bincount(codes1, weights=Z1[:, a] * yc, minlength=G1)
+    # per level of the first factor, X'X, X'ỹ and ỹ'ỹ: the exact leave-one-group-out reads them
+    G1XtX = np.zeros((G1, P, P))
+    G1Xy = np.zeros((G1, P))
+    for a in range(P):
+        for c in range(a, P):
+            v = np.bincount(codes1, weights=r.X[:, a] * r.X[:, c], minlength=G1)
+            G1XtX[:, a, c] = v
+            G1XtX[:, c, a] = v
+        G1Xy[:, a] = np.bincount(codes1, weights=r.X[:, a] * yc, minlength=G1)
+    G1yy = np.bincount(codes1, weights=yc * yc, minlength=G1)
     blk_G = [G1]
     blk_K = [K1]
     mats = []
@@ -677,7 +720,7 @@ def _sums_chunk(plan: Plan, frame: pd.DataFrame) -> RawSums:
         A21 = sp.csr_matrix((0, G1 * K1))
         A22, A2X, A2y = np.zeros((0, 0)), np.zeros((0, P)), np.zeros(0)
     return RawSums(n, plan.y_centre, WtW, A11, A1X, A1y, A21, A22, A2X, A2y, y_min, y_max,
-                   tuple(blk_G), tuple(blk_K))
+                   tuple(blk_G), tuple(blk_K), W_min, W_max, G1XtX, G1Xy, G1yy, plan.term_cols)
 
 
 def _sparse(codes, G, Z, n):
@@ -809,7 +852,14 @@ def build_source_design(formula: str | Formula, data, chunk_rows: int | None = N
     order = sorted(range(len(f.random)), key=lambda i: -len(plan.groupings[f.random[i].factors].levels))
     specs = [_term_spec(f.random[i], proto, plan.logical, meta.moments, src.label) for i in order]
     term_factors = tuple(f.random[i].factors for i in order)
-    plan = replace(plan, blocks=_factor_blocks(term_factors), term_specs=tuple(specs), term_factors=term_factors)
+    blocks = _factor_blocks(term_factors)
+    term_cols, pos = [None] * len(specs), 0
+    for idx in blocks:
+        for i in idx:
+            term_cols[i] = (pos, len(specs[i][2]))
+            pos += len(specs[i][2])
+    plan = replace(plan, blocks=blocks, term_specs=tuple(specs), term_factors=term_factors,
+                   term_cols=tuple(term_cols))
     # the centre of y: the mean of the response column when it is y itself (the common case), else 0
     resp = f.response.strip()
     centre = meta.moments[resp][1] if resp in meta.moments and not f.offset and "(Intercept)" in \
