@@ -223,6 +223,7 @@ def main(argv=None) -> None:
     ap.add_argument("--peer-timeout", type=float, default=600)
     ap.add_argument("--tmp", default=tempfile.gettempdir())
     ap.add_argument("--out", default=str(HERE / "results" / "scale.md"))
+    ap.add_argument("--append", action="store_true", help="add the sections run to the existing results file")
     ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -242,6 +243,8 @@ def main(argv=None) -> None:
              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB memory. "
              "Peak memory: `/usr/bin/time -v`'s maximum resident set size of the child process that "
              "does the fit (the data it holds included). Load (`uptime`) is given before each run.", ""]
+    if args.append and Path(args.out).exists():
+        lines = Path(args.out).read_text().rstrip("\n").split("\n") + [""]
     me = [sys.executable, __file__, "--child"]
     work = Path(tempfile.mkdtemp(prefix="bayesmer-scale-", dir=args.tmp))
     results = {}
@@ -343,7 +346,9 @@ def main(argv=None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         Path(args.out).write_text("\n".join(lines) + "\n")
-        (HERE / "results" / "scale.json").write_text(json.dumps(results, indent=1, default=str))
+        store = HERE / "results" / "scale.json"
+        previous = json.loads(store.read_text()) if args.append and store.exists() else {}
+        store.write_text(json.dumps(previous | results, indent=1, default=str))
     print("\n".join(lines))
 
 

@@ -177,3 +177,47 @@ def test_transform_needing_all_rows_is_named(tmp_path):
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "s.parquet")
     with pytest.raises(DesignError, match=r"poly\(\) needs every row"):
         build_design("Reaction ~ poly(Days, 2) + (1 | Subject)", str(tmp_path / "s.parquet"))
+
+
+def test_fit_out_of_memory_groups_on_request(tmp_path):
+    """fit() on Parquet: no per-row groups unless asked; asked, they equal the in-memory rows'
+    on the same draws; the exact leave-one-group-out from the per-group sums; 'full' refused."""
+    import bayesmer
+    from bayesmer.builder import BuildError
+    from bayesmer.checking import group_loglik
+    from bayesmer.errors import PredictionError
+    from bayesmer.sampling import _pointwise
+
+    df = load_data("sleepstudy.csv")
+    path = str(tmp_path / "sleep.parquet")
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+    formula = "Reaction ~ Days + (Days | Subject)"
+    kw = dict(draws=150, tune=150, chains=2, seed=3, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = bayesmer.fit(formula, path, **kw)
+        asked = bayesmer.fit(formula, path, log_likelihood=True, sample_posterior_predictive=True, **kw)
+    assert "log_likelihood" not in plain.idata.children and "observed_data" not in plain.idata.children
+    assert {"log_likelihood", "posterior_predictive"} <= set(asked.idata.children)
+    d0 = build_design(formula, df)
+    post = asked.idata["posterior"].to_dataset()
+
+    def draws(v):
+        a = post[v].transpose("chain", "draw", ...).to_numpy()
+        return a.reshape((-1,) + a.shape[2:])
+
+    beta, sigma = draws("beta"), draws("sigma")
+    bs = [draws(f"b_{t.name}") for t in d0.terms]
+    ll0 = _pointwise(d0, beta, sigma, bs, lambda eta, sg, s: -0.5 * np.log(2 * np.pi * sg**2)
+                     - 0.5 * ((d0.y - eta) / sg) ** 2)
+    _close(asked.idata["log_likelihood"]["Reaction"].values.reshape(ll0.shape), ll0, "chunked log-likelihood")
+    import dataclasses
+
+    in_memory = dataclasses.replace(asked, design=d0)
+    _close(group_loglik(asked), group_loglik(in_memory), "exact group marginals from the sums")
+    with pytest.raises(PredictionError, match="not in memory"):
+        plain.predict()
+    assert plain.predict(df.iloc[:5])["predictions"].sizes["obs"] == 5
+    with pytest.raises(BuildError, match="not in memory"):
+        bayesmer.fit(formula, path, strategy="full", **kw)
+    _close(plain.reml.fitted(), fit_reml(d0).fitted(), "fitted values in chunks")

@@ -24,7 +24,7 @@ from ._threads import one_blas_thread
 from . import naming as nm
 from . import settings as st
 from .builder import BuiltModel
-from .engine import draw_effects
+from .engine import draw_effects as _draw_effects
 from .engine.nuts import compile_density, initial_x
 
 __all__ = ["Sampled", "sample", "linear_predictor", "constant_data", "group_attrs"]
@@ -296,6 +296,23 @@ def _pointwise(design, beta, sigma, bs, fn, chunk=200):
     return out
 
 
+def _draw_effects_chunked(stats, sigma, Ts, rng, chunk=250, beta=None, **prior):
+    """:func:`bayesmer.engine.draw_effects` over chunks of draws, into preallocated outputs."""
+    S = sigma.shape[0]
+    beta_out, bs_out = None, None
+    for lo in range(0, S, chunk):
+        s = slice(lo, min(S, lo + chunk))
+        b, bs = _draw_effects(stats, sigma[s], [T[s] for T in Ts], rng,
+                              beta=None if beta is None else beta[s], **prior)
+        if beta_out is None:
+            beta_out = np.empty((S,) + b.shape[1:])
+            bs_out = [np.empty((S,) + x.shape[1:]) for x in bs]
+        beta_out[s] = b
+        for out, x in zip(bs_out, bs):
+            out[s] = x
+    return beta_out, bs_out
+
+
 def _pointwise_chunked(design, beta, sigma, bs, fn, chunk=200):
     """:func:`_pointwise` for data not in memory (:mod:`bayesmer.sources`): the rows rebuilt one
     chunk at a time where the data live, ``fn(eta, sigma, y)`` per chunk; only the result is kept."""
@@ -434,6 +451,8 @@ def sample(
         # (β,) b exactly from their Gaussian conditional, one draw per posterior draw
         spec = built.density
         Ts = [L / sigma[:, None, None] for L in Ls]
+        # data not in memory come with many groups: the draws in chunks keep the temporaries small
+        draw_effects = _draw_effects if getattr(design, "sums", None) is None else _draw_effects_chunked
         if spec.integrate_beta:
             beta, b_draws = draw_effects(spec.stats, sigma, Ts, rng, prior_mu=spec.mu0, prior_sd=spec.s0)
             post[built.beta] = (("chain", "draw", nm.FIXED_DIM), beta.reshape(n_chain, n_draw, -1))

@@ -96,7 +96,9 @@ class Source:
             import pyarrow.dataset as ds
 
             dataset = ds.dataset(list(self.obj), format="parquet")
-            for batch in dataset.to_batches(columns=columns, batch_size=self.chunk_rows):
+            # one file and one batch ahead at most: the memory stays that of a chunk
+            for batch in dataset.to_batches(columns=columns, batch_size=self.chunk_rows, batch_readahead=1,
+                                            fragment_readahead=1):
                 yield batch.to_pandas()
         elif self.kind == "polars":
             for part in self.obj.select(columns).iter_slices(self.chunk_rows):
