@@ -221,3 +221,24 @@ def test_fit_out_of_memory_groups_on_request(tmp_path):
     with pytest.raises(BuildError, match="not in memory"):
         bayesmer.fit(formula, path, strategy="full", **kw)
     _close(plain.reml.fitted(), fit_reml(d0).fitted(), "fitted values in chunks")
+
+
+def test_spark(pandas_fits):
+    """The optional Spark engine (extra ``bayesmer[spark]``): mapInPandas on a local session."""
+    pyspark = pytest.importorskip("pyspark")
+    from pyspark.sql import SparkSession
+
+    try:
+        spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false") \
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate()
+    except Exception as exc:  # no Java
+        pytest.skip(f"no Spark session: {exc}")
+    try:
+        for name in ("sleepstudy_reml", "penicillin_crossed"):
+            df, d0, r0, _ = pandas_fits[name]
+            formula = [c for c in CASES if c[0] == name][0][1]
+            r1 = fit_reml(build_design(formula, spark.createDataFrame(df)))
+            _close(r1.theta, r0.theta, f"{name} spark theta")
+            _close(r1.fixef.to_numpy(), r0.fixef.to_numpy(), f"{name} spark fixef")
+    finally:
+        spark.stop()

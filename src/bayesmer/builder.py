@@ -198,6 +198,9 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
             raise BuildError(f"strategy='marginal': {err}") from None
 
     coords: dict = {nm.FIXED_DIM: list(design.fixed_names), nm.OBS_DIM: np.arange(design.n)}
+    if getattr(design, "sums", None) is not None:
+        # no rows here: PyMC would hold the row coordinate as a tuple of Python ints (GBs at 1e8 rows)
+        del coords[nm.OBS_DIM]
     for t in design.terms:
         coords[nm.level_dim(t.name)] = list(t.levels)
         coords[nm.term_dim(t.name)] = list(t.terms)

@@ -104,7 +104,12 @@ class Source:
             for part in self.obj.select(columns).iter_slices(self.chunk_rows):
                 yield part.to_pandas()
         elif self.kind == "polars-lazy":
-            for part in self.obj.select(columns).collect_batches(chunk_size=self.chunk_rows):
+            lazy = self.obj.select(columns)
+            if hasattr(lazy, "collect_batches"):  # Polars >= 1.32 streams; before, the columns are collected
+                parts = lazy.collect_batches(chunk_size=self.chunk_rows)
+            else:
+                parts = lazy.collect(engine="streaming").iter_slices(self.chunk_rows)
+            for part in parts:
                 yield part.to_pandas()
         elif self.kind == "duckdb":
             rel = self.obj.select(*[_duck_name(c) for c in columns])
@@ -117,8 +122,15 @@ class Source:
             for part in self.obj[columns].to_delayed():
                 yield part.compute()
         elif self.kind == "spark":
-            for part in self.obj.select(*columns).toLocalIterator():  # pragma: no cover - spark is optional
-                raise DesignError("chunks of a Spark DataFrame are read through map_reduce")
+            # one partition at a time to the driver, in chunks of rows
+            rows = []
+            for row in self.obj.select(*columns).toLocalIterator():
+                rows.append(tuple(row))
+                if len(rows) == self.chunk_rows:
+                    yield pd.DataFrame.from_records(rows, columns=columns)
+                    rows = []
+            if rows:
+                yield pd.DataFrame.from_records(rows, columns=columns)
         else:  # pragma: no cover
             raise DesignError(f"unknown source kind {self.kind!r}")
 
@@ -914,6 +926,8 @@ def _fixed_names(plan: Plan) -> list[str]:
 def _first_chunk(src: Source, used: list[str]) -> pd.DataFrame:
     if src.kind == "dask":
         return _normalise(src.obj[used]._meta, used)
+    if src.kind == "spark":
+        return _normalise(src.obj.select(*used).limit(1024).toPandas(), used)
     small = replace(src, chunk_rows=1024)
     for chunk in small.chunks(used):
         return _normalise(chunk, used)
