@@ -242,3 +242,19 @@ def test_spark(pandas_fits):
             _close(r1.fixef.to_numpy(), r0.fixef.to_numpy(), f"{name} spark fixef")
     finally:
         spark.stop()
+
+
+def test_aliased_columns_dropped_as_pandas(tmp_path):
+    df = load_data("sleepstudy.csv").copy()
+    df["Days2"] = 2.0 * df["Days"]
+    df["half"] = np.where(df["Days"] < 5, "early", "late")
+    df["early"] = (df["Days"] < 5).astype(float)
+    formula = "Reaction ~ Days + Days2 + half + early + (1 | Subject)"
+    with pytest.warns(UserWarning) as w0:
+        d0 = build_design(formula, df)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp_path / "a.parquet")
+    with pytest.warns(UserWarning) as w1:
+        d1 = build_design(formula, str(tmp_path / "a.parquet"))
+    assert d1.aliased == d0.aliased == ("Days2", "early")
+    assert [str(m.message) for m in w1] == [str(m.message) for m in w0]
+    _close(fit_reml(d1).fixef.to_numpy(), fit_reml(d0).fixef.to_numpy(), "fixef without the aliased columns")
