@@ -129,6 +129,8 @@ def child_bayesmer(path: str, formula: str, engine: str, draws: int, tune: int, 
     result = {"n": design.n, "levels": {t.name: t.n_levels for t in design.terms},
               "reml": {"fixef": reml.fixef.round(5).to_dict(), "sigma": round(reml.sigma, 5),
                        "sd": {t.name: [round(float(v), 5) for v in reml.sd(t.name)] for t in design.terms}}}
+    # written now too, so that a run stopped in the posterior still reports the design and REML
+    Path(out).write_text(json.dumps(result | {"times": {k: round(v, 2) for k, v in times.items()}}))
     if draws:
         t0 = time.perf_counter()
         priors = resolve_priors(design, None)
@@ -183,13 +185,22 @@ def run_child(cmd: list[str], timeout: float) -> dict:
     """Run under /usr/bin/time -v: wall seconds, peak RSS (GB), exit status, the child's JSON."""
     out = Path(tempfile.mktemp(suffix=".json"))
     t0 = time.perf_counter()
+    # its own session, so that on timeout every process under /usr/bin/time (PyMC's workers too)
+    # is killed while time itself lives to report the peak memory
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd, str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        proc = subprocess.run(["/usr/bin/time", "-v", *cmd, str(out)], capture_output=True, text=True,
-                              timeout=timeout)
+        _, err = proc.communicate(timeout=timeout)
         status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
-        err = proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        status, err = f"stopped after {timeout:.0f} s", (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+    except subprocess.TimeoutExpired:
+        for pid in _session(proc.pid):
+            if pid != proc.pid:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+        _, err = proc.communicate()
+        status = f"stopped after {timeout:.0f} s"
     wall = time.perf_counter() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     rss = int(m.group(1)) / 1e6 if m else float("nan")
@@ -201,6 +212,20 @@ def run_child(cmd: list[str], timeout: float) -> dict:
         tail = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("\t")][-3:]
         res["error"] = " | ".join(tail)[-300:]
     return res
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of session ``sid`` (from /proc)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:  # field 6 of stat, the session id
+                pids.append(int(d.name))
+    return pids
 
 
 def load() -> str:
@@ -216,6 +241,8 @@ def main(argv=None) -> None:
     ap.add_argument("--groups", type=int, default=10_000)
     ap.add_argument("--crossed-rows", type=int, default=10_000_000)
     ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--crossed-draws", type=int, default=500)
+    ap.add_argument("--crossed-timeout", type=float, default=3600)
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--skip-crossed", action="store_true")
     ap.add_argument("--skip-main", action="store_true")
@@ -279,12 +306,13 @@ def main(argv=None) -> None:
             write_crossed(work / "crossed", args.crossed_rows, Ga, Gb)
             glob = str(work / "crossed" / "*.parquet")
             before = load()
-            res = run_child(me + ["bayesmer", glob, CROSSED, "duckdb", "500", "500", "2"], 3600)
+            res = run_child(me + ["bayesmer", glob, CROSSED, "duckdb", str(args.crossed_draws),
+                                  str(args.crossed_draws), "2"], args.crossed_timeout)
             results["crossed"] = res
             lines += [f"## Crossed, out of memory: {args.crossed_rows:,} rows, `{CROSSED}`, "
                       f"{Ga:,} x {Gb:,} levels, through DuckDB", "",
                       f"`duckdb.sql(\"select * from read_parquet('...')\")` handed to the design; the posterior "
-                      f"2 chains x 500 draws after 500 tuning draws (each gradient factors the dense "
+                      f"2 chains x {args.crossed_draws} draws after as many tuning draws (each gradient factors the dense "
                       f"{Gb:,} x {Gb:,} block of the smaller factor). Load before: {before}", "",
                       "| step | seconds |", "|---|---|"]
             for k, v in res.get("times", {}).items():
@@ -346,7 +374,7 @@ def main(argv=None) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         Path(args.out).write_text("\n".join(lines) + "\n")
-        store = HERE / "results" / "scale.json"
+        store = Path(args.out).with_suffix(".json")
         previous = json.loads(store.read_text()) if args.append and store.exists() else {}
         store.write_text(json.dumps(previous | results, indent=1, default=str))
     print("\n".join(lines))
