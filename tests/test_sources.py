@@ -225,8 +225,14 @@ def test_fit_out_of_memory_groups_on_request(tmp_path):
 
 def test_spark(pandas_fits):
     """The optional Spark engine (extra ``bayesmer[spark]``): mapInPandas on a local session."""
-    pyspark = pytest.importorskip("pyspark")
+    pytest.importorskip("pyspark")
+    import os
+    import sys
+
     from pyspark.sql import SparkSession
+
+    # the executors' Python must be this one, which has bayesmer
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     try:
         spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false") \
