@@ -221,6 +221,11 @@ def test_fit_out_of_memory_groups_on_request(tmp_path):
     with pytest.raises(BuildError, match="not in memory"):
         bayesmer.fit(formula, path, strategy="full", **kw)
     _close(plain.reml.fitted(), fit_reml(d0).fitted(), "fitted values in chunks")
+    # saved without its rows, loaded by reading the Parquet file again
+    plain.save(tmp_path / "fit.nc")
+    loaded = bayesmer.load(tmp_path / "fit.nc")
+    assert not loaded.design.in_memory
+    _close(loaded.reml.theta, plain.reml.theta, "theta after load")
 
 
 def test_spark(pandas_fits):
