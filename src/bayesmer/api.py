@@ -54,7 +54,12 @@ def fit(
     formula : str
         lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``; for the
         binomial, ``cbind(successes, failures) ~ ...`` as lme4 takes it.
-    data : DataFrame
+    data : DataFrame, or data not in memory
+        A path or glob of Parquet files (read lazily), a Dask, Polars or Spark
+        DataFrame, a Polars LazyFrame or a DuckDB relation: the sufficient
+        statistics are computed where the data live, in two passes
+        (:mod:`bayesmer.sources`); the per-row groups are then off unless
+        asked for, and computed one chunk of rows at a time (Gaussian family).
     priors : dict, optional
         Overrides of the data-scaled defaults by slot name, bayesmer's or
         brms's, e.g. ``{"b": "Normal(0, 50)", "sd(Subject)": "HalfNormal(10)"}``;
@@ -137,6 +142,8 @@ def fit(
 
 def _warn_family(design) -> None:
     """Warn when a Gaussian fit's response looks binary or like counts, naming the family to use."""
+    if design.y is None:  # not in memory: the rows are not read again for this
+        return
     y = np.asarray(design.y, dtype=float)
     if not len(y) or not np.all(y == np.round(y)) or np.any(y < 0):
         return
@@ -263,7 +270,8 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
             refitted = _refit(gd.formula, gd.frame, priors=priors, weights=gd.weights_spec, offset=gd.offset_spec,
                               **settings)
         else:
-            refitted = _refit(fit.design.formula, fit.design.frame, priors=priors, **settings)
+            data = fit.design.frame if fit.design.frame is not None else fit.design.source[0].obj  # not in memory
+            refitted = _refit(fit.design.formula, data, priors=priors, **settings)
         fits[combo] = refitted
         summ = refitted.summary().reset_index()
         for key, spec in zip(values, combo):

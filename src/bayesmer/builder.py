@@ -29,6 +29,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from . import naming as nm
+from .design import moments
 from .errors import BayesmerError
 from .engine import CollapsedStats
 from .engine.density import DensitySpec
@@ -114,10 +115,12 @@ def _vector(name: str, priors, dims: str):
     return pm.Deterministic(name, pt.stack(parts), dims=dims), tuple(f"{name}__{i}" for i in range(len(priors)))
 
 
-def _floor_sd(design, term) -> np.ndarray:
-    sy = float(np.std(design.y)) or 1.0
-    sz = np.std(term.Z, axis=0)
-    scale = np.where(sz > 1e-12, sz, np.abs(term.Z[0]) + 1e-12)
+def _floor_sd(design, term, m=None) -> np.ndarray:
+    m = moments(design) if m is None else m  # the rows' or, out of memory, the sums'
+    ti = [t.name for t in design.terms].index(term.name)
+    sy = m.y_std or 1.0
+    sz = m.z_std[ti]
+    scale = np.where(sz > 1e-12, sz, np.abs(m.z_first[ti]) + 1e-12)
     return 1e-2 * sy / scale
 
 
@@ -125,6 +128,9 @@ def _start_values(design, priors: PriorSet, start) -> dict:
     """REML estimates moved off the boundary (sd 0, |corr| 1), where NUTS cannot start."""
     out: dict = {}
     X, y = design.X, design.y
+    m = moments(design)
+    if start is None and getattr(design, "sums", None) is not None:
+        raise BuildError("data not in memory: the start values come from the REML fit (start=...)")
     if start is not None:
         beta = np.asarray(start.fixef.reindex(list(design.fixed_names)).to_numpy(), dtype=float)
         sigma = float(start.sigma)
@@ -132,9 +138,9 @@ def _start_values(design, priors: PriorSet, start) -> dict:
         beta = np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else np.zeros(0)
         sigma = float(np.std(y - X @ beta)) if X.shape[1] else float(np.std(y))
     out[nm.BETA] = beta
-    out[nm.SIGMA] = max(sigma, 1e-3 * (float(np.std(y)) or 1.0))
+    out[nm.SIGMA] = max(sigma, 1e-3 * (m.y_std or 1.0))
     for term in design.terms:
-        floor = _floor_sd(design, term)
+        floor = _floor_sd(design, term, m)
         if start is not None:
             sd = np.asarray(start.sd(term.name), dtype=float)
             R = np.asarray(start.corr(term.name), dtype=float)
@@ -183,6 +189,11 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
     if not design.terms:
         raise BuildError("the formula has no random-effect term; a mixed model needs at least one (x | g)")
     strategy = "marginal" if strategy == "auto" else strategy
+    if strategy == "full" and getattr(design, "sums", None) is not None:
+        raise BuildError(
+            "strategy='full' samples every random effect against every row: the data are not in memory. "
+            "Use strategy='marginal' (the default), which needs only their statistics"
+        )
     n_effects = sum(t.n_levels * t.k for t in design.terms)
     if strategy == "full" and n_effects > FULL_MAX_EFFECTS:
         raise BuildError(
@@ -198,6 +209,9 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
             raise BuildError(f"strategy='marginal': {err}") from None
 
     coords: dict = {nm.FIXED_DIM: list(design.fixed_names), nm.OBS_DIM: np.arange(design.n)}
+    if getattr(design, "sums", None) is not None:
+        # no rows here: PyMC would hold the row coordinate as a tuple of Python ints (GBs at 1e8 rows)
+        del coords[nm.OBS_DIM]
     for t in design.terms:
         coords[nm.level_dim(t.name)] = list(t.levels)
         coords[nm.term_dim(t.name)] = list(t.terms)

@@ -178,9 +178,15 @@ def _pointwise_tree(fit, thin: int):
     sigma = stack(nm.SIGMA)
     bs = [stack(nm.b_var(t.name)) for t in d.terms]
     y = d.y
-    ll = _pointwise(
-        d, beta, sigma, bs, lambda eta, sg, s: -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((y - eta) / sg) ** 2
-    )
+    if getattr(d, "sums", None) is not None:  # data not in memory: one chunk of rows at a time
+        from .sampling import _pointwise_chunked
+
+        ll = _pointwise_chunked(
+            d, beta, sigma, bs, lambda eta, sg, y: -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((y - eta) / sg) ** 2)
+    else:
+        ll = _pointwise(
+            d, beta, sigma, bs, lambda eta, sg, s: -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((y - eta) / sg) ** 2
+        )
     loglik = xr.Dataset(
         {d.response: (("chain", "draw", nm.OBS_DIM), ll.reshape(c, n_draw, -1))},
         coords={"chain": post.chain, "draw": post.draw, nm.OBS_DIM: np.arange(d.n)},
@@ -289,6 +295,38 @@ def _group_blocks(design, codes: np.ndarray, G: int):
     return Zd, idx
 
 
+def _group_stats_from_sums(d, outer):
+    """:func:`group_loglik`'s per-group statistics from the sums of data not in memory
+    (:mod:`bayesmer.sources`): the first factor's per-level Z'Z, Z'X, Z'e, X'X, X'e, e'e."""
+    s = d.sums
+    if len(s.blk_G) > 1 or d.terms[0].factors != outer:
+        raise CheckError("data not in memory: the exact group marginals need a single grouping factor")
+    if d.terms[0].terms[0] != "(Intercept)":
+        raise CheckError("data not in memory: the exact group marginals need a random intercept")
+    n_j = s.A11[:, 0, 0]  # the intercept's column: the rows per group
+    p = d.p
+    beta_c = np.linalg.lstsq(s.XtX, s.Xty, rcond=None)[0] if p else np.zeros(0)
+    beta0 = beta_c.copy()
+    if s.y_centre:
+        from .engine.collapsed import _intercept_column
+
+        beta0[_intercept_column(s)] += s.y_centre
+    Zte = s.A1y - s.A1X @ beta_c
+    Xte = s.G1Xy - s.G1XtX @ beta_c
+    ete = s.G1yy - 2 * s.G1Xy @ beta_c + np.einsum("p,gpq,q->g", beta_c, s.G1XtX, beta_c)
+    # the block's columns are the terms' in the design's order: L's entries within each term's square
+    Q = s.A11.shape[1]
+    offsets = np.cumsum([0] + [t.k * t.k for t in d.terms])
+    idx = np.full((len(n_j), Q, Q), int(offsets[-1]), dtype=np.int64)
+    col = 0
+    for ti, t in enumerate(d.terms):
+        for a1 in range(t.k):
+            for a2 in range(t.k):
+                idx[:, col + a1, col + a2] = offsets[ti] + a1 * t.k + a2
+        col += t.k
+    return n_j, s.A11, s.A1X, Zte, s.G1XtX, Xte, ete, beta0, idx
+
+
 def group_loglik(fit, group: str | None = None, chunk: int = 250) -> np.ndarray:
     """Each group's exact marginal log-likelihood per draw, shape (chain, draw, groups).
 
@@ -314,31 +352,33 @@ def group_loglik(fit, group: str | None = None, chunk: int = 250) -> np.ndarray:
     codes, levels = _group_codes(d, outer)
     G = len(levels)
     shape = fit.idata["posterior"][nm.SIGMA].shape
-    Zd, idx = _group_blocks(d, codes, G)
-    X = d.X
-    # residuals about the least-squares fit keep r'r free of cancellation when y has a large mean
-    y = d.y if d.offset is None else d.y - d.offset
-    beta0 = np.linalg.lstsq(X, y, rcond=None)[0] if d.p else np.zeros(0)
-    e = y - X @ beta0
-    n_j = np.bincount(codes, minlength=G).astype(float)
-    ZtZ = np.zeros((G,) + idx.shape[1:])
-    np.add.at(ZtZ, codes, Zd[:, :, None] * Zd[:, None, :])
-    ZtX = np.zeros((G, Zd.shape[1], d.p))
-    np.add.at(ZtX, codes, Zd[:, :, None] * X[:, None, :])
-    Zte = np.zeros((G, Zd.shape[1]))
-    np.add.at(Zte, codes, Zd * e[:, None])
-    XtX = np.zeros((G, d.p, d.p))
-    np.add.at(XtX, codes, X[:, :, None] * X[:, None, :])
-    Xte = np.zeros((G, d.p))
-    np.add.at(Xte, codes, X * e[:, None])
-    ete = np.bincount(codes, weights=e * e, minlength=G)
-
+    if getattr(d, "sums", None) is not None:
+        n_j, ZtZ, ZtX, Zte, XtX, Xte, ete, beta0, idx = _group_stats_from_sums(d, outer)
+    else:
+        Zd, idx = _group_blocks(d, codes, G)
+        X = d.X
+        # residuals about the least-squares fit keep r'r free of cancellation when y has a large mean
+        y = d.y if d.offset is None else d.y - d.offset
+        beta0 = np.linalg.lstsq(X, y, rcond=None)[0] if d.p else np.zeros(0)
+        e = y - X @ beta0
+        n_j = np.bincount(codes, minlength=G).astype(float)
+        ZtZ = np.zeros((G,) + idx.shape[1:])
+        np.add.at(ZtZ, codes, Zd[:, :, None] * Zd[:, None, :])
+        ZtX = np.zeros((G, Zd.shape[1], d.p))
+        np.add.at(ZtX, codes, Zd[:, :, None] * X[:, None, :])
+        Zte = np.zeros((G, Zd.shape[1]))
+        np.add.at(Zte, codes, Zd * e[:, None])
+        XtX = np.zeros((G, d.p, d.p))
+        np.add.at(XtX, codes, X[:, :, None] * X[:, None, :])
+        Xte = np.zeros((G, d.p))
+        np.add.at(Xte, codes, X * e[:, None])
+        ete = np.bincount(codes, weights=e * e, minlength=G)
     beta = fit.draws(nm.BETA) if d.p else np.zeros((int(np.prod(shape)), 0))
     sigma = fit.draws(nm.SIGMA)
     Lflat = np.concatenate([fit.cov_factor(t.name).reshape(sigma.shape[0], -1) for t in d.terms]
                            + [np.zeros((sigma.shape[0], 1))], axis=1)
     S = sigma.shape[0]
-    Q = Zd.shape[1]
+    Q = idx.shape[1]
     out = np.empty((S, G))
     for lo in range(0, S, chunk):
         s = slice(lo, min(S, lo + chunk))

@@ -26,7 +26,7 @@ from scipy.linalg import qr as _qr
 from .errors import BayesmerError
 from .formula import Formula, FormulaError, RandomTerm, _r_number, columns_of, factor_code, parse_formula, to_formulaic
 
-__all__ = ["DesignError", "ReTerm", "Design", "NewData", "build_design", "new_data"]
+__all__ = ["DesignError", "ReTerm", "Design", "NewData", "Moments", "build_design", "new_data", "moments"]
 
 
 class DesignError(BayesmerError, ValueError):
@@ -74,7 +74,7 @@ class ReTerm:
     @property
     def k(self) -> int:
         """Number of columns (random effects per level)."""
-        return self.Z.shape[1]
+        return len(self.terms)
 
     @property
     def n_levels(self) -> int:
@@ -113,6 +113,11 @@ class Design:
         The sum of the formula's ``offset(...)`` terms, a part of the linear
         predictor with coefficient 1 (``y - offset`` is what the random and fixed
         effects explain); None when the formula has none.
+    sums : RawSums, optional
+        Data not in memory (:mod:`bayesmer.sources`): the additive statistics of the
+        rows; ``y``, ``X``, ``frame`` and the terms' ``codes`` and ``Z`` are then None.
+    source : tuple, optional
+        Data not in memory: the source and the plan that rebuild the rows in chunks.
     """
 
     formula: Formula
@@ -126,16 +131,85 @@ class Design:
     aliased: tuple[str, ...]
     fixed_spec: object = field(repr=False)
     offset: np.ndarray | None = field(default=None, repr=False)
+    sums: object = field(default=None, repr=False)
+    source: object = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
         """Number of observations."""
-        return self.y.shape[0]
+        return self.y.shape[0] if self.sums is None else self.sums.n
 
     @property
     def p(self) -> int:
         """Number of fixed-effect columns."""
-        return self.X.shape[1]
+        return self.X.shape[1] if self.sums is None else len(self.fixed_names)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the rows are here (a pandas DataFrame) or only their statistics."""
+        return self.sums is None
+
+
+@dataclass(frozen=True, eq=False)
+class Moments:
+    """The column summaries that data-scaled priors and start values read, with or without rows.
+
+    Attributes
+    ----------
+    y_mean, y_sd, y_std : float
+        The response's mean, SD (ddof 1; 0 for one row) and SD (ddof 0).
+    x_mean, x_sd, x_maxabs, x_first : ndarray (p,)
+        Per fixed column; ``x_first`` the first row's value (a constant column's value).
+    z_mean, z_sd, z_std, z_maxabs, z_first, zz : tuple over terms
+        Per term, per column (k,) as for X (``z_std`` ddof 0), and ``zz`` the mean of z z' (k, k).
+    """
+
+    y_mean: float
+    y_sd: float
+    y_std: float
+    x_mean: np.ndarray
+    x_sd: np.ndarray
+    x_maxabs: np.ndarray
+    x_first: np.ndarray
+    z_mean: tuple
+    z_sd: tuple
+    z_std: tuple
+    z_maxabs: tuple
+    z_first: tuple
+    zz: tuple
+
+
+def _sd1(x: np.ndarray) -> np.ndarray:
+    """Per column (each a 1-D array, as the priors always computed it) the SD, ddof 1."""
+    if x.ndim == 1:
+        return float(np.std(x, ddof=1)) if x.shape[0] > 1 else 0.0
+    return np.array([_sd1(np.ascontiguousarray(x[:, j])) for j in range(x.shape[1])])
+
+
+def moments(design: Design) -> Moments:
+    """The design's :class:`Moments`: from its rows, or from its sums when the data are not in memory."""
+    if design.sums is None:
+        y, X = np.asarray(design.y, dtype=float), np.asarray(design.X, dtype=float)
+        n = len(y)
+        return Moments(
+            float(np.mean(y)), _sd1(y), float(np.std(y)),
+            np.array([float(np.mean(X[:, j])) for j in range(X.shape[1])]), _sd1(X),
+            np.abs(X).max(axis=0) if n else np.zeros(X.shape[1]), X[0].copy() if n else np.zeros(X.shape[1]),
+            tuple(t.Z.mean(axis=0) for t in design.terms), tuple(_sd1(t.Z) for t in design.terms),
+            tuple(np.std(t.Z, axis=0) for t in design.terms), tuple(np.abs(t.Z).max(axis=0) for t in design.terms),
+            tuple(t.Z[0].copy() for t in design.terms), tuple(t.Z.T @ t.Z / n for t in design.terms),
+        )
+    c = design.sums.columns()
+    n = design.n
+    mean, var, maxabs = c["mean"], c["var"], c["maxabs"]
+    sd1 = np.sqrt(var * n / (n - 1)) if n > 1 else np.zeros_like(var)
+    x, yj, zs = c["x"], c["y"], c["z"]
+    return Moments(
+        float(mean[yj] + design.sums.y_centre), float(sd1[yj]), float(np.sqrt(var[yj])), mean[x], sd1[x],
+        maxabs[x], mean[x], tuple(mean[z] for z in zs), tuple(sd1[z] for z in zs),
+        tuple(np.sqrt(var[z]) for z in zs), tuple(maxabs[z] for z in zs), tuple(mean[z] for z in zs),
+        tuple(c["WtW"][np.ix_(z, z)] / n for z in zs),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -674,9 +748,12 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     ----------
     formula : str or Formula
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : DataFrame
+    data : DataFrame, or data not in memory
         One row per observation. Grouping columns are read as categorical
-        whatever their dtype.
+        whatever their dtype. A path or glob of Parquet files, a Dask, Polars
+        or Spark DataFrame, a Polars LazyFrame or a DuckDB relation gives a
+        design without rows, its statistics computed where the data live
+        (:func:`bayesmer.sources.build_source_design`).
 
     Returns
     -------
@@ -695,6 +772,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     """
     f = parse_formula(formula)
     if not isinstance(data, pd.DataFrame):
+        from .sources import build_source_design, is_source  # below this module: it builds on it
+
+        if is_source(data):
+            return build_source_design(f, data)
         raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if len(data) == 0:
         raise DesignError("the data frame is empty: it has no rows to fit")
@@ -869,7 +950,8 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
         X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:
         raise DesignError(f"cannot build the fixed effects for new data: {exc}") from exc
-    labels = _r_names_for(design.formula.fixed, _logical(design.frame))
+    logical = _logical(design.frame) if design.frame is not None else design.source[1].logical
+    labels = _r_names_for(design.formula.fixed, logical)
     keep = [c for c in design.fixed_spec.column_names if _r_column(c, labels) in design.fixed_names]
     if len(keep) != X.shape[1]:
         cols = list(design.fixed_spec.column_names)

@@ -1000,10 +1000,16 @@ class GlmmData:
     weights_spec: str | None = None
     offset_spec: str | None = None
 
-    # what default_priors reads of a design
+    # what default_priors (and design.moments) read of a design: rows in memory, no sums
+    sums = None
+
     @property
     def X(self) -> np.ndarray:
         return self.design.X
+
+    @property
+    def p(self) -> int:
+        return self.design.p
 
     @property
     def fixed_names(self) -> tuple:

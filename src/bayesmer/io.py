@@ -52,10 +52,17 @@ def save(fit, path) -> Path:
         "settings": dict(fit.settings),
         "strategy": fit.strategy,
         "timings": dict(fit.timings),
-        "columns": [str(c) for c in (d.frame if gd is None else gd.frame).columns],
+        "columns": _columns(d, gd),
     }
     if gd is not None:
         meta.update(weights=gd.weights_spec, offset=gd.offset_spec)
+    elif d.frame is not None:
+        pass
+    elif d.source[0].kind == "parquet":  # not in memory: load() reads the files again
+        meta["source"] = [str(Path(f).resolve()) for f in d.source[0].obj]
+    else:
+        raise LoadError(f"a fit of {d.source[0].label} cannot be saved with its data (they are not in memory): "
+                        "fit the Parquet files, or save fit.idata itself")
     tree = fit.idata.copy()
     tree.attrs = {**fit.idata.attrs, _ATTR: json.dumps(meta)}
     if fmt == "netcdf":
@@ -63,6 +70,15 @@ def save(fit, path) -> Path:
     else:
         tree.to_zarr(path, mode="w")
     return path
+
+
+def _columns(design, glmm) -> list[str]:
+    """The columns the fit reads: a GLMM's raw columns, the design's, or (not in memory) the source plan's."""
+    if glmm is not None:
+        return [str(c) for c in glmm.frame.columns]
+    if design.frame is not None:
+        return [str(c) for c in design.frame.columns]
+    return list(design.source[1].used)
 
 
 def _frame(cd: xr.Dataset, columns: list[str]) -> pd.DataFrame:
@@ -104,9 +120,10 @@ def read(path) -> tuple[xr.DataTree, dict, pd.DataFrame]:
     if _ATTR not in tree.attrs:
         raise LoadError(f"{path}: not a bayesmer fit (no {_ATTR!r} attribute at the root: plain ArviZ data)")
     meta = json.loads(tree.attrs[_ATTR])
-    for group in ("posterior", "constant_data"):
+    for group in ("posterior",) + (() if "source" in meta else ("constant_data",)):
         if group not in tree.children:
             raise LoadError(f"{path}: not a bayesmer fit (no {group} group)")
-    frame = _frame(tree["constant_data"].to_dataset(), meta["columns"])
+    # a fit of Parquet files not in memory: the files are the data (bayesmer.load reads them again)
+    frame = meta["source"] if "source" in meta else _frame(tree["constant_data"].to_dataset(), meta["columns"])
     tree.attrs = {k: v for k, v in tree.attrs.items() if k != _ATTR}
     return tree, meta, frame

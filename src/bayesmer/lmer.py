@@ -140,7 +140,7 @@ class RemlFit:
         (``V^-1`` under ML), then the delta method to SDs and correlations.
         lme4 reports none (it prefers profile intervals); these fill the
         ``reml_se`` column beside the posterior. Dense n x n algebra: NaN
-        above ``_se_max_rows`` rows, and on a singular fit, where the
+        above ``_se_max_rows`` rows and for data not in memory, and on a singular fit, where the
         information is singular at the boundary.
 
         Returns
@@ -151,7 +151,7 @@ class RemlFit:
         d = self.design
         table = self.varcorr().copy()
         table["se"] = np.nan
-        if d.n > self._se_max_rows or self.singular:
+        if d.n > self._se_max_rows or self.singular or getattr(d, "sums", None) is not None:
             return pd.DataFrame(table)
         n = d.n
         # per term, the columns a of Z spread over its levels: V_t = sum_ab Psi_ab A_a A_b'
@@ -249,8 +249,12 @@ class RemlFit:
             raise KeyError(f"no random-effect term {term_name!r}; the terms are {list(self._covs)}") from None
 
     def fitted(self) -> np.ndarray:
-        """Conditional fitted values ``Xβ + Zb``."""
+        """Conditional fitted values ``Xβ + Zb`` (data not in memory: computed one chunk of rows at a time)."""
         d = self.design
+        if getattr(d, "sums", None) is not None:
+            return np.concatenate([r.X @ self.fixef.to_numpy() + sum(
+                np.einsum("nk,nk->n", Z, self.ranef[t.name].to_numpy()[c]) for t, Z, c in zip(d.terms, r.term_Z, r.term_codes))
+                + (0.0 if r.offset is None else r.offset) for r in _chunks(d)])
         out = d.X @ self.fixef.to_numpy()
         for t in d.terms:
             b = self.ranef[t.name].to_numpy()
@@ -259,6 +263,8 @@ class RemlFit:
 
     def residuals(self) -> np.ndarray:
         """Conditional residuals ``y - Xβ - Zb``."""
+        if getattr(self.design, "sums", None) is not None:
+            return np.concatenate([r.y for r in _chunks(self.design)]) - self.fitted()
         return self.design.y - self.fitted()
 
     def summary(self) -> str:
@@ -281,13 +287,16 @@ class RemlFit:
             lines.append("".join(h.rjust(w) for h in hdr))
             lines.append("".join(v.rjust(w) for v in vals))
         lines.append("")
-        res = self.residuals() / self.sigma
-        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
-        lines.append("Scaled residuals: ")
-        qs = [f"{v:.4f}" for v in q]
-        w = max(len(s) for s in qs) + 1
-        lines.append("".join(h.rjust(w) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
-        lines.append("".join(s.rjust(w) for s in qs))
+        if getattr(d, "sums", None) is None:
+            res = self.residuals() / self.sigma
+            q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
+            lines.append("Scaled residuals: ")
+            qs = [f"{v:.4f}" for v in q]
+            w = max(len(s) for s in qs) + 1
+            lines.append("".join(h.rjust(w) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+            lines.append("".join(s.rjust(w) for s in qs))
+        else:  # quantiles need every residual at once: fit.residuals() computes them on request
+            lines.append(f"Scaled residuals: not computed (data not in memory, {d.n:,} rows)")
         lines.append("")
         lines.append("Random effects:")
         rows = []
@@ -324,6 +333,12 @@ class RemlFit:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def _chunks(design):
+    from .sources import iter_design_chunks  # data not in memory only
+
+    return iter_design_chunks(design)
 
 
 def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSettings()) -> RemlFit:
@@ -404,7 +419,10 @@ def reml(formula: str | Formula, data: pd.DataFrame, method: str = "REML") -> Re
     ----------
     formula : str or Formula
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : DataFrame
+    data : DataFrame, or data not in memory
+        A path or glob of Parquet files, a Dask, Polars or Spark DataFrame, a
+        Polars LazyFrame or a DuckDB relation: the statistics are computed
+        where the data live (:mod:`bayesmer.sources`).
     method : {"REML", "ML"}
 
     Returns

@@ -17,7 +17,7 @@ from typing import ClassVar, Mapping
 import numpy as np
 from scipy import special, stats
 
-from .design import build_design
+from .design import build_design, moments
 from .errors import BayesmerError
 from .naming import corr_slot, sd_label
 
@@ -457,24 +457,22 @@ def default_priors(design, data=None, family=None) -> PriorSet:
             design = build_design(design, data)
     fam = None if family is None else get_family(family)
     glm = fam is not None and fam.name != "gaussian"
-    y = np.asarray(design.y, dtype=float)
+    m = moments(design)  # from the rows, or from the sums of data not in memory
     if glm:
         sy = 1.0
         my = _link_centre(design, fam)
     else:
-        sy = _sd(y)
+        sy = m.y_sd
         if not sy > 0:
-            sy = max(abs(float(np.mean(y))), 1.0)
-        my = float(np.mean(y))
-    X = np.asarray(design.X, dtype=float)
+            sy = max(abs(m.y_mean), 1.0)
+        my = m.y_mean
     scales, means, const = [], [], []
-    for j in range(X.shape[1]):
-        x = X[:, j]
-        s = _sd(x)
-        is_const = not s > 1e-12 * max(1.0, float(np.max(np.abs(x))))
+    for j in range(design.p):
+        s = float(m.x_sd[j])
+        is_const = not s > 1e-12 * max(1.0, float(m.x_maxabs[j]))
         const.append(is_const)
-        means.append(float(np.mean(x)))
-        scales.append(2.5 * sy / (abs(float(x[0])) if is_const else s))
+        means.append(float(m.x_mean[j]))
+        scales.append(2.5 * sy / (abs(float(m.x_first[j])) if is_const else s))
     fixed = []
     intercept = design.fixed_names.index("(Intercept)") if "(Intercept)" in design.fixed_names else None
     for j, name in enumerate(design.fixed_names):
@@ -485,15 +483,14 @@ def default_priors(design, data=None, family=None) -> PriorSet:
             fixed.append((name, Normal(0.0, scales[j])))
     sd = []
     corr = []
-    for term in design.terms:
+    for ti, term in enumerate(design.terms):
         cols = []
         for c, col in enumerate(term.terms):
-            z = np.asarray(term.Z[:, c], dtype=float)
-            s = _sd(z)
-            if s > 1e-12 * max(1.0, float(np.max(np.abs(z)))):
+            s = float(m.z_sd[ti][c])
+            if s > 1e-12 * max(1.0, float(m.z_maxabs[ti][c])):
                 r = sy / s
             else:
-                r = sy / max(abs(float(z[0])), 1e-12)
+                r = sy / max(abs(float(m.z_first[ti][c])), 1e-12)
             cols.append((col, HalfCauchy(r)))
         sd.append((term.name, tuple(cols)))
         if term.k > 1:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import naming as nm
+from .design import moments
 
 __all__ = ["MixedFit", "Indexable", "varcorr_table", "variance_shares"]
 
@@ -103,10 +104,11 @@ def variance_shares(design, covs: dict, sigma) -> dict[str, np.ndarray]:
     dict of component name -> (...,) array, the terms then ``"Residual"``
     """
     parts = {}
-    for t in design.terms:
+    mean_zz = None if getattr(design, "sums", None) is None else moments(design).zz  # data not in memory: from the sums
+    for ti, t in enumerate(design.terms):
         C = np.asarray(covs[t.name], dtype=float)
         # mean over rows of z' C z = trace(C · mean(z z'))
-        zz = t.Z.T @ t.Z / t.Z.shape[0]
+        zz = t.Z.T @ t.Z / t.Z.shape[0] if mean_zz is None else mean_zz[ti]
         parts[t.name] = np.einsum("...kl,lk->...", C, zz)
     parts["Residual"] = np.asarray(sigma, dtype=float) ** 2
     total = sum(parts.values())

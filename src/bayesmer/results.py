@@ -390,6 +390,9 @@ class BayesFit:
         post = self.idata["posterior"].to_dataset()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         S = n_chain * n_draw
+        if newdata is None and getattr(d, "sums", None) is not None:
+            raise PredictionError("the fitted data are not in memory: pass newdata (a pandas DataFrame, e.g. "
+                                  "one chunk of them), or fit with sample_posterior_predictive=True")
         df = d.frame if newdata is None else newdata
         if not isinstance(df, pd.DataFrame):
             raise PredictionError(f"newdata must be a pandas DataFrame, not {type(df).__name__}")
@@ -461,9 +464,11 @@ class BayesFit:
             coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))},
             attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)),
         )
-        base = d.frame if self.glmm is None else self.glmm.frame
-        cols = list(base.columns.intersection(df.columns))
-        pcd = constant_data(d, df[cols])
+        if self.glmm is not None:
+            used = self.glmm.frame.columns
+        else:
+            used = d.frame.columns if d.frame is not None else pd.Index(d.source[1].used)  # not in memory: the plan's
+        pcd = constant_data(d, df[list(used.intersection(df.columns))])
         pcd.attrs = group_attrs(sampler)
         groups = {k: v.to_dataset() for k, v in self.idata.children.items()}
         groups["predictions"] = pred

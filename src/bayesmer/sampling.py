@@ -24,7 +24,7 @@ from ._threads import one_blas_thread
 from . import naming as nm
 from . import settings as st
 from .builder import BuiltModel
-from .engine import draw_effects
+from .engine import draw_effects as _draw_effects
 from .engine.nuts import compile_density, initial_x
 
 __all__ = ["Sampled", "sample", "sample_glmm", "linear_predictor", "constant_data", "group_attrs"]
@@ -325,6 +325,62 @@ def _pointwise(design, beta, sigma, bs, fn, chunk=200):
     return out
 
 
+def _draw_effects_chunked(stats, sigma, Ts, rng, chunk=250, beta=None, **prior):
+    """:func:`bayesmer.engine.draw_effects` over chunks of draws, into preallocated outputs."""
+    S = sigma.shape[0]
+    beta_out, bs_out = None, None
+    for lo in range(0, S, chunk):
+        s = slice(lo, min(S, lo + chunk))
+        b, bs = _draw_effects(stats, sigma[s], [T[s] for T in Ts], rng,
+                              beta=None if beta is None else beta[s], **prior)
+        if beta_out is None:
+            beta_out = np.empty((S,) + b.shape[1:])
+            bs_out = [np.empty((S,) + x.shape[1:]) for x in bs]
+        beta_out[s] = b
+        for out, x in zip(bs_out, bs):
+            out[s] = x
+    return beta_out, bs_out
+
+
+def _pointwise_chunked(design, beta, sigma, bs, fn, chunk=200):
+    """:func:`_pointwise` for data not in memory (:mod:`bayesmer.sources`): the rows rebuilt one
+    chunk at a time where the data live, ``fn(eta, sigma, y)`` per chunk; only the result is kept."""
+    from .sources import iter_design_chunks
+
+    S = sigma.shape[0]
+    out = np.empty((S, design.n))
+    row = 0
+    for rows in iter_design_chunks(design):
+        m = len(rows.y)
+        for lo in range(0, S, chunk):
+            s = slice(lo, min(S, lo + chunk))
+            eta = linear_predictor(rows.X, list(rows.term_Z), list(rows.term_codes), beta[s], [b[s] for b in bs])
+            if rows.offset is not None:
+                eta = eta + rows.offset
+            out[s, row:row + m] = fn(eta, sigma[s, None], rows.y)
+        row += m
+    return out
+
+
+def _row_groups_chunked(design, built, post, beta, sigma, bs, rng, log_likelihood, predictive) -> dict:
+    """``log_likelihood`` and ``posterior_predictive`` of data not in memory, when asked for."""
+    if not (log_likelihood or predictive):
+        return {}
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": np.arange(design.n)}
+    out = {}
+    if log_likelihood:
+        ll = _pointwise_chunked(design, beta, sigma, bs,
+                                lambda eta, sg, y: -0.5 * np.log(2 * np.pi * sg**2) - 0.5 * ((y - eta) / sg) ** 2)
+        out["log_likelihood"] = xr.Dataset({built.response: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, -1))},
+                                           coords=coords)
+    if predictive:
+        yrep = _pointwise_chunked(design, beta, sigma, bs, lambda eta, sg, y: eta + sg * rng.standard_normal(eta.shape))
+        out["posterior_predictive"] = xr.Dataset(
+            {built.response: (("chain", "draw", "obs"), yrep.reshape(n_chain, n_draw, -1))}, coords=coords)
+    return out
+
+
 def _log_prior(post: xr.Dataset, built: BuiltModel, terms) -> xr.Dataset:
     pri = built.priors
     out = {}
@@ -388,7 +444,7 @@ def sample(
     target_accept : float
     log_likelihood : bool, optional
         Pointwise log-likelihood group; by default only when it stays small
-        (draws x rows <= 5e7).
+        (draws x rows <= 5e7), and for data not in memory only when True.
     sample_posterior_predictive : bool
     sample_prior : bool or int
         Add ``prior`` (the hyperparameters) and ``prior_predictive``; an int
@@ -425,6 +481,8 @@ def sample(
         # (β,) b exactly from their Gaussian conditional, one draw per posterior draw
         spec = built.density
         Ts = [L / sigma[:, None, None] for L in Ls]
+        # data not in memory come with many groups: the draws in chunks keep the temporaries small
+        draw_effects = _draw_effects if getattr(design, "sums", None) is None else _draw_effects_chunked
         if spec.integrate_beta:
             beta, b_draws = draw_effects(spec.stats, sigma, Ts, rng, prior_mu=spec.mu0, prior_sd=spec.s0)
             post[built.beta] = (("chain", "draw", nm.FIXED_DIM), beta.reshape(n_chain, n_draw, -1))
@@ -449,7 +507,14 @@ def sample(
     stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
     stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
     groups["sample_stats"] = stats
-    sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": np.arange(design.n)}
+    in_memory = getattr(design, "sums", None) is None
+    if not in_memory:
+        # data not in memory: the per-row groups only on request, one chunk of rows at a time
+        groups.update(_row_groups_chunked(design, built, post, beta, sigma, bs, rng, bool(log_likelihood),
+                                          sample_posterior_predictive))
+        log_likelihood, sample_posterior_predictive = False, False
+    sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"],
+                     "obs": np.arange(design.n if in_memory else 0)}
     y = design.y
     want_ll = log_likelihood if log_likelihood is not None else S * design.n <= _LOGLIK_AUTO_LIMIT
     if want_ll:
@@ -461,8 +526,9 @@ def sample(
             {built.response: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, -1))}, coords=sample_coords
         )
     groups["log_prior"] = _log_prior(post, built, design.terms)
-    groups["observed_data"] = xr.Dataset({built.response: (("obs",), y)}, coords={"obs": np.arange(design.n)})
-    groups["constant_data"] = constant_data(design)
+    if in_memory:
+        groups["observed_data"] = xr.Dataset({built.response: (("obs",), y)}, coords={"obs": np.arange(design.n)})
+        groups["constant_data"] = constant_data(design)
     if sample_posterior_predictive:
         yrep = _pointwise(design, beta, sigma, bs, lambda eta, sg, s: eta + sg * rng.standard_normal(eta.shape))
         groups["posterior_predictive"] = xr.Dataset(
@@ -509,7 +575,10 @@ def _prior_groups(built, design, n_prior, seed, rng):
         L = _L_draws(prior, built, t)
         z = rng.standard_normal((L.shape[0], t.n_levels, t.k))
         bs.append(np.einsum("sgk,slk->sgl", z, L))
-    yrep = _pointwise(design, beta, sigma, bs, lambda eta, sg, s: eta + sg * rng.standard_normal(eta.shape))
+    if getattr(design, "sums", None) is None:
+        yrep = _pointwise(design, beta, sigma, bs, lambda eta, sg, s: eta + sg * rng.standard_normal(eta.shape))
+    else:
+        yrep = _pointwise_chunked(design, beta, sigma, bs, lambda eta, sg, y: eta + sg * rng.standard_normal(eta.shape))
     c, d = prior.sizes["chain"], prior.sizes["draw"]
     pp = xr.Dataset(
         {built.response: (("chain", "draw", "obs"), yrep.reshape(c, d, -1))},

@@ -67,6 +67,15 @@ def _level_rows(A21: sp.csr_matrix, K1: int, row_start: np.ndarray, row_K: np.nd
     return ptr.astype(np.int64), full_r.astype(np.int64), vals
 
 
+def _intercept_column(sums) -> int:
+    """The fixed column that is 1 in every row (sum n, sum of squares n), which absorbs a centre."""
+    p, n = sums.p, sums.n
+    for j in range(p):
+        if sums.WtW[0, 1 + j] == n and sums.WtW[1 + j, 1 + j] == n:
+            return j
+    raise ValueError("a centred response needs an intercept column")
+
+
 @dataclass(frozen=True, eq=False)
 class CollapsedStats:
     """What the collapsed likelihood needs, O(levels) in size.
@@ -109,6 +118,8 @@ class CollapsedStats:
 
     @classmethod
     def from_design(cls, design) -> "CollapsedStats":
+        if getattr(design, "sums", None) is not None:
+            return cls.from_sums(design.sums, design.terms)
         terms = design.terms
         if not terms:
             raise ValueError("the formula has no random-effect term")
@@ -177,6 +188,73 @@ class CollapsedStats:
         return cls(
             n=n, p=p, beta0=beta0,
             blk_G=np.asarray(blk_G, dtype=np.int64), blk_K=np.asarray(blk_K, dtype=np.int64),
+            blk_off=np.asarray(blk_off, dtype=np.int64),
+            term_blk=term_blk, term_kofs=term_kofs, term_k=np.asarray([t.k for t in terms], dtype=np.int64),
+            arrays=arrays,
+        )
+
+    @classmethod
+    def from_sums(cls, sums, terms) -> "CollapsedStats":
+        """The statistics from additive sums about a centred response (``bayesmer.sources.RawSums``).
+
+        β0 solves the normal equations of the centred response; every product with
+        the residual e = ỹ - Xβ0 is then formed from the sums (Z'e = Z'ỹ - Z'Xβ0,
+        e'e = ỹ'ỹ - 2β0'X'ỹ + β0'X'Xβ0), all small beside the data's scale because
+        ỹ was centred where the rows are. The intercept absorbs the centre.
+        """
+        if not terms:
+            raise ValueError("the formula has no random-effect term")
+        n, p = sums.n, sums.p
+        XtX, Xty, yty = sums.XtX, sums.Xty, sums.yty
+        if p:
+            beta_c = np.linalg.lstsq(XtX, Xty, rcond=None)[0]
+        else:
+            beta_c = np.zeros(0)
+        Xte = Xty - XtX @ beta_c
+        ete = yty - 2.0 * float(beta_c @ Xty) + float(beta_c @ XtX @ beta_c)
+        beta0 = beta_c.copy()
+        if sums.y_centre:
+            # the centre is constant: the intercept column (all ones) carries it
+            beta0[_intercept_column(sums)] += sums.y_centre
+        blocks = factor_blocks(terms)
+        term_blk = np.zeros(len(terms), dtype=np.int64)
+        term_kofs = np.zeros(len(terms), dtype=np.int64)
+        for b, idx in enumerate(blocks):
+            o = 0
+            for i in idx:
+                term_blk[i], term_kofs[i] = b, o
+                o += terms[i].k
+        G1, K1 = sums.blk_G[0], sums.blk_K[0]
+        A1e = sums.A1y - sums.A1X @ beta_c
+        row_start, row_K, row_a = [], [], []
+        off = 0
+        blk_off = [0]
+        for G, Kb in zip(sums.blk_G[1:], sums.blk_K[1:]):
+            blk_off.append(off)
+            local = np.arange(G * Kb)
+            row_a.append(local % Kb)
+            row_start.append(off + local - local % Kb)
+            row_K.append(np.full(G * Kb, Kb))
+            off += G * Kb
+        q2 = off
+        if q2 > DENSE_MAX:
+            raise ValueError(
+                f"the random effects other than the largest factor's number {q2:,} (more than {DENSE_MAX:,}): "
+                "their block is dense in the collapsed likelihood and would not fit in memory"
+            )
+        if q2:
+            A2e = sums.A2y - sums.A2X @ beta_c
+            ptr, rows, vals = _level_rows(sums.A21.tocsr(), K1, np.concatenate(row_start), np.concatenate(row_K))
+        else:
+            A2e = np.zeros(0)
+            ptr, rows, vals = np.zeros(G1 + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, K1))
+        row_a = np.concatenate(row_a).astype(np.int64) if row_a else np.zeros(0, dtype=np.int64)
+        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+        arrays = (f64(sums.A11), f64(sums.A1X), f64(A1e), ptr, rows, f64(vals), f64(sums.A22), f64(sums.A2X),
+                  f64(A2e), f64(XtX), f64(Xte), np.array([ete]), row_a)
+        return cls(
+            n=n, p=p, beta0=beta0,
+            blk_G=np.asarray(sums.blk_G, dtype=np.int64), blk_K=np.asarray(sums.blk_K, dtype=np.int64),
             blk_off=np.asarray(blk_off, dtype=np.int64),
             term_blk=term_blk, term_kofs=term_kofs, term_k=np.asarray([t.k for t in terms], dtype=np.int64),
             arrays=arrays,
