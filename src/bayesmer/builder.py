@@ -115,6 +115,33 @@ def _vector(name: str, priors, dims: str):
     return pm.Deterministic(name, pt.stack(parts), dims=dims), tuple(f"{name}__{i}" for i in range(len(priors)))
 
 
+def _cov_factor(t, priors, init, hidden: list, initial_point: dict, names_sd: dict, names_corr: dict):
+    """A term's SDs and correlation as PyMC variables; returns its covariance factor ``L = diag(sd) chol(R)``.
+
+    Records the variable names, the hidden helpers and the starting values in the given containers.
+    """
+    sd_name = nm.sd_var(t.name)
+    sd, extra = _vector(sd_name, list(priors.sd_priors(t.name)), nm.term_dim(t.name))
+    hidden += extra
+    if extra:
+        initial_point.update({n: v for n, v in zip(extra, init[sd_name])})
+    else:
+        initial_point[sd_name] = init[sd_name]
+    names_sd[t.name] = sd_name
+    if t.k == 1:
+        return pt.reshape(sd, (1, 1))
+    chol_name = nm.corr_chol_var(t.name)
+    Lc = priors.corr_prior(t.name).pymc(chol_name, n=t.k)
+    hidden.append(chol_name)
+    initial_point[chol_name] = init[chol_name]
+    names_corr[t.name] = nm.corr_var(t.name)
+    # the pairs only, as brms's cor_ parameters: the unit diagonal and the
+    # mirrored triangle of the full matrix gave NaN R-hat/ESS and duplicate panels
+    iu = tuple(np.array(nm.pairs(t.k)).T)
+    pm.Deterministic(names_corr[t.name], (Lc @ Lc.T)[iu], dims=nm.pair_dim(t.name))
+    return sd[:, None] * Lc
+
+
 def _floor_sd(design, term, m=None) -> np.ndarray:
     m = moments(design) if m is None else m  # the rows' or, out of memory, the sums'
     ti = [t.name for t in design.terms].index(term.name)
@@ -239,29 +266,7 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
             beta = pt.zeros(0)
         sigma = priors.sigma.pymc(nm.SIGMA)
         initial_point[nm.SIGMA] = init[nm.SIGMA]
-        Ls = []
-        for t in design.terms:
-            sd_name = nm.sd_var(t.name)
-            sd, extra = _vector(sd_name, list(priors.sd_priors(t.name)), nm.term_dim(t.name))
-            hidden += extra
-            if extra:
-                initial_point.update({n: v for n, v in zip(extra, init[sd_name])})
-            else:
-                initial_point[sd_name] = init[sd_name]
-            names_sd[t.name] = sd_name
-            if t.k > 1:
-                chol_name = nm.corr_chol_var(t.name)
-                Lc = priors.corr_prior(t.name).pymc(chol_name, n=t.k)
-                hidden.append(chol_name)
-                initial_point[chol_name] = init[chol_name]
-                names_corr[t.name] = nm.corr_var(t.name)
-                # the pairs only, as brms's cor_ parameters: the unit diagonal and the
-                # mirrored triangle of the full matrix gave NaN R-hat/ESS and duplicate panels
-                iu = tuple(np.array(nm.pairs(t.k)).T)
-                pm.Deterministic(names_corr[t.name], (Lc @ Lc.T)[iu], dims=nm.pair_dim(t.name))
-                Ls.append(sd[:, None] * Lc)
-            else:
-                Ls.append(pt.reshape(sd, (1, 1)))
+        Ls = [_cov_factor(t, priors, init, hidden, initial_point, names_sd, names_corr) for t in design.terms]
         if strategy == "marginal":
             kmax = max(t.k for t in design.terms)
             Tall = pt.zeros((len(Ls), kmax, kmax))
@@ -397,25 +402,7 @@ def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
             eta = pt.zeros(n)
         eta = eta + data.offset
         for t, cent in zip(terms, centred):
-            sd_name = nm.sd_var(t.name)
-            sd, extra = _vector(sd_name, list(priors.sd_priors(t.name)), nm.term_dim(t.name))
-            hidden += extra
-            if extra:
-                initial_point.update({n_: v for n_, v in zip(extra, init[sd_name])})
-            else:
-                initial_point[sd_name] = init[sd_name]
-            names_sd[t.name] = sd_name
-            if t.k > 1:
-                chol_name = nm.corr_chol_var(t.name)
-                Lc = priors.corr_prior(t.name).pymc(chol_name, n=t.k)
-                hidden.append(chol_name)
-                initial_point[chol_name] = init[chol_name]
-                names_corr[t.name] = nm.corr_var(t.name)
-                iu = tuple(np.array(nm.pairs(t.k)).T)
-                pm.Deterministic(names_corr[t.name], (Lc @ Lc.T)[iu], dims=nm.pair_dim(t.name))
-                L = sd[:, None] * Lc
-            else:
-                L = pt.reshape(sd, (1, 1))
+            L = _cov_factor(t, priors, init, hidden, initial_point, names_sd, names_corr)
             dims = (nm.level_dim(t.name), nm.effect_dim(t.name))
             b_name = nm.b_var(t.name)
             if cent:

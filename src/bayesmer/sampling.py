@@ -278,6 +278,35 @@ def _run_pymc(built, draws, tune, chains, seed, progress, target_accept):
     return idata, 0.0, t1 - t0
 
 
+def _run(built, draws, tune, chains, seed, sampler, progress, backend, target_accept):
+    """Check the settings and run the sampler: (raw tree, compile s, sampling s, backend, seed, sampler)."""
+    draws, tune, chains = (st.check(k, v) for k, v in (("draws", draws), ("tune", tune), ("chains", chains)))
+    sampler, backend = st.check("sampler", sampler), st.check("backend", backend)
+    target_accept = st.check("target_accept", target_accept)
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31 - 1))
+    with one_blas_thread():
+        if sampler == "nutpie":
+            raw, t_compile, t_sample, backend = _run_nutpie(
+                built, draws, tune, chains, seed, progress, backend, target_accept
+            )
+        else:
+            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+            backend = "pymc"
+    return raw, t_compile, t_sample, backend, seed, sampler
+
+
+def _sampler_groups(raw, built, sampler: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """The sampler's posterior (helpers dropped) and sample_stats (with ArviZ's attributes)."""
+    post = _ds(raw["posterior"])
+    drop = [v for v in post.data_vars if v in built.hidden or v.startswith("z_") or v.startswith("corr_chol_")]
+    post = post.drop_vars(drop)
+    stats = _ds(raw["sample_stats"])
+    stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
+    stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
+    return post, stats
+
+
 def _ds(node) -> xr.Dataset:
     return node.to_dataset() if hasattr(node, "to_dataset") else node
 
@@ -454,24 +483,12 @@ def sample(
     -------
     Sampled
     """
-    draws, tune, chains = (st.check(k, v) for k, v in (("draws", draws), ("tune", tune), ("chains", chains)))
-    sampler, backend = st.check("sampler", sampler), st.check("backend", backend)
-    target_accept = st.check("target_accept", target_accept)
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**31 - 1))
-    with one_blas_thread():
-        if sampler == "nutpie":
-            raw, t_compile, t_sample, backend = _run_nutpie(
-                built, draws, tune, chains, seed, progress, backend, target_accept
-            )
-        else:
-            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+    run = _run(built, draws, tune, chains, seed, sampler, progress, backend, target_accept)
+    raw, t_compile, t_sample, backend, seed, sampler = run
     t0 = time.perf_counter()
     rng = _new_rng(seed)
 
-    post = _ds(raw["posterior"])
-    drop = [v for v in post.data_vars if v in built.hidden or v.startswith("z_") or v.startswith("corr_chol_")]
-    post = post.drop_vars(drop)
+    post, stats = _sampler_groups(raw, built, sampler)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     sigma = _stack(post, built.sigma)
@@ -502,11 +519,7 @@ def sample(
 
     # the sampler's attributes, plus which library drew b (and, later, beta) exactly
     post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k not in ("created_at",)})
-    groups: dict[str, xr.Dataset] = {"posterior": post}
-    stats = _ds(raw["sample_stats"])
-    stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
-    stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
-    groups["sample_stats"] = stats
+    groups: dict[str, xr.Dataset] = {"posterior": post, "sample_stats": stats}
     in_memory = getattr(design, "sums", None) is None
     if not in_memory:
         # data not in memory: the per-row groups only on request, one chunk of rows at a time
@@ -548,7 +561,7 @@ def sample(
         idata=idata,
         timings={"compile": t_compile, "sampling": t_sample, "postprocess": t1 - t0},
         sampler=sampler,
-        backend=backend if sampler == "nutpie" else "pymc",
+        backend=backend,
     )
 
 
@@ -627,34 +640,18 @@ def sample_glmm(
     (with its binomial coefficient or ``log y!``), and ``posterior_predictive``
     draws counts from the family.
     """
-    draws, tune, chains = (st.check(k, v) for k, v in (("draws", draws), ("tune", tune), ("chains", chains)))
-    sampler, backend = st.check("sampler", sampler), st.check("backend", backend)
-    target_accept = st.check("target_accept", target_accept)
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**31 - 1))
-    with one_blas_thread():
-        if sampler == "nutpie":
-            raw, t_compile, t_sample, backend = _run_nutpie(
-                built, draws, tune, chains, seed, progress, backend, target_accept
-            )
-        else:
-            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+    run = _run(built, draws, tune, chains, seed, sampler, progress, backend, target_accept)
+    raw, t_compile, t_sample, backend, seed, sampler = run
     t0 = time.perf_counter()
     rng = _new_rng(seed)
-    post = _ds(raw["posterior"])
-    drop = [v for v in post.data_vars if v in built.hidden or v.startswith("z_") or v.startswith("corr_chol_")]
-    post = post.drop_vars(drop)
+    post, stats = _sampler_groups(raw, built, sampler)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     p = len(data.fixed_names)
     beta = _stack(post, built.beta) if p else np.zeros((S, 0))
     bs = [_stack(post, built.b[t.name]) for t in data.terms]
     post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k not in ("created_at",)})
-    groups: dict[str, xr.Dataset] = {"posterior": post}
-    stats = _ds(raw["sample_stats"])
-    stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
-    stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
-    groups["sample_stats"] = stats
+    groups: dict[str, xr.Dataset] = {"posterior": post, "sample_stats": stats}
     n = len(data.y)
     obs = np.arange(n)
     sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": obs}
@@ -693,7 +690,7 @@ def sample_glmm(
         idata=idata,
         timings={"compile": t_compile, "sampling": t_sample, "postprocess": t1 - t0},
         sampler=sampler,
-        backend=backend if sampler == "nutpie" else "pymc",
+        backend=backend,
     )
 
 
