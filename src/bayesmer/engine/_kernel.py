@@ -861,6 +861,44 @@ def _corr_chol_grad(z, k, L, gL, eta, gz):
 
 
 @nb.njit(**_JIT)
+def _term_scale(x, h, k, codes, par, ci, grad, sd_out, L_out):
+    """A term's SDs from its log-SDs ``x[h:h+k]`` (priors ``codes/par[ci:]`` and log Jacobians added,
+    their gradient written to ``grad``) and its correlation's Cholesky factor; returns the log density."""
+    lp = 0.0
+    for a in range(k):
+        sd = math.exp(x[h + a])
+        sd_out[a] = sd
+        l, d = _prior(codes[ci + a], par[ci + a], sd)
+        lp += l + x[h + a]
+        grad[h + a] = d * sd + 1.0
+    if k > 1:
+        _corr_chol(x[h + k:h + k + k * (k - 1) // 2], k, L_out)
+    else:
+        L_out[0, 0] = 1.0
+    return lp
+
+
+@nb.njit(**_JIT)
+def _term_scale_grad(x, h, k, gLam, Lc, sds, eta, grad):
+    """∂/∂Λ of a term (Λ = diag(sd) Lc) into its log-SDs and partial correlations, with the LKJ prior
+    added; returns the LKJ's log density (and its Jacobian's)."""
+    gL = np.zeros((k, k))
+    for a in range(k):
+        acc = 0.0
+        for c in range(a + 1):
+            acc += gLam[a, c] * Lc[a, c]
+            gL[a, c] = gLam[a, c] * sds[a]
+        grad[h + a] += acc * sds[a]
+    if k == 1:
+        return 0.0
+    nz = k * (k - 1) // 2
+    gz = np.zeros(nz)
+    lp = _corr_chol_grad(x[h + k:h + k + nz], k, Lc.copy(), gL, eta, gz)
+    grad[h + k:h + k + nz] += gz
+    return lp
+
+
+@nb.njit(**_JIT)
 def logp_grad(x, grad, meta, codes, par, eta, s0, mu0, beta0, st):
     """Log posterior density at x (up to the LKJ constants) and its gradient into ``grad``."""
     n, p, integ, kmax = meta[0], meta[1], meta[2] == 1, meta[3]
@@ -878,22 +916,11 @@ def logp_grad(x, grad, meta, codes, par, eta, s0, mu0, beta0, st):
     ci = 1
     for t in range(nterm):
         k = term_k[t]
-        for a in range(k):
-            sd = math.exp(x[pos + a])
-            sds[t, a] = sd
-            l, d = _prior(codes[ci], par[ci], sd)
-            lp += l + x[pos + a]
-            grad[pos + a] = d * sd + 1.0
-            ci += 1
-        Lt = np.zeros((k, k))
-        if k > 1:
-            _corr_chol(x[pos + k:pos + k + k * (k - 1) // 2], k, Lt)
-        else:
-            Lt[0, 0] = 1.0
+        lp += _term_scale(x, pos, k, codes, par, ci, grad, sds[t], Ls[t, :k, :k])
+        ci += k
         for a in range(k):
             for b in range(k):
-                Ls[t, a, b] = Lt[a, b]
-                Tall[t, a, b] = sds[t, a] * Lt[a, b] / sigma
+                Tall[t, a, b] = sds[t, a] * Ls[t, a, b] / sigma
         pos += k + k * (k - 1) // 2
     if integ:
         delta = mu0 - beta0
@@ -914,19 +941,11 @@ def logp_grad(x, grad, meta, codes, par, eta, s0, mu0, beta0, st):
     pos = 1
     for t in range(nterm):
         k = term_k[t]
-        gL = np.zeros((k, k))
         for a in range(k):
-            acc = 0.0
             for b in range(a + 1):
-                acc += gT[t, a, b] * Ls[t, a, b]
-                gL[a, b] = gT[t, a, b] * sds[t, a] / sigma
                 gsig -= gT[t, a, b] * Tall[t, a, b] / sigma
-            grad[pos + a] += acc / sigma * sds[t, a]
-        if k > 1:
-            nz = k * (k - 1) // 2
-            gz = np.zeros(nz)
-            lp += _corr_chol_grad(x[pos + k:pos + k + nz], k, Ls[t, :k, :k].copy(), gL, eta[t], gz)
-            grad[pos + k:pos + k + nz] += gz
+        # T = Λ/σ: ∂/∂Λ = ∂/∂T / σ
+        lp += _term_scale_grad(x, pos, k, gT[t, :k, :k] / sigma, Ls[t, :k, :k], sds[t], eta[t], grad)
         pos += k + k * (k - 1) // 2
     if not integ:
         grad[pos:pos + p] += gd
@@ -1069,23 +1088,11 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
     ci = p
     for t in range(nterm):
         k = term_k[t]
-        h = hpos[t]
-        for a in range(k):
-            sd = math.exp(x[h + a])
-            sds[t, a] = sd
-            l, d = _prior(codes[ci], par[ci], sd)
-            lp += l + x[h + a]
-            grad[h + a] = d * sd + 1.0
-            ci += 1
-        Lt = np.zeros((k, k))
-        if k > 1:
-            _corr_chol(x[h + k:h + k + k * (k - 1) // 2], k, Lt)
-        else:
-            Lt[0, 0] = 1.0
+        lp += _term_scale(x, hpos[t], k, codes, par, ci, grad, sds[t], Lc[t, :k, :k])
+        ci += k
         for a in range(k):
             for c in range(a + 1):
-                Lc[t, a, c] = Lt[a, c]
-                Lam[t, a, c] = sds[t, a] * Lt[a, c]
+                Lam[t, a, c] = sds[t, a] * Lc[t, a, c]
     B = np.empty(nb_)
     gB = np.zeros(nb_)
     gLam = np.zeros((nterm, kmax, kmax))
@@ -1167,19 +1174,7 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
                     ga = gB[bpos[t] + g * k + a]
                     for c in range(a + 1):
                         gLam[t, a, c] += ga * x[o + g * k + c]
-        h = hpos[t]
-        gL = np.zeros((k, k))
-        for a in range(k):
-            acc = 0.0
-            for c in range(a + 1):
-                acc += gLam[t, a, c] * Lc[t, a, c]
-                gL[a, c] = gLam[t, a, c] * sds[t, a]
-            grad[h + a] += acc * sds[t, a]
-        if k > 1:
-            nz = k * (k - 1) // 2
-            gz = np.zeros(nz)
-            lp += _corr_chol_grad(x[h + k:h + k + nz], k, Lc[t, :k, :k].copy(), gL, eta[t], gz)
-            grad[h + k:h + k + nz] += gz
+        lp += _term_scale_grad(x, hpos[t], k, gLam[t, :k, :k], Lc[t, :k, :k], sds[t], eta[t], grad)
     for c in range(p):
         acc = 0.0
         for a in range(c, p):
