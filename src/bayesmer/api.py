@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 
@@ -19,7 +20,7 @@ from .glmer import fit_glmer, glmm_design
 from .lmer import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample, sample_glmm
-from .settings import Settings
+from .settings import Settings, draw_seed
 
 __all__ = ["fit", "load", "prior_sweep", "default_priors"]
 
@@ -79,7 +80,9 @@ def fit(
     draws, tune, chains, seed, sampler, strategy, method, backend, target_accept
         Checked by :class:`bayesmer.settings.Settings` (the same checks as
         model files and the command line): draws, tune, chains >= 1; seed >=
-        0; sampler in ``settings.SAMPLERS``; strategy ``"auto"``,
+        0 (None draws one, kept in ``fit.settings["seed"]``, the posterior's
+        ``seed`` attribute and the printout: ``seed=fit.settings["seed"]``
+        gives the same draws again); sampler in ``settings.SAMPLERS``; strategy ``"auto"``,
         ``"marginal"`` (random effects integrated out, one grouping factor) or
         ``"full"``; method ``"REML"`` or ``"ML"`` (the exact fit reported
         beside the posterior, whose estimates start the chains); backend: how
@@ -97,6 +100,15 @@ def fit(
     ------
     SettingsError
         A setting out of range, naming it.
+    KeyboardInterrupt
+        Ctrl-C (SIGINT) while sampling, saying how many draws were made. An
+        interrupted run is never returned as a fit: nutpie and PyMC hand
+        back the draws made so far (nutpie's padded with NaN) as if sampling
+        had finished, and no honest summary comes from those; rerun, with
+        fewer draws if need be.
+    SamplingError
+        Draws that are not a posterior sample: NaN or infinite values in a
+        sampled variable, or fewer draws than asked for.
 
     Warns
     -----
@@ -109,6 +121,9 @@ def fit(
         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,
         method=method, backend=backend, target_accept=target_accept, family=family, link=link,
     )
+    if settings.seed is None:
+        # the seed used is a setting of the fit like any other: recorded, so the fit can be rerun
+        settings = dataclasses.replace(settings, seed=draw_seed())
     run = dict(draws=settings.draws, tune=settings.tune, chains=settings.chains, seed=settings.seed,
                sampler=settings.sampler, progress=progress, backend=settings.backend,
                target_accept=settings.target_accept, log_likelihood=log_likelihood,

@@ -9,7 +9,7 @@ also derives from the builtin a caller would expect (``ValueError``...), so
 
 from __future__ import annotations
 
-__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError"]
+__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError", "SaveError", "SamplingError"]
 
 
 class BayesmerError(Exception):
@@ -26,3 +26,14 @@ class PredictionError(BayesmerError, ValueError):
 
 class LoadError(BayesmerError, ValueError):
     """A file that is not a saved bayesmer fit."""
+
+
+class SaveError(BayesmerError, OSError):
+    """A fit or an output that could not be written (full disk, missing folder...), naming the path.
+
+    The previous file at that path, if any, is left as it was.
+    """
+
+
+class SamplingError(BayesmerError, RuntimeError):
+    """Draws that are not a posterior sample (NaN in the sampled variables, fewer draws than asked)."""

@@ -234,6 +234,9 @@ class BayesFit:
         post = self.idata["posterior"]
         groups = ", ".join(f"{t.name}: {t.n_levels}" for t in self.terms)
         t = self.timings
+        seed = self.settings.get("seed")
+        seed = post.attrs.get("seed") if seed is None else seed
+        seed = "" if seed is None else f"; seed {seed}"
         if self.glmm is not None:
             fam = self.glmm.family
             what = f"Bayesian generalized linear mixed model ({fam.name}, {fam.link.name} link; NUTS)"
@@ -241,14 +244,14 @@ class BayesFit:
             return (
                 f"{what}\nFormula: {self.glmm.formula}\nObservations: {d.n}; groups: {groups}\n"
                 f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
-                f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s; {point}"
+                f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s{seed}; {point}"
             )
         return (
             f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)\n"
             f"Formula: {d.formula}\n"
             f"Observations: {d.n}; groups: {groups}\n"
             f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
-            f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s"
+            f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s{seed}"
         )
 
     @staticmethod

@@ -11,8 +11,11 @@ by :mod:`bayesmer.naming`.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +27,7 @@ from ._threads import one_blas_thread
 from . import naming as nm
 from . import settings as st
 from .builder import BuiltModel
+from .errors import SamplingError
 from .engine import draw_effects as _draw_effects
 from .engine.nuts import compile_density, initial_x
 
@@ -45,12 +49,15 @@ class Sampled:
         Seconds: ``compile``, ``sampling`` and ``postprocess``.
     sampler : str
     backend : str
+    seed : int or None
+        The seed the sampler ran with (drawn when none was given).
     """
 
     idata: xr.DataTree
     timings: dict = field(default_factory=dict)
     sampler: str = "nutpie"
     backend: str = "engine"
+    seed: int | None = None
 
 
 def group_attrs(sampler: str, **extra) -> dict:
@@ -243,7 +250,9 @@ def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_acce
         compiled = nutpie.compile_pymc_model(built.model, initial_points=built.initial_point)
     t1 = time.perf_counter()
     kwargs = {"cores": cores} if cores else {}
-    idata = nutpie.sample(
+    # nutpie's blocking sample() answers Ctrl-C with the partial trace, NaN past the
+    # draws done, as if all went well: wait here and turn the interrupt into one
+    bg = nutpie.sample(
         compiled,
         draws=draws,
         tune=tune,
@@ -252,16 +261,49 @@ def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_acce
         progress_bar=progress,
         save_warmup=False,
         target_accept=target_accept,
+        blocking=False,
         **kwargs,
     )
+    try:
+        idata = bg.wait()
+    except KeyboardInterrupt:
+        try:
+            done = _completed_draws(bg.abort())
+        except BaseException:  # a panic of nutpie's threads too: the count is a courtesy, the interrupt is the news
+            done = None
+        raise _interrupted(done, draws, chains) from None
+    except BaseException:
+        bg.cancel()
+        raise
     t2 = time.perf_counter()
     return idata, t1 - t0, t2 - t1, backend
 
 
-def _run_pymc(built, draws, tune, chains, seed, progress, target_accept):
+def _run_pymc(built, draws, tune, chains, seed, progress, target_accept, sigint):
     t0 = time.perf_counter()
+    try:
+        idata = _pm_sample(built, draws, tune, chains, seed, progress, target_accept)
+    except KeyboardInterrupt:
+        raise _interrupted(None, draws, chains) from None
+    except Exception as exc:
+        if sigint:  # an interrupted run that PyMC could not even assemble
+            raise _interrupted(None, draws, chains) from exc
+        raise
+    if sigint:
+        # PyMC swallows Ctrl-C and returns the draws made so far, as if all went well
+        try:
+            done = _completed_draws(idata)
+        except Exception:
+            done = None
+        raise _interrupted(done, draws, chains)
+    t1 = time.perf_counter()
+    # PyMC compiles inside pm.sample; its time is not separable here
+    return idata, 0.0, t1 - t0
+
+
+def _pm_sample(built, draws, tune, chains, seed, progress, target_accept):
     with built.model:
-        idata = pm.sample(
+        return pm.sample(
             draws=draws,
             tune=tune,
             chains=chains,
@@ -273,9 +315,6 @@ def _run_pymc(built, draws, tune, chains, seed, progress, target_accept):
             # the C linker caches compiled ops across data sets (see _compile_pytensor)
             backend="c",
         )
-    t1 = time.perf_counter()
-    # PyMC compiles inside pm.sample; its time is not separable here
-    return idata, 0.0, t1 - t0
 
 
 def _run(built, draws, tune, chains, seed, sampler, progress, backend, target_accept):
@@ -284,16 +323,82 @@ def _run(built, draws, tune, chains, seed, sampler, progress, backend, target_ac
     sampler, backend = st.check("sampler", sampler), st.check("backend", backend)
     target_accept = st.check("target_accept", target_accept)
     if seed is None:
-        seed = int(np.random.default_rng().integers(2**31 - 1))
-    with one_blas_thread():
+        seed = st.draw_seed()
+    with one_blas_thread(), _sigint_seen() as sigint:
         if sampler == "nutpie":
             raw, t_compile, t_sample, backend = _run_nutpie(
                 built, draws, tune, chains, seed, progress, backend, target_accept
             )
         else:
-            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept)
+            raw, t_compile, t_sample = _run_pymc(built, draws, tune, chains, seed, progress, target_accept, sigint)
             backend = "pymc"
+        if sigint:  # a Ctrl-C the sampler swallowed
+            raise _interrupted(None, draws, chains)
+    got = _ds(raw["posterior"]).sizes
+    if got.get("chain") != chains or got.get("draw") != draws:
+        raise SamplingError(f"the sampler returned {got.get('chain')} chains x {got.get('draw')} draws, "
+                            f"not the {chains} x {draws} asked for: it stopped early")
     return raw, t_compile, t_sample, backend, seed, sampler
+
+
+@contextmanager
+def _sigint_seen():
+    """Note a SIGINT during sampling, then let it act as it did (KeyboardInterrupt by default).
+
+    Samplers catch the KeyboardInterrupt and return the draws made so far as
+    a finished run (nutpie, PyMC): the note is how :func:`_run` still tells.
+    Signal handlers belong to the main thread; elsewhere, or when SIGINT is
+    ignored or left to the OS, nothing is installed and the draw-count check
+    of :func:`_run` remains.
+    """
+    seen: list[int] = []  # true once a SIGINT came
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _completed_draws(trace) -> int:
+    """Post-tuning draws made, over all chains, in a partial trace: those whose values are all finite."""
+    post = _ds(trace["posterior"])
+    n_chain, n_draw = post.sizes.get("chain", 0), post.sizes.get("draw", 0)
+    if not n_chain * n_draw or not post.data_vars:
+        return 0
+    ok = np.ones((n_chain, n_draw), dtype=bool)
+    for v in post.data_vars.values():
+        a = v.transpose(*_SAMPLE, ...).to_numpy().reshape(n_chain, n_draw, -1)
+        ok &= np.isfinite(a).all(axis=-1)
+    return int(ok.sum())
+
+
+def _interrupted(done: int | None, draws: int, chains: int) -> KeyboardInterrupt:
+    total = draws * chains
+    if done is None:
+        what = f"before its {total} draws were made"
+    elif done == 0:
+        what = f"while tuning: 0 of {total} draws made"
+    else:
+        what = f": {done} of {total} draws made"
+    return KeyboardInterrupt(f"sampling interrupted {what}; a partial run gives no fit".replace(" :", ":"))
+
+
+def _check_finite(post: xr.Dataset) -> None:
+    """Refuse draws with NaN or infinities: never a posterior sample, whatever the sampler said."""
+    bad = [str(n) for n, v in post.data_vars.items()
+           if v.dtype.kind in "fc" and not np.isfinite(v.to_numpy()).all()]
+    if bad:
+        raise SamplingError(f"the sampler returned non-finite draws of {', '.join(bad)}: "
+                            "not a posterior sample (an interrupted or failed run)")
 
 
 def _sampler_groups(raw, built, sampler: str) -> tuple[xr.Dataset, xr.Dataset]:
@@ -301,6 +406,7 @@ def _sampler_groups(raw, built, sampler: str) -> tuple[xr.Dataset, xr.Dataset]:
     post = _ds(raw["posterior"])
     drop = [v for v in post.data_vars if v in built.hidden or v.startswith("z_") or v.startswith("corr_chol_")]
     post = post.drop_vars(drop)
+    _check_finite(post)
     stats = _ds(raw["sample_stats"])
     stats = stats.drop_vars([v for v in stats.data_vars if stats[v].dtype == object])
     stats.attrs = group_attrs(sampler, **{k: v for k, v in stats.attrs.items() if k not in ("created_at",)})
@@ -458,7 +564,9 @@ def sample(
     draws, tune, chains : int
         Per chain; ``draws`` and ``chains`` at least 1.
     seed : int, optional
-        Seeds the sampler and the exact draws of b under ``"marginal"``.
+        Seeds the sampler and the exact draws of b under ``"marginal"``; one
+        is drawn when None (:func:`bayesmer.settings.draw_seed`). The seed
+        used is :attr:`Sampled.seed` and the posterior's ``seed`` attribute.
     sampler : {"nutpie", "pymc"}
     progress : bool
     backend : {"auto", "engine", "pytensor", "numba"}
@@ -518,7 +626,7 @@ def sample(
     bs = [_stack(post, built.b[t.name]) for t in design.terms]
 
     # the sampler's attributes, plus which library drew b (and, later, beta) exactly
-    post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k not in ("created_at",)})
+    post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k != "created_at"} | {"seed": seed})
     groups: dict[str, xr.Dataset] = {"posterior": post, "sample_stats": stats}
     in_memory = getattr(design, "sums", None) is None
     if not in_memory:
@@ -562,6 +670,7 @@ def sample(
         timings={"compile": t_compile, "sampling": t_sample, "postprocess": t1 - t0},
         sampler=sampler,
         backend=backend,
+        seed=seed,
     )
 
 
@@ -650,7 +759,7 @@ def sample_glmm(
     p = len(data.fixed_names)
     beta = _stack(post, built.beta) if p else np.zeros((S, 0))
     bs = [_stack(post, built.b[t.name]) for t in data.terms]
-    post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k not in ("created_at",)})
+    post.attrs = group_attrs(sampler, **{k: v for k, v in post.attrs.items() if k != "created_at"} | {"seed": seed})
     groups: dict[str, xr.Dataset] = {"posterior": post, "sample_stats": stats}
     n = len(data.y)
     obs = np.arange(n)
@@ -691,6 +800,7 @@ def sample_glmm(
         timings={"compile": t_compile, "sampling": t_sample, "postprocess": t1 - t0},
         sampler=sampler,
         backend=backend,
+        seed=seed,
     )
 
 

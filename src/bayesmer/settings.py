@@ -15,7 +15,7 @@ import numpy as np
 from .errors import SettingsError
 from .family import LINKS
 
-__all__ = ["FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
+__all__ = ["draw_seed", "FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
 
 METHODS = ("REML", "ML")
 STRATEGIES = ("auto", "marginal", "full")
@@ -83,6 +83,15 @@ def check(name: str, value):
             raise SettingsError(f"target_accept must be a number between 0 and 1 (exclusive), got {value!r}")
         return float(value)
     raise SettingsError(f"unknown setting {name!r}; the settings are {', '.join(SECTION)}")
+
+
+def draw_seed() -> int:
+    """A fresh seed from the OS's entropy, in ``[0, 2**32)``, for a fit given ``seed=None``.
+
+    Drawn once and recorded (the fit's settings, the posterior's ``seed``
+    attribute), so that any fit can be run again draw for draw.
+    """
+    return int(np.random.SeedSequence().entropy % 2**32)
 
 
 @dataclass(frozen=True)
