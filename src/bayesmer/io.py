@@ -7,19 +7,27 @@ formula reads, so :func:`bayesmer.load` rebuilds the design, refits REML
 (exact and deterministic, milliseconds) and rebuilds the PyMC model; the draws
 are the file's. Any ArviZ reader still opens the file as plain ArviZ data.
 This module only writes and reads: it imports no estimator.
+
+Writes are atomic (:func:`staged`): the file is written beside its target
+under a temporary name and renamed over it only once complete, so a full disk
+or an interrupt leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
-from .errors import LoadError
+from .errors import LoadError, SaveError
 
-__all__ = ["save", "read", "FORMATS"]
+__all__ = ["save", "read", "staged", "FORMATS"]
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
 _ATTR = "bayesmer"  # root attribute holding the JSON that rebuilds the fit
@@ -35,9 +43,18 @@ def _format(path: Path) -> str:
 def save(fit, path) -> Path:
     """Write ``fit`` (a :class:`BayesFit`) to ``path``: ``.nc`` (NetCDF, h5netcdf) or ``.zarr``.
 
+    Atomic: written beside ``path`` under a temporary name, then renamed
+    over it (:func:`staged`).
+
     Returns
     -------
     Path
+
+    Raises
+    ------
+    SaveError
+        The file could not be written (naming it); a previous file at
+        ``path`` is left unchanged.
     """
     from . import __version__  # set once the package's __init__ has run
 
@@ -65,11 +82,86 @@ def save(fit, path) -> Path:
                         "fit the Parquet files, or save fit.idata itself")
     tree = fit.idata.copy()
     tree.attrs = {**fit.idata.attrs, _ATTR: json.dumps(meta)}
-    if fmt == "netcdf":
-        tree.to_netcdf(path, engine="h5netcdf")
-    else:
-        tree.to_zarr(path, mode="w")
+    with staged(path) as tmp:
+        if fmt == "netcdf":
+            # HDF5 builds the file in memory and Python writes it: HDF5 writing to disk
+            # itself met a full disk by truncating the file and crashing on close
+            data = tree.to_netcdf(None, engine="h5netcdf")
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            tree.to_zarr(tmp, mode="w-")
     return path
+
+
+@contextmanager
+def staged(path):
+    """A temporary path beside ``path`` to write to, renamed over ``path`` once the block ends.
+
+    A file replaces a file in one rename (:func:`os.replace`); a folder
+    (a Zarr store, an output folder) replaces one by two renames, the old
+    one kept aside until the new one is in place. On any failure the
+    temporary path is removed and ``path`` is left as it was.
+
+    Raises
+    ------
+    SaveError
+        Naming ``path``: its folder is missing or not writable, the disk is
+        full, ... (a KeyboardInterrupt passes through, after the clean-up).
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        what = "does not exist" if not parent.exists() else "is not a folder"
+        raise SaveError(f"{path}: not written: its folder {parent} {what}")
+    tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        yield tmp
+        _swap(tmp, path)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, Exception) and not isinstance(exc, SaveError):
+            previous = " (the previous one is unchanged)" if path.exists() else ""
+            raise SaveError(f"{path}: not written{previous}: {_reason(exc)}") from exc
+        raise
+
+
+def _swap(tmp: Path, path: Path) -> None:
+    if path.exists() and tmp.is_dir() != path.is_dir():
+        # never a folder swapped away for a file, nor the other way round
+        raise SaveError(f"{path}: not written: it exists and is a {'folder' if path.is_dir() else 'file'}")
+    if not tmp.is_dir():
+        os.replace(tmp, path)
+        return
+    if not path.exists() and not path.is_symlink():
+        os.rename(tmp, path)
+        return
+    aside = path.parent / f".{path.name}.{secrets.token_hex(4)}.old"
+    os.rename(path, aside)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _remove(aside)
+
+
+def _remove(p: Path) -> None:
+    try:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    except OSError:  # clean-up is best effort: the error being reported matters more
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _columns(design, glmm) -> list[str]:
