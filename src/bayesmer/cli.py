@@ -32,6 +32,7 @@ __all__ = ["main", "CommandError"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPT = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class CommandError(BayesmerError):
@@ -233,26 +234,69 @@ def _print_table(table: pd.DataFrame) -> None:
 # ---- writing results ------------------------------------------------------
 
 
-def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict) -> list[str]:
-    """Write posterior, table and report; returns notes on what failed.
+def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict,
+                   sensitivity: pd.DataFrame | None = None) -> list[str]:
+    """Write the posterior, the table(s) and the report to ``out``; returns notes on what failed.
 
-    The fit is already in memory and the table printed, so a failure in one
-    writer is reported and the others still run.
+    All or nothing for the results: everything is written to a folder beside
+    ``out`` and moved in only once the posterior and the tables are written,
+    so a full disk or Ctrl-C leaves ``out`` as it was (absent, or the previous
+    run's). A failed plot or report is a note: the fit is not lost for it.
+
+    Raises
+    ------
+    SaveError
+        Naming the folder or file that could not be written.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-    table.to_csv(out / "summary.csv")
+    import shutil
+    import tempfile
+
+    from .errors import SaveError
+
+    if out.exists() and not out.is_dir():
+        raise SaveError(f"{out}: not written: it is a file, not a folder")
     try:
-        # bayesmer.load(out / "posterior.nc") gives the fit back
-        fit.save(out / "posterior.nc")
-    except Exception as exc:  # any backend failure: keep going
-        notes.append(f"posterior not written: {exc}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise SaveError(f"{out}: not written: {exc.strerror or exc}") from exc
+    try:
+        notes = _write_into(args, fit, table, stage, meta, sensitivity)
+        _move_in(stage, out)
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, OSError):  # SaveError too: it names the staged file, gone now
+            cause = exc.__cause__ if isinstance(exc, SaveError) and isinstance(exc.__cause__, OSError) else exc
+            raise SaveError(f"{out}: not written (left as it was): {cause.strerror or cause}") from exc
+        raise
+    return notes
+
+
+def _write_into(args, fit, table, folder: Path, meta: dict, sensitivity) -> list[str]:
+    table.to_csv(folder / "summary.csv")
+    if sensitivity is not None:
+        sensitivity.to_csv(folder / "sensitivity.csv")
+    # bayesmer.load(out / "posterior.nc") gives the fit back
+    fit.save(folder / "posterior.nc")
+    notes: list[str] = []
     if not getattr(args, "no_report", False):
         try:
-            notes += _write_report(fit, table, out, meta)
+            notes += _write_report(fit, table, folder, meta)
         except Exception as exc:  # a plotting failure must not lose the fit
             notes.append(f"report not written: {type(exc).__name__}: {exc}")
     return notes
+
+
+def _move_in(stage: Path, out: Path) -> None:
+    """The staged files into ``out``: the folder renamed into place, or each file renamed over its old copy."""
+    import os
+
+    if not out.exists():
+        os.rename(stage, out)
+        return
+    for f in stage.iterdir():
+        os.replace(f, out / f.name)
+    stage.rmdir()
 
 
 def _hyper_vars(fit) -> list[str]:
@@ -389,16 +433,19 @@ def _cmd_run(args) -> int:
         "strategy": strategy,
         "seconds": round(seconds, 2),
     }
+    grid = None
     if args.sensitivity and spec.sensitivity:
-        meta["sensitivity"] = _sensitivity(args, spec, data, priors, settings, strategy, out)
-    notes = _write_outputs(args, fit, table, out, meta)
+        grid = _sensitivity(args, spec, data, priors, settings)
+        meta["sensitivity"] = str(out / "sensitivity.csv")
+    notes = _write_outputs(args, fit, table, out, meta, grid)
     for note in notes:
         print(f"bayesmer: warning: {note}", file=sys.stderr)
     _say(args, f"bayesmer: wrote {out}/ in {seconds:.1f} s of fitting")
     return 0
 
 
-def _sensitivity(args, spec, data, priors, settings, strategy, out: Path) -> str:
+def _sensitivity(args, spec, data, priors, settings) -> pd.DataFrame:
+    """The table of every refit over the file's [sensitivity] grid (written with the other outputs)."""
     rows = []
     for name, alternatives in spec.sensitivity:
         for alt in alternatives:
@@ -408,10 +455,7 @@ def _sensitivity(args, spec, data, priors, settings, strategy, out: Path) -> str
             t.insert(0, "prior", alt)
             t.insert(0, "prior_name", name)
             rows.append(t)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "sensitivity.csv"
-    pd.concat(rows).to_csv(path)
-    return str(path)
+    return pd.concat(rows)
 
 
 def _cmd_fit(args) -> int:
@@ -491,9 +535,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(args) -> int:
     try:
         return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        print("bayesmer: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # outputs are staged and moved in last (_write_outputs): an interrupt leaves none
+        detail = f": {exc}" if str(exc) else ""
+        print(f"bayesmer: interrupted{detail}; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPT
     except Exception as exc:
         if args.debug:
             raise
