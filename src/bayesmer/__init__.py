@@ -4,6 +4,8 @@ One design feeds both estimators: :func:`reml` (exact REML/ML, as lme4) and
 :func:`fit` (PyMC's Mixed Model 7 sampled with NUTS), reported side by side.
 """
 
+import sys as _sys
+import types as _types
 import warnings as _warnings
 
 # PyTensor warns on import when it cannot link its own BLAS; bayesmer's graphs
@@ -11,37 +13,71 @@ import warnings as _warnings
 # alarms users.
 _warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
 
-from . import checking, datasets, plots
-from .datasets import simulate_clark, simulate_ogorek
-from .design import Design, DesignError, ReTerm, build_design
-from .formula import Formula, FormulaError, RandomTerm, parse_formula
-from .lmer import RemlFit, fit_reml, reml
-from .glmer import GlmerFit, glmer
-from .simulation import SimulationError, simulate
-from .api import default_priors, fit, load, prior_sweep
-from .errors import BayesmerError, LoadError, PredictionError, SettingsError
-from .settings import Settings
-from .builder import BuildError
-from .priors import (
-    LKJ,
-    Exponential,
-    HalfCauchy,
-    HalfNormal,
-    HalfStudentT,
-    Normal,
-    PriorError,
-    PriorSet,
-    StudentT,
-    parse_prior,
-)
-from .results import BayesFit
-from .checking import CheckError, compare, sensitivity
+# Names are imported on first use (PEP 562): `bayesmer --help` imports the
+# package to reach bayesmer.cli, and must not wait for PyMC and numba. Each
+# public name -> the submodule that owns it.
+_OWNERS = {
+    "simulate_clark": "datasets", "simulate_ogorek": "datasets",
+    "Design": "design", "DesignError": "design", "ReTerm": "design", "build_design": "design",
+    "Formula": "formula", "FormulaError": "formula", "RandomTerm": "formula", "parse_formula": "formula",
+    "RemlFit": "lmer", "fit_reml": "lmer", "reml": "lmer",
+    "GlmerFit": "glmer", "glmer": "glmer",
+    "SimulationError": "simulation", "simulate": "simulation",
+    "default_priors": "api", "fit": "api", "load": "api", "prior_sweep": "api",
+    "BayesmerError": "errors", "LoadError": "errors", "PredictionError": "errors", "SettingsError": "errors",
+    "SaveError": "errors", "SamplingError": "errors",
+    "Settings": "settings",
+    "BuildError": "builder",
+    "LKJ": "priors", "Exponential": "priors", "HalfCauchy": "priors", "HalfNormal": "priors",
+    "HalfStudentT": "priors", "Normal": "priors", "PriorError": "priors", "PriorSet": "priors",
+    "StudentT": "priors", "parse_prior": "priors",
+    "BayesFit": "results",
+    "CheckError": "checking", "compare": "checking", "sensitivity": "checking",
+}
+_SUBMODULES = ("checking", "datasets", "plots")
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    owner = _OWNERS.get(name)
+    if owner is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{owner}", __name__), name)
+    globals()[name] = value  # once looked up, a plain attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_OWNERS))
+
+
+class _Package(_types.ModuleType):
+    """The package, whose ``glmer`` stays the function when the submodule of that name is imported.
+
+    Importing ``bayesmer.glmer`` (the module) binds it on the package; the
+    eager imports this replaced bound the function over it afterwards.
+    """
+
+    def __setattr__(self, name, value):
+        if name in _OWNERS and isinstance(value, _types.ModuleType):
+            self.__dict__.pop(name, None)  # looked up again, as the function, by __getattr__
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BayesFit",
     "BayesmerError",
+    "SaveError",
+    "SamplingError",
     "LoadError",
     "PredictionError",
     "Settings",

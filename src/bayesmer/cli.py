@@ -22,11 +22,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
+# light imports only: `bayesmer --help` and a usage error must not wait for
+# numpy, pandas, PyMC or numba (seconds on a loaded machine); the commands
+# import what they use
 from . import settings as st
 from .errors import BayesmerError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main", "CommandError"]
 
@@ -147,6 +152,8 @@ def _say(args, *lines: str) -> None:
 
 
 def _read_data(arg: str) -> pd.DataFrame:
+    import pandas as pd
+
     from . import datasets
 
     path = Path(arg)
@@ -219,6 +226,8 @@ def _settings(args, base: dict) -> dict:
 
 
 def _summary_table(fit) -> pd.DataFrame:
+    import pandas as pd
+
     table = fit.summary()
     if not isinstance(table, pd.DataFrame):
         table = pd.DataFrame(table)
@@ -226,6 +235,8 @@ def _summary_table(fit) -> pd.DataFrame:
 
 
 def _print_table(table: pd.DataFrame) -> None:
+    import pandas as pd
+
     # a blank where a column has no value for a row (REML gives no standard error of an SD)
     with pd.option_context("display.max_rows", 200, "display.max_columns", 50, "display.width", 200):
         print(table.to_string(float_format=lambda v: "" if v != v else f"{v:.4g}"))
@@ -446,6 +457,8 @@ def _cmd_run(args) -> int:
 
 def _sensitivity(args, spec, data, priors, settings) -> pd.DataFrame:
     """The table of every refit over the file's [sensitivity] grid (written with the other outputs)."""
+    import pandas as pd
+
     rows = []
     for name, alternatives in spec.sensitivity:
         for alt in alternatives:

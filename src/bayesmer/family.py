@@ -18,6 +18,7 @@ import scipy.special as sc
 import scipy.stats as st
 
 from .errors import BayesmerError
+from .settings import LINKS  # the families' links: one table, where the settings check them
 
 __all__ = ["FamilyError", "Family", "Link", "get_family", "LINKS", "FAMILIES"]
 
@@ -79,7 +80,6 @@ class Link:
         return np.maximum(np.exp(eta), _EPS)
 
 
-LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
 FAMILIES = tuple(LINKS)
 
 

@@ -9,18 +9,19 @@ here only: adding a backend is adding it to :data:`BACKENDS`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-
-import numpy as np
+from numbers import Integral, Real
 
 from .errors import SettingsError
-from .family import LINKS
 
-__all__ = ["draw_seed", "FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
+__all__ = ["draw_seed", "LINKS", "FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
 
 METHODS = ("REML", "ML")
 STRATEGIES = ("auto", "marginal", "full")
 SAMPLERS = ("nutpie", "pymc")
 BACKENDS = ("auto", "engine", "pytensor", "numba")
+#: the GLM families and their links, the canonical link first (bayesmer.family implements them);
+#: kept here, in a module that imports no numerics, so the command line's help needs none
+LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
 #: the response families: the Gaussian linear mixed model and family.py's GLM families
 FAMILIES = ("gaussian", *LINKS)
 
@@ -63,7 +64,7 @@ def check(name: str, value):
         if name == "seed" and value is None:
             return None
         least = _LEAST[name]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
             raise SettingsError(f"{name} must be an integer >= {least}, got {value!r}")
         return int(value)
     if name in CHOICES:
@@ -79,7 +80,7 @@ def check(name: str, value):
             raise SettingsError(f"link must be one of {', '.join(valid)}, got {value!r}")
         return value
     if name == "target_accept":
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < 1:
+        if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
             raise SettingsError(f"target_accept must be a number between 0 and 1 (exclusive), got {value!r}")
         return float(value)
     raise SettingsError(f"unknown setting {name!r}; the settings are {', '.join(SECTION)}")
@@ -91,6 +92,8 @@ def draw_seed() -> int:
     Drawn once and recorded (the fit's settings, the posterior's ``seed``
     attribute), so that any fit can be run again draw for draw.
     """
+    import numpy as np
+
     return int(np.random.SeedSequence().entropy % 2**32)
 
 
