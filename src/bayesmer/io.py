@@ -87,10 +87,14 @@ def save(fit, path) -> Path:
             # HDF5 builds the file in memory and Python writes it: HDF5 writing to disk
             # itself met a full disk by truncating the file and crashing on close
             data = tree.to_netcdf(None, engine="h5netcdf")
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with open(tmp, "xb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            finally:
+                # a view of xarray's BytesIO: one kept alive by a traceback crashed the interpreter's exit
+                data.release()
         else:
             tree.to_zarr(tmp, mode="w-")
     return path
