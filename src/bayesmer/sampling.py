@@ -382,14 +382,15 @@ def _completed_draws(trace) -> int:
 
 
 def _interrupted(done: int | None, draws: int, chains: int) -> KeyboardInterrupt:
+    """The KeyboardInterrupt fit() raises: how far sampling got, of ``draws`` x ``chains``."""
     total = draws * chains
     if done is None:
-        what = f"before its {total} draws were made"
+        what = f"sampling interrupted before its {total} draws were made"
     elif done == 0:
-        what = f"while tuning: 0 of {total} draws made"
+        what = f"sampling interrupted while tuning (0 of {total} draws made)"
     else:
-        what = f": {done} of {total} draws made"
-    return KeyboardInterrupt(f"sampling interrupted {what}; a partial run gives no fit".replace(" :", ":"))
+        what = f"sampling interrupted: {done} of {total} draws made"
+    return KeyboardInterrupt(f"{what}; a partial run gives no fit")
 
 
 def _check_finite(post: xr.Dataset) -> None:
