@@ -130,7 +130,11 @@ class BayesFit:
         return checking.logo(self, **kwargs)
 
     def save(self, path) -> "object":
-        """Write the fit to NetCDF (``.nc``) or Zarr (``.zarr``); :func:`bayesmer.load` reads it back."""
+        """Write the fit to NetCDF (``.nc``) or Zarr (``.zarr``); :func:`bayesmer.load` reads it back.
+
+        Atomic: a failed write raises :class:`bayesmer.SaveError` naming the
+        path and leaves a previous file there unchanged (:func:`bayesmer.io.save`).
+        """
         return io.save(self, path)
 
     # ---- parameter table -------------------------------------------------
