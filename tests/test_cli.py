@@ -298,3 +298,11 @@ def test_run_reports_the_csv_it_reads(tmp_path, capsys, fake_fit):
     code, _, err = _run(["run", model, "--out", tmp_path / "o", "--no-report", "--quiet"], capsys)
     assert code == 0, err
     assert f"[data] csv reads {outside}, outside the model file's folder" in err
+
+
+def test_report_names_the_seed_fit_drew(tmp_path, capsys, fake_fit, monkeypatch):
+    monkeypatch.setattr(_FakeFit, "settings", {"seed": 987654}, raising=False)
+    out = tmp_path / "o"
+    code, _, err = _run(["fit", SLEEP, "sleepstudy", "--quiet", "--out", out], capsys)
+    assert code == 0, err
+    assert "seed=987654" in (out / "report.md").read_text()

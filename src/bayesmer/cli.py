@@ -225,6 +225,12 @@ def _settings(args, base: dict) -> dict:
     return out
 
 
+def _used(settings: dict, fit) -> dict:
+    """The settings as run: with the seed fit() drew when none was given, so the report can be rerun."""
+    seed = getattr(fit, "settings", {}).get("seed")
+    return settings if seed is None else {**settings, "seed": seed}
+
+
 def _summary_table(fit) -> pd.DataFrame:
     import pandas as pd
 
@@ -444,7 +450,7 @@ def _cmd_run(args) -> int:
         "rows": len(data),
         "formula": spec.formula,
         "priors": priors,
-        "sampler": settings,
+        "sampler": _used(settings, fit),
         "strategy": strategy,
         "seconds": round(seconds, 2),
     }
@@ -492,7 +498,7 @@ def _cmd_fit(args) -> int:
             "rows": len(data),
             "formula": args.formula,
             "priors": priors,
-            "sampler": settings,
+            "sampler": _used(settings, fit),
             "strategy": settings.get("strategy"),
             "seconds": round(seconds, 2),
         }
