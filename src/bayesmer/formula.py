@@ -114,6 +114,12 @@ _PREFIX = {"-": 18, "+": 18, "!": 7}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
              "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "in"}
+_MAX_DEPTH = 100
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+
 _SYNTACTIC = re.compile(r"(?:[^\W\d_]|\.(?!\d))[\w.]*\Z")
 
 
@@ -142,6 +148,7 @@ class _Parser:
     def __init__(self, text: str, formula: str):
         self.toks = _tokens(text, formula)
         self.i = 0
+        self.depth = 0
         self.formula = formula
 
     def peek(self, k: int = 0):
@@ -168,6 +175,16 @@ class _Parser:
         return node
 
     def expr(self, min_bp: int):
+        # each level of parentheses, calls or prefix operators is a Python frame or two
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise FormulaError(f"formula {_short(self.formula)} nests more than {_MAX_DEPTH} levels deep")
+        try:
+            return self._expr(min_bp)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, min_bp: int):
         left = self.prefix()
         while True:
             kind, tok = self.peek()
@@ -194,8 +211,10 @@ class _Parser:
         if kind is None:
             raise FormulaError(f"formula {self.formula!r} ends too early")
         if kind == "num":
-            integer = tok.endswith("L")
-            return Num(float(tok.rstrip("L")), integer)
+            value = float(tok.rstrip("L"))
+            # R reads 1.5L or 1e10L as a double (with a warning): an integer only when it is one
+            integer = tok.endswith("L") and value.is_integer() and abs(value) < 2**31
+            return Num(value, integer)
         if kind == "str":
             return Str(re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), tok[1:-1]))
         if kind in ("name", "bq"):
@@ -298,7 +317,29 @@ def deparse(node) -> str:
 
 def parse_r(text: str, formula: str | None = None):
     """Parse one R expression (``formula`` names the whole formula in errors)."""
-    return _Parser(text, text if formula is None else formula).parse()
+    node = _Parser(text, text if formula is None else formula).parse()
+    _check_depth(node, text if formula is None else formula)
+    return node
+
+
+_MAX_TREE = 400  # the recursive walks of a parsed expression (deparse, terms, evaluation) stay far from Python's limit
+
+
+def _check_depth(root, formula: str) -> None:
+    """Refuse an expression deeper than the walks over it can go (a sum of hundreds of terms is deep)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_TREE:
+            raise FormulaError(f"formula {_short(formula)} is more than {_MAX_TREE} operators deep; "
+                               "split it or compute columns in the data frame")
+        match node:
+            case Bin(_, a, b):
+                stack += [(a, depth + 1), (b, depth + 1)]
+            case Paren(x) | Un(_, x):
+                stack.append((x, depth + 1))
+            case Call(_, args):
+                stack += [(a, depth + 1) for _, a in args]
 
 
 # --- functions evaluated as R does -------------------------------------------
