@@ -484,3 +484,43 @@ def test_formulaic_sees_only_the_transforms(gauss, monkeypatch):
         build_design("y ~ I(np) + (1 | g)", gauss)
     with pytest.raises(DesignError, match="unknown column 'open'"):
         build_design("y ~ log(open) + (1 | g)", gauss)
+
+
+def _boom_chunk(path: Path) -> bytes:
+    import numcodecs
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {path / MARK}",))
+
+    arr = np.empty(1, dtype=object)
+    arr[0] = Boom()
+    return numcodecs.Pickle().encode(arr)
+
+
+def test_a_zarr_store_cannot_make_load_unpickle(in_tmp):
+    # zarr's pickle codec would run the chunk's pickle; zarr refuses it, and load names the file
+    v2 = in_tmp / "v2.zarr"
+    (v2 / "x").mkdir(parents=True)
+    (v2 / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
+    (v2 / ".zattrs").write_text(json.dumps({"bayesmer": "{}"}))
+    (v2 / "x" / ".zarray").write_text(json.dumps({
+        "zarr_format": 2, "shape": [1], "chunks": [1], "dtype": "|O", "compressor": None, "fill_value": None,
+        "filters": [{"id": "pickle", "protocol": 5}], "order": "C", "dimension_separator": "."}))
+    (v2 / "x" / ".zattrs").write_text(json.dumps({"_ARRAY_DIMENSIONS": ["i"]}))
+    (v2 / "x" / "0").write_bytes(_boom_chunk(in_tmp))
+    v3 = in_tmp / "v3.zarr"
+    (v3 / "x" / "c").mkdir(parents=True)
+    (v3 / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    (v3 / "x" / "zarr.json").write_text(json.dumps({
+        "zarr_format": 3, "node_type": "array", "shape": [1], "data_type": "float64",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}}, "fill_value": 0.0,
+        "codecs": [{"name": "numcodecs.pickle", "configuration": {"protocol": 5}}], "attributes": {},
+        "dimension_names": ["i"]}))
+    (v3 / "x" / "c" / "0").write_bytes(_boom_chunk(in_tmp))
+    for path in (v2, v3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(LoadError, match=path.name):
+                bayesmer.load(path)

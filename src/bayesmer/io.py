@@ -89,7 +89,7 @@ def _frame(cd: xr.Dataset, columns: list[str]) -> pd.DataFrame:
     out = {}
     for col in columns:
         if col not in cd:
-            raise LoadError(f"constant_data lacks column {col!r} that the formula reads")
+            raise LoadError(f"constant_data lacks column {col!r} that the formula reads")  # read() names the file
         var = cd[col]
         values = var.to_numpy()
         if "categories" in var.attrs:
@@ -129,7 +129,10 @@ def read(path) -> tuple[xr.DataTree, dict, pd.DataFrame]:
         if group not in tree.children:
             raise LoadError(f"{path}: not a bayesmer fit (no {group} group)")
     # a fit of Parquet files not in memory: the files are the data (bayesmer.load reads them again)
-    frame = meta["source"] if "source" in meta else _frame(tree["constant_data"].to_dataset(), meta["columns"])
+    try:
+        frame = meta["source"] if "source" in meta else _frame(tree["constant_data"].to_dataset(), meta["columns"])
+    except (TypeError, ValueError) as exc:  # a column's stored categories that are not a JSON list, say
+        raise LoadError(f"{path}: cannot read the stored data columns: {exc}") from None
     tree.attrs = {k: v for k, v in tree.attrs.items() if k != _ATTR}
     return tree, meta, frame
 
