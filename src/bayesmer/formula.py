@@ -1171,7 +1171,7 @@ def evaluate(expr, data, where: str, error: type[BayesmerError] = FormulaError):
     node = parse_r(expr) if isinstance(expr, str) else expr
     check_value(node, where)
     with np.errstate(all="ignore"):
-        value, kind = _eval(node, data, where, error)
+        value, kind = _compute(node, data, where, error)
     if kind == "chr":
         raise error(f"{where} is not numeric: {deparse(node)!r} gives text")
     value = np.asarray(value, dtype=float)
@@ -1216,7 +1216,7 @@ def _numeric(v, kind: str, node, where: str, error):
     return v
 
 
-def _eval(node, data, where: str, error):
+def _compute(node, data, where: str, error):
     import numpy as np
 
     match node:
@@ -1227,18 +1227,18 @@ def _eval(node, data, where: str, error):
         case Str(v):
             return np.array(v, dtype=object), "chr"
         case Paren(x) | Un("+", x):
-            return _eval(x, data, where, error)
+            return _compute(x, data, where, error)
         case Un("-", x):
-            v, k = _eval(x, data, where, error)
+            v, k = _compute(x, data, where, error)
             return -_numeric(v, k, x, where, error), "num"
         case Un("!", x):
-            v, k = _eval(x, data, where, error)
+            v, k = _compute(x, data, where, error)
             v = _numeric(v, k, x, where, error)
             return np.where(np.isnan(v), np.nan, v == 0), "lgl"
         case Call():
             base, spec, bound = _bind(node, where)
             arg = bound[spec.args[0][0]]
-            v, k = _eval(arg, data, where, error)
+            v, k = _compute(arg, data, where, error)
             v = _numeric(v, k, arg, where, error)
             if base == "I":
                 return v, k
@@ -1248,8 +1248,8 @@ def _eval(node, data, where: str, error):
             from .rmath import ELEMENTWISE
             return ELEMENTWISE[base](v), "num"
         case Bin(op, left, right):
-            a, ka = _eval(left, data, where, error)
-            b, kb = _eval(right, data, where, error)
+            a, ka = _compute(left, data, where, error)
+            b, kb = _compute(right, data, where, error)
             if op in _COMPARE:
                 return _compare(op, a, ka, b, kb, node, where, error), "lgl"
             a = _numeric(a, ka, left, where, error)
