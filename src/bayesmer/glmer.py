@@ -1068,10 +1068,12 @@ def glmer(
         ``"logit"`` (default), ``"probit"`` or ``"cloglog"`` for the binomial;
         ``"log"`` for the Poisson.
     weights : str or array-like, optional
-        Prior weights: a column name or one value per row.
+        Prior weights: a column name, an R expression of columns, or one value per row.
     offset : str or array-like, optional
         A known term of the linear predictor (``log(exposure)`` for a Poisson
-        rate): a column name, an expression of columns, or one value per row.
+        rate): a column name, an R expression of columns, or one value per row.
+        Expressions (these and the response's) are computed by
+        :func:`bayesmer.formula.evaluate` as R does, never evaluated as Python.
         Added to an ``offset(...)`` of the formula where the design has one.
     tol_pwrss : float
         lme4's ``glmerControl(tolPwrss)``: PIRLS stops when the penalised
