@@ -11,7 +11,7 @@ import pandas as pd
 
 from .builder import build_glmm, build_model
 from .checking import CheckError, SweepResult
-from .errors import SettingsError
+from .errors import BayesmerError, LoadError, SettingsError
 from .design import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
@@ -221,9 +221,26 @@ def load(path) -> BayesFit:
     Raises
     ------
     LoadError
-        A missing file, an unknown file type, or a file that is not a bayesmer fit.
+        A missing file, an unknown file type, a file that is not a bayesmer fit,
+        one saved in a format newer than this bayesmer reads, or one whose stored
+        formula, weights, offset, priors or settings do not parse (they are
+        re-parsed as a new fit's are, never evaluated as Python).
+
+    Warns
+    -----
+    UserWarning
+        A file written by another bayesmer version (naming it).
     """
     tree, meta, frame = read(path)
+    try:
+        return _rebuild(tree, meta, frame)
+    except BayesmerError as exc:
+        # the stored strings went through the parsers a new fit uses; a bad one names the file
+        raise LoadError(f"{path}: the stored model cannot be rebuilt: {exc}") from exc
+
+
+def _rebuild(tree, meta: dict, frame) -> BayesFit:
+    """load()'s fit from what :func:`bayesmer.io.read` returns."""
     settings = Settings.from_mapping(meta["settings"])
     if settings.family != "gaussian":
         fam = get_family(settings.family, settings.link)

@@ -24,6 +24,7 @@ from scipy.interpolate import BSpline
 from scipy.linalg import qr as _qr
 
 from .errors import BayesmerError
+from .rmath import ELEMENTWISE, r_log
 from .formula import Formula, FormulaError, RandomTerm, _r_number, columns_of, factor_code, parse_formula, to_formulaic
 
 __all__ = ["DesignError", "ReTerm", "Design", "NewData", "Moments", "build_design", "new_data", "moments"]
@@ -440,24 +441,17 @@ def r_bs(x, df=None, knots=None, degree=3, intercept=False, boundary_knots=None,
     return FactorValues(arr, column_names=tuple(str(i) for i in range(1, arr.shape[1] + 1)))
 
 
-def r_log(x, base=None):
-    """R's ``log(x, base)``."""
-    out = np.log(np.asarray(x, dtype=float))
-    return out if base is None else out / np.log(base)
-
-
-def _elementwise(f):
-    return lambda x: f(np.asarray(x, dtype=float))
+def r_chr(hex_text: str) -> str:
+    """A string literal of a formula, which :func:`bayesmer.formula.to_python` writes as the hex of its UTF-8."""
+    return bytes.fromhex(hex_text).decode()
 
 
 CONTEXT: dict[str, object] = {
+    "r_chr": r_chr,
     "r_factor": r_factor, "r_as_factor": r_as_factor, "r_C": r_C, "r_relevel": r_relevel, "r_dummy": r_dummy,
     "r_poly": r_poly, "r_scale": r_scale, "r_ns": r_ns, "splines_r_ns": r_ns, "r_bs": r_bs,
     "splines_r_bs": r_bs, "r_log": r_log, "center": TRANSFORMS["center"], "I": TRANSFORMS["I"],
-} | {f"r_{name}": _elementwise(f) for name, f in {
-    "log2": np.log2, "log10": np.log10, "log1p": np.log1p, "exp": np.exp, "expm1": np.expm1,
-    "sqrt": np.sqrt, "abs": np.abs, "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor,
-    "ceiling": np.ceil, "trunc": np.trunc, "sign": np.sign}.items()}
+} | {f"r_{name}": f for name, f in ELEMENTWISE.items()}
 """The functions the Python code of :func:`bayesmer.formula.to_formulaic` calls."""
 
 
@@ -946,6 +940,13 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
     """
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"new data must be a pandas DataFrame, not {type(data).__name__}")
+    # Every name the formula's code reads must be a column here: formulaic would
+    # look a missing one up in its context and in Python's builtins.
+    f = design.formula
+    needed = set(_required(f.fixed)).union(*(_required(o) for o in f.offset), *(_required(t.expr) for t in f.random))
+    missing = sorted(str(c) for c in needed if c not in data.columns)
+    if missing:
+        raise DesignError(f"new data lacks column(s) {missing} that the formula reads")
     try:
         X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:

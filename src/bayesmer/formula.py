@@ -28,6 +28,7 @@ evaluates the inside of a call as Python, where ``^`` is XOR (an integer column'
 
 from __future__ import annotations
 
+import ast
 import functools
 import keyword
 import math
@@ -113,6 +114,12 @@ _PREFIX = {"-": 18, "+": 18, "!": 7}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 _RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "TRUE", "FALSE",
              "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_", "NA_character_", "in"}
+_MAX_DEPTH = 100
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+
 _SYNTACTIC = re.compile(r"(?:[^\W\d_]|\.(?!\d))[\w.]*\Z")
 
 
@@ -141,6 +148,7 @@ class _Parser:
     def __init__(self, text: str, formula: str):
         self.toks = _tokens(text, formula)
         self.i = 0
+        self.depth = 0
         self.formula = formula
 
     def peek(self, k: int = 0):
@@ -167,6 +175,16 @@ class _Parser:
         return node
 
     def expr(self, min_bp: int):
+        # each level of parentheses, calls or prefix operators is a Python frame or two
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise FormulaError(f"formula {_short(self.formula)} nests more than {_MAX_DEPTH} levels deep")
+        try:
+            return self._expr(min_bp)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, min_bp: int):
         left = self.prefix()
         while True:
             kind, tok = self.peek()
@@ -193,8 +211,10 @@ class _Parser:
         if kind is None:
             raise FormulaError(f"formula {self.formula!r} ends too early")
         if kind == "num":
-            integer = tok.endswith("L")
-            return Num(float(tok.rstrip("L")), integer)
+            value = float(tok.rstrip("L"))
+            # R reads 1.5L or 1e10L as a double (with a warning): an integer only when it is one
+            integer = tok.endswith("L") and value.is_integer() and abs(value) < 2**31
+            return Num(value, integer)
         if kind == "str":
             return Str(re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), tok[1:-1]))
         if kind in ("name", "bq"):
@@ -297,7 +317,29 @@ def deparse(node) -> str:
 
 def parse_r(text: str, formula: str | None = None):
     """Parse one R expression (``formula`` names the whole formula in errors)."""
-    return _Parser(text, text if formula is None else formula).parse()
+    node = _Parser(text, text if formula is None else formula).parse()
+    _check_depth(node, text if formula is None else formula)
+    return node
+
+
+_MAX_TREE = 400  # the recursive walks of a parsed expression (deparse, terms, evaluation) stay far from Python's limit
+
+
+def _check_depth(root, formula: str) -> None:
+    """Refuse an expression deeper than the walks over it can go (a sum of hundreds of terms is deep)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_TREE:
+            raise FormulaError(f"formula {_short(formula)} is more than {_MAX_TREE} operators deep; "
+                               "split it or compute columns in the data frame")
+        match node:
+            case Bin(_, a, b):
+                stack += [(a, depth + 1), (b, depth + 1)]
+            case Paren(x) | Un(_, x):
+                stack.append((x, depth + 1))
+            case Call(_, args):
+                stack += [(a, depth + 1) for _, a in args]
 
 
 # --- functions evaluated as R does -------------------------------------------
@@ -416,8 +458,39 @@ def _bind(call: Call, where: str) -> tuple[str, _Fn, dict[str, object]]:
     return base, spec, bound
 
 
-def _py_name(name: str) -> str:
+# Characters formulaic's tokenizer and name sanitizer read as quotes or escapes: a
+# column name holding one could end its backticks early and leave the rest of the
+# code outside them.
+_UNSAFE_NAME = re.compile(r"[\\'\"`\x00-\x1f\x7f]")
+
+
+def _py_name(name: str, where: str) -> str:
+    if _UNSAFE_NAME.search(name):
+        raise FormulaError(f"column name {name!r} in {where} holds a quote, backslash or control character, "
+                           "which bayesmer does not read in a formula; rename the column")
     return name if name.isidentifier() and not keyword.iskeyword(name) else f"`{name}`"
+
+
+def _py_literal(v) -> str:
+    """A literal argument as Python code without quotes, brackets or backslashes of its own.
+
+    A string becomes ``r_chr('<hex of its UTF-8>')``: formulaic does not read
+    quotes inside a call's parentheses, and writes the code of a stateful
+    transform's call into code of its own between double quotes, so no
+    character of a value may reach it as written.
+    """
+    match v:
+        case bool() | None:
+            return repr(v)
+        case int():
+            return repr(v)
+        case float():
+            return "1e999" if v == math.inf else "(-1e999)" if v == -math.inf else repr(v)
+        case str():
+            return f"r_chr('{v.encode().hex()}')"
+        case list():
+            return "[" + ", ".join(_py_literal(x) for x in v) + "]"
+    raise FormulaError(f"cannot use the value {v!r} in a formula")  # pragma: no cover
 
 
 _PY_OPS = {"^": "**", "%%": "%", "%/%": "//", "&&": "&", "||": "|", "&": "&", "|": "|", "+": "+",
@@ -438,11 +511,11 @@ def to_python(node, where: str) -> str:
         case Name(id):
             if id in _RESERVED:
                 raise FormulaError(f"{id} in {where} is not a value bayesmer can use in a formula")
-            return _py_name(id)
+            return _py_name(id, where)
         case Num(v, integer):
-            return repr(int(v)) if integer or v.is_integer() else repr(v)
+            return _py_literal(int(v) if integer or v.is_integer() else v)
         case Str(v):
-            return repr(v)
+            return _py_literal(v)
         case Paren(body):
             return f"({to_python(body, where)})"
         case Un("-" | "+" as op, x):
@@ -462,7 +535,7 @@ def to_python(node, where: str) -> str:
             base, spec, bound = _bind(node, where)
             pynames = dict(spec.args)
             parts = [to_python(bound[spec.args[0][0]], where)]
-            parts += [f"{pynames[k]}={v!r}" for k, v in bound.items() if k != spec.args[0][0]]
+            parts += [f"{pynames[k]}={_py_literal(v)}" for k, v in bound.items() if k != spec.args[0][0]]
             prefix = "splines_" if node.fn.startswith("splines::") else ""
             return f"{prefix}{spec.py}({', '.join(parts)})"
     raise FormulaError(f"cannot use {deparse(node)!r} in {where}")
@@ -881,7 +954,57 @@ def parse_formula(formula: str | Formula) -> Formula:
 @functools.lru_cache(maxsize=1024)
 def factor_code(label: str) -> str:
     """Python code (for formulaic) of one factor given by its R label."""
-    return to_python(parse_r(label), f"term {label}")
+    code = to_python(parse_r(label), f"term {label}")
+    check_python(code, f"term {label}")
+    return code
+
+
+_PY_NODES = (ast.Expression, ast.Name, ast.Load, ast.Constant, ast.List, ast.BinOp, ast.UnaryOp, ast.Compare,
+             ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.Mod, ast.FloorDiv, ast.BitAnd, ast.BitOr,
+             ast.USub, ast.UAdd, ast.Invert, ast.Eq, ast.NotEq, ast.Lt, ast.Gt, ast.LtE, ast.GtE)
+_PY_KEYWORDS = frozenset(py for fn in FUNCTIONS.values() for _, py in fn.args)
+_BACKTICKED = re.compile(r"`[^`]*`")
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+def check_python(code: str, where: str) -> None:
+    """Check that Python code made by :func:`to_python` does no more than compute its R expression.
+
+    formulaic evaluates the code with Python's eval (with builtins), so this is the
+    guard that nothing but data columns (the names, which the design checks are
+    columns before formulaic runs), literals, arithmetic and calls of the
+    functions of :data:`FUNCTIONS` (by their Python names in ``design.CONTEXT``)
+    is in it: no attribute, subscript, lambda, comprehension or other call.
+
+    Raises
+    ------
+    FormulaError
+        Naming the code and ``where``; to_python never makes such code, so this is a bug.
+    """
+    functions = {fn.py for fn in FUNCTIONS.values()} | {f"splines_{fn.py}" for fn in FUNCTIONS.values()}
+    placeholder = "__bayesmer_column__"
+    try:
+        tree = ast.parse(_BACKTICKED.sub(placeholder, code), mode="eval")
+    except SyntaxError as exc:
+        raise FormulaError(f"bayesmer made Python code it cannot read for {where}: {code!r} ({exc})") from None
+    hex_strings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "r_chr":
+            ok = not node.keywords and len(node.args) == 1 and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str) and _HEX.fullmatch(node.args[0].value) is not None
+            hex_strings.add(id(node.args[0]))
+        elif isinstance(node, ast.Call):
+            ok = isinstance(node.func, ast.Name) and node.func.id in functions and all(
+                k.arg in _PY_KEYWORDS for k in node.keywords)
+        elif isinstance(node, ast.keyword):
+            ok = node.arg in _PY_KEYWORDS
+        elif isinstance(node, ast.Constant):
+            ok = type(node.value) in (int, float, bool, type(None)) or id(node) in hex_strings
+        else:
+            ok = isinstance(node, _PY_NODES)
+        if not ok:
+            raise FormulaError(f"bayesmer will not evaluate {ast.unparse(node)!r} in {where} "
+                               f"(from the Python code {code!r})")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -962,3 +1085,202 @@ def columns_of(text: str) -> frozenset[str]:
         for f in _split_colon(piece):
             out |= variables(parse_r(f))
     return frozenset(out)
+
+
+# --- R expressions evaluated on a data frame ---------------------------------------
+#
+# A GLMM's response (and each cbind() argument), offset= and weights= are computed
+# here, from the parsed R expression, never handed to Python's or pandas' eval: a
+# string that comes with data, a model file or a saved fit is data. Only column
+# names, literals, R's operators and the functions below are understood.
+
+#: R functions a response, offset or weights expression may call (elementwise, stateless)
+VALUE_FUNCTIONS = ("I", "log") + _ELEMENTWISE
+_CONSTANTS = {"TRUE": (1.0, "lgl"), "T": (1.0, "lgl"), "FALSE": (0.0, "lgl"), "F": (0.0, "lgl"),
+              "NA": (math.nan, "lgl"), "Inf": (math.inf, "num"), "NaN": (math.nan, "num"), "pi": (math.pi, "num")}
+_ARITH = ("+", "-", "*", "/", "^", "%%", "%/%")
+_COMPARE = ("==", "!=", "<", ">", "<=", ">=")
+_LOGIC = ("&", "|")
+
+
+def check_value(node, where: str) -> None:
+    """Check that an R expression is one :func:`evaluate` computes, without data.
+
+    Raises
+    ------
+    FormulaError
+        Naming the operator, function or value that is not supported and ``where``.
+    """
+    match node:
+        case Name() | Num() | Str():
+            return
+        case Paren(x) | Un("-" | "+" | "!", x):
+            check_value(x, where)
+            return
+        case Bin(op, left, right) if op in _ARITH + _COMPARE + _LOGIC:
+            check_value(left, where)
+            check_value(right, where)
+            return
+        case Bin(op, _, _) | Un(op, _):
+            raise FormulaError(f"operator {op!r} in {where} is not supported; bayesmer computes "
+                               f"{' '.join(_ARITH + _COMPARE + _LOGIC)} and unary - and !")
+        case Call(fn, _):
+            base = fn.split("::", 1)[1] if "::" in fn and fn.split("::", 1)[0] in _NAMESPACES else fn
+            if base not in VALUE_FUNCTIONS:
+                raise FormulaError(f"function {fn}() in {where} is not supported: bayesmer computes "
+                                   f"{', '.join(VALUE_FUNCTIONS)} here; compute the column in the data frame instead")
+            base, spec, bound = _bind(node, where)
+            if base == "log" and bound.get("base") is not None and (
+                    isinstance(bound["base"], bool) or not isinstance(bound["base"], (int, float))):
+                raise FormulaError(f"the base of {deparse(node)} in {where} must be a number")
+            check_value(bound[spec.args[0][0]], where)
+            return
+    raise FormulaError(f"cannot compute {deparse(node)!r} in {where}")  # pragma: no cover
+
+
+def evaluate(expr, data, where: str, error: type[BayesmerError] = FormulaError):
+    """Compute an R expression of a data frame's columns as R does, one value per row.
+
+    Parameters
+    ----------
+    expr : str or parsed node
+        A column name (plain or backticked) or an R expression of columns, e.g.
+        ``"size - incidence"`` or ``"log(exposure)"``.
+    data : pandas.DataFrame
+    where : str
+        What the expression is, for messages (``"the response 'y'"``).
+    error : BayesmerError subclass
+        Raised for what is wrong with the data (an unknown or non-numeric column).
+
+    Returns
+    -------
+    ndarray of float, shape (len(data),)
+        Logical values as 0/1, R's NA as NaN.
+
+    Raises
+    ------
+    FormulaError
+        An expression that is not R's or uses what is not supported (see
+        :func:`check_value`).
+    error
+        An unknown column (naming it and the closest columns) or a value that is
+        not numeric.
+    """
+    import numpy as np
+
+    node = parse_r(expr) if isinstance(expr, str) else expr
+    check_value(node, where)
+    with np.errstate(all="ignore"):
+        value, kind = _compute(node, data, where, error)
+    if kind == "chr":
+        raise error(f"{where} is not numeric: {deparse(node)!r} gives text")
+    value = np.asarray(value, dtype=float)
+    if value.ndim != 1 or value.shape[0] != len(data):
+        raise error(f"{where} does not give one value per row: {deparse(node)!r} is a single value")
+    return value
+
+
+def _column(name: str, data, where: str, error):
+    import difflib
+
+    import numpy as np
+    import pandas as pd
+
+    if name not in data.columns:
+        if name in _CONSTANTS:
+            value, kind = _CONSTANTS[name]
+            return np.float64(value), kind
+        cols = [str(c) for c in data.columns]
+        close = difflib.get_close_matches(name, cols, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise error(f"unknown column {name!r} in {where}{hint} (the data has {cols[:20]}"
+                    f"{' ...' if len(cols) > 20 else ''})")
+    col = data[name]
+    if isinstance(col, pd.DataFrame):
+        raise error(f"the data has several columns named {name!r} ({where})")
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=float, na_value=np.nan), "lgl"
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return col.to_numpy(dtype=float, na_value=np.nan), "num"
+    if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col.dtype) \
+            or col.dtype == object:
+        values = col.astype(object).to_numpy()
+        return np.array([None if v is None or (isinstance(v, float) and v != v) or v is pd.NA else str(v)
+                         for v in values], dtype=object), "chr"
+    raise error(f"column {name!r} in {where} has dtype {col.dtype}, which is neither numeric nor text")
+
+
+def _numeric(v, kind: str, node, where: str, error):
+    if kind == "chr":
+        raise error(f"{deparse(node)!r} in {where} is text, not a number")
+    return v
+
+
+def _compute(node, data, where: str, error):
+    import numpy as np
+
+    match node:
+        case Name(id):
+            return _column(id, data, where, error)
+        case Num(v):
+            return np.float64(v), "num"
+        case Str(v):
+            return np.array(v, dtype=object), "chr"
+        case Paren(x) | Un("+", x):
+            return _compute(x, data, where, error)
+        case Un("-", x):
+            v, k = _compute(x, data, where, error)
+            return -_numeric(v, k, x, where, error), "num"
+        case Un("!", x):
+            v, k = _compute(x, data, where, error)
+            v = _numeric(v, k, x, where, error)
+            return np.where(np.isnan(v), np.nan, v == 0), "lgl"
+        case Call():
+            base, spec, bound = _bind(node, where)
+            arg = bound[spec.args[0][0]]
+            v, k = _compute(arg, data, where, error)
+            v = _numeric(v, k, arg, where, error)
+            if base == "I":
+                return v, k
+            if base == "log":
+                from .rmath import r_log
+                return r_log(v, bound.get("base")), "num"
+            from .rmath import ELEMENTWISE
+            return ELEMENTWISE[base](v), "num"
+        case Bin(op, left, right):
+            a, ka = _compute(left, data, where, error)
+            b, kb = _compute(right, data, where, error)
+            if op in _COMPARE:
+                return _compare(op, a, ka, b, kb, node, where, error), "lgl"
+            a = _numeric(a, ka, left, where, error)
+            b = _numeric(b, kb, right, where, error)
+            na = np.isnan(a) | np.isnan(b)
+            if op == "&":
+                return np.where((a == 0) | (b == 0), 0.0, np.where(na, np.nan, 1.0)), "lgl"
+            if op == "|":
+                return np.where(((a != 0) & ~np.isnan(a)) | ((b != 0) & ~np.isnan(b)), 1.0,
+                                np.where(na, np.nan, 0.0)), "lgl"
+            # R's %% and %/% floor (the sign of the divisor), as numpy's mod and floor_divide
+            f = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide, "^": np.power,
+                 "%%": np.mod, "%/%": np.floor_divide}[op]
+            return f(a, b), "num"
+    raise FormulaError(f"cannot compute {deparse(node)!r} in {where}")  # pragma: no cover
+
+
+def _compare(op, a, ka, b, kb, node, where, error):
+    import operator
+
+    import numpy as np
+
+    f = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt, "<=": operator.le,
+         ">=": operator.ge}[op]
+    if (ka == "chr") != (kb == "chr"):
+        raise error(f"{deparse(node)!r} in {where} compares text with a number")
+    if ka == "chr":
+        if op not in ("==", "!="):
+            raise error(f"{deparse(node)!r} in {where} orders text, which depends on R's locale; "
+                        "compare with == or != instead")
+        a, b = np.broadcast_arrays(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+        out = np.array([np.nan if x is None or y is None else float(f(x, y)) for x, y in zip(a.ravel(), b.ravel())])
+        return out.reshape(a.shape)
+    return np.where(np.isnan(a) | np.isnan(b), np.nan, f(a, b).astype(float))

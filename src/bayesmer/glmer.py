@@ -40,7 +40,7 @@ import scipy.stats as st
 
 from .design import Design, DesignError, ReTerm, _grouping, build_design
 from .family import Family, FamilyError, as_binary, get_family
-from .formula import Formula, FormulaError, parse_formula
+from .formula import Call, Formula, FormulaError, Name, check_value, deparse, evaluate, parse_formula, parse_r
 from ._threads import one_blas_thread
 from .protocol import varcorr_table
 from .engine.theta import theta_to_T as _theta_to_T, tri_index as _tri_index
@@ -73,34 +73,24 @@ class _Response:
     label: str  # what the messages call the response
 
 
-def _split_args(inner: str) -> list[str]:
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(inner):
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            out.append(inner[start:i].strip())
-            start = i + 1
-    out.append(inner[start:].strip())
-    return out
+def _evaluate(expr, data: pd.DataFrame, where: str) -> np.ndarray:
+    """A numeric column, or an R expression of columns (:func:`bayesmer.formula.evaluate`: never Python's eval)."""
+    if isinstance(expr, str) and expr in data.columns:
+        expr = Name(expr)  # a column, whatever its name (the arrays saved as "(weights)", "(offset)")
+    return evaluate(expr, data, where, error=DesignError)
 
 
-def _evaluate(expr: str, data: pd.DataFrame) -> np.ndarray:
-    """A numeric column, or an arithmetic expression of columns (pandas' eval)."""
-    if expr in data.columns:
-        col = data[expr]
+def _lhs(lhs: str) -> object:
+    """The parsed response: a checked R expression, or ``cbind(successes, failures)`` of two."""
+    node = parse_r(lhs)
+    if isinstance(node, Call) and node.fn == "cbind":
+        if len(node.args) != 2 or any(k is not None for k, _ in node.args):
+            raise FormulaError(f"cbind in the response {lhs!r} needs two arguments: successes and failures")
+        for _, arg in node.args:
+            check_value(arg, f"the response {lhs!r}")
     else:
-        try:
-            col = data.eval(expr, engine="python")
-        except Exception as exc:  # pandas raises many types for a bad expression
-            raise DesignError(f"cannot evaluate {expr!r} in the response: {exc}") from exc
-        if not isinstance(col, pd.Series):
-            raise DesignError(f"the response expression {expr!r} does not give one value per row")
-    if pd.api.types.is_bool_dtype(col):
-        return col.to_numpy(dtype=float)
-    if not pd.api.types.is_numeric_dtype(col):
-        raise DesignError(f"the response {expr!r} is not numeric (dtype {col.dtype})")
-    return col.to_numpy(dtype=float)
+        check_value(node, f"the response {lhs!r}")
+    return node
 
 
 def _split_response(formula: str | Formula) -> tuple[str, Formula]:
@@ -122,6 +112,7 @@ def _split_response(formula: str | Formula) -> tuple[str, Formula]:
             lhs = formula[:i].strip()
             if not lhs:
                 raise FormulaError(f"formula {formula!r} has no response left of '~'")
+            _lhs(lhs)  # checked here, so that a model file's response is refused when the file is read
             return " ".join(lhs.split()), parse_formula(f"{_RESPONSE} ~ {formula[i + 1:]}")
     raise FormulaError(f"formula {formula!r} needs a '~' between the response and the terms")
 
@@ -143,21 +134,17 @@ def _response(lhs: str, data: pd.DataFrame, family: Family, weights) -> _Respons
     if weights is None:
         prior = np.ones(n)
     elif isinstance(weights, str):
-        if weights not in data.columns:
-            raise DesignError(f"unknown weights column {weights!r}; the data has {list(data.columns)}")
-        prior = _evaluate(weights, data)
+        prior = _evaluate(weights, data, f"weights {weights!r}")
     else:
         prior = np.asarray(weights, dtype=float).reshape(-1)
         if prior.shape[0] != n:
             raise DesignError(f"weights has {prior.shape[0]} values for {n} rows")
-    m = re.fullmatch(r"cbind\s*\((.*)\)", lhs)
-    if m:
+    node = _lhs(lhs)
+    if isinstance(node, Call) and node.fn == "cbind":
         if family.name != "binomial":
             raise FamilyError(f"a cbind(successes, failures) response needs family='binomial', not {family.name!r}")
-        args = _split_args(m.group(1))
-        if len(args) != 2 or not all(args):
-            raise DesignError(f"cbind in the response {lhs!r} needs two arguments: successes and failures")
-        s, f = (_evaluate(a, data) for a in args)
+        args = [deparse(a) for _, a in node.args]
+        s, f = (_evaluate(a, data, f"the response {lhs!r}") for _, a in node.args)
         for values, expr, what in ((s, args[0], "successes"), (f, args[1], "failures")):
             neg = values < 0
             if np.any(neg):
@@ -169,11 +156,11 @@ def _response(lhs: str, data: pd.DataFrame, family: Family, weights) -> _Respons
         with np.errstate(invalid="ignore", divide="ignore"):
             y = np.where(trials == 0, 0.0, s / trials)
         return _Response(y, trials * prior, lhs)
-    if family.name == "binomial" and lhs in data.columns and not pd.api.types.is_numeric_dtype(data[lhs]):
-        return _Response(as_binary(data[lhs], lhs), prior, lhs)
-    if family.name == "binomial" and lhs in data.columns and pd.api.types.is_bool_dtype(data[lhs]):
-        return _Response(as_binary(data[lhs], lhs), prior, lhs)
-    return _Response(_evaluate(lhs, data), prior, lhs)
+    column = node.id if isinstance(node, Name) and node.id in data.columns else None
+    if family.name == "binomial" and column is not None and (
+            not pd.api.types.is_numeric_dtype(data[column]) or pd.api.types.is_bool_dtype(data[column])):
+        return _Response(as_binary(data[column], lhs), prior, lhs)
+    return _Response(_evaluate(node, data, f"the response {lhs!r}"), prior, lhs)
 
 
 # --------------------------------------------------------------------------
@@ -1033,7 +1020,7 @@ def glmm_design(formula, data: pd.DataFrame, family: Family, weights=None, offse
     if offset is None:
         off_all = np.zeros(len(data))
     elif isinstance(offset, str):
-        off_all = _evaluate(offset, data)
+        off_all = _evaluate(offset, data, f"offset {offset!r}")
     else:
         off_all = np.asarray(offset, dtype=float).reshape(-1)
         if off_all.shape[0] != len(data):
@@ -1081,10 +1068,12 @@ def glmer(
         ``"logit"`` (default), ``"probit"`` or ``"cloglog"`` for the binomial;
         ``"log"`` for the Poisson.
     weights : str or array-like, optional
-        Prior weights: a column name or one value per row.
+        Prior weights: a column name, an R expression of columns, or one value per row.
     offset : str or array-like, optional
         A known term of the linear predictor (``log(exposure)`` for a Poisson
-        rate): a column name, an expression of columns, or one value per row.
+        rate): a column name, an R expression of columns, or one value per row.
+        Expressions (these and the response's) are computed by
+        :func:`bayesmer.formula.evaluate` as R does, never evaluated as Python.
         Added to an ``offset(...)`` of the formula where the design has one.
     tol_pwrss : float
         lme4's ``glmerControl(tolPwrss)``: PIRLS stops when the penalised

@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 from contextlib import contextmanager
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -27,10 +28,12 @@ import xarray as xr
 
 from .errors import LoadError, SaveError
 
-__all__ = ["save", "read", "staged", "FORMATS"]
+__all__ = ["save", "read", "staged", "FORMATS", "FORMAT"]
 
 FORMATS = {".nc": "netcdf", ".zarr": "zarr"}
 _ATTR = "bayesmer"  # root attribute holding the JSON that rebuilds the fit
+#: the layout of the root attribute's JSON; raised when what it holds or means changes
+FORMAT = 1
 
 
 def _format(path: Path) -> str:
@@ -63,6 +66,7 @@ def save(fit, path) -> Path:
     d = fit.design
     gd = getattr(fit, "glmm", None)
     meta = {
+        "format": FORMAT,
         "version": __version__,
         "formula": str(d.formula) if gd is None else gd.formula,
         "priors": fit.priors.to_dict(),
@@ -181,7 +185,7 @@ def _frame(cd: xr.Dataset, columns: list[str]) -> pd.DataFrame:
     out = {}
     for col in columns:
         if col not in cd:
-            raise LoadError(f"constant_data lacks column {col!r} that the formula reads")
+            raise LoadError(f"constant_data lacks column {col!r} that the formula reads")  # read() names the file
         var = cd[col]
         values = var.to_numpy()
         if "categories" in var.attrs:
@@ -211,15 +215,84 @@ def read(path) -> tuple[xr.DataTree, dict, pd.DataFrame]:
     try:
         tree = xr.open_datatree(path, engine="h5netcdf" if fmt == "netcdf" else "zarr")
         tree = tree.load()
+        tree.close()  # every value is in memory: the file is not held open (nor locked) after reading
     except Exception as exc:  # the backends raise many types
         raise LoadError(f"{path}: cannot read as {fmt}: {exc}") from exc
     if _ATTR not in tree.attrs:
         raise LoadError(f"{path}: not a bayesmer fit (no {_ATTR!r} attribute at the root: plain ArviZ data)")
-    meta = json.loads(tree.attrs[_ATTR])
+    meta = _metadata(path, tree.attrs[_ATTR])
     for group in ("posterior",) + (() if "source" in meta else ("constant_data",)):
         if group not in tree.children:
             raise LoadError(f"{path}: not a bayesmer fit (no {group} group)")
     # a fit of Parquet files not in memory: the files are the data (bayesmer.load reads them again)
-    frame = meta["source"] if "source" in meta else _frame(tree["constant_data"].to_dataset(), meta["columns"])
+    try:
+        frame = meta["source"] if "source" in meta else _frame(tree["constant_data"].to_dataset(), meta["columns"])
+    except (TypeError, ValueError) as exc:  # a column's stored categories that are not a JSON list, say
+        raise LoadError(f"{path}: cannot read the stored data columns: {exc}") from None
     tree.attrs = {k: v for k, v in tree.attrs.items() if k != _ATTR}
     return tree, meta, frame
+
+
+# What the metadata holds, by key: (its JSON type, what it is, whether required).
+# A saved fit may come from anyone: every value is checked to be data of the
+# expected shape here, and bayesmer.load re-parses the strings (formula, weights,
+# offset, priors, settings) with the parsers a new fit uses; nothing is evaluated.
+_KEYS = {
+    "version": (str, "a version string", True),
+    "formula": (str, "a formula string", True),
+    "priors": (dict, "a mapping of prior names to prior strings", True),
+    "settings": (dict, "a mapping of settings", True),
+    "strategy": (str, "a strategy name", True),
+    "timings": (dict, "a mapping of timings", False),
+    "columns": (list, "a list of column names", False),
+    "source": (list, "a list of Parquet file paths", False),
+    "weights": ((str, type(None)), "a column name or R expression", False),
+    "offset": ((str, type(None)), "a column name or R expression", False),
+}
+
+
+def _metadata(path: Path, text) -> dict:
+    """The root attribute's JSON, its format and the types of its values checked."""
+    from . import __version__
+
+    try:
+        meta = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise LoadError(f"{path}: the {_ATTR!r} attribute is not JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise LoadError(f"{path}: the {_ATTR!r} attribute is not a JSON object")
+    for key, (kind, what, required) in _KEYS.items():
+        if key not in meta:
+            if required:
+                raise LoadError(f"{path}: not a bayesmer fit (its metadata lacks {key!r})")
+            continue
+        if not isinstance(meta[key], kind):
+            raise LoadError(f"{path}: the stored {key!r} is not {what}: {str(meta[key])[:80]!r}")
+    for key in ("priors", "timings"):
+        for k, v in meta.get(key, {}).items():
+            ok = isinstance(v, str) if key == "priors" else isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not ok:
+                what = "a prior string" if key == "priors" else "a number"
+                raise LoadError(f"{path}: the stored {key} entry {k!r} is not {what}: {str(v)[:80]!r}")
+    for k, v in meta["settings"].items():
+        if not isinstance(v, (str, int, float, bool, type(None))):
+            raise LoadError(f"{path}: the stored setting {k!r} is not a single value: {str(v)[:80]!r}")
+    for key in ("columns", "source"):
+        if not all(isinstance(c, str) for c in meta.get(key, [])):
+            raise LoadError(f"{path}: the stored {key!r} is not {_KEYS[key][1]}")
+    if "columns" not in meta and "source" not in meta:
+        raise LoadError(f"{path}: not a bayesmer fit (its metadata names neither columns nor source)")
+    saved = meta["version"]
+    fmt = meta.get("format")
+    if fmt is None:
+        warnings.warn(f"{path}: written by bayesmer {saved}, before saved fits had a format number; "
+                      f"read as format 1 by bayesmer {__version__}", UserWarning, stacklevel=3)
+    elif not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise LoadError(f"{path}: the stored format {fmt!r} is not a format number")
+    elif fmt > FORMAT:
+        raise LoadError(f"{path}: saved in format {fmt} by bayesmer {saved}; this bayesmer ({__version__}) "
+                        f"reads format {FORMAT} and older: upgrade bayesmer to load it")
+    elif saved != __version__:
+        warnings.warn(f"{path}: written by bayesmer {saved} (format {fmt}); read by bayesmer {__version__}",
+                      UserWarning, stacklevel=3)
+    return meta

@@ -73,7 +73,8 @@ def group_attrs(sampler: str, **extra) -> dict:
 
     from . import __version__
 
-    attrs = make_attrs(inference_library=importlib.import_module(sampler))
+    # the name is imported: only one of the samplers the settings allow (a saved fit's settings are data)
+    attrs = make_attrs(inference_library=importlib.import_module(st.check("sampler", sampler)))
     attrs.update({"creation_library": "bayesmer", "creation_library_version": __version__}, **extra)
     return attrs
 

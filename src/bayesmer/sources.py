@@ -172,6 +172,8 @@ def _spark_map_reduce(sdf, fn, combine):  # pragma: no cover - spark is optional
             yield pd.DataFrame({"part": [pickle.dumps(out)]})
 
     rows = sdf.mapInPandas(run, schema="part binary").collect()
+    # Not user input: each cell is what run() above pickled on this job's own executors,
+    # collected straight back (never read from a file or a table someone else wrote).
     parts = [pickle.loads(r["part"]) for r in rows]
     if not parts:
         raise DesignError("the Spark DataFrame has no rows")
