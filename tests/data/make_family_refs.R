@@ -1,0 +1,116 @@
+# References for tests/test_families.py: point fits of the response families by
+# glmmTMB (Laplace), ordinal::clmm (Laplace) and lme4::lmer (lognormal), one JSON
+# per fit in tests/data/ (family_<name>.json) with the data as CSV beside it.
+# Run from the repository root:  Rscript tests/data/make_family_refs.R
+suppressPackageStartupMessages({
+  library(glmmTMB); library(ordinal); library(lme4); library(jsonlite)
+})
+out <- "tests/data"
+versions <- list(R = R.version.string, glmmTMB = as.character(packageVersion("glmmTMB")),
+                 TMB = as.character(packageVersion("TMB")), ordinal = as.character(packageVersion("ordinal")),
+                 lme4 = as.character(packageVersion("lme4")), brms = as.character(packageVersion("brms")))
+
+timed <- function(expr_fun, reps = 3) {
+  ts <- sapply(seq_len(reps), function(i) system.time(expr_fun())[["elapsed"]])
+  list(fit = expr_fun(), seconds = median(ts))
+}
+
+factor_levels <- function(d) {
+  f <- Filter(is.factor, d)
+  lapply(f, function(x) list(levels = levels(x), ordered = is.ordered(x)))
+}
+
+write_ref <- function(name, d, formula, call, ref, seconds) {
+  csv <- paste0("family_", name, ".csv")
+  write.csv(d, file.path(out, csv), row.names = FALSE)
+  ref$name <- name; ref$formula <- formula; ref$call <- call; ref$data <- csv
+  ref$factors <- factor_levels(d); ref$seconds <- seconds; ref$versions <- versions
+  ref$load <- as.numeric(strsplit(readLines("/proc/loadavg"), " ")[[1]][1])
+  writeLines(toJSON(ref, auto_unbox = TRUE, digits = NA, pretty = TRUE), file.path(out, paste0("family_", name, ".json")))
+  cat(name, "done in", seconds, "s\n")
+}
+
+tmb_ref <- function(fit, dpars) {
+  vc <- VarCorr(fit)$cond
+  sds <- lapply(vc, function(m) as.list(attr(m, "stddev")))
+  list(fixef = as.list(fixef(fit)$cond), se = as.list(sqrt(diag(vcov(fit)$cond))), sd = sds,
+       dpars = dpars, loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nobs(fit),
+       converged = fit$fit$convergence == 0, pdHess = fit$sdr$pdHess)
+}
+
+tmb <- function(name, d, formula, family, zi = ~0, dpars_fun, call) {
+  r <- timed(function() glmmTMB(as.formula(formula), data = d, family = family, ziformula = zi))
+  write_ref(name, d, formula, call, tmb_ref(r$fit, dpars_fun(r$fit)), r$seconds)
+}
+
+# negative binomial: brms's epilepsy
+data("epilepsy", package = "brms")
+ep <- epilepsy[, c("count", "zAge", "zBase", "Trt", "patient", "visit")]
+tmb("negbinomial", ep, "count ~ zAge + zBase * Trt + (1 | patient)", nbinom2,
+    dpars_fun = function(f) list(shape = sigma(f)),
+    call = "glmmTMB(count ~ zAge + zBase * Trt + (1 | patient), data = brms::epilepsy, family = nbinom2)")
+
+# zero-inflated Poisson: glmmTMB's Salamanders
+data("Salamanders", package = "glmmTMB")
+sal <- Salamanders[, c("count", "mined", "site", "spp")]
+tmb("zero_inflated_poisson", sal, "count ~ mined + (1 | site)", poisson, zi = ~1,
+    dpars_fun = function(f) list(zi = plogis(fixef(f)$zi[[1]]), zi_logit = fixef(f)$zi[[1]],
+                                 zi_logit_se = sqrt(vcov(f)$zi[1, 1])),
+    call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = poisson)")
+
+# zero-inflated negative binomial: Salamanders again
+tmb("zero_inflated_negbinomial", sal, "count ~ mined + (1 | site)", nbinom2, zi = ~1,
+    dpars_fun = function(f) list(shape = sigma(f), zi = plogis(fixef(f)$zi[[1]])),
+    call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = nbinom2)")
+
+# Gamma (log link): simulated, 40 groups of 6
+set.seed(20261203)
+g <- factor(rep(sprintf("g%02d", 1:40), each = 6)); x <- rnorm(240); b <- rnorm(40, sd = 0.4)
+mu <- exp(1 + 0.3 * x + b[as.integer(g)])
+gam <- data.frame(y = rgamma(240, shape = 3, rate = 3 / mu), x = x, g = g)
+tmb("Gamma", gam, "y ~ x + (1 | g)", Gamma(link = "log"),
+    dpars_fun = function(f) list(shape = 1 / sigma(f)^2, sigma_cv = sigma(f)),
+    call = "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'log'))")
+
+# beta (logit link): simulated, 30 groups of 8
+set.seed(20261204)
+g <- factor(rep(sprintf("s%02d", 1:30), each = 8)); x <- rnorm(240); b <- rnorm(30, sd = 0.5)
+mu <- plogis(-0.5 + 0.6 * x + b[as.integer(g)]); phi <- 12
+bet <- data.frame(y = rbeta(240, mu * phi, (1 - mu) * phi), x = x, g = g)
+tmb("beta", bet, "y ~ x + (1 | g)", beta_family(),
+    dpars_fun = function(f) list(phi = sigma(f)),
+    call = "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261204>, family = beta_family())")
+
+# lognormal: lmer(log(Reaction), REML = FALSE) on sleepstudy; logLik on the y scale
+data("sleepstudy", package = "lme4")
+r <- timed(function() lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = FALSE))
+fit <- r$fit
+vc <- VarCorr(fit)$Subject
+ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(fit))))),
+            sd = list(Subject = as.list(attr(vc, "stddev"))), corr = attr(vc, "correlation")[1, 2],
+            dpars = list(sigma = sigma(fit)),
+            loglik = as.numeric(logLik(fit)) - sum(log(sleepstudy$Reaction)),
+            loglik_log_scale = as.numeric(logLik(fit)), nobs = nobs(fit))
+ref$aic <- -2 * ref$loglik + 2 * 6
+write_ref("lognormal", sleepstudy, "Reaction ~ Days + (Days | Subject)",
+          "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = FALSE)", ref, r$seconds)
+
+# cumulative: ordinal's wine with clmm (Laplace, logit)
+data("wine", package = "ordinal")
+wi <- wine[, c("rating", "temp", "contact", "judge", "bottle")]
+for (tight in c(FALSE, TRUE)) {
+  ctrl <- if (tight) clmm.control(gradTol = 1e-8) else clmm.control()
+  r <- timed(function() clmm(rating ~ temp + contact + (1 | judge), data = wi, control = ctrl))
+  fit <- r$fit
+  V <- vcov(fit); se <- sqrt(diag(V))
+  nth <- length(fit$alpha)
+  ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
+              thresholds = as.list(fit$alpha), thresholds_se = as.list(se[names(fit$alpha)]),
+              dpars = setNames(as.list(unname(fit$alpha)), sprintf("Intercept[%d]", seq_len(nth))),
+              sd = list(judge = list(`(Intercept)` = unname(fit$ST$judge[1, 1]))),
+              loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nrow(wi),
+              maxGradient = max(abs(fit$gradient)), gradTol = ctrl$gradTol)
+  write_ref(if (tight) "cumulative" else "cumulative_default", wi, "rating ~ temp + contact + (1 | judge)",
+            sprintf("clmm(rating ~ temp + contact + (1 | judge), data = wine%s)",
+                    if (tight) ", control = clmm.control(gradTol = 1e-8)" else ""), ref, r$seconds)
+}
