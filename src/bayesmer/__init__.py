@@ -17,6 +17,7 @@ from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .lmer import RemlFit, fit_reml, reml
 from .glmer import GlmerFit, glmer
+from .glmmtmb import FamilyFit, glmmtmb
 from .simulation import SimulationError, simulate
 from .api import default_priors, fit, load, prior_sweep
 from .errors import BayesmerError, LoadError, PredictionError, SettingsError

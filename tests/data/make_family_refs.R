@@ -98,19 +98,19 @@ write_ref("lognormal", sleepstudy, "Reaction ~ Days + (Days | Subject)",
 # cumulative: ordinal's wine with clmm (Laplace, logit)
 data("wine", package = "ordinal")
 wi <- wine[, c("rating", "temp", "contact", "judge", "bottle")]
-for (tight in c(FALSE, TRUE)) {
-  ctrl <- if (tight) clmm.control(gradTol = 1e-8) else clmm.control()
-  r <- timed(function() clmm(rating ~ temp + contact + (1 | judge), data = wi, control = ctrl))
-  fit <- r$fit
-  V <- vcov(fit); se <- sqrt(diag(V))
-  nth <- length(fit$alpha)
-  ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
-              thresholds = as.list(fit$alpha), thresholds_se = as.list(se[names(fit$alpha)]),
-              dpars = setNames(as.list(unname(fit$alpha)), sprintf("Intercept[%d]", seq_len(nth))),
-              sd = list(judge = list(`(Intercept)` = unname(fit$ST$judge[1, 1]))),
-              loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nrow(wi),
-              maxGradient = max(abs(fit$gradient)), gradTol = ctrl$gradTol)
-  write_ref(if (tight) "cumulative" else "cumulative_default", wi, "rating ~ temp + contact + (1 | judge)",
-            sprintf("clmm(rating ~ temp + contact + (1 | judge), data = wine%s)",
-                    if (tight) ", control = clmm.control(gradTol = 1e-8)" else ""), ref, r$seconds)
-}
+# clmm's defaults (Laplace, gradTol = 1e-4). A tighter gradTol (1e-8) moves the estimates by < 1e-5
+# relative but its inner updates of the random effects then hit their iteration limit ("iteration
+# limit reached when updating the random effects") and its SEs move by ~1%: the default is the reference.
+ctrl <- clmm.control()
+r <- timed(function() clmm(rating ~ temp + contact + (1 | judge), data = wi, control = ctrl))
+fit <- r$fit
+V <- vcov(fit); se <- sqrt(diag(V))
+nth <- length(fit$alpha)
+ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
+            thresholds = as.list(fit$alpha), thresholds_se = as.list(se[names(fit$alpha)]),
+            dpars = setNames(as.list(unname(fit$alpha)), sprintf("Intercept[%d]", seq_len(nth))),
+            sd = list(judge = list(`(Intercept)` = unname(fit$ST$judge[1, 1]))),
+            loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nrow(wi),
+            maxGradient = max(abs(fit$gradient)), gradTol = ctrl$gradTol)
+write_ref("cumulative", wi, "rating ~ temp + contact + (1 | judge)",
+          "clmm(rating ~ temp + contact + (1 | judge), data = wine)", ref, r$seconds)
