@@ -31,7 +31,9 @@ class ZeroInflatedNegBinomial(ResponseFamily):
         return zi_mix(y, dp["zi"], logf, d1, d2, logf0, g0, h0)
 
     def logpdf(self, y, eta, dp, wt=None):
-        return self._parts(y, eta, dp)[0]
+        mu, k, zi = np.exp(eta), dp["shape"], dp["zi"]
+        logf0 = k * (np.log(k) - np.log(k + mu))
+        return np.where(y == 0, np.logaddexp(np.log(zi), np.log1p(-zi) + logf0), np.log1p(-zi) + nb_logpdf(y, mu, k))
 
     def derivs(self, y, eta, dp, wt=None):
         return self._parts(y, eta, dp)[1:]

@@ -49,7 +49,9 @@ class ZeroInflatedPoisson(ResponseFamily):
         return zi_mix(y, dp["zi"], logf, y - mu, -mu, -mu, -mu, -mu)
 
     def logpdf(self, y, eta, dp, wt=None):
-        return self._parts(y, eta, dp)[0]
+        mu, zi = np.exp(eta), dp["zi"]
+        pos = np.log1p(-zi) + sc.xlogy(y, mu) - mu - sc.gammaln(y + 1)
+        return np.where(y == 0, np.logaddexp(np.log(zi), np.log1p(-zi) - mu), pos)
 
     def derivs(self, y, eta, dp, wt=None):
         return self._parts(y, eta, dp)[1:]
