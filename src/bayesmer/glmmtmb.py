@@ -299,15 +299,25 @@ def glmmtmb(
     with one_blas_thread(), np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         res = fit_laplace(model, report=(to_x, from_x))
     beta, theta, dp = model.split(res.x)
+    # a variance at zero (boundary): glmmTMB's log-SD runs off to -inf there; its row
+    # and column leave the Hessian before it is inverted, as a fixed parameter's would
+    edge = np.zeros(len(res.x), bool)
+    edge[p : p + nth] = (model.theta_lower == 0) & (theta <= 1e-6)
+    keep = np.flatnonzero(~edge)
+    V = np.full(res.hessian.shape, np.nan)
     try:
-        V = np.linalg.inv(res.hessian)
-        V = (V + V.T) / 2
+        Vk = np.linalg.inv(res.hessian[np.ix_(keep, keep)])
+        V[np.ix_(keep, keep)] = (Vk + Vk.T) / 2
     except np.linalg.LinAlgError:
-        V = np.full(res.hessian.shape, np.nan)
-    if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
+        pass
+    if edge.any():
+        warnings.warn("boundary (singular) fit: a random-effect variance is estimated at zero", UserWarning,
+                      stacklevel=2)
+    if not np.all(np.isfinite(V[np.ix_(keep, keep)])) or np.any(np.diag(V)[keep] <= 0):
         warnings.warn("the Hessian of the Laplace objective is not positive definite: standard errors are NaN",
                       UserWarning, stacklevel=2)
-    sd_all = np.sqrt(np.where(np.diag(V) > 0, np.diag(V), np.nan))
+    with np.errstate(invalid="ignore"):
+        sd_all = np.sqrt(np.where(np.diag(V) > 0, np.diag(V), np.nan))
     dpars = fam.dpar_series(dp)
     dpars_se = pd.Series(sd_all[p + nth :], index=dpars.index.copy(), name="Std. Error")
     k_par = p + nth + len(dpars)

@@ -50,6 +50,12 @@ tmb("negbinomial", ep, "count ~ zAge + zBase * Trt + (1 | patient)", nbinom2,
     dpars_fun = function(f) list(shape = sigma(f)),
     call = "glmmTMB(count ~ zAge + zBase * Trt + (1 | patient), data = brms::epilepsy, family = nbinom2)")
 
+# negative binomial at the boundary: no group variation (numpy's default_rng(0), 10 groups of 10;
+# the CSV is the data's source); glmmTMB's SD runs to ~1e-4, bayesmer's is 0
+sg <- read.csv(file.path(out, "family_negbinomial_singular.csv")); sg$g <- factor(sg$g)
+tmb("negbinomial_singular", sg, "y ~ x + (1 | g)", nbinom2, dpars_fun = function(f) list(shape = sigma(f)),
+    call = "glmmTMB(y ~ x + (1 | g), data = <numpy default_rng(0)>, family = nbinom2)")
+
 # zero-inflated Poisson: glmmTMB's Salamanders
 data("Salamanders", package = "glmmTMB")
 sal <- Salamanders[, c("count", "mined", "site", "spp")]
@@ -71,6 +77,18 @@ gam <- data.frame(y = rgamma(240, shape = 3, rate = 3 / mu), x = x, g = g)
 tmb("Gamma", gam, "y ~ x + (1 | g)", Gamma(link = "log"),
     dpars_fun = function(f) list(shape = 1 / sigma(f)^2, sigma_cv = sigma(f)),
     call = "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'log'))")
+
+# Gamma with a correlated random slope: simulated, 40 groups of 8
+set.seed(20261205)
+g <- factor(rep(sprintf("g%02d", 1:40), each = 8)); x <- rnorm(320)
+b0 <- rnorm(40, sd = 0.4); b1 <- 0.3 * b0 / 0.4 * 0.25 + sqrt(1 - 0.3^2) * rnorm(40, sd = 0.25)
+mu <- exp(1 + 0.3 * x + b0[as.integer(g)] + b1[as.integer(g)] * x)
+gsl <- data.frame(y = rgamma(320, shape = 4, rate = 4 / mu), x = x, g = g)
+r <- timed(function() glmmTMB(y ~ x + (x | g), data = gsl, family = Gamma(link = "log")))
+ref <- tmb_ref(r$fit, list(shape = 1 / sigma(r$fit)^2))
+ref$corr <- attr(VarCorr(r$fit)$cond$g, "correlation")[1, 2]
+write_ref("Gamma_slope", gsl, "y ~ x + (x | g)",
+          "glmmTMB(y ~ x + (x | g), data = <simulated, seed 20261205>, family = Gamma(link = 'log'))", ref, r$seconds)
 
 # beta (logit link): simulated, 30 groups of 8
 set.seed(20261204)

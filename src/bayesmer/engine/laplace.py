@@ -271,7 +271,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None) -> LaplaceResult:
         else:
             break
         r, fx = cand, fc
-        if np.max(np.abs(t * step) / np.maximum(1.0, np.abs(r))) < 1e-10:
+        if np.max(np.abs(t * step) / np.maximum(1.0, np.abs(r[free]))) < 1e-10:
             break
         g = _central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
     if np.max(np.abs(r - r_h) / np.maximum(1.0, np.abs(r))) > 1e-7:
