@@ -92,6 +92,28 @@ def test_singular_fit_matches_glmmtmb():
     assert abs(fit.loglik - ref["loglik"]) < 1e-4
 
 
+def test_offset_in_formula():
+    ref, d = _load("negbinomial_offset")
+    fit = glmmtmb(ref["formula"], d, "negbinomial")
+    assert _rel(fit.fixef, list(ref["fixef"].values())) < 1e-4
+    assert _rel(fit.se, list(ref["se"].values())) < 1e-4
+    assert abs(fit.dpars["shape"] / ref["dpars"]["shape"] - 1) < 1e-4
+    assert abs(fit.loglik - ref["loglik"]) < 1e-3
+
+
+def test_lognormal_reml():
+    ref, d = _load("lognormal_reml")
+    fit = glmmtmb(ref["formula"], d, "lognormal", REML=True)
+    assert fit.method == "REML"
+    assert _rel(fit.fixef, list(ref["fixef"].values())) < 1e-4
+    assert _rel(fit.se, list(ref["se"].values())) < 1e-4
+    sds = fit.varcorr.query("kind == 'sd' and group != 'Residual'")["value"]
+    assert _rel(sds, list(ref["sd"]["Subject"].values())) < 1e-4
+    assert abs(fit.dpars["sigma"] / ref["dpars"]["sigma"] - 1) < 1e-4
+    with pytest.raises(FamilyError, match="REML is available for 'lognormal'"):
+        glmmtmb(ref["formula"], d, "Gamma", REML=True)
+
+
 def test_cumulative_thresholds_and_their_ses(fits):
     ref, fit = fits["cumulative"]
     assert list(fit.dpars.index) == [f"Intercept[{k}]" for k in range(1, 5)]

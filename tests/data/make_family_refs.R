@@ -45,7 +45,7 @@ tmb <- function(name, d, formula, family, zi = ~0, dpars_fun, call) {
 
 # negative binomial: brms's epilepsy
 data("epilepsy", package = "brms")
-ep <- epilepsy[, c("count", "zAge", "zBase", "Trt", "patient", "visit")]
+ep <- epilepsy[, c("count", "zAge", "zBase", "Base", "Trt", "patient", "visit")]
 tmb("negbinomial", ep, "count ~ zAge + zBase * Trt + (1 | patient)", nbinom2,
     dpars_fun = function(f) list(shape = sigma(f)),
     call = "glmmTMB(count ~ zAge + zBase * Trt + (1 | patient), data = brms::epilepsy, family = nbinom2)")
@@ -55,6 +55,11 @@ tmb("negbinomial", ep, "count ~ zAge + zBase * Trt + (1 | patient)", nbinom2,
 sg <- read.csv(file.path(out, "family_negbinomial_singular.csv")); sg$g <- factor(sg$g)
 tmb("negbinomial_singular", sg, "y ~ x + (1 | g)", nbinom2, dpars_fun = function(f) list(shape = sigma(f)),
     call = "glmmTMB(y ~ x + (1 | g), data = <numpy default_rng(0)>, family = nbinom2)")
+
+# negative binomial with an offset in the formula
+tmb("negbinomial_offset", ep, "count ~ zAge + Trt + offset(log(Base)) + (1 | patient)", nbinom2,
+    dpars_fun = function(f) list(shape = sigma(f)),
+    call = "glmmTMB(count ~ zAge + Trt + offset(log(Base)) + (1 | patient), data = brms::epilepsy, family = nbinom2)")
 
 # zero-inflated Poisson: glmmTMB's Salamanders
 data("Salamanders", package = "glmmTMB")
@@ -112,6 +117,16 @@ ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(f
 ref$aic <- -2 * ref$loglik + 2 * 6
 write_ref("lognormal", sleepstudy, "Reaction ~ Days + (Days | Subject)",
           "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = FALSE)", ref, r$seconds)
+
+# lognormal by REML: lmer(log(Reaction), REML = TRUE) (no log-likelihood compared)
+r <- timed(function() lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = TRUE))
+fit <- r$fit
+vc <- VarCorr(fit)$Subject
+ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(fit))))),
+            sd = list(Subject = as.list(attr(vc, "stddev"))), corr = attr(vc, "correlation")[1, 2],
+            dpars = list(sigma = sigma(fit)), reml_criterion_log_scale = REMLcrit(fit), nobs = nobs(fit))
+write_ref("lognormal_reml", sleepstudy, "Reaction ~ Days + (Days | Subject)",
+          "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = TRUE)", ref, r$seconds)
 
 # cumulative: ordinal's wine with clmm (Laplace, logit)
 data("wine", package = "ordinal")
