@@ -275,3 +275,21 @@ def test_ziformula_only_constant():
         glmmtmb("y ~ 1 + (1 | g)", _frame([0, 1, 0, 2, 0, 1, 3, 0]), "poisson", ziformula="~x")
     with pytest.raises(FamilyError, match="needs family 'poisson' or 'negbinomial'"):
         glmmtmb("y ~ 1 + (1 | g)", _frame([0.1, 1, 0.3, 2, 0.2, 1, 3, 0.4]), "Gamma", ziformula="~1")
+
+
+@pytest.mark.parametrize("name", ["zero_inflated_negbinomial", "Gamma_slope", "cumulative", "beta"])
+def test_analytic_gradient_of_the_laplace_objective(name):
+    from bayesmer.engine.laplace import LaplaceModel, _central_grad
+
+    ref, d = _load(name)
+    fam, zi = REFS.get(name, ("Gamma", None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = glmmtmb(ref["formula"], d, fam, ziformula=zi)
+    X = fit.design.X[:, 1:] if fit.family.name == "cumulative" else fit.design.X
+    n = len(fit.y)
+    m = LaplaceModel(X, fit.y, np.ones(n), np.zeros(n), fit.terms, fit.family)
+    x = m.start()
+    x[m.p : m.p + m.nth] *= 0.7
+    g = m.gradient(x)
+    np.testing.assert_allclose(g, _central_grad(m.objective, x), atol=1e-6 * max(1.0, np.max(np.abs(g))))

@@ -137,6 +137,67 @@ class LaplaceModel:
         self.u = u
         return h + 0.5 * L.logdet()
 
+    def gradient(self, x, dpar_grad=None) -> np.ndarray:
+        """The gradient of :meth:`objective`: analytic in β and θ, by central differences in the dpars.
+
+        With û the mode, H = A'DA + I (A = ZΛ), c_i = ½ ℓ‴_i a_i'H⁻¹a_i and
+        w = H⁻¹A'c (ℓ‴ by a central difference of the analytic ℓ″):
+        ∂f/∂β = -X'(ℓ' + c) + X'(D ∘ Aw), and per θ element, with B = ∂A/∂θ,
+        ∂f/∂θ = -ℓ'·Bû + tr(H⁻¹A'DB) - (Bû)·(c - D ∘ Aw) - (Bw)·ℓ'
+        (the implicit dependence of û included). ``dpar_grad`` replaces the
+        dpars' part (a function of x), e.g. to take it in another
+        parameterisation.
+        """
+        x = np.asarray(x, float)
+        fam, y, wt = self.family, self.y, self.wt
+        beta, theta, dp = self.split(x)
+        p, nth = self.p, self.nth
+        g = np.empty(len(x))
+        try:
+            u, eta, L, _ = self.mode(beta, theta, dp, self.u)
+        except (InnerError, np.linalg.LinAlgError):
+            return np.full(len(x), np.nan)
+        self.u = u
+        A = self._s.lam_z(theta)
+        data = A.data.reshape(-1, self._s.K)
+        cols = self._s.cols
+        d1, d2 = fam.derivs(y, eta, dp, wt)
+        D = -d2
+        de = 1e-4 * np.maximum(1.0, np.abs(eta))
+        d3 = (fam.derivs(y, eta + de, dp, wt)[1] - fam.derivs(y, eta - de, dp, wt)[1]) / (2 * de)
+        N = L.bwd(L.fwd(A.T.toarray()))  # H⁻¹A', q x n
+        rows = np.arange(len(y))[:, None]
+        Nc = N[cols, rows]  # (n, K): (H⁻¹a_i) at row i's own columns
+        s_i = np.sum(data * Nc, axis=1)
+        c = 0.5 * d3 * s_i
+        w = L.bwd(L.fwd(A.T @ c))
+        Aw = A @ w
+        g[:p] = -self.X.T @ (d1 + c) + self.X.T @ (D * Aw)
+        Uc, Wc, Gc = u[cols], w[cols], Nc * D[:, None]
+        e = c - D * Aw
+        pos, slot = p, 0
+        for t, k in zip(self.terms, self.ks):
+            Z = t.Z
+            r_idx, c_idx = tri_index(k)
+            for r, cc in zip(r_idx, c_idx):
+                j = slot + cc
+                z = Z[:, r]
+                g[pos] = (-np.sum(d1 * z * Uc[:, j]) + np.sum(z * Gc[:, j])
+                          - np.sum(z * Uc[:, j] * e) - np.sum(z * Wc[:, j] * d1))
+                pos += 1
+            slot += k
+        if len(x) > p + nth:
+            if dpar_grad is not None:
+                g[p + nth :] = dpar_grad(x)
+            else:
+                for j in range(p + nth, len(x)):
+                    h = 1e-6 * max(1.0, abs(x[j]))
+                    xp, xm = x.copy(), x.copy()
+                    xp[j] += h
+                    xm[j] -= h
+                    g[j] = (self.objective(xp) - self.objective(xm)) / (2 * h)
+        return g
+
     def start(self) -> np.ndarray:
         """Starting values: a fixed-effects fit (Newton on β with the dpars' start), θ = 1."""
         fam, X, y, wt = self.family, self.X, self.y, self.wt
@@ -220,7 +281,19 @@ class LaplaceResult:
     n_evals: int
 
 
-def fit_laplace(model: LaplaceModel, x0=None, report=None) -> LaplaceResult:
+def _grad_hessian(grad, r, rel=1e-4):
+    """Central differences of an analytic gradient: the Hessian, symmetrised."""
+    m = len(r)
+    h = rel * np.maximum(1.0, np.abs(r))
+    H = np.empty((m, m))
+    for j in range(m):
+        e = np.zeros(m)
+        e[j] = h[j]
+        H[:, j] = (grad(r + e) - grad(r - e)) / (2 * h[j])
+    return (H + H.T) / 2
+
+
+def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None = None) -> LaplaceResult:
     """Minimise the Laplace objective; the Hessian is taken in ``report``'s parameterisation.
 
     Parameters
@@ -229,31 +302,62 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None) -> LaplaceResult:
         A reparameterisation r <-> x in which the Hessian (hence the
         covariance) is reported (the thresholds of an ordinal model as they
         are, not as increments). Default: x itself.
+    analytic : bool, optional
+        Use :meth:`LaplaceModel.gradient` (default where its dense ``q x n``
+        solve is small, below 3e7 entries) rather than differences of the
+        objective alone.
     """
     f = model.objective
     x0 = model.start() if x0 is None else np.asarray(x0, float)
     p, nth = model.p, model.nth
-    lo = np.concatenate([np.full(p, -np.inf), model.theta_lower, np.full(len(x0) - p - nth, -np.inf)])
+    m = len(x0)
+    lo = np.concatenate([np.full(p, -np.inf), model.theta_lower, np.full(m - p - nth, -np.inf)])
     bounds = [(None if np.isinf(a) else a, None) for a in lo]
     x0 = np.maximum(x0, lo)
-    # forward differences are enough to get near: the Newton steps below finish the work
-    res = sopt.minimize(f, x0, jac=lambda x: _forward_grad(f, x), method="L-BFGS-B", bounds=bounds,
-                        options={"ftol": 1e-12, "gtol": 1e-6, "maxiter": 2000, "maxcor": 20})
-    n_stage1 = model.n_evals
-    x, fx = res.x, float(res.fun)
-    message = str(res.message)
+    if analytic is None:
+        analytic = model.q * len(model.y) <= 3e7
     if report is None:
         to_x = from_x = lambda v: v  # noqa: E731
     else:
         to_x, from_x = report
     fr = lambda r: f(np.maximum(to_x(r), lo))  # noqa: E731
-    # Newton steps in the reporting parameterisation: one finite-difference
-    # Hessian, then steps on central-difference gradients with it (the optimum
-    # to ~1e-10, for SEs to 1e-4); the Hessian is made again if x moved.
+    dpars = np.arange(p + nth, m)
+
+    def grad_r(r, rel=1e-4):
+        """The gradient in r: analytic in (β, θ), central differences in r's dpars."""
+        def dpar_part(_x):
+            out = np.empty(len(dpars))
+            for i, j in enumerate(dpars):
+                h = rel * max(1.0, abs(r[j]))
+                rp, rm = r.copy(), r.copy()
+                rp[j] += h
+                rm[j] -= h
+                out[i] = (fr(rp) - fr(rm)) / (2 * h)
+            return out
+        return model.gradient(np.maximum(to_x(r), lo), dpar_grad=dpar_part)
+
+    jac = (lambda x: model.gradient(x)) if analytic else (lambda x: _forward_grad(f, x))
+    # near the optimum by L-BFGS-B; the Newton steps below finish the work
+    res = sopt.minimize(f, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
+                        options={"ftol": 1e-12, "gtol": 1e-6, "maxiter": 2000, "maxcor": 20})
+    x, fx = res.x, float(res.fun)
+    message = str(res.message)
+    if analytic and not np.all(np.isfinite(model.gradient(x))):
+        analytic = False
+    # Newton steps in the reporting parameterisation: one Hessian (differences
+    # of the gradient, or of the objective), then steps on gradients with it
+    # (the optimum to ~1e-10, for SEs to 1e-4); the Hessian is made again if x moved.
     on_edge = (lo == 0) & (x <= 1e-6)
     free = np.flatnonzero(~on_edge)
+
+    def both(r):
+        if analytic:
+            return grad_r(r, 1e-5), _grad_hessian(grad_r, r)
+        return fd_hessian(fr, r)
+
     r = from_x(x)
-    g, H = fd_hessian(fr, r, fx)
+    fx = fr(r)
+    g, H = both(r)
     r_h = r.copy()
     for _ in range(20):
         try:
@@ -273,10 +377,11 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None) -> LaplaceResult:
         r, fx = cand, fc
         if np.max(np.abs(t * step) / np.maximum(1.0, np.abs(r[free]))) < 1e-10:
             break
-        g = _central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
+        g = grad_r(r, 1e-5) if analytic else _central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
     if np.max(np.abs(r - r_h) / np.maximum(1.0, np.abs(r))) > 1e-7:
-        g, H = fd_hessian(fr, r, fx)
+        g, H = both(r)
     x = np.maximum(to_x(r), lo)
+    fx = f(x)
     beta, theta, dp = model.split(x)
     u, eta, _, _ = model.mode(beta, theta, dp, model.u)
     converged = bool(np.all(np.isfinite(H))) and bool(np.max(np.abs(g[~on_edge]), initial=0) < 1e-2)
