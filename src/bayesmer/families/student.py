@@ -2,8 +2,10 @@
 
 y = mu + sigma * t_nu. Its log density is not concave in mu (the second
 derivative is positive for |y - mu| > sigma sqrt(nu)), so a Laplace inner
-step may meet an indefinite Hessian; glmmTMB 1.1.5's ``t_family`` failed on
-such data here (see round3-notes), so no glmmTMB reference is made for it.
+step may meet an indefinite Hessian (the inner Newton then clamps D at those
+rows until the Hessian is positive definite). glmmTMB 1.1.5's ``t_family``
+failed on sleepstudy with outliers (NaN Hessian, see round3-notes); its fit of
+a simulated set is the reference (tests/data/family_student.json).
 """
 
 from __future__ import annotations
