@@ -34,6 +34,7 @@ REFS = {
     "cumulative": ("cumulative", None),
     "student": ("t", None),
 }
+LINKS = {"Gamma_inverse": ("Gamma", "inverse"), "cumulative_probit": ("cumulative", "probit")}
 
 
 def _load(name):
@@ -113,6 +114,22 @@ def test_lognormal_reml():
     assert abs(fit.dpars["sigma"] / ref["dpars"]["sigma"] - 1) < 1e-4
     with pytest.raises(FamilyError, match="REML is available for 'lognormal'"):
         glmmtmb(ref["formula"], d, "Gamma", REML=True)
+
+
+@pytest.mark.parametrize("name", list(LINKS))
+def test_other_links(name):
+    ref, d = _load(name)
+    fam, link = LINKS[name]
+    fit = glmmtmb(ref["formula"], d, fam, link=link)
+    assert fit.family.link == link
+    assert _rel(fit.fixef, list(ref["fixef"].values())) < 1e-4
+    assert _rel(fit.se, list(ref["se"].values())) < 1e-4
+    mine = fit.varcorr.query("kind == 'sd'")["value"].to_numpy()
+    assert _rel(mine, [v for g in ref["sd"].values() for v in g.values()]) < 1e-4
+    assert _rel(fit.dpars.to_numpy(), list(ref["dpars"].values())) < 1e-4
+    assert abs(fit.loglik - ref["loglik"]) < 1e-3
+    with pytest.raises(FamilyError, match="unknown link 'identity' for family 'Gamma'"):
+        glmmtmb(ref["formula"], d, "Gamma", link="identity")
 
 
 def test_cumulative_thresholds_and_their_ses(fits):

@@ -205,6 +205,7 @@ def glmmtmb(
     ziformula: str | None = None,
     REML: bool = False,
     offset=None,
+    link: str | None = None,
 ) -> FamilyFit:
     """Fit a mixed model of a response family by maximum likelihood (Laplace), as glmmTMB (or clmm, lmer).
 
@@ -225,6 +226,9 @@ def glmmtmb(
     REML : bool
         For ``lognormal`` only: REML rather than ML.
     offset : str or array-like, optional
+    link : str, optional
+        Another link than the family's default: ``"inverse"`` for Gamma,
+        ``"probit"`` for cumulative.
 
     Returns
     -------
@@ -236,14 +240,14 @@ def glmmtmb(
         An unknown family (listing the valid ones), or a response the family
         cannot take, naming the rows.
     """
-    fam = get_family(family)
+    fam = get_family(family).with_link(link)
     if ziformula is not None:
         if "".join(str(ziformula).split()) not in ("~1", "1"):
             raise FamilyError(f"ziformula {ziformula!r}: only '~1' (a constant zero-inflation) is supported")
         zi_of = {"poisson": "zero_inflated_poisson", "negbinomial": "zero_inflated_negbinomial"}
         if fam.name not in zi_of and not fam.name.startswith("zero_inflated"):
             raise FamilyError(f"ziformula needs family 'poisson' or 'negbinomial', not {fam.name!r}")
-        fam = get_family(zi_of.get(fam.name, fam.name))
+        fam = get_family(zi_of.get(fam.name, fam.name)).with_link(link)
     if REML and fam.name != "lognormal":
         raise FamilyError(f"REML is available for 'lognormal' (and lmer's Gaussian), not {fam.name!r}")
     if not isinstance(data, pd.DataFrame):

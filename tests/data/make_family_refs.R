@@ -91,6 +91,14 @@ tmb("Gamma", gam, "y ~ x + (1 | g)", Gamma(link = "log"),
     dpars_fun = function(f) list(shape = 1 / sigma(f)^2, sigma_cv = sigma(f)),
     call = "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'log'))")
 
+# Gamma with the inverse link (R's, brms's and bambi's default), same data
+# (glmmTMB's default start, beta = 0, is mu = Inf here: started at the intercept 1 / mean(y))
+r <- timed(function() glmmTMB(y ~ x + (1 | g), data = gam, family = Gamma(link = "inverse"),
+                              start = list(beta = c(1 / mean(gam$y), 0))))
+write_ref("Gamma_inverse", gam, "y ~ x + (1 | g)",
+          "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'inverse'), start = list(beta = c(1 / mean(y), 0)))",
+          tmb_ref(r$fit, list(shape = 1 / sigma(r$fit)^2)), r$seconds)
+
 # Gamma with a correlated random slope: simulated, 40 groups of 8
 set.seed(20261205)
 g <- factor(rep(sprintf("g%02d", 1:40), each = 8)); x <- rnorm(320)
@@ -155,3 +163,17 @@ ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
             maxGradient = max(abs(fit$gradient)), gradTol = ctrl$gradTol)
 write_ref("cumulative", wi, "rating ~ temp + contact + (1 | judge)",
           "clmm(rating ~ temp + contact + (1 | judge), data = wine)", ref, r$seconds)
+
+# cumulative with the probit link
+r <- timed(function() clmm(rating ~ temp + contact + (1 | judge), data = wi, link = "probit"))
+fit <- r$fit
+se <- sqrt(diag(vcov(fit)))
+ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
+            thresholds = as.list(fit$alpha), thresholds_se = as.list(se[names(fit$alpha)]),
+            dpars = setNames(as.list(unname(fit$alpha)), sprintf("Intercept[%d]", seq_along(fit$alpha))),
+            sd = list(judge = list(`(Intercept)` = unname(fit$ST$judge[1, 1]))),
+            loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nrow(wi))
+write_ref("cumulative_probit", wine[, c("rating", "temp", "contact", "judge", "bottle")],
+          "rating ~ temp + contact + (1 | judge)",
+          "clmm(rating ~ temp + contact + (1 | judge), data = wine, link = 'probit')", ref, r$seconds)
+

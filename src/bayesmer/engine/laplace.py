@@ -203,6 +203,9 @@ class LaplaceModel:
         fam, X, y, wt = self.family, self.X, self.y, self.wt
         dp = fam.init_dpars(y, wt)
         beta = np.zeros(self.p)
+        const = np.flatnonzero(np.all(X == 1.0, axis=0)) if len(y) else np.zeros(0, int)
+        if len(const):  # the intercept at the link of the mean response
+            beta[const[0]] = fam.init_eta(y)
         for _ in range(50):
             eta = self.offset + X @ beta
             d1, d2 = fam.derivs(y, eta, dp, wt)
@@ -222,7 +225,17 @@ class LaplaceModel:
             if np.max(np.abs(t * step), initial=0) < 1e-8:
                 break
         theta = np.concatenate([np.eye(k)[tri_index(k)] for k in self.ks])
-        return np.concatenate([beta, theta, fam.pack(dp)])
+        # θ = 1 (lme4's start) is far too wide on some scales (an inverse link): the
+        # best of a few widths, by the objective
+        best, x0 = np.inf, None
+        for scale in (1.0, 0.3, 0.1, 0.03, 0.01):
+            x = np.concatenate([beta, scale * theta, fam.pack(dp)])
+            self.u = np.zeros(self.q)
+            fx = self.objective(x)
+            if fx < best:
+                best, x0 = fx, x
+        self.u = np.zeros(self.q)
+        return x0 if x0 is not None else np.concatenate([beta, theta, fam.pack(dp)])
 
 
 def _central_grad(f, x, h=None):
@@ -293,6 +306,34 @@ def _grad_hessian(grad, r, rel=1e-4):
     return (H + H.T) / 2
 
 
+def _damped_newton(f, grad, x, fx, lo, iters=50):
+    """Newton steps on a difference Hessian of ``grad``, its eigenvalues kept positive, halved until f falls.
+
+    The fallback where L-BFGS-B stalls at the edge of the region where f is finite.
+    """
+    for _ in range(iters):
+        g = grad(x)
+        if not np.all(np.isfinite(g)):
+            break
+        H = _grad_hessian(grad, x, 1e-5)
+        w, V = np.linalg.eigh(H)
+        w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.max(np.abs(w))))
+        step = -V @ ((V.T @ g) / w)
+        t = 1.0
+        while t > 1e-8:
+            cand = np.maximum(x + t * step, lo)
+            fc = f(cand)
+            if np.isfinite(fc) and fc < fx:
+                break
+            t /= 2
+        else:
+            break
+        x, fx = cand, fc
+        if np.max(np.abs(t * step)) < 1e-8:
+            break
+    return x, fx
+
+
 def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None = None) -> LaplaceResult:
     """Minimise the Laplace objective; the Hessian is taken in ``report``'s parameterisation.
 
@@ -338,10 +379,22 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
 
     jac = (lambda x: model.gradient(x)) if analytic else (lambda x: _forward_grad(f, x))
     # near the optimum by L-BFGS-B; the Newton steps below finish the work
-    res = sopt.minimize(f, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
-                        options={"ftol": 1e-12, "gtol": 1e-6, "maxiter": 2000, "maxcor": 20})
+    # (restarted while the gradient is large: a line search that met the edge of
+    # the region where the density is finite, e.g. eta <= 0 under an inverse
+    # link, can stop L-BFGS-B early)
+    for _ in range(10):
+        res = sopt.minimize(f, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
+                            options={"ftol": 1e-12, "gtol": 1e-6, "maxiter": 2000, "maxcor": 20})
+        gx = jac(res.x)
+        free0 = ~((lo == 0) & (res.x <= 1e-6) & (gx > 0))
+        if not np.all(np.isfinite(gx)) or np.max(np.abs(gx[free0]), initial=0) < 1e-3 or np.allclose(res.x, x0):
+            break
+        x0 = res.x
     x, fx = res.x, float(res.fun)
     message = str(res.message)
+    if np.all(np.isfinite(gx)) and np.max(np.abs(gx[free0]), initial=0) >= 1e-3:
+        x, fx = _damped_newton(f, jac, x, fx, lo)
+        message += "; finished by damped Newton steps"
     if analytic and not np.all(np.isfinite(model.gradient(x))):
         analytic = False
     # Newton steps in the reporting parameterisation: one Hessian (differences

@@ -10,7 +10,7 @@ default priors. Nothing here knows about designs or random effects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,10 @@ def _linkinv(link: str, eta):
         return np.exp(eta)
     if link == "logit":
         return sc.expit(eta)
+    if link == "inverse":
+        return 1.0 / eta
+    if link == "probit":
+        return sc.ndtr(eta)
     raise ValueError(link)
 
 
@@ -96,10 +100,14 @@ def _linkfun(link: str, mu):
         return np.log(mu)
     if link == "logit":
         return sc.logit(mu)
+    if link == "inverse":
+        return 1.0 / mu
+    if link == "probit":
+        return sc.ndtri(mu)
     raise ValueError(link)
 
 
-LINKS = ("identity", "log", "logit")
+LINKS = ("identity", "log", "logit", "inverse", "probit")
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,9 @@ class ResponseFamily:
     aliases : tuple of str
         bambi's (and others') names for it.
     link : str
-        The link of the mean (brms's default).
+        The link of the mean.
+    links : tuple of str
+        The links it takes (:meth:`with_link`); the first is the default.
     dpars : tuple of Dpar
     glmmtmb : str
         The R call that fits it (the reference the point fit matches).
@@ -129,6 +139,24 @@ class ResponseFamily:
     link: str = "identity"
     dpars: tuple = ()
     glmmtmb: str = ""
+    links: tuple = ()
+
+    def with_link(self, link: str | None) -> "ResponseFamily":
+        """The family with another link (one of :attr:`links`)."""
+        if link is None or link == self.link:
+            return self
+        allowed = self.links or (self.link,)
+        if link not in allowed:
+            raise FamilyError(f"unknown link {link!r} for family {self.name!r}; its links are {list(allowed)}")
+        return replace(self, link=link)
+
+    def init_eta(self, y) -> float:
+        """A starting value of the linear predictor's intercept: the link of the mean response."""
+        with np.errstate(all="ignore"):
+            v = float(self.linkfun(np.clip(np.mean(y), 1e-3, None) if self.link in ("log", "inverse")
+                                   else np.clip(np.mean(y), 1e-3, 1 - 1e-3) if self.link in ("logit", "probit")
+                                   else np.mean(y)))
+        return v if np.isfinite(v) else 0.0
 
     # -- link
     def linkinv(self, eta):

@@ -44,6 +44,7 @@ class Cumulative(ResponseFamily):
     link: str = "logit"
     dpars: tuple = (THRESHOLDS,)
     glmmtmb: str = "ordinal::clmm(link = 'logit')"
+    links: tuple = ("logit", "probit")
     levels: tuple = ()
     has_intercept: bool = False  # eta has no intercept: the thresholds stand for it
 
