@@ -67,6 +67,9 @@ class FamilyFit:
     ngroups : dict
     converged : bool
     n_evaluations : int
+        Laplace objective evaluations (each one mode by Newton's method).
+    n_gradients : int
+        Gradient evaluations (each one mode and a solve with H for every row).
     method : str
         ``"Laplace"``, ``"ML"`` or ``"REML"`` (lognormal).
     """
@@ -90,6 +93,7 @@ class FamilyFit:
     converged: bool
     n_evaluations: int
     method: str = "Laplace"
+    n_gradients: int = 0
     _vcov: np.ndarray = field(repr=False, default=None)
     _covs: dict = field(repr=False, default_factory=dict)
     _u: np.ndarray = field(repr=False, default=None)
@@ -342,7 +346,8 @@ def glmmtmb(
         dpars=dpars, dpars_se=dpars_se, theta=theta, loglik=float(ll),
         aic=float(-2 * ll + 2 * k_par), bic=float(-2 * ll + math.log(nobs) * k_par),
         df_resid=int(nobs - k_par), nobs=nobs, ngroups=ngroups, converged=res.converged,
-        n_evaluations=res.n_evals, method="Laplace", _vcov=V[:p, :p], _covs=covs, _u=res.u, _eta=res.eta,
+        n_evaluations=res.n_evals, n_gradients=res.n_grads, method="Laplace", _vcov=V[:p, :p], _covs=covs,
+        _u=res.u, _eta=res.eta,
     )
 
 

@@ -66,7 +66,8 @@ class LaplaceModel:
         self.p = self.X.shape[1]
         self.q = self._s.q
         self.u = np.zeros(self.q)  # warm start of the inner Newton
-        self.n_evals = 0
+        self.n_evals = 0  # objective evaluations
+        self.n_grads = 0  # gradient evaluations (each one mode and its solves)
         self.theta_lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in (tri_index(k) for k in self.ks)])
 
     # -- the parameter vector x = (β, θ, dpars unconstrained)
@@ -137,18 +138,21 @@ class LaplaceModel:
         self.u = u
         return h + 0.5 * L.logdet()
 
-    def gradient(self, x, dpar_grad=None) -> np.ndarray:
+    def gradient(self, x, dpar_map=None) -> np.ndarray:
         """The gradient of :meth:`objective`: analytic in β and θ, by central differences in the dpars.
 
         With û the mode, H = A'DA + I (A = ZΛ), c_i = ½ ℓ‴_i a_i'H⁻¹a_i and
         w = H⁻¹A'c (ℓ‴ by a central difference of the analytic ℓ″):
         ∂f/∂β = -X'(ℓ' + c) + X'(D ∘ Aw), and per θ element, with B = ∂A/∂θ,
         ∂f/∂θ = -ℓ'·Bû + tr(H⁻¹A'DB) - (Bû)·(c - D ∘ Aw) - (Bw)·ℓ'
-        (the implicit dependence of û included). ``dpar_grad`` replaces the
-        dpars' part (a function of x), e.g. to take it in another
-        parameterisation.
+        (the implicit dependence of û included). Per dpar ψ, with ∂ℓ/∂ψ,
+        ∂ℓ'/∂ψ, ∂ℓ″/∂ψ by central differences row by row (η fixed, no new
+        mode): ∂f/∂ψ = -Σ∂ℓ/∂ψ - ½ s·∂ℓ″/∂ψ - (Aw)·∂ℓ'/∂ψ, s_i = a_i'H⁻¹a_i.
+        ``dpar_map = (z, dp_of)`` takes the dpars' part in other coordinates
+        z (``dp_of(z)`` the dict of natural values); default x's own.
         """
         x = np.asarray(x, float)
+        self.n_grads += 1
         fam, y, wt = self.family, self.y, self.wt
         beta, theta, dp = self.split(x)
         p, nth = self.p, self.nth
@@ -186,16 +190,17 @@ class LaplaceModel:
                           - np.sum(z * Uc[:, j] * e) - np.sum(z * Wc[:, j] * d1))
                 pos += 1
             slot += k
-        if len(x) > p + nth:
-            if dpar_grad is not None:
-                g[p + nth :] = dpar_grad(x)
-            else:
-                for j in range(p + nth, len(x)):
-                    h = 1e-6 * max(1.0, abs(x[j]))
-                    xp, xm = x.copy(), x.copy()
-                    xp[j] += h
-                    xm[j] -= h
-                    g[j] = (self.objective(xp) - self.objective(xm)) / (2 * h)
+        z0, dp_of = (x[p + nth :], fam.unpack) if dpar_map is None else dpar_map
+        for i in range(len(z0)):
+            h = 1e-5 * max(1.0, abs(z0[i]))
+            zp, zm = z0.copy(), z0.copy()
+            zp[i] += h
+            zm[i] -= h
+            dpp, dpm = dp_of(zp), dp_of(zm)
+            dl = (fam.logpdf(y, eta, dpp, wt) - fam.logpdf(y, eta, dpm, wt)) / (2 * h)
+            (a1, a2), (b1, b2) = fam.derivs(y, eta, dpp, wt), fam.derivs(y, eta, dpm, wt)
+            dl1, dl2 = (a1 - b1) / (2 * h), (a2 - b2) / (2 * h)
+            g[p + nth + i] = -np.sum(dl) - 0.5 * np.sum(s_i * dl2) - np.sum(Aw * dl1)
         return g
 
     def start(self) -> np.ndarray:
@@ -292,6 +297,7 @@ class LaplaceResult:
     converged: bool
     message: str
     n_evals: int
+    n_grads: int = 0
 
 
 def _grad_hessian(grad, r, rel=1e-4):
@@ -362,20 +368,12 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
     else:
         to_x, from_x = report
     fr = lambda r: f(np.maximum(to_x(r), lo))  # noqa: E731
-    dpars = np.arange(p + nth, m)
 
-    def grad_r(r, rel=1e-4):
-        """The gradient in r: analytic in (β, θ), central differences in r's dpars."""
-        def dpar_part(_x):
-            out = np.empty(len(dpars))
-            for i, j in enumerate(dpars):
-                h = rel * max(1.0, abs(r[j]))
-                rp, rm = r.copy(), r.copy()
-                rp[j] += h
-                rm[j] -= h
-                out[i] = (fr(rp) - fr(rm)) / (2 * h)
-            return out
-        return model.gradient(np.maximum(to_x(r), lo), dpar_grad=dpar_part)
+    def grad_r(r, rel=None):
+        """The gradient in r (its dpars in r's coordinates)."""
+        head = r[: p + nth]
+        dp_of = lambda z: model.family.unpack(to_x(np.concatenate([head, z]))[p + nth :])  # noqa: E731
+        return model.gradient(np.maximum(to_x(r), lo), dpar_map=(r[p + nth :], dp_of))
 
     jac = (lambda x: model.gradient(x)) if analytic else (lambda x: _forward_grad(f, x))
     # near the optimum by L-BFGS-B; the Newton steps below finish the work
@@ -438,4 +436,4 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
     beta, theta, dp = model.split(x)
     u, eta, _, _ = model.mode(beta, theta, dp, model.u)
     converged = bool(np.all(np.isfinite(H))) and bool(np.max(np.abs(g[~on_edge]), initial=0) < 1e-2)
-    return LaplaceResult(x, fx, g, H, u, eta, converged, message, model.n_evals)
+    return LaplaceResult(x, fx, g, H, u, eta, converged, message, model.n_evals, model.n_grads)
