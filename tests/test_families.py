@@ -152,7 +152,26 @@ def test_summary_prints(fits):
     assert "nbinom2" in text and "shape" in text and "zBase:Trt1" in text and "patient" in text
     text = fits["cumulative"][1].summary()
     assert "Threshold coefficients" in text and "1|2" in text
-    assert "Zero inflation" in fits["zero_inflated_poisson"][1].summary()
+    assert "Zero-inflation model" in fits["zero_inflated_poisson"][1].summary()
+
+
+def test_zero_inflation_on_glmmtmbs_logit_scale(fits):
+    ref, fit = fits["zero_inflated_poisson"]
+    est, se = fit.zi_logit()
+    assert abs(est / ref["dpars"]["zi_logit"] - 1) < 1e-4
+    assert abs(se / ref["dpars"]["zi_logit_se"] - 1) < 1e-4
+
+
+def test_ranef_and_fitted(fits):
+    ref, fit = fits["negbinomial"]
+    b = fit.ranef["patient"]
+    assert b.shape == (59, 1) and abs(b.to_numpy().mean()) < 0.05
+    mu = fit.fitted()
+    assert mu.shape == (236,) and np.all(mu > 0)
+    assert abs(np.log(mu).mean() - np.log(fit.y + 0.5).mean()) < 0.5
+    ref, fit = fits["lognormal"]
+    assert fit.ranef["Subject"].shape == (18, 2)
+    assert np.all(fit.fitted() > 150)
 
 
 def test_public_export():

@@ -99,6 +99,7 @@ class FamilyFit:
     _u: np.ndarray = field(repr=False, default=None)
     _eta: np.ndarray = field(repr=False, default=None)
     _sigma: float | None = field(repr=False, default=None)
+    _ranef_lmer: dict | None = field(repr=False, default=None)
 
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -132,6 +133,25 @@ class FamilyFit:
                        if d.transform == "ordered" else self.dpars[d.name]) for d in self.family.dpars}
         return self.family.mean(self._eta, dp)
 
+    def zi_logit(self) -> tuple[float, float]:
+        """glmmTMB's ``fixef(fit)$zi`` and its SE: logit(zi), by the delta method from zi's SE."""
+        zi, se = float(self.dpars["zi"]), float(self.dpars_se["zi"])
+        return math.log(zi / (1 - zi)), se / (zi * (1 - zi))
+
+    @functools.cached_property
+    def ranef(self) -> dict:
+        """Per term, levels x columns: the conditional modes ``b = Λû`` (lognormal: on the log scale)."""
+        out, pos = {}, 0
+        if self._u is None:
+            return self._ranef_lmer
+        Ts = theta_to_T(self.theta, [t.k for t in self.terms])
+        for t, T in zip(self.terms, Ts):
+            size = t.n_levels * t.k
+            b = self._u[pos : pos + size].reshape(t.n_levels, t.k) @ T.T
+            pos += size
+            out[t.name] = pd.DataFrame(b, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
+        return out
+
     def summary(self) -> str:
         """The fit laid out as glmmTMB's ``summary()`` (clmm's for ``cumulative``)."""
         fam = self.family
@@ -163,14 +183,16 @@ class FamilyFit:
         lines += [" " + " ".join(c.ljust(wd) for c, wd in zip(r, widths)) for r in table]
         groups = "; ".join(f"{g}, {v}" for g, v in self.ngroups.items())
         lines.append(f"Number of obs: {self.nobs} / Conditional model: {groups}")
-        lines.append("")
         for d in fam.dpars:
-            if d.transform == "ordered":
-                continue
-            lines.append(f"{d.name} ({fam.name}): {self.dpars[d.name]:.4g}")
+            if d.transform not in ("ordered", "logit"):
+                lines += ["", f"{d.name} ({fam.name}): {self.dpars[d.name]:.4g}"]
         lines += ["", "Conditional model:"]
         if len(self.fixef):
             lines.extend(_coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
+        if "zi" in self.dpars.index:
+            est, se = self.zi_logit()
+            lines += ["", "Zero-inflation model:"]
+            lines.extend(_coef_table(np.array([est]), np.array([se]), ["(Intercept)"]))
         if fam.name == "cumulative":
             lines += ["", "Threshold coefficients:"]
             names = list(fam.threshold_names())
@@ -374,5 +396,5 @@ def _fit_lognormal(fam, design: Design, terms, formula_text: str, REML: bool) ->
         bic=float(-2 * ll + math.log(len(z)) * k_par), df_resid=int(len(z) - k_par), nobs=len(z),
         ngroups=ngroups, converged=bool(fit.converged), n_evaluations=int(fit.n_evaluations),
         method="REML" if REML else "ML", _vcov=np.asarray(fit.vcov, float), _covs=covs,
-        _u=None, _eta=np.asarray(fit.fitted()) if hasattr(fit, "fitted") else None, _sigma=sigma,
+        _u=None, _eta=np.asarray(fit.fitted()), _sigma=sigma, _ranef_lmer=dict(fit.ranef),
     )
