@@ -320,3 +320,27 @@ def test_analytic_gradient_of_the_laplace_objective(name):
     x[m.p : m.p + m.nth] *= 0.7
     g = m.gradient(x)
     np.testing.assert_allclose(g, _central_grad(m.objective, x), atol=1e-6 * max(1.0, np.max(np.abs(g))))
+
+
+@pytest.mark.parametrize("fam, glmer_fam", [("poisson", "poisson"), ("bernoulli", "binomial")])
+def test_adapters_agree_with_glmer(fam, glmer_fam):
+    # the Laplace engine against lme4's glmer reproduced (exact Laplace: tol_pwrss 1e-12); a
+    # missing response row is dropped with a warning
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(25), 8)
+    x = rng.normal(size=200)
+    y = rng.poisson(np.exp(0.3 + 0.5 * x + 0.6 * rng.normal(size=25)[g])).astype(float)
+    if fam == "bernoulli":
+        y = (y > 1).astype(float)
+    d = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    d.loc[3, "y"] = np.nan
+    with pytest.warns(UserWarning, match="1 row"):
+        a = glmmtmb("y ~ x + (1 | g)", d, fam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b = bayesmer.glmer("y ~ x + (1 | g)", d, glmer_fam, tol_pwrss=1e-12)
+    assert a.nobs == 199
+    assert _rel(a.fixef, b.fixef) < 1e-5
+    assert _rel(a.se, b.se) < 2e-5
+    assert _rel(a.theta, b.theta) < 1e-5
+    assert abs(a.loglik - b.loglik) < 1e-5
