@@ -77,6 +77,11 @@ tmb("zero_inflated_poisson", sal, "count ~ mined + (1 | site)", poisson, zi = ~1
                                  zi_logit_se = sqrt(vcov(f)$zi[1, 1])),
     call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = poisson)")
 
+# negative binomial with crossed random intercepts: Salamanders
+tmb("negbinomial_crossed", sal, "count ~ mined + (1 | site) + (1 | spp)", nbinom2,
+    dpars_fun = function(f) list(shape = sigma(f)),
+    call = "glmmTMB(count ~ mined + (1 | site) + (1 | spp), data = Salamanders, family = nbinom2)")
+
 # zero-inflated negative binomial: Salamanders again
 tmb("zero_inflated_negbinomial", sal, "count ~ mined + (1 | site)", nbinom2, zi = ~1,
     dpars_fun = function(f) list(shape = sigma(f), zi = plogis(fixef(f)$zi[[1]])),
