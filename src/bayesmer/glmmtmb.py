@@ -9,7 +9,6 @@ the frequentist references of the families' posteriors.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import warnings

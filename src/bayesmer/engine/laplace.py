@@ -11,11 +11,15 @@ approximation of the marginal likelihood is then
 
 (the same value glmmTMB's objective takes in its own parameterisation of the
 random effects: the Jacobians cancel). It is minimised jointly over β, θ and
-the dpars' unconstrained values (L-BFGS-B on central-difference gradients,
-then Newton steps on a finite-difference Hessian); the covariance of the
+the dpars' unconstrained values: L-BFGS-B on the analytic gradient
+(:meth:`LaplaceModel.gradient`: the modes' implicit dependence included;
+the third derivative in η and the dpars' row-level derivatives by central
+differences of the families' analytic ones), then Newton steps on a Hessian
+made by central differences of that gradient. The covariance of the
 estimates is the inverse of that Hessian (glmmTMB's ``sdreport``; the fixed
 effects' block does not depend on how θ and the dpars are parameterised at
-the optimum).
+the optimum). Where the gradient's dense ``q x n`` solve would be too large,
+differences of the objective alone are used.
 
 ``Λ'Z'DZΛ + I`` is assembled and factored by :mod:`bayesmer.glmer`'s
 blocked Cholesky (``_Laplace.lam_z``/``factor``, ``_BlockChol``), imported
