@@ -18,8 +18,8 @@ differences of the families' analytic ones), then Newton steps on a Hessian
 made by central differences of that gradient. The covariance of the
 estimates is the inverse of that Hessian (glmmTMB's ``sdreport``; the fixed
 effects' block does not depend on how θ and the dpars are parameterised at
-the optimum). Where the gradient's dense ``q x n`` solve would be too large,
-differences of the objective alone are used.
+the optimum). Where the gradient's dense ``q x min(q, n)`` solve would be
+too large, differences of the objective alone are used.
 
 ``Λ'Z'DZΛ + I`` is assembled and factored by :mod:`bayesmer.glmer`'s
 blocked Cholesky (``_Laplace.lam_z``/``factor``, ``_BlockChol``), imported
@@ -173,9 +173,14 @@ class LaplaceModel:
         D = -d2
         de = 1e-4 * np.maximum(1.0, np.abs(eta))
         d3 = (fam.derivs(y, eta + de, dp, wt)[1] - fam.derivs(y, eta - de, dp, wt)[1]) / (2 * de)
-        N = L.bwd(L.fwd(A.T.toarray()))  # H⁻¹A', q x n
-        rows = np.arange(len(y))[:, None]
-        Nc = N[cols, rows]  # (n, K): (H⁻¹a_i) at row i's own columns
+        # Nc (n, K): H⁻¹a_i at row i's own columns, from H⁻¹ (q x q) gathered per
+        # row when q <= n, else from H⁻¹A' (q x n)
+        if self.q <= len(y):
+            Hinv = L.bwd(L.fwd(np.eye(self.q)))
+            Nc = np.einsum("nkl,nl->nk", Hinv[cols[:, :, None], cols[:, None, :]], data)
+        else:
+            N = L.bwd(L.fwd(A.T.toarray()))
+            Nc = N[cols, np.arange(len(y))[:, None]]
         s_i = np.sum(data * Nc, axis=1)
         c = 0.5 * d3 * s_i
         w = L.bwd(L.fwd(A.T @ c))
@@ -354,9 +359,9 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
         covariance) is reported (the thresholds of an ordinal model as they
         are, not as increments). Default: x itself.
     analytic : bool, optional
-        Use :meth:`LaplaceModel.gradient` (default where its dense ``q x n``
-        solve is small, below 3e7 entries) rather than differences of the
-        objective alone.
+        Use :meth:`LaplaceModel.gradient` (default where its dense solve,
+        ``q x min(q, n)``, has at most 1e7 entries) rather than differences of
+        the objective alone.
     """
     f = model.objective
     x0 = model.start() if x0 is None else np.asarray(x0, float)
@@ -366,7 +371,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
     bounds = [(None if np.isinf(a) else a, None) for a in lo]
     x0 = np.maximum(x0, lo)
     if analytic is None:
-        analytic = model.q * len(model.y) <= 3e7
+        analytic = model.q * min(model.q, len(model.y)) <= 1e7
     if report is None:
         to_x = from_x = lambda v: v  # noqa: E731
     else:
