@@ -1,6 +1,7 @@
 # References for tests/test_families.py: point fits of the response families by
 # glmmTMB (Laplace), ordinal::clmm (Laplace) and lme4::lmer (lognormal), one JSON
-# per fit in tests/data/ (family_<name>.json) with the data as CSV beside it.
+# per fit in tests/data/ (family_<name>.json) with its data as CSV beside it (named
+# in the JSON's "data"; fits of one data set share its CSV).
 # Run from the repository root:  Rscript tests/data/make_family_refs.R
 suppressPackageStartupMessages({
   library(glmmTMB); library(ordinal); library(lme4); library(jsonlite)
@@ -20,8 +21,8 @@ factor_levels <- function(d) {
   lapply(f, function(x) list(levels = levels(x), ordered = is.ordered(x)))
 }
 
-write_ref <- function(name, d, formula, call, ref, seconds) {
-  csv <- paste0("family_", name, ".csv")
+write_ref <- function(name, d, formula, call, ref, seconds, data_name = name) {
+  csv <- paste0("family_", data_name, ".csv")
   write.csv(d, file.path(out, csv), row.names = FALSE)
   ref$name <- name; ref$formula <- formula; ref$call <- call; ref$data <- csv
   ref$factors <- factor_levels(d); ref$seconds <- seconds; ref$versions <- versions
@@ -38,9 +39,9 @@ tmb_ref <- function(fit, dpars) {
        converged = fit$fit$convergence == 0, pdHess = fit$sdr$pdHess)
 }
 
-tmb <- function(name, d, formula, family, zi = ~0, dpars_fun, call) {
+tmb <- function(name, d, formula, family, zi = ~0, dpars_fun, call, data_name = name) {
   r <- timed(function() glmmTMB(as.formula(formula), data = d, family = family, ziformula = zi))
-  write_ref(name, d, formula, call, tmb_ref(r$fit, dpars_fun(r$fit)), r$seconds)
+  write_ref(name, d, formula, call, tmb_ref(r$fit, dpars_fun(r$fit)), r$seconds, data_name)
 }
 
 # negative binomial: brms's epilepsy
@@ -48,7 +49,7 @@ data("epilepsy", package = "brms")
 ep <- epilepsy[, c("count", "zAge", "zBase", "Base", "Trt", "patient", "visit")]
 tmb("negbinomial", ep, "count ~ zAge + zBase * Trt + (1 | patient)", nbinom2,
     dpars_fun = function(f) list(shape = sigma(f)),
-    call = "glmmTMB(count ~ zAge + zBase * Trt + (1 | patient), data = brms::epilepsy, family = nbinom2)")
+    call = "glmmTMB(count ~ zAge + zBase * Trt + (1 | patient), data = brms::epilepsy, family = nbinom2)", data_name = "epilepsy")
 
 # negative binomial at the boundary: no group variation (numpy's default_rng(0), 10 groups of 10;
 # the CSV is the data's source); glmmTMB's SD runs to ~1e-4, bayesmer's is 0
@@ -59,7 +60,7 @@ tmb("negbinomial_singular", sg, "y ~ x + (1 | g)", nbinom2, dpars_fun = function
 # negative binomial with an offset in the formula
 tmb("negbinomial_offset", ep, "count ~ zAge + Trt + offset(log(Base)) + (1 | patient)", nbinom2,
     dpars_fun = function(f) list(shape = sigma(f)),
-    call = "glmmTMB(count ~ zAge + Trt + offset(log(Base)) + (1 | patient), data = brms::epilepsy, family = nbinom2)")
+    call = "glmmTMB(count ~ zAge + Trt + offset(log(Base)) + (1 | patient), data = brms::epilepsy, family = nbinom2)", data_name = "epilepsy")
 
 # Student-t: glmmTMB's t_family, which failed on sleepstudy with outliers (NaN Hessian, see
 # round3-notes), fits this simulated set (numpy default_rng(11): 20 groups of 10, 0.5 * t_4 noise;
@@ -75,17 +76,17 @@ sal <- Salamanders[, c("count", "mined", "site", "spp")]
 tmb("zero_inflated_poisson", sal, "count ~ mined + (1 | site)", poisson, zi = ~1,
     dpars_fun = function(f) list(zi = plogis(fixef(f)$zi[[1]]), zi_logit = fixef(f)$zi[[1]],
                                  zi_logit_se = sqrt(vcov(f)$zi[1, 1])),
-    call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = poisson)")
+    call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = poisson)", data_name = "salamanders")
 
 # negative binomial with crossed random intercepts: Salamanders
 tmb("negbinomial_crossed", sal, "count ~ mined + (1 | site) + (1 | spp)", nbinom2,
     dpars_fun = function(f) list(shape = sigma(f)),
-    call = "glmmTMB(count ~ mined + (1 | site) + (1 | spp), data = Salamanders, family = nbinom2)")
+    call = "glmmTMB(count ~ mined + (1 | site) + (1 | spp), data = Salamanders, family = nbinom2)", data_name = "salamanders")
 
 # zero-inflated negative binomial: Salamanders again
 tmb("zero_inflated_negbinomial", sal, "count ~ mined + (1 | site)", nbinom2, zi = ~1,
     dpars_fun = function(f) list(shape = sigma(f), zi = plogis(fixef(f)$zi[[1]])),
-    call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = nbinom2)")
+    call = "glmmTMB(count ~ mined + (1 | site), ziformula = ~1, data = Salamanders, family = nbinom2)", data_name = "salamanders")
 
 # Gamma (log link): simulated, 40 groups of 6
 set.seed(20261203)
@@ -94,7 +95,7 @@ mu <- exp(1 + 0.3 * x + b[as.integer(g)])
 gam <- data.frame(y = rgamma(240, shape = 3, rate = 3 / mu), x = x, g = g)
 tmb("Gamma", gam, "y ~ x + (1 | g)", Gamma(link = "log"),
     dpars_fun = function(f) list(shape = 1 / sigma(f)^2, sigma_cv = sigma(f)),
-    call = "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'log'))")
+    call = "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'log'))", data_name = "gamma_sim")
 
 # Gamma with the inverse link (R's, brms's and bambi's default), same data
 # (glmmTMB's default start, beta = 0, is mu = Inf here: started at the intercept 1 / mean(y))
@@ -102,7 +103,7 @@ r <- timed(function() glmmTMB(y ~ x + (1 | g), data = gam, family = Gamma(link =
                               start = list(beta = c(1 / mean(gam$y), 0))))
 write_ref("Gamma_inverse", gam, "y ~ x + (1 | g)",
           "glmmTMB(y ~ x + (1 | g), data = <simulated, seed 20261203>, family = Gamma(link = 'inverse'), start = list(beta = c(1 / mean(y), 0)))",
-          tmb_ref(r$fit, list(shape = 1 / sigma(r$fit)^2)), r$seconds)
+          tmb_ref(r$fit, list(shape = 1 / sigma(r$fit)^2)), r$seconds, data_name = "gamma_sim")
 
 # Gamma with a correlated random slope: simulated, 40 groups of 8
 set.seed(20261205)
@@ -137,7 +138,7 @@ ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(f
             loglik_log_scale = as.numeric(logLik(fit)), nobs = nobs(fit))
 ref$aic <- -2 * ref$loglik + 2 * 6
 write_ref("lognormal", sleepstudy, "Reaction ~ Days + (Days | Subject)",
-          "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = FALSE)", ref, r$seconds)
+          "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = FALSE)", ref, r$seconds, data_name = "sleepstudy")
 
 # lognormal by REML: lmer(log(Reaction), REML = TRUE) (no log-likelihood compared)
 r <- timed(function() lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = TRUE))
@@ -147,7 +148,7 @@ ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(f
             sd = list(Subject = as.list(attr(vc, "stddev"))), corr = attr(vc, "correlation")[1, 2],
             dpars = list(sigma = sigma(fit)), reml_criterion_log_scale = REMLcrit(fit), nobs = nobs(fit))
 write_ref("lognormal_reml", sleepstudy, "Reaction ~ Days + (Days | Subject)",
-          "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = TRUE)", ref, r$seconds)
+          "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = TRUE)", ref, r$seconds, data_name = "sleepstudy")
 
 # cumulative: ordinal's wine with clmm (Laplace, logit)
 data("wine", package = "ordinal")
@@ -167,7 +168,7 @@ ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
             loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nrow(wi),
             maxGradient = max(abs(fit$gradient)), gradTol = ctrl$gradTol)
 write_ref("cumulative", wi, "rating ~ temp + contact + (1 | judge)",
-          "clmm(rating ~ temp + contact + (1 | judge), data = wine)", ref, r$seconds)
+          "clmm(rating ~ temp + contact + (1 | judge), data = wine)", ref, r$seconds, data_name = "wine")
 
 # cumulative with the probit link
 r <- timed(function() clmm(rating ~ temp + contact + (1 | judge), data = wi, link = "probit"))
@@ -180,5 +181,5 @@ ref <- list(fixef = as.list(fit$beta), se = as.list(se[names(fit$beta)]),
             loglik = as.numeric(logLik(fit)), aic = AIC(fit), nobs = nrow(wi))
 write_ref("cumulative_probit", wine[, c("rating", "temp", "contact", "judge", "bottle")],
           "rating ~ temp + contact + (1 | judge)",
-          "clmm(rating ~ temp + contact + (1 | judge), data = wine, link = 'probit')", ref, r$seconds)
+          "clmm(rating ~ temp + contact + (1 | judge), data = wine, link = 'probit')", ref, r$seconds, data_name = "wine")
 
