@@ -22,6 +22,7 @@ _OWNERS = {
     "Formula": "formula", "FormulaError": "formula", "RandomTerm": "formula", "parse_formula": "formula",
     "RemlFit": "lmer", "fit_reml": "lmer", "reml": "lmer",
     "GlmerFit": "glmer", "glmer": "glmer",
+    "FamilyFit": "glmmtmb", "glmmtmb": "glmmtmb",
     "SimulationError": "simulation", "simulate": "simulation",
     "default_priors": "api", "fit": "api", "load": "api", "prior_sweep": "api",
     "BayesmerError": "errors", "LoadError": "errors", "PredictionError": "errors", "SettingsError": "errors",
