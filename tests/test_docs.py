@@ -2,11 +2,11 @@
 
 - every public name has a numpydoc docstring with its sections (docs/_ext/apicheck.py, which the
   Sphinx build also runs), and the examples in those docstrings run (doctest);
-- every ```python block of the site's pages runs, page by page in one namespace (small draws are
+- every ```python block of the site's pages (and of README.md) runs, page by page in one namespace (small draws are
   written into the blocks that sample); every ``bayesmer ...`` line of a ```bash block runs through
   the command line's entry point (install commands and the like are not run);
-- ``sphinx-build -W --keep-going -b html docs <tmp>`` succeeds, the notebooks of the gallery executed
-  with small draws (docs/conf.py).
+- ``sphinx-build -W --keep-going -b html docs <tmp>`` succeeds. The gallery's notebooks are rendered
+  without executing them (docs/conf.py says why): tests/test_notebooks.py is their executor.
 
 Skipped, with the reason, only when Sphinx or its extensions are not installed: the ``test`` extra
 installs them.
@@ -98,7 +98,7 @@ def test_docstring_example_runs(label, test, monkeypatch, tmp_path):
 
 # ---- the pages' code ------------------------------------------------------------------------
 
-PY_PAGES = [p for p in PAGES if _blocks(p, "python")]
+PY_PAGES = [p for p in PAGES if _blocks(p, "python")] + [ROOT / "README.md"]
 CLI_PAGES = [p for p in PAGES if any(line.startswith("bayesmer ") for b in _blocks(p, "bash") for line in b.splitlines())]
 
 
@@ -108,14 +108,14 @@ def test_the_guide_pages_have_code():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", PY_PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", PY_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_python_blocks_run(page, monkeypatch, tmp_path):
     for key, value in QUIET.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
     for i, block in enumerate(_blocks(page, "python")):
-        code = compile(block, f"{page.relative_to(DOCS)} block {i + 1}", "exec")
+        code = compile(block, f"{page.relative_to(ROOT)} block {i + 1}", "exec")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exec(code, namespace)  # noqa: S102 - the page's own code
