@@ -91,7 +91,7 @@ myst_heading_anchors = 3
 # --- API reference --------------------------------------------------------------------------
 autosummary_generate = True
 autodoc_typehints = "none"
-autodoc_default_options = {"members": False}
+autodoc_default_options: dict = {}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False

@@ -184,4 +184,22 @@ def test_sphinx_build_without_warnings(tmp_path):
     for page in ("index.html", "getting-started.html", "guide/diagnostics.html",
                  "api/generated/bayesmer.fit.html", "api/bayesfit.html", "gallery/003_clark_mixed_model_7.html"):
         assert (out / page).is_file(), page
+    # every public name has its entry: a page per function and class, the modules on the API index,
+    # every public method of BayesFit on its page
+    import inspect
+
+    import bayesmer
+
+    api = _apicheck()
+    missing = [
+        name for name in (*bayesmer.__all__, *api.EXTRA)
+        if not inspect.ismodule(getattr(bayesmer, name)) and name != "BayesFit"
+        and not (out / "api" / "generated" / f"bayesmer.{name}.html").is_file()
+    ]
+    index = (out / "api" / "index.html").read_text()
+    missing += [name for name in bayesmer.__all__
+                if inspect.ismodule(getattr(bayesmer, name)) and f'id="module-bayesmer.{name}"' not in index]
+    page = (out / "api" / "bayesfit.html").read_text()
+    missing += [f"BayesFit.{m}" for m in api.public_methods(bayesmer.BayesFit) if f'id="bayesmer.BayesFit.{m}"' not in page]
+    assert not missing, f"no API entry for {missing}"
     print(f"sphinx-build: {seconds:.0f} s")
