@@ -100,7 +100,7 @@ numpydoc_validation_checks = set()
 # the docstrings name types in words ("DataFrame", "int, optional"): not references
 nitpicky = False
 # (no intersphinx: the build must not need the network)
-suppress_warnings = ["myst.header"]
+suppress_warnings: list = []  # none: every warning fails the -W build
 
 # --- HTML -------------------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"

@@ -49,7 +49,7 @@ def _interval_table(draws: np.ndarray, index) -> pd.DataFrame:
 
 @dataclass(frozen=True, eq=False)
 class BayesFit:
-    """A Bayesian linear mixed model sampled with NUTS.
+    """A Bayesian linear or generalized linear mixed model sampled with NUTS.
 
     Attributes
     ----------
