@@ -201,7 +201,12 @@ class BayesFit:
         return checking.loo(self, **kwargs)
 
     def logo(self, **kwargs):
-        """Leave-one-group-out with exact group marginals; see :func:`bayesmer.checking.logo`.
+        """PSIS leave-one-group-out over the groups' exact marginal likelihoods; see :func:`bayesmer.checking.logo`.
+
+        Pareto-smoothed importance sampling from this one fit, not a refit
+        without each group: each group's term is its likelihood with its
+        random effects integrated out exactly (Gaussian family, terms nested in
+        the group); Pareto k says where the approximation fails.
 
         Parameters
         ----------
