@@ -203,3 +203,16 @@ def test_sphinx_build_without_warnings(tmp_path):
     missing += [f"BayesFit.{m}" for m in api.public_methods(bayesmer.BayesFit) if f'id="bayesmer.BayesFit.{m}"' not in page]
     assert not missing, f"no API entry for {missing}"
     print(f"sphinx-build: {seconds:.0f} s")
+
+
+def test_readme_keeps_the_two_setup_commands():
+    """CI (.ci/run) and the project's rules depend on these two lines, byte for byte."""
+    readme = (ROOT / "README.md").read_text()
+    for command in (
+        "python -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/bayesmer run models/sleepstudy.toml",
+        "python -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q -n 2",
+    ):
+        assert f"```bash\n{command}\n```" in readme, command
+    assert "python -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q -n 2" in (
+        ROOT / ".ci" / "run"
+    ).read_text()
