@@ -83,7 +83,7 @@ def fit(
         0 (None draws one, kept in ``fit.settings["seed"]``, the posterior's
         ``seed`` attribute and the printout: ``seed=fit.settings["seed"]``
         gives the same draws again); sampler in ``settings.SAMPLERS``; strategy ``"auto"``,
-        ``"marginal"`` (random effects integrated out, one grouping factor) or
+        ``"marginal"`` (random effects integrated out, any Gaussian model; ``"auto"``) or
         ``"full"``; method ``"REML"`` or ``"ML"`` (the exact fit reported
         beside the posterior, whose estimates start the chains); backend: how
         nutpie evaluates the model (see :func:`bayesmer.sampling.sample`);
@@ -116,6 +116,23 @@ def fit(
         Divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain; a 0/1
         or count response fitted with the Gaussian family (naming the family
         to use).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> fit.strategy                    # random and fixed effects integrated out
+    'marginal'
+
+    A binomial GLMM beside glmer's Laplace fit:
+
+    >>> cbpp = bayesmer.datasets.load("cbpp")
+    >>> gfit = bayesmer.fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                     family="binomial", draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> gfit.family.name
+    'binomial'
     """
     settings = Settings(
         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,
@@ -213,6 +230,12 @@ def load(path) -> BayesFit:
     and the PyMC model are rebuilt from the stored formula, priors, settings
     and data columns.
 
+    Parameters
+    ----------
+    path : str or Path
+        A ``.nc`` or ``.zarr`` file written by :meth:`BayesFit.save`, or
+        ``posterior.nc`` from ``bayesmer run``.
+
     Returns
     -------
     BayesFit
@@ -230,6 +253,18 @@ def load(path) -> BayesFit:
     -----
     UserWarning
         A file written by another bayesmer version (naming it).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> import tempfile, pathlib
+    >>> path = fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.zarr")
+    >>> again = bayesmer.load(path)
+    >>> again.draws("sigma").shape == fit.draws("sigma").shape
+    True
     """
     tree, meta, frame = read(path)
     try:
@@ -282,6 +317,23 @@ def prior_sweep(fit: BayesFit, grid: dict, **sample_kwargs) -> SweepResult:
     **sample_kwargs
         Passed to :func:`bayesmer.fit` (draws, tune, chains, seed, ...); the
         fit's own settings otherwise.
+
+    Returns
+    -------
+    SweepResult
+        ``table`` (one block of summary rows per grid point, the grid in
+        ``prior:<name>`` columns), ``fits`` (grid point -> BayesFit) and
+        ``plot()``.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> dye = bayesmer.datasets.load("dyestuff")
+    >>> fit = bayesmer.fit("Yield ~ 1 + (1 | Batch)", dye,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> sweep = bayesmer.prior_sweep(fit, {"sd(Batch)": ["HalfCauchy(5)", "HalfCauchy(50)"]})
+    >>> sorted(sweep.table["prior:sd(Batch)"].unique())
+    ['HalfCauchy(5)', 'HalfCauchy(50)']
     """
     if not grid:
         raise CheckError("the sweep grid is empty")

@@ -78,12 +78,27 @@ def sensitivity(fit, threshold: float = 0.05) -> pd.DataFrame:
     Importance-reweights the posterior by the power-scaled hyperparameter prior
     or likelihood (Kallioinen et al. 2024, through arviz-stats), no refit.
 
+    Parameters
+    ----------
+    fit : BayesFit
+    threshold : float
+        Sensitivity above which a parameter is flagged (priorsense's 0.05).
+
     Returns
     -------
     DataFrame
         Indexed by parameter, columns ``prior``, ``likelihood`` and
         ``diagnosis`` (empty when fine, else ``"prior-data conflict"`` or
         ``"strong prior / weak likelihood"``).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> bayesmer.sensitivity(fit).index.tolist()[:2]
+    ['(Intercept)', 'Days']
     """
     from arviz_base import from_dict
     from arviz_stats import psense_summary
@@ -126,6 +141,16 @@ class SweepResult:
         posterior summary columns of each refit.
     fits : dict
         Grid point (tuple of prior strings) -> BayesFit.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> dye = bayesmer.datasets.load("dyestuff")
+    >>> fit = bayesmer.fit("Yield ~ 1 + (1 | Batch)", dye, draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> sweep = bayesmer.prior_sweep(fit, {"sigma": ["HalfCauchy(10)", "HalfCauchy(100)"]})
+    >>> len(sweep.fits)
+    2
+    >>> fig = sweep.plot()
     """
 
     table: pd.DataFrame
@@ -203,11 +228,34 @@ def loo(fit, thin: int | None = None, **kwargs):
     beyond that, ``thin`` keeps every ``thin``-th draw (the error says which
     value fits).
 
+    Parameters
+    ----------
+    fit : BayesFit
+    thin : int, optional
+        Keep every ``thin``-th draw of each chain when the log-likelihood is
+        computed here.
+    **kwargs
+        Passed to ``arviz_stats.loo``.
+
+    Returns
+    -------
+    ELPDData
+        arviz-stats' PSIS-LOO result, one Pareto k per row.
+
     Raises
     ------
     CheckError
         When the log-likelihood is not stored and would be too large, with the
         ``thin`` to pass.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> int(bayesmer.checking.loo(fit).n_data_points)
+    180
     """
     from arviz_stats import loo as az_loo
 
@@ -336,10 +384,33 @@ def group_loglik(fit, group: str | None = None, chunk: int = 250) -> np.ndarray:
     statistics, all groups and a chunk of draws at once (numpy batched
     Cholesky; no Python loop over groups).
 
+    Parameters
+    ----------
+    fit : BayesFit
+        A Gaussian fit.
+    group : str, optional
+        The grouping factor; default the outermost one.
+    chunk : int
+        Draws evaluated at once (memory grows with chunk x groups).
+
+    Returns
+    -------
+    ndarray
+        Shape ``(chain, draw, groups)``.
+
     Raises
     ------
     CheckError
         When the terms are crossed: groups are then not independent.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> bayesmer.checking.group_loglik(fit).shape
+    (2, 200, 18)
     """
     d = fit.design
     outer = _outer_factor(d, group)
@@ -406,6 +477,29 @@ def logo(fit, group: str | None = None, **kwargs):
     needed. For crossed terms the groups are not independent; name ``group``
     and the pointwise log-likelihood, conditional on the random effects, is
     summed within each of its groups (brms' grouped LOO), with a warning.
+
+    Parameters
+    ----------
+    fit : BayesFit
+    group : str, optional
+        The grouping factor whose groups are left out; default the outermost
+        factor when every term nests in it. Crossed terms need it named.
+    **kwargs
+        Passed to ``arviz_stats.loo``.
+
+    Returns
+    -------
+    ELPDData
+        arviz-stats' PSIS result over groups, one Pareto k per group.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> pastes = bayesmer.datasets.load("pastes")
+    >>> fit = bayesmer.fit("strength ~ 1 + (1 | batch/cask)", pastes,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> int(bayesmer.checking.logo(fit).n_data_points)  # the 10 batches, casks nested in them
+    10
     """
     import warnings
 
@@ -503,6 +597,18 @@ def compare(fits: dict, thin: int | None = None, **kwargs) -> pd.DataFrame:
         Indexed by model name, best first: arviz-stats' compare columns
         (``elpd``, ``se``, ``elpd_diff``, ``dse``, ``weight``, ...) plus
         ``reml_aic`` and ``reml_bic``.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> dye = bayesmer.datasets.load("dyestuff")
+    >>> fit = bayesmer.fit("Yield ~ 1 + (1 | Batch)", dye,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> pooled = bayesmer.fit("Yield ~ 1 + (1 | Batch)", dye, {"sd": "HalfNormal(1)"},
+    ...                       draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> table = bayesmer.compare({"default": fit, "tight sd": pooled})
+    >>> {"elpd", "reml_aic", "reml_bic"} <= set(table.columns)
+    True
     """
     from arviz_stats import compare as az_compare
 

@@ -46,12 +46,38 @@ def list_datasets() -> tuple[str, ...]:
     """Names of the bundled data sets, for :func:`load`.
 
     Also available as ``bayesmer.datasets.list()``.
+
+    Returns
+    -------
+    tuple of str
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> "sleepstudy" in bayesmer.datasets.list_datasets()
+    True
     """
     return tuple(_DATASETS)
 
 
 def describe(name: str) -> str:
-    """One line saying what data set ``name`` holds."""
+    """One line saying what data set ``name`` holds.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_datasets`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.datasets.describe("sleepstudy")           # doctest: +ELLIPSIS
+    '...'
+    """
     return _DATASETS[_check_name(name)][1]
 
 
@@ -80,6 +106,13 @@ def load(name: str) -> pd.DataFrame:
     ------
     DatasetError
         For an unknown name, listing the known ones.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> sleep.shape, str(sleep["Subject"].dtype)
+    ((180, 3), 'category')
     """
     groups, _ = _DATASETS[_check_name(name)]
     source = resources.files("bayesmer").joinpath("data", f"{name}.csv")
@@ -139,6 +172,13 @@ def simulate_ogorek(
     Uses numpy's generator, so the draws differ from the R original (which used
     ``set.seed(2345)`` and mvtnorm) even for the same defaults; the bundled
     ``load("ogorek")`` is the R draw.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> df = bayesmer.simulate_ogorek(seed=1, n_units=10, n_per_unit=5)
+    >>> len(df), sorted(df.columns)
+    (50, ['a', 'unit', 'x', 'y'])
     """
     rng = _rng(seed)
     b0, b_a, b_x, b_xa = (float(v) for v in fixef)
@@ -235,6 +275,13 @@ def simulate_clark(
     numpy's generator cannot reproduce R's ``set.seed(1234)`` draws; the
     bundled ``load("clark_intercepts")`` / ``load("clark_slopes")`` are the R
     draws.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> df = bayesmer.simulate_clark(seed=1, kind="slopes", n_groups=20)
+    >>> len(df)
+    200
     """
     if kind not in ("intercepts", "slopes"):
         raise ValueError(f"kind must be 'intercepts' or 'slopes', not {kind!r}")

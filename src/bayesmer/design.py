@@ -60,6 +60,14 @@ class ReTerm:
         The term's left-hand side as R term labels (``"1 + Days"``).
     spec : formulaic ModelSpec
         Rebuilds ``Z`` for new data (with :data:`CONTEXT`).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> d = bayesmer.build_design("Reaction ~ Days + (Days || Subject)", sleep)
+    >>> [(t.name, t.terms) for t in d.terms]
+    [('Subject', ('(Intercept)',)), ('Subject.1', ('Days',))]
     """
 
     name: str
@@ -119,6 +127,14 @@ class Design:
         rows; ``y``, ``X``, ``frame`` and the terms' ``codes`` and ``Z`` are then None.
     source : tuple, optional
         Data not in memory: the source and the plan that rebuild the rows in chunks.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> d = bayesmer.build_design("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> d.X.shape, d.fixed_names
+    ((180, 2), ('(Intercept)', 'Days'))
     """
 
     formula: Formula
@@ -763,6 +779,14 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     UserWarning
         When rows are dropped for missing values (with their count) or aliased
         fixed-effect columns are dropped (with their names).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> pastes = bayesmer.datasets.load("pastes")
+    >>> d = bayesmer.build_design("strength ~ 1 + (1 | batch/cask)", pastes)
+    >>> [t.group for t in d.terms]
+    ['batch:cask', 'batch']
     """
     f = parse_formula(formula)
     if not isinstance(data, pd.DataFrame):

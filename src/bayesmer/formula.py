@@ -727,6 +727,12 @@ class RandomTerm:
         e.g. ``"1 + Days"`` or ``"0 + Days"``.
     factors : tuple of str
         Grouping columns; more than one for an interaction ``a:b``.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> [t.group for t in bayesmer.parse_formula("y ~ 1 + (1 | a/b)").random]
+    ['a', 'a:b']
     """
 
     expr: str
@@ -758,6 +764,13 @@ class Formula:
     offset : tuple of str
         The expressions inside ``offset(...)`` terms, summed into the linear
         predictor with coefficient 1.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> f = bayesmer.parse_formula("y ~ x + (x || g)")
+    >>> f.response, f.fixed, [str(t) for t in f.random]
+    ('y', '1 + x', ['(1 | g)', '(0 + x | g)'])
     """
 
     response: str
@@ -940,6 +953,12 @@ def parse_formula(formula: str | Formula) -> Formula:
     FormulaError
         When the formula is malformed, has no random-effect term, or uses a
         function or operator bayesmer cannot evaluate as R does.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> print(bayesmer.parse_formula("Reaction ~ Days + (Days | Subject)"))
+    Reaction ~ 1 + Days + (1 + Days | Subject)
     """
     if isinstance(formula, Formula):
         return formula

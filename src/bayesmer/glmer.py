@@ -798,6 +798,14 @@ class GlmerFit:
     ngroups : dict of str to int
     n_evaluations : int
         Laplace deviance evaluations (each one PIRLS).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> cbpp = bayesmer.datasets.load("cbpp")
+    >>> g = bayesmer.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
+    >>> g.family.name, g.fixef.index.tolist()[:2]
+    ('binomial', ['(Intercept)', 'period2'])
     """
 
     formula: str
@@ -1095,6 +1103,15 @@ def glmer(
     UserWarning
         lme4's: a singular (boundary) fit, a failed convergence check, a
         non-positive-definite Hessian, predictors on very different scales.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> cbpp = bayesmer.datasets.load("cbpp")
+    >>> g = bayesmer.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
+    >>> g.fixef.round(2).tolist()                  # lme4: -1.40, -0.99, -1.13, -1.58
+    [-1.4, -0.99, -1.13, -1.58]
+    >>> print(g)                                   # lme4's printout  # doctest: +SKIP
     """
     gd = glmm_design(formula, data, get_family(family, link), weights=weights, offset=offset)
     return fit_glmer(gd, tol_pwrss=tol_pwrss)

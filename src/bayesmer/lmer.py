@@ -68,6 +68,14 @@ class RemlFit:
         What the optimizer did, with its settings (MixedModels.jl's ``optsum``).
     nobs : int
     ngroups : dict of str to int
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> r = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> round(r.sigma, 2), r.singular
+    (25.59, False)
     """
 
     design: Design
@@ -360,6 +368,14 @@ def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSe
     -----
     UserWarning
         On a singular (boundary) fit and when the optimiser did not converge.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> d = bayesmer.build_design("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> round(bayesmer.fit_reml(d, method="ML").objective, 2)     # lme4: 1751.94
+    1751.94
     """
     method = check_setting("method", method)
     n, p = design.n, design.p
@@ -428,5 +444,14 @@ def reml(formula: str | Formula, data: pd.DataFrame, method: str = "REML") -> Re
     Returns
     -------
     RemlFit
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> r = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> r.fixef().round(2).tolist()               # lme4: 251.41, 10.47
+    [251.41, 10.47]
+    >>> print(r)                                  # lme4's printout  # doctest: +SKIP
     """
     return fit_reml(build_design(formula, data), method=check_setting("method", method))

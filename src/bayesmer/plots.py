@@ -37,6 +37,22 @@ def plot_forest(fit):
     Fixed effects carry REML's ±1.96 SE. Each parameter gets its own row and
     x-axis, since their scales differ by orders of magnitude. Returns the
     matplotlib figure.
+
+    Parameters
+    ----------
+    fit : BayesFit
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> fig = bayesmer.plots.plot_forest(fit)
     """
     plt = _plt()
     table = fit.summary()
@@ -64,6 +80,27 @@ def group_ols(fit, term: str | None = None) -> pd.DataFrame:
     ``X_other`` are the fixed columns the term does not vary, so that the OLS
     coefficients sit on the same scale as ``fixef + ranef``. Levels with too few
     rows for their own fit are NaN.
+
+    Parameters
+    ----------
+    fit : BayesFit
+        A Gaussian fit with its data in memory.
+    term : str, optional
+        A term's name; default the first term.
+
+    Returns
+    -------
+    DataFrame
+        Levels x the term's columns.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> bayesmer.plots.group_ols(fit).shape
+    (18, 2)
     """
     t = _term(fit, term)
     d = fit.design
@@ -96,6 +133,30 @@ def plot_shrinkage(fit, term: str | None = None, columns: tuple[str, str] | None
     Two columns of the term give a scatter with an arrow from each group's own
     OLS fit to its posterior mean; a one-column term gives a dot plot per level.
     Returns the matplotlib figure.
+
+    Parameters
+    ----------
+    fit : BayesFit
+        A Gaussian fit with its data in memory.
+    term : str, optional
+        A term's name; default the first term.
+    columns : tuple of two str, optional
+        The two columns of the term to plot against each other; default its
+        first two.
+    ax : matplotlib Axes, optional
+        Draw there instead of in a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> fig = bayesmer.plots.plot_shrinkage(fit)
     """
     plt = _plt()
     t = _term(fit, term)
@@ -142,6 +203,26 @@ def plot_correlation(fit, term: str | None = None, ax=None):
     """Posterior of each random-effect correlation of a term, REML marked.
 
     Returns the matplotlib figure.
+
+    Parameters
+    ----------
+    fit : BayesFit
+    term : str, optional
+        A term with at least two columns; default the first term.
+    ax : matplotlib Axes, optional
+        Draw there (one correlation) instead of in a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> fig = bayesmer.plots.plot_correlation(fit)
     """
     plt = _plt()
     t = _term(fit, term)
@@ -182,6 +263,11 @@ def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior"):
 
     Parameters
     ----------
+    fit : BayesFit
+    ndraws : int
+        Replicated data sets drawn.
+    seed : int, optional
+        For the replications.
     kind : {"posterior", "prior"}
         ``"posterior"`` replicates from the posterior (the stored
         ``posterior_predictive`` group when there is one, else
@@ -191,6 +277,14 @@ def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior"):
     Returns
     -------
     arviz_plots.PlotCollection
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> pc = bayesmer.plots.plot_ppc(fit, ndraws=20, seed=1)
     """
     import arviz_plots as azp
     import xarray as xr

@@ -110,7 +110,21 @@ class Prior:
 
 @dataclass(frozen=True)
 class Normal(Prior):
-    """Normal(mu, sigma) on a fixed effect."""
+    """Normal(mu, sigma) on a fixed effect.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Normal(mu=0.0, sigma=10.0)
+    Normal(mu=0.0, sigma=10.0)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (a fixed effect):
+
+    >>> bayesmer.parse_prior("Normal(mu=0.0, sigma=10.0)") == bayesmer.Normal(mu=0.0, sigma=10.0)
+    True
+    >>> priors = {"Days": "Normal(mu=0.0, sigma=10.0)"}
+    """
 
     mu: float
     sigma: float
@@ -129,7 +143,21 @@ class Normal(Prior):
 
 @dataclass(frozen=True)
 class StudentT(Prior):
-    """StudentT(nu, mu, sigma) on a fixed effect."""
+    """StudentT(nu, mu, sigma) on a fixed effect.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.StudentT(nu=3.0, mu=0.0, sigma=10.0)
+    StudentT(nu=3.0, mu=0.0, sigma=10.0)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (the fixed effects):
+
+    >>> bayesmer.parse_prior("StudentT(nu=3.0, mu=0.0, sigma=10.0)") == bayesmer.StudentT(nu=3.0, mu=0.0, sigma=10.0)
+    True
+    >>> priors = {"b": "StudentT(nu=3.0, mu=0.0, sigma=10.0)"}
+    """
 
     nu: float
     mu: float
@@ -149,7 +177,21 @@ class StudentT(Prior):
 
 @dataclass(frozen=True)
 class HalfCauchy(Prior):
-    """HalfCauchy(beta) on a standard deviation; beta is the scale."""
+    """HalfCauchy(beta) on a standard deviation; beta is the scale.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.HalfCauchy(beta=5.0)
+    HalfCauchy(beta=5.0)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (a grouping factor's SDs):
+
+    >>> bayesmer.parse_prior("HalfCauchy(beta=5.0)") == bayesmer.HalfCauchy(beta=5.0)
+    True
+    >>> priors = {"sd(Subject)": "HalfCauchy(beta=5.0)"}
+    """
 
     beta: float
     support: ClassVar[str] = "positive"
@@ -167,7 +209,21 @@ class HalfCauchy(Prior):
 
 @dataclass(frozen=True)
 class HalfNormal(Prior):
-    """HalfNormal(sigma) on a standard deviation."""
+    """HalfNormal(sigma) on a standard deviation.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.HalfNormal(sigma=10.0)
+    HalfNormal(sigma=10.0)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (the residual SD):
+
+    >>> bayesmer.parse_prior("HalfNormal(sigma=10.0)") == bayesmer.HalfNormal(sigma=10.0)
+    True
+    >>> priors = {"sigma": "HalfNormal(sigma=10.0)"}
+    """
 
     sigma: float
     support: ClassVar[str] = "positive"
@@ -185,7 +241,21 @@ class HalfNormal(Prior):
 
 @dataclass(frozen=True)
 class HalfStudentT(Prior):
-    """HalfStudentT(nu, sigma) on a standard deviation."""
+    """HalfStudentT(nu, sigma) on a standard deviation.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.HalfStudentT(nu=3.0, sigma=10.0)
+    HalfStudentT(nu=3.0, sigma=10.0)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (every random-effect SD):
+
+    >>> bayesmer.parse_prior("HalfStudentT(nu=3.0, sigma=10.0)") == bayesmer.HalfStudentT(nu=3.0, sigma=10.0)
+    True
+    >>> priors = {"sd": "HalfStudentT(nu=3.0, sigma=10.0)"}
+    """
 
     nu: float
     sigma: float
@@ -206,7 +276,21 @@ class HalfStudentT(Prior):
 
 @dataclass(frozen=True)
 class Exponential(Prior):
-    """Exponential(lam) on a standard deviation; lam is the rate."""
+    """Exponential(lam) on a standard deviation; lam is the rate.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Exponential(lam=0.1)
+    Exponential(lam=0.1)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (the residual SD):
+
+    >>> bayesmer.parse_prior("Exponential(lam=0.1)") == bayesmer.Exponential(lam=0.1)
+    True
+    >>> priors = {"sigma": "Exponential(lam=0.1)"}
+    """
 
     lam: float
     support: ClassVar[str] = "positive"
@@ -224,7 +308,21 @@ class Exponential(Prior):
 
 @dataclass(frozen=True)
 class LKJ(Prior):
-    """LKJ(eta) on a correlation matrix; eta = 1 is uniform."""
+    """LKJ(eta) on a correlation matrix; eta = 1 is uniform.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.LKJ(eta=2.0)
+    LKJ(eta=2.0)
+
+    The same prior as a string, for one slot of :func:`bayesmer.fit`'s ``priors``
+    (a term's correlation matrix):
+
+    >>> bayesmer.parse_prior("LKJ(eta=2.0)") == bayesmer.LKJ(eta=2.0)
+    True
+    >>> priors = {"corr(Subject)": "LKJ(eta=2.0)"}
+    """
 
     eta: float
     support: ClassVar[str] = "corr"
@@ -261,11 +359,31 @@ def parse_prior(text: str | Prior) -> Prior:
 
     Numbers only, positional or by keyword; nothing is evaluated.
 
+    Parameters
+    ----------
+    text : str or Prior
+        A prior object is returned unchanged.
+
+    Returns
+    -------
+    Prior
+        One of :class:`Normal`, :class:`StudentT`, :class:`HalfCauchy`,
+        :class:`HalfNormal`, :class:`HalfStudentT`, :class:`Exponential`,
+        :class:`LKJ`.
+
     Raises
     ------
     PriorError
         For an unknown family, a malformed string, a wrong number of
         parameters or an out-of-range value.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.parse_prior("Normal(0, sigma=10)")
+    Normal(mu=0.0, sigma=10.0)
+    >>> print(bayesmer.parse_prior("HalfCauchy(5)"))
+    HalfCauchy(5)
     """
     if isinstance(text, Prior):
         return text
@@ -334,6 +452,16 @@ class PriorSet:
         One per term with more than one column.
     family : str
         ``"gaussian"``, ``"binomial"`` or ``"poisson"``: whose scale the priors are on.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> ps = bayesmer.default_priors("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> [name for name, _ in ps.fixed]
+    ['(Intercept)', 'Days']
+    >>> sorted(ps.to_dict())[:2]
+    ['(Intercept)', 'Days']
     """
 
     fixed: tuple[tuple[str, Prior], ...]
@@ -443,6 +571,20 @@ def default_priors(design, data=None, family=None) -> PriorSet:
     clipped to (0.01, 0.99) or to at least 0.01; SDs ``HalfCauchy(1)`` on an
     intercept column and ``HalfCauchy(1 / sd(z))`` otherwise; ``LKJ(2)``; no
     residual SD.
+
+    Returns
+    -------
+    PriorSet
+        Prints as a table (class, brms name, slot, prior).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> priors = bayesmer.default_priors("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> str(priors.corr_prior("Subject"))
+    'LKJ(2)'
+    >>> print(priors)                                   # doctest: +SKIP
     """
     from .family import get_family
 

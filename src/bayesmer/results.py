@@ -49,7 +49,7 @@ def _interval_table(draws: np.ndarray, index) -> pd.DataFrame:
 
 @dataclass(frozen=True, eq=False)
 class BayesFit:
-    """A Bayesian linear mixed model sampled with NUTS.
+    """A Bayesian linear or generalized linear mixed model sampled with NUTS.
 
     Attributes
     ----------
@@ -72,6 +72,15 @@ class BayesFit:
     glmm : GlmmData or None
         A binomial or Poisson model's response, weights and offset (``reml``
         is then lme4's Laplace fit, a :class:`~bayesmer.glmer.GlmerFit`).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> print(fit)                      # REML beside the posterior, then the priors  # doctest: +SKIP
+    >>> fit.summary().loc["fixed"]      # doctest: +SKIP
     """
 
     design: Design
@@ -110,7 +119,28 @@ class BayesFit:
         return self.built.model
 
     def draws(self, name: str) -> np.ndarray:
-        """Posterior draws of variable ``name``, chains stacked: shape (chains * draws, ...)."""
+        """Posterior draws of variable ``name``, chains stacked: shape (chains * draws, ...).
+
+        Parameters
+        ----------
+        name : str
+            A variable of the ``posterior`` group, e.g. ``"beta"``, ``"sigma"``,
+            ``"sd_Subject"``.
+
+        Returns
+        -------
+        ndarray
+            Shape ``(chains * draws, ...)``: the variable's own dimensions last.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit.draws("sigma").shape
+        (400,)
+        """
         post = self.idata["posterior"]
         if name not in post.data_vars:
             raise KeyError(f"no posterior variable {name!r}; the posterior has {list(post.data_vars)}")
@@ -118,15 +148,87 @@ class BayesFit:
 
     # ---- checking --------------------------------------------------------
     def sensitivity(self, threshold: float = 0.05) -> pd.DataFrame:
-        """Power-scaling prior/likelihood sensitivity; see :func:`bayesmer.checking.sensitivity`."""
+        """Power-scaling prior/likelihood sensitivity; see :func:`bayesmer.checking.sensitivity`.
+
+        Parameters
+        ----------
+        threshold : float
+            Power-scaling sensitivity above which a parameter is flagged
+            (priorsense's default, 0.05).
+
+        Returns
+        -------
+        DataFrame
+            Per hyperparameter: ``prior``, ``likelihood`` and ``diagnosis``; see
+            :func:`bayesmer.checking.sensitivity`.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.sensitivity()
+        >>> list(table.columns)
+        ['prior', 'likelihood', 'diagnosis']
+        """
         return checking.sensitivity(self, threshold)
 
     def loo(self, **kwargs):
-        """PSIS-LOO over rows; see :func:`bayesmer.checking.loo`."""
+        """PSIS-LOO over rows; see :func:`bayesmer.checking.loo`.
+
+        Parameters
+        ----------
+        **kwargs
+            ``thin`` (an int: keep every ``thin``-th draw when the pointwise
+            log-likelihood was not stored) and the keywords of ``arviz_stats.loo``.
+
+        Returns
+        -------
+        ELPDData
+            arviz-stats' result: ``elpd``, ``se``, ``p``, the Pareto k of each row.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> result = fit.loo()
+        >>> result.kind
+        'loo'
+        """
         return checking.loo(self, **kwargs)
 
     def logo(self, **kwargs):
-        """Leave-one-group-out with exact group marginals; see :func:`bayesmer.checking.logo`."""
+        """PSIS leave-one-group-out over the groups' exact marginal likelihoods; see :func:`bayesmer.checking.logo`.
+
+        Pareto-smoothed importance sampling from this one fit, not a refit
+        without each group: each group's term is its likelihood with its
+        random effects integrated out exactly (Gaussian family, terms nested in
+        the group); Pareto k says where the approximation fails.
+
+        Parameters
+        ----------
+        **kwargs
+            ``group`` (the grouping factor to leave out; default the outermost one)
+            and the keywords of ``arviz_stats.loo``; see :func:`bayesmer.checking.logo`.
+
+        Returns
+        -------
+        ELPDData
+            arviz-stats' result over groups: one elpd term and one Pareto k per group.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> result = fit.logo()             # PSIS over the 18 subjects, no refit
+        >>> int(result.n_data_points)
+        18
+        """
         return checking.logo(self, **kwargs)
 
     def save(self, path) -> "object":
@@ -134,6 +236,27 @@ class BayesFit:
 
         Atomic: a failed write raises :class:`bayesmer.SaveError` naming the
         path and leaves a previous file there unchanged (:func:`bayesmer.io.save`).
+
+        Parameters
+        ----------
+        path : str or Path
+            Ending in ``.nc`` (NetCDF) or ``.zarr`` (a Zarr store).
+
+        Returns
+        -------
+        Path
+            The path written.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> import tempfile, pathlib
+        >>> path = fit.save(pathlib.Path(tempfile.mkdtemp()) / "sleep.nc")
+        >>> bayesmer.load(path).fixef().round(0).index.tolist()
+        ['(Intercept)', 'Days']
         """
         return io.save(self, path)
 
@@ -212,6 +335,16 @@ class BayesFit:
             its row limit or on a singular fit; a GLMM's: glmer's Laplace
             estimates, SEs for the fixed effects only), mean, sd, hdi_3%,
             hdi_97% (94% HDI), ess_bulk, ess_tail, r_hat.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.summary()
+        >>> table.loc[("fixed", "", "Days"), ["reml", "mean", "hdi_3%", "hdi_97%"]].shape
+        (4,)
         """
         import arviz_stats as azs
 
@@ -282,12 +415,42 @@ class BayesFit:
 
     # ---- estimates (the protocol shared with RemlFit) --------------------
     def fixef(self) -> pd.Series:
-        """Posterior means of the fixed effects."""
+        """Posterior means of the fixed effects.
+
+        Returns
+        -------
+        Series
+            Indexed by the fixed effects' lme4 names.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit.fixef().index.tolist()
+        ['(Intercept)', 'Days']
+        """
         beta = self.idata["posterior"][self.built.beta].mean(_SAMPLE)
         return pd.Series(beta.to_numpy(), index=list(self.design.fixed_names), name="mean")
 
     def ranef(self) -> dict[str, pd.DataFrame]:
-        """Per term, posterior means of the random effects (levels x columns)."""
+        """Per term, posterior means of the random effects (levels x columns).
+
+        Returns
+        -------
+        dict of str to DataFrame
+            Term name -> levels x columns, as :meth:`RemlFit.ranef`.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit.ranef()["Subject"].shape
+        (18, 2)
+        """
         post = self.idata["posterior"]
         out = {}
         for t in self.terms:
@@ -296,7 +459,23 @@ class BayesFit:
         return out
 
     def varcorr(self) -> pd.DataFrame:
-        """Posterior means of SDs and correlations, in REML's tidy layout."""
+        """Posterior means of SDs and correlations, in REML's tidy layout.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``group, kind, term1, term2, value`` (``kind`` ``"sd"`` or
+            ``"corr"``), then the ``Residual`` row.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit.varcorr()["kind"].tolist()
+        ['sd', 'sd', 'corr', 'sd']
+        """
         post = self.idata["posterior"]
         sds = {t.name: post[self.built.sd[t.name]].mean(_SAMPLE).to_numpy() for t in self.terms}
         corrs = {t.name: post[self.built.corr[t.name]].mean(_SAMPLE).to_numpy() for t in self.terms if t.k > 1}
@@ -317,6 +496,15 @@ class BayesFit:
         DataFrame
             Indexed by component (terms, then ``Residual``): mean, sd,
             hdi_3%, hdi_97% of the share, and ``reml``, the REML fit's share.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> dye = bayesmer.datasets.load("dyestuff")
+        >>> fit = bayesmer.fit("Yield ~ 1 + (1 | Batch)", dye,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit.icc().index.tolist()
+        ['Batch', 'Residual']
         """
         if self.glmm is not None:
             raise NotImplementedError(
@@ -331,7 +519,27 @@ class BayesFit:
         return table
 
     def cov_factor(self, term: str) -> np.ndarray:
-        """Per draw, the Cholesky factor L of a term's covariance (Psi = L L'), shape (S, k, k)."""
+        """Per draw, the Cholesky factor L of a term's covariance (Psi = L L'), shape (S, k, k).
+
+        Parameters
+        ----------
+        term : str
+            A term's name, e.g. ``"Subject"``.
+
+        Returns
+        -------
+        ndarray
+            Shape ``(S, k, k)``: S draws (chains stacked), k the term's columns.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit.cov_factor("Subject").shape
+        (400, 2, 2)
+        """
         t = {t.name: t for t in self.terms}[term]
         sd = self.draws(self.built.sd[t.name])
         if t.k == 1:
@@ -388,6 +596,20 @@ class BayesFit:
         population: ``"mean"`` averages over the population (the term adds
         zero, exactly, as the model is linear), ``"response"`` draws the
         member's effects from ``N(0, Psi)`` per row.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> import pandas as pd
+        >>> new = pd.DataFrame({"Days": [0, 9], "Subject": ["308", "new"]})
+        >>> tree = fit.predict(new, kind="response", seed=2)   # "new": drawn from the population
+        >>> tree["predictions"]["Reaction"].shape
+        (2, 200, 2)
+        >>> fit.predict(new, summary=True).columns.tolist()
+        ['mean', 'sd', 'hdi_3%', 'hdi_97%']
         """
         if kind not in PREDICTION_KINDS:
             raise PredictionError(f"kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")

@@ -117,6 +117,15 @@ class Settings:
     link : str or None
         The family's link (its canonical one when None): binomial ``logit``,
         ``probit``, ``cloglog``; Poisson ``log``; none for the Gaussian.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Settings(draws=500, chains=2).to_dict()["draws"]
+    500
+    >>> bayesmer.Settings(chains=0)             # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    SettingsError: ...
     """
 
     draws: int = 1000

@@ -201,6 +201,20 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1, fami
     ------
     SimulationError
         Naming the missing, unknown or malformed parameters.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> params = {"fixef": {"(Intercept)": 250.0, "Days": 10.0}, "sigma": 25.0,
+    ...           "sd": {"Subject": [25.0, 6.0]}, "corr": {"Subject": 0.1}}
+    >>> y = bayesmer.simulate("Reaction ~ Days + (Days | Subject)", sleep, params, seed=1)
+    >>> len(y)
+    180
+    >>> sims = bayesmer.simulate("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                          bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep), seed=1, nsim=3)
+    >>> sims.shape
+    (180, 3)
     """
     if not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise SimulationError(f"nsim must be a positive integer, got {nsim!r}")

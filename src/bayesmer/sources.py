@@ -68,6 +68,16 @@ class Source:
     label : str
         How errors name the data: the path or glob, or the engine.
     columns : tuple of str
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import bayesmer
+    >>> from bayesmer import sources
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.parquet"
+    >>> bayesmer.datasets.load("sleepstudy").to_parquet(path)
+    >>> sources.as_source(str(path)).kind
+    'parquet'
     """
 
     kind: str
@@ -194,7 +204,25 @@ def _parquet_files(path) -> tuple[list[str], str]:
 
 
 def is_source(data) -> bool:
-    """Whether ``data`` is one of the out-of-memory inputs :func:`as_source` reads."""
+    """Whether ``data`` is one of the out-of-memory inputs :func:`as_source` reads.
+
+    Parameters
+    ----------
+    data : object
+
+    Returns
+    -------
+    bool
+        True for a path, a glob, a list of paths, or a Dask, Polars, DuckDB or
+        Spark object; False for a pandas DataFrame.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> from bayesmer import sources
+    >>> sources.is_source("data/part-*.parquet"), sources.is_source(bayesmer.datasets.load("dyestuff"))
+    (True, False)
+    """
     if isinstance(data, (str, os.PathLike)):
         return True
     if isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
@@ -207,10 +235,32 @@ def as_source(data, chunk_rows: int | None = None) -> Source:
     """Recognise ``data``: a path or glob of Parquet files, a Dask, Polars or Spark DataFrame,
     a Polars LazyFrame or a DuckDB relation.
 
+    Parameters
+    ----------
+    data : path, glob, list of paths, or an engine's data frame
+    chunk_rows : int, optional
+        Rows per streamed record batch (Polars, DuckDB, Parquet); default
+        :data:`CHUNK_ROWS`.
+
+    Returns
+    -------
+    Source
+
     Raises
     ------
     DesignError
         No file matches the path; a file is not Parquet; an unsupported type.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import bayesmer
+    >>> from bayesmer import sources
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.parquet"
+    >>> bayesmer.datasets.load("sleepstudy").to_parquet(path)
+    >>> src = sources.as_source(str(path))
+    >>> src.kind, "Reaction" in src.columns
+    ('parquet', True)
     """
     chunk_rows = CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
     if isinstance(data, (str, os.PathLike, list, tuple)):
@@ -579,7 +629,29 @@ def _chunk_rows(plan: Plan, frame: pd.DataFrame) -> ChunkRows:
 def iter_design_chunks(design: Design):
     """Per chunk of an out-of-memory design's data, its complete rows rebuilt (:class:`ChunkRows`,
     X with the design's columns, the terms' codes and Z in the design's order), in the data's
-    order: the per-row groups and predictions computed on request, one chunk in memory at a time."""
+    order: the per-row groups and predictions computed on request, one chunk in memory at a time.
+
+    Parameters
+    ----------
+    design : Design
+        A design built from data not in memory (``design.source`` set).
+
+    Yields
+    ------
+    ChunkRows
+        One chunk's rows: ``X``, the terms' codes and ``Z``, the response.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import bayesmer
+    >>> from bayesmer import sources
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.parquet"
+    >>> bayesmer.datasets.load("sleepstudy").to_parquet(path)
+    >>> d = sources.build_source_design("Reaction ~ Days + (Days | Subject)", str(path))
+    >>> sum(len(chunk.X) for chunk in sources.iter_design_chunks(d))
+    180
+    """
     src, plan = design.source
     names = _fixed_names(plan)
     keep = [names.index(n) for n in design.fixed_names]
@@ -611,6 +683,17 @@ class RawSums:
         Of y - offset (the response's check that it varies).
     blk_G, blk_K : tuple of int
         Levels and columns per block.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import bayesmer
+    >>> from bayesmer import sources
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.parquet"
+    >>> bayesmer.datasets.load("sleepstudy").to_parquet(path)
+    >>> d = sources.build_source_design("Reaction ~ Days + (Days | Subject)", str(path))
+    >>> d.sums.n, d.sums.p
+    (180, 2)
     """
 
     n: int
@@ -811,6 +894,8 @@ def build_source_design(formula: str | Formula, data, chunk_rows: int | None = N
     ----------
     formula : str or Formula
     data : path or glob of Parquet files, Dask/Polars/Spark DataFrame, Polars LazyFrame, DuckDB relation
+    chunk_rows : int, optional
+        Rows per streamed record batch; default :data:`CHUNK_ROWS`.
 
     Returns
     -------
@@ -823,6 +908,17 @@ def build_source_design(formula: str | Formula, data, chunk_rows: int | None = N
     DesignError
         Naming the file, column or term: no file matches, a file lacks a column, a grouping
         column all missing, a transform that needs every row at once.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import bayesmer
+    >>> from bayesmer import sources
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.parquet"
+    >>> bayesmer.datasets.load("sleepstudy").to_parquet(path)
+    >>> d = sources.build_source_design("Reaction ~ Days + (Days | Subject)", str(path))
+    >>> d.y is None, d.sums.n
+    (True, 180)
     """
     f = parse_formula(formula)
     src = data if isinstance(data, Source) else as_source(data, chunk_rows)
