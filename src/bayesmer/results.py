@@ -477,6 +477,42 @@ class BayesFit:
         tree.attrs = dict(self.idata.attrs)
         return tree
 
+    # ---- after the fit (bayesmer.interpret; thin delegations) -----------
+    def hypothesis(self, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
+        """brms's ``hypothesis()`` beside REML's Wald test; see :func:`bayesmer.interpret.hypothesis`."""
+        from . import interpret
+
+        return interpret.hypothesis(self, hypotheses, alpha=alpha)
+
+    def r2(self, prob: float | None = None) -> pd.DataFrame:
+        """Bayesian R² beside Nakagawa's; see :func:`bayesmer.interpret.r2`."""
+        from . import interpret
+
+        return interpret.r2(self, prob=prob)
+
+    def predictions(self, newdata=None, by=None, include_random=True, kind: str = "mean",
+                    prob: float | None = None) -> pd.DataFrame:
+        """marginaleffects's predictions, both sides; see :func:`bayesmer.interpret.predictions`."""
+        from . import interpret
+
+        return interpret.predictions(self, newdata, by=by, include_random=include_random, kind=kind, prob=prob)
+
+    def comparisons(self, variables=None, newdata=None, by=None, contrast=None, comparison: str = "difference",
+                    include_random=True, kind: str = "mean", prob: float | None = None) -> pd.DataFrame:
+        """marginaleffects's comparisons, both sides; see :func:`bayesmer.interpret.comparisons`."""
+        from . import interpret
+
+        return interpret.comparisons(self, variables, newdata, by=by, contrast=contrast, comparison=comparison,
+                                     include_random=include_random, kind=kind, prob=prob)
+
+    def slopes(self, variables=None, newdata=None, by=None, include_random=True, kind: str = "mean",
+               eps: float | None = None, prob: float | None = None) -> pd.DataFrame:
+        """marginaleffects's slopes, both sides; see :func:`bayesmer.interpret.slopes`."""
+        from . import interpret
+
+        return interpret.slopes(self, variables, newdata, by=by, include_random=include_random, kind=kind,
+                                eps=eps, prob=prob)
+
 
 def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary):
     """BayesFit.predict for a binomial or Poisson fit (see there)."""
