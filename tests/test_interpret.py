@@ -320,3 +320,46 @@ def test_posterior_predictive_added_without_mutation(sleep_fit, cbpp_fit):
     counts = cbpp_fit.posterior_predictive(seed=3).idata["posterior_predictive"]
     y = counts[list(counts.data_vars)[0]].to_numpy()
     assert np.all(y == np.round(y)) and np.all(y <= cbpp_fit.glmm.weights)
+
+
+# ---------------------------------------------------------------- lmerTest's Satterthwaite, anova, Wald intervals
+LMERTEST = json.loads((DATA / "interpret_lmertest.json").read_text())
+
+
+def test_satterthwaite_matches_lmertest():
+    from bayesmer.lmer import satterthwaite
+
+    sleep = bayesmer.datasets.load("sleepstudy")
+    m = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+    for fit, ref in [(m, LMERTEST["sleep"]),
+                     (bayesmer.reml("diameter ~ 1 + (1 | plate) + (1 | sample)", bayesmer.datasets.load("penicillin")),
+                      LMERTEST["penicillin"])]:
+        t = fit.satterthwaite()
+        assert list(t.index) == list(np.atleast_1d(ref["names"]))
+        for col, key in [("Estimate", "estimate"), ("Std. Error", "se"), ("df", "df"), ("t value", "t")]:
+            _close(t[col], np.atleast_1d(ref[key]))
+        # p-values near 1e-7 move a hundred times faster than t: compared on the log scale
+        _close(np.log(t["Pr(>|t|)"]), np.log(np.atleast_1d(ref["p"])))
+    c = satterthwaite(m, LMERTEST["sleep_contrast"]["L"]).iloc[0]
+    ref = LMERTEST["sleep_contrast"]
+    _close([c["Estimate"], c["Std. Error"], c["df"], c["t value"]], [ref["estimate"], ref["se"], ref["df"], ref["t"]])
+    with pytest.raises(ValueError, match="L needs 2 columns"):
+        satterthwaite(m, [1, 2, 3])
+
+
+def test_anova_and_wald_intervals_match_lme4():
+    sleep = bayesmer.datasets.load("sleepstudy")
+    m0 = bayesmer.reml("Reaction ~ Days + (1 | Subject)", sleep)
+    m1 = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+    a = bayesmer.anova(m1, m0)  # ordered by npar, as lme4
+    ref = LMERTEST["anova"]
+    assert list(a["npar"]) == ref["npar"]
+    for col, key in [("AIC", "AIC"), ("BIC", "BIC"), ("logLik", "logLik"), ("deviance", "deviance")]:
+        _close(a[col], ref[key], 1e-6)
+    _close([a["Chisq"].iloc[1], a["Pr(>Chisq)"].iloc[1]], [ref["Chisq"][1], ref["p"][1]], 1e-4)
+    ci = m1.confint()
+    ref = LMERTEST["confint_wald"]
+    _close(ci["2.5 %"], ref["lower"][-2:])
+    _close(ci["97.5 %"], ref["upper"][-2:])
+    with pytest.raises(NotImplementedError, match="profile"):
+        m1.confint(method="profile")

@@ -35,7 +35,7 @@ from .priors import (
     parse_prior,
 )
 from .results import BayesFit
-from .interpret import InterpretError, datagrid, parse_hypothesis  # after the fit: see BayesFit.hypothesis, .r2, .predictions, .comparisons, .slopes
+from .interpret import InterpretError, datagrid, parse_hypothesis; from .lmer import anova  # after the fit: see BayesFit.hypothesis, .r2, .predictions, .comparisons, .slopes
 from .checking import CheckError, compare, sensitivity
 
 __version__ = "0.1.0"

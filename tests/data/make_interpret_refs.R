@@ -216,3 +216,31 @@ if (want("brms_cbpp")) {
               r2_conditional = stat(r2c), r2_marginal = stat(r2m), modes = res)
   dump(out, "brms_interpret_cbpp.json")
 }
+
+# lmerTest's Satterthwaite df (sleepstudy; penicillin, crossed), lme4's anova() (refit by ML) and Wald intervals
+if (want("lmertest")) {
+  suppressPackageStartupMessages(library(lmerTest))
+  coefs <- function(m) {
+    s <- summary(m)$coefficients
+    list(names = rownames(s), estimate = unname(s[, "Estimate"]), se = unname(s[, "Std. Error"]),
+         df = unname(s[, "df"]), t = unname(s[, "t value"]), p = unname(s[, "Pr(>|t|)"]))
+  }
+  m <- lmerTest::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  pen <- lmerTest::lmer(diameter ~ 1 + (1 | plate) + (1 | sample), lme4::Penicillin)
+  L <- c(1, 10)
+  ct <- contest(m, matrix(L, 1), joint = FALSE)
+  m0 <- lme4::lmer(Reaction ~ Days + (1 | Subject), lme4::sleepstudy)
+  m1 <- lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
+  a <- anova(m0, m1)
+  ci <- confint(m1, method = "Wald")
+  pr <- confint(m1, method = "profile", oldNames = FALSE)
+  out <- list(lmerTest_version = as.character(packageVersion("lmerTest")),
+              sleep = coefs(m), penicillin = coefs(pen),
+              sleep_contrast = list(L = L, estimate = ct$Estimate, se = ct[["Std. Error"]], df = ct$df,
+                                    t = ct[["t value"]], p = ct[["Pr(>|t|)"]]),
+              anova = list(npar = a$npar, AIC = a$AIC, BIC = a$BIC, logLik = a$logLik, deviance = a$deviance,
+                           Chisq = a$Chisq, Df = a$Df, p = a[["Pr(>Chisq)"]]),
+              confint_wald = list(names = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2])),
+              confint_profile = list(names = rownames(pr), lower = unname(pr[, 1]), upper = unname(pr[, 2])))
+  dump(out, "interpret_lmertest.json")
+}
