@@ -19,10 +19,18 @@ The three meanings of "the random effects" (``include_random``):
     group (brmsmargins): for each row the linear predictor's random part is
     ``N(0, v)`` with ``v = sum_t z_t' Sigma_t z_t``, integrated by 40-node
     Gauss-Hermite quadrature (exact for the identity link, where it equals
-    ``"zero"``). On a logit model it lies between the two others' spreads:
-    averaging the inverse link over the groups pulls probabilities towards 1/2,
-    so the integrated probability of a rare event is larger than the
-    population-level one (``plogis(X beta)``, the "typical group").
+    ``"zero"``). On a logit model the three differ: averaging the inverse
+    link over the groups pulls probabilities towards 1/2, so the integrated
+    probability of a rare event is larger than the population-level one
+    (``plogis(X beta)``, the "typical group"); on cbpp the period-1 incidence
+    is 0.198 at zero, 0.216 integrated, 0.215 averaged over the observed herds.
+
+The REML side's standard errors vary the fixed effects only, holding the
+conditional modes and the covariances at their estimates (as marginaleffects
+does for ``lmer``): for an average over the observed groups they can be much
+larger than the posterior SD, which also counts how the groups' effects
+co-vary with the fixed effects (sleepstudy's mean fitted reaction: 9.05
+against about 1.9).
 """
 
 from __future__ import annotations
@@ -607,11 +615,12 @@ def _groups(df: pd.DataFrame, by) -> tuple[np.ndarray, pd.DataFrame]:
 
 @dataclass(frozen=True)
 class _Quantity:
-    """Unit-level values as a function of beta: a list of (rows, weight) whose weighted means are summed.
+    """Unit-level values as a function of beta.
 
-    ``pieces``: [(rows, reml side, posterior side, sign)]; the unit value is
-    ``sum(sign * mean(X beta + offset + re))`` (a difference for comparisons),
-    divided by ``step`` (slopes) or taken as a ratio of the two pieces.
+    ``pieces``: [(rows, REML side, posterior side, sign)]; the unit value is
+    ``sum(sign * mean(X beta + offset + re)) / step`` (one piece: a
+    prediction; two: a comparison, or a slope with ``step``), or with
+    ``ratio`` the first piece's value over the second's.
     """
 
     pieces: tuple
