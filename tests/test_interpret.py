@@ -241,6 +241,8 @@ def test_poisson_slopes_and_comparisons_reml():
     _close(s[["reml", "reml_se"]].iloc[0], [REML["pois_slope"]["estimate"], REML["pois_slope"]["se"]])
     c = fit.comparisons("x", by=True)
     _close(c[["reml", "reml_se"]].iloc[0], [REML["pois_comparison"]["estimate"], REML["pois_comparison"]["se"]])
+    # Nakagawa's R² with the Poisson's lognormal variance at the null model's mean
+    _close(fit.r2()["reml"], [REML["pois_r2"]["conditional"], REML["pois_r2"]["marginal"]])
 
 
 # ---------------------------------------------------------------- bad input

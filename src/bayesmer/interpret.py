@@ -425,12 +425,24 @@ def _nakagawa(fit) -> tuple[float, float]:
         if fam.name == "binomial":
             var_e = {"logit": math.pi**2 / 3, "probit": 1.0, "cloglog": math.pi**2 / 6}[fam.link.name]
         else:
-            # the lognormal approximation (Nakagawa et al. 2017), the mean at the intercept's level
-            names = _fixed_names(fit)
-            b0 = beta[names.index("(Intercept)")] if "(Intercept)" in names else 0.0
-            var_e = math.log1p(1.0 / math.exp(b0 + 0.5 * var_r))
+            var_e = math.log1p(1.0 / math.exp(_null_intercept(fit)))
     total = var_f + var_r + var_e
     return (var_f + var_r) / total, var_f / total
+
+
+def _null_intercept(fit) -> float:
+    """The intercept of the model refitted without its fixed effects (insight's null model, for the Poisson)."""
+    import warnings
+
+    from .glmer import glmer, parse_glmm_formula
+
+    gd = fit.glmm
+    lhs, f = parse_glmm_formula(gd.formula)
+    null = f"{lhs} ~ " + " + ".join(["1", *[f"offset({o})" for o in f.offset], *map(str, f.random)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a singular or slow null fit still gives the mean's level
+        m0 = glmer(null, gd.frame, family=gd.family, weights=gd.weights_spec, offset=gd.offset_spec)
+    return float(m0.fixef["(Intercept)"])
 
 
 def r2(fit, prob: float | None = None) -> pd.DataFrame:
@@ -447,7 +459,8 @@ def r2(fit, prob: float | None = None) -> pd.DataFrame:
         Rows ``conditional`` and ``marginal``; columns ``reml`` (performance's
         ``r2_nakagawa``: variance of ``X beta``, the mean of ``z' Sigma z``
         per term, the residual variance: sigma², π²/3 for the logit, 1 for the
-        probit, ``log(1 + 1/exp(b0 + var_r/2))`` for the Poisson), then the
+        probit, ``log(1 + 1/exp(b0))`` for the Poisson, ``b0`` the intercept
+        of the null model ``y ~ 1 + (random terms)``, as insight refits it), then the
         posterior's mean, sd, HDI and bulk ESS.
 
     Examples

@@ -124,6 +124,8 @@ if (want("reml")) {
   }
   Jc <- sapply(1:2, function(j) { e <- replace(numeric(2), j, h); (cmp_at(b + e) - cmp_at(b - e)) / (2 * h) })
   out$pois_fit <- list(fixef = unname(b))
+  r2 <- suppressWarnings(performance::r2_nakagawa(pm))
+  out$pois_r2 <- list(conditional = unname(r2$R2_conditional), marginal = unname(r2$R2_marginal))
   out$pois_slope <- list(estimate = slope_at(b), se = sqrt(drop(t(Js) %*% V %*% Js)))
   out$pois_comparison <- list(estimate = cmp_at(b), se = sqrt(drop(t(Jc) %*% V %*% Jc)))
   dump(out, "interpret_reml.json")
