@@ -567,11 +567,15 @@ def satterthwaite(fit: RemlFit, L=None) -> pd.DataFrame:
 
 
 def confint(fit, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
-    """Wald intervals of the fixed effects, as lme4's ``confint(fit, method = "Wald")`` (its fixed-effect rows).
+    """Intervals of the fixed effects, as lme4's ``confint(fit, method = "Wald" | "profile")`` (its fixed-effect rows).
 
-    ``est -/+ qnorm((1 + level) / 2) * se``; works on a :class:`RemlFit` and a
-    :class:`~bayesmer.glmer.GlmerFit`. lme4's profile intervals are not
-    computed here.
+    ``"Wald"``: ``est -/+ qnorm((1 + level) / 2) * se`` (a :class:`RemlFit`
+    or a :class:`~bayesmer.glmer.GlmerFit`). ``"profile"`` (a linear mixed
+    model): as lme4, on the ML fit (a REML fit is refitted by ML), the values
+    of ``beta_j`` where ``zeta = sign(b - b_ml) sqrt(dev(b) - dev_ml)``, the
+    other parameters re-fitted at each ``b``, reaches ``-/+ qnorm((1 +
+    level) / 2)``; found by root finding (lme4 interpolates a spline through
+    its profile). The variance components' profile rows are not computed.
 
     Returns
     -------
@@ -580,15 +584,50 @@ def confint(fit, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
     """
     from scipy import stats as st
 
-    if method != "Wald":
-        raise NotImplementedError(f"confint(method={method!r}): only 'Wald' is implemented; lme4's profile "
-                                  "intervals are not")
+    if method not in ("Wald", "profile"):
+        raise ValueError(f"confint: method must be 'Wald' or 'profile', not {method!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
     fe = fit.fixef() if callable(fit.fixef) else fit.fixef
     z = st.norm.ppf((1 + level) / 2)
     lo, hi = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
+    if method == "profile":
+        if not isinstance(fit, RemlFit):
+            raise NotImplementedError("confint(method='profile') is implemented for linear mixed models (RemlFit)")
+        rows = [_profile_beta(fit, j, z) for j in range(len(fe))]
+        return pd.DataFrame(rows, index=fe.index, columns=[lo, hi])
     return pd.DataFrame({lo: fe - z * fit.se, hi: fe + z * fit.se}, index=fe.index)
+
+
+def _profile_beta(fit: RemlFit, j: int, z: float) -> tuple[float, float]:
+    """Where the signed root of the ML deviance's rise, beta_j fixed and the rest re-fitted, is -/+ z."""
+    import dataclasses
+
+    from scipy import optimize as so
+
+    d = fit.design
+    if getattr(d, "sums", None) is not None:
+        raise ValueError("confint(method='profile') needs the rows in memory")
+    ml = fit if fit.method == "ML" else fit_reml(d, method="ML")
+    keep = [c for c in range(d.p) if c != j]
+    b0, step = float(ml.fixef.iloc[j]), 2.0 * float(ml.se.iloc[j])
+
+    def zeta(b):
+        # beta_j * x_j moved into the response: an ML fit of the others (what lme4's profile does with an offset)
+        dj = dataclasses.replace(d, y=d.y - d.X[:, j] * b, X=d.X[:, keep],
+                                 fixed_names=tuple(d.fixed_names[c] for c in keep))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dev = fit_reml(dj, method="ML").objective
+        return math.copysign(math.sqrt(max(dev - ml.objective, 0.0)), b - b0)
+
+    out = []
+    for sgn in (-1.0, 1.0):
+        far = b0 + sgn * step
+        while (zeta(far) - sgn * z) * sgn < 0:
+            far = b0 + 2 * (far - b0)
+        out.append(so.brentq(lambda b: zeta(b) - sgn * z, min(b0, far), max(b0, far), xtol=1e-10))
+    return out[0], out[1]
 
 
 def anova(*fits) -> pd.DataFrame:
