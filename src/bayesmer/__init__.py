@@ -23,6 +23,8 @@ _OWNERS = {
     "RemlFit": "lmer", "fit_reml": "lmer", "reml": "lmer",
     "GlmerFit": "glmer", "glmer": "glmer",
     "FamilyFit": "glmmtmb", "glmmtmb": "glmmtmb",
+    # after the fit: see BayesFit.hypothesis, .r2, .predictions, .comparisons, .slopes
+    "InterpretError": "interpret", "datagrid": "interpret", "parse_hypothesis": "interpret", "anova": "lmer",
     "SimulationError": "simulation", "simulate": "simulation",
     "default_priors": "api", "fit": "api", "load": "api", "prior_sweep": "api",
     "BayesmerError": "errors", "LoadError": "errors", "PredictionError": "errors", "SettingsError": "errors",

@@ -29,7 +29,7 @@ from .formula import Formula
 from .settings import check as check_setting
 from .protocol import CallableDict, CallableFrame, CallableSeries, varcorr_table, variance_shares
 
-__all__ = ["RemlFit", "reml", "fit_reml"]
+__all__ = ["RemlFit", "reml", "fit_reml", "satterthwaite", "confint", "anova"]
 
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 
@@ -342,6 +342,14 @@ class RemlFit:
     def __str__(self) -> str:
         return self.summary()
 
+    def satterthwaite(self, L=None) -> pd.DataFrame:
+        """lmerTest's t tests with Satterthwaite's df; see :func:`bayesmer.lmer.satterthwaite`."""
+        return satterthwaite(self, L)
+
+    def confint(self, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
+        """Wald intervals of the fixed effects; see :func:`bayesmer.lmer.confint`."""
+        return confint(self, level, method)
+
 
 def _chunks(design):
     from .sources import iter_design_chunks  # data not in memory only
@@ -455,3 +463,239 @@ def reml(formula: str | Formula, data: pd.DataFrame, method: str = "REML") -> Re
     >>> print(r)                                  # lme4's printout  # doctest: +SKIP
     """
     return fit_reml(build_design(formula, data), method=check_setting("method", method))
+
+
+# ---- inference on the fixed effects: lmerTest's Satterthwaite df, lme4's anova() and Wald intervals ----
+# the dense n x n algebra below is for data sets of moderate size
+_DENSE_MAX_ROWS = 5000
+
+
+def _dense_model(design: Design):
+    """Per term (Z, same-level mask), y (offset removed) and X, for the dense covariance V(theta, sigma)."""
+    if getattr(design, "sums", None) is not None or design.n > _DENSE_MAX_ROWS:
+        raise ValueError(f"Satterthwaite's df need the {design.n:,} rows in memory and at most "
+                         f"{_DENSE_MAX_ROWS:,} of them (dense n x n algebra)")
+    parts = [(t.Z, t.codes[:, None] == t.codes[None, :]) for t in design.terms]
+    y = design.y - (design.offset if design.offset is not None else 0.0)
+    return parts, y, design.X
+
+
+def _vinv_parts(parts, ks, n, varpar):
+    """Cholesky factor of V = sigma^2 (I + sum_t (Z_t T T' Z_t') o same_t) and sigma."""
+    from .engine.theta import theta_to_T
+
+    theta, sigma = varpar[:-1], varpar[-1]
+    V = np.eye(n)
+    for (Z, same), T in zip(parts, theta_to_T(theta, ks)):
+        ZT = Z @ T
+        V += (ZT @ ZT.T) * same
+    return np.linalg.cholesky(sigma**2 * V)
+
+
+def _deviance_vp(model, ks, reml: bool, varpar) -> float:
+    """-2 log-likelihood (REML's when ``reml``) at varpar = (theta, sigma), beta profiled (lmerTest's devfun_vp)."""
+    parts, y, X = model
+    C = _vinv_parts(parts, ks, len(y), varpar)
+    Xs = np.linalg.solve(C, X)
+    ys = np.linalg.solve(C, y)
+    A = Xs.T @ Xs
+    beta = np.linalg.solve(A, Xs.T @ ys)
+    r = ys - Xs @ beta
+    dev = 2 * np.sum(np.log(np.diag(C))) + r @ r + len(y) * math.log(2 * math.pi)
+    if reml:
+        dev += np.linalg.slogdet(A)[1] - X.shape[1] * math.log(2 * math.pi)
+    return float(dev)
+
+
+def _vcov_vp(model, ks, varpar) -> np.ndarray:
+    parts, y, X = model
+    Xs = np.linalg.solve(_vinv_parts(parts, ks, len(y), varpar), X)
+    return np.linalg.inv(Xs.T @ Xs)
+
+
+def _richardson(f, x, i, j=None, h=None):
+    """Second derivative d2f/dxi dxj (j None: first derivative df/dxi) by central differences, Richardson-extrapolated."""
+    def once(s):
+        ei = np.zeros_like(x)
+        ei[i] = s[i]
+        if j is None:
+            return (f(x + ei) - f(x - ei)) / (2 * s[i])
+        ej = np.zeros_like(x)
+        ej[j] = s[j]
+        return (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * s[i] * s[j])
+    h = 1e-3 * np.abs(x) + 1e-4 if h is None else h
+    d1, d2, d3 = once(h), once(h / 2), once(h / 4)
+    r1, r2 = (4 * d2 - d1) / 3, (4 * d3 - d2) / 3
+    return (16 * r2 - r1) / 15
+
+
+def satterthwaite(fit: RemlFit, L=None) -> pd.DataFrame:
+    """t tests of the fixed effects (or contrasts) with Satterthwaite's df, as lmerTest computes them.
+
+    The variance parameters are ``varpar = (theta, sigma)``; their
+    covariance ``A = 2 H^-1`` from the Hessian ``H`` of the deviance (REML's
+    for a REML fit) at the estimates, and the gradient ``g`` of
+    ``L' Vbeta(varpar) L`` give ``df = 2 (L' Vbeta L)^2 / (g' A g)``
+    (lmerTest's ``contest1D``); both by Richardson-extrapolated central
+    differences where lmerTest uses numDeriv.
+
+    Parameters
+    ----------
+    fit : RemlFit
+    L : array-like, optional
+        A contrast vector (p,) or matrix (m, p); by default each fixed effect.
+
+    Returns
+    -------
+    DataFrame
+        ``Estimate``, ``Std. Error``, ``df``, ``t value``, ``Pr(>|t|)``, as
+        lmerTest's ``summary()`` prints them.
+
+    Examples
+    --------
+    >>> satterthwaite(bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep))  # doctest: +SKIP
+    """
+    from scipy import stats as st
+
+    d = fit.design
+    names = list(fit.fixef.index)
+    if L is None:
+        Lm, index = np.eye(len(names)), names
+    else:
+        Lm = np.atleast_2d(np.asarray(L, dtype=float))
+        if Lm.shape[1] != len(names):
+            raise ValueError(f"L needs {len(names)} columns (the fixed effects {', '.join(names)}); got {Lm.shape[1]}")
+        index = [f"L{i + 1}" for i in range(len(Lm))]
+    model = _dense_model(d)
+    ks = [t.k for t in d.terms]
+    vp = np.r_[fit.theta, fit.sigma]
+    dev = functools.partial(_deviance_vp, model, ks, fit.method == "REML")
+    m = len(vp)
+    H = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            H[i, j] = H[j, i] = _richardson(dev, vp, i, j)
+    A = 2 * np.linalg.inv(H)
+    vc = functools.partial(_vcov_vp, model, ks)
+    jac = [_richardson(vc, vp, i) for i in range(m)]  # each (p, p)
+    V = np.asarray(fit.vcov, dtype=float)
+    b = fit.fixef.to_numpy()
+    rows = []
+    for l in Lm:
+        var = float(l @ V @ l)
+        g = np.array([l @ J @ l for J in jac])
+        df = 2 * var**2 / float(g @ A @ g)
+        est = float(l @ b)
+        t = est / math.sqrt(var)
+        rows.append((est, math.sqrt(var), df, t, 2 * st.t.sf(abs(t), df)))
+    return pd.DataFrame(rows, index=index, columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])
+
+
+def confint(fit, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
+    """Intervals of the fixed effects, as lme4's ``confint(fit, method = "Wald" | "profile")`` (its fixed-effect rows).
+
+    ``"Wald"``: ``est -/+ qnorm((1 + level) / 2) * se`` (a :class:`RemlFit`
+    or a :class:`~bayesmer.glmer.GlmerFit`). ``"profile"`` (a linear mixed
+    model): as lme4, on the ML fit (a REML fit is refitted by ML), the values
+    of ``beta_j`` where ``zeta = sign(b - b_ml) sqrt(dev(b) - dev_ml)``, the
+    other parameters re-fitted at each ``b``, reaches ``-/+ qnorm((1 +
+    level) / 2)``; found by root finding (lme4 interpolates a spline through
+    its profile). The variance components' profile rows are not computed.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by the fixed effects, columns ``"2.5 %"`` and ``"97.5 %"`` (for level 0.95).
+    """
+    from scipy import stats as st
+
+    if method not in ("Wald", "profile"):
+        raise ValueError(f"confint: method must be 'Wald' or 'profile', not {method!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level!r}")
+    fe = fit.fixef() if callable(fit.fixef) else fit.fixef
+    z = st.norm.ppf((1 + level) / 2)
+    lo, hi = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
+    if method == "profile":
+        if not isinstance(fit, RemlFit):
+            raise NotImplementedError("confint(method='profile') is implemented for linear mixed models (RemlFit)")
+        rows = [_profile_beta(fit, j, z) for j in range(len(fe))]
+        return pd.DataFrame(rows, index=fe.index, columns=[lo, hi])
+    return pd.DataFrame({lo: fe - z * fit.se, hi: fe + z * fit.se}, index=fe.index)
+
+
+def _profile_beta(fit: RemlFit, j: int, z: float) -> tuple[float, float]:
+    """Where the signed root of the ML deviance's rise, beta_j fixed and the rest re-fitted, is -/+ z."""
+    import dataclasses
+
+    from scipy import optimize as so
+
+    d = fit.design
+    if getattr(d, "sums", None) is not None:
+        raise ValueError("confint(method='profile') needs the rows in memory")
+    ml = fit if fit.method == "ML" else fit_reml(d, method="ML")
+    keep = [c for c in range(d.p) if c != j]
+    b0, step = float(ml.fixef.iloc[j]), 2.0 * float(ml.se.iloc[j])
+
+    def zeta(b):
+        # beta_j * x_j moved into the response: an ML fit of the others (what lme4's profile does with an offset)
+        dj = dataclasses.replace(d, y=d.y - d.X[:, j] * b, X=d.X[:, keep],
+                                 fixed_names=tuple(d.fixed_names[c] for c in keep))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dev = fit_reml(dj, method="ML").objective
+        return math.copysign(math.sqrt(max(dev - ml.objective, 0.0)), b - b0)
+
+    out = []
+    for sgn in (-1.0, 1.0):
+        far = b0 + sgn * step
+        while (zeta(far) - sgn * z) * sgn < 0:
+            far = b0 + 2 * (far - b0)
+        out.append(so.brentq(lambda b: zeta(b) - sgn * z, min(b0, far), max(b0, far), xtol=1e-10))
+    return out[0], out[1]
+
+
+def anova(*fits) -> pd.DataFrame:
+    """Likelihood-ratio tests of nested models, as lme4's ``anova(fit0, fit1, ...)``.
+
+    REML fits are refitted by ML first (lme4's ``refit = TRUE``); fits are
+    ordered by their number of parameters and each is tested against the one
+    before it. Accepts :class:`RemlFit`, :class:`~bayesmer.glmer.GlmerFit`
+    and :class:`~bayesmer.results.BayesFit` (its ``reml``).
+
+    Returns
+    -------
+    DataFrame
+        ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``, one row per model.
+
+    Examples
+    --------
+    >>> anova(reml("Reaction ~ Days + (1 | Subject)", sleep), reml("Reaction ~ Days + (Days | Subject)", sleep))  # doctest: +SKIP
+    """
+    from scipy import stats as st
+
+    if len(fits) < 2:
+        raise ValueError("anova() compares two or more fits")
+    rows = []
+    for i, f in enumerate(fits):
+        f = getattr(f, "reml", f) if not isinstance(f, RemlFit) and hasattr(f, "reml") else f
+        if isinstance(f, RemlFit):
+            if f.method == "REML":
+                f = fit_reml(f.design, method="ML")
+            npar = len(f.fixef) + len(f.theta) + 1
+        elif hasattr(f, "minus2loglik"):
+            npar = len(f.fixef) + len(f.theta)
+        else:
+            raise TypeError(f"anova(): argument {i + 1} is a {type(f).__name__}, not a fit")
+        rows.append((npar, f.aic, f.bic, f.loglik, -2 * f.loglik, f.nobs))
+    if len({r[5] for r in rows}) > 1:
+        raise ValueError(f"anova(): the fits have different numbers of observations {[r[5] for r in rows]}")
+    order = sorted(range(len(rows)), key=lambda i: rows[i][0])
+    out = pd.DataFrame([rows[i][:5] for i in order], columns=["npar", "AIC", "BIC", "logLik", "deviance"],
+                       index=[f"model{i + 1}" for i in order])
+    chisq = np.r_[np.nan, np.maximum(-np.diff(out["deviance"].to_numpy()), 0.0)]
+    dfs = np.r_[np.nan, np.diff(out["npar"].to_numpy())]
+    out["Chisq"], out["Df"] = chisq, dfs
+    with np.errstate(invalid="ignore"):
+        out["Pr(>Chisq)"] = st.chi2.sf(chisq, dfs)
+    return out

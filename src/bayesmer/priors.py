@@ -31,6 +31,7 @@ __all__ = [
     "HalfStudentT",
     "Exponential",
     "LKJ",
+    "BrmsPrior",
     "PriorSet",
     "parse_prior",
     "default_priors",
@@ -350,6 +351,90 @@ FAMILIES: dict[str, type[Prior]] = {
     c.__name__: c for c in (Normal, StudentT, HalfCauchy, HalfNormal, HalfStudentT, Exponential, LKJ)
 }
 
+# brms's (Stan's) lower-case spellings: parameter names, in order
+BRMS_FAMILIES: dict[str, tuple[str, ...]] = {
+    "normal": ("mu", "sigma"),
+    "student_t": ("nu", "mu", "sigma"),
+    "cauchy": ("mu", "sigma"),
+    "exponential": ("lam",),
+    "gamma": ("alpha", "beta"),
+    "lkj": ("eta",),
+    "lkj_corr_cholesky": ("eta",),
+}
+
+
+@dataclass(frozen=True)
+class BrmsPrior(Prior):
+    """A prior in brms's spelling, ``normal(0, 10)``, made concrete by the slot it fills.
+
+    As brms does, a location-scale prior on a standard deviation is its half
+    (``normal(0, 10)`` -> ``HalfNormal(10)``, ``student_t(3, 0, 10)`` ->
+    ``HalfStudentT(3, 10)``, ``cauchy(0, 5)`` -> ``HalfCauchy(5)``, location 0
+    only); on a fixed effect ``cauchy(m, s)`` is ``StudentT(1, m, s)``;
+    ``exponential(r)`` is ``Exponential(r)``, ``lkj(eta)`` ``LKJ(eta)``.
+
+    Examples
+    --------
+    >>> parse_prior("student_t(3, 0, 10)").resolve("sd")
+    HalfStudentT(nu=3.0, sigma=10.0)
+    """
+
+    family: str
+    args: tuple
+    support: ClassVar[str] = "brms"
+
+    def __post_init__(self):
+        names = BRMS_FAMILIES.get(self.family)
+        if names is None:
+            raise PriorError(f"unknown brms prior family {self.family!r}; known: {', '.join(BRMS_FAMILIES)}")
+        if len(self.args) != len(names):
+            raise PriorError(f"{self.family} takes {len(names)} parameter(s) ({', '.join(names)}); got {self}")
+        object.__setattr__(self, "args", tuple(_real(self.family, n, v) for n, v in zip(names, self.args)))
+
+    def params(self) -> tuple[float, ...]:
+        return self.args
+
+    def __str__(self) -> str:
+        return f"{self.family}({', '.join(_fmt(v) for v in self.args)})"
+
+    def spec(self) -> str:
+        return f"{self.family}({', '.join(repr(v) for v in self.args)})"
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, **dict(zip(BRMS_FAMILIES[self.family], self.args))}
+
+    def resolve(self, slot: str) -> Prior:
+        """The bayesmer prior for a slot: ``"fixed"``, ``"sd"``, ``"sigma"`` or ``"corr"``."""
+        f, a = self.family, self.args
+        support = _SLOT_SUPPORT[slot]
+        if f in ("lkj", "lkj_corr_cholesky"):
+            return LKJ(*a) if support == "corr" else self._refuse(slot)
+        if support == "real":
+            if f == "normal":
+                return Normal(*a)
+            if f == "student_t":
+                return StudentT(*a)
+            if f == "cauchy":
+                return StudentT(1.0, *a)
+            return self._refuse(slot)
+        if support == "positive":
+            if f == "exponential":
+                return Exponential(*a)
+            if f in ("normal", "student_t", "cauchy"):
+                if a[-2] != 0:
+                    raise PriorError(f"{self} on {slot}: bayesmer's half-distributions start at 0; brms's "
+                                     f"truncated {f} with location {_fmt(a[-2])} has no counterpart")
+                return {"normal": HalfNormal, "cauchy": HalfCauchy}[f](a[-1]) if f != "student_t" else (
+                    HalfStudentT(a[0], a[2]))
+            if f == "gamma":
+                raise PriorError(f"{self}: bayesmer has no Gamma prior (brms uses gamma() for the Student "
+                                 "family's nu, which bayesmer does not fit); use HalfNormal, HalfStudentT, "
+                                 "HalfCauchy or Exponential")
+        return self._refuse(slot)
+
+    def _refuse(self, slot):
+        raise PriorError(f"{self} cannot be the prior of {slot}: it needs {_SLOT_WORDS[slot]}")
+
 _CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)\s*$", re.S)
 _KW = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
 
@@ -357,7 +442,10 @@ _KW = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+?)\s*$")
 def parse_prior(text: str | Prior) -> Prior:
     """Parse ``"HalfCauchy(5)"``, ``"Normal(0, sigma=10)"`` and the like.
 
-    Numbers only, positional or by keyword; nothing is evaluated.
+    Numbers only, positional or by keyword; nothing is evaluated. brms's
+    lower-case spellings (``normal(0, 10)``, ``student_t(3, 0, 10)``,
+    ``cauchy(0, 5)``, ``exponential(1)``, ``lkj(2)``) give a
+    :class:`BrmsPrior`, made concrete by the slot it is given to.
 
     Parameters
     ----------
@@ -394,8 +482,15 @@ def parse_prior(text: str | Prior) -> Prior:
         raise PriorError(f"cannot parse prior {text!r}: expected Family(number, ...), e.g. 'Normal(0, 10)'")
     family, body = m.groups()
     cls = FAMILIES.get(family)
+    if cls is None and family in BRMS_FAMILIES:
+        try:
+            values = [float(v) for v in body.split(",")] if body.strip() else []
+        except ValueError:
+            raise PriorError(f"cannot parse prior {text!r}: brms's spelling takes numbers, by position") from None
+        return BrmsPrior(family, tuple(values))
     if cls is None:
-        raise PriorError(f"unknown prior family {family!r} in {text!r}; known: {', '.join(FAMILIES)}")
+        raise PriorError(f"unknown prior family {family!r} in {text!r}; known: {', '.join(FAMILIES)}, and brms's "
+                         f"{', '.join(BRMS_FAMILIES)}")
     names = [f.name for f in fields(cls)]
     args: list[float] = []
     kwargs: dict[str, float] = {}
@@ -431,6 +526,11 @@ _SLOT_WORDS = {
 
 
 def _check_slot(prior: Prior, cls: str, where: str) -> Prior:
+    if isinstance(prior, BrmsPrior):
+        try:
+            return prior.resolve(cls)
+        except PriorError as exc:
+            raise PriorError(f"{where}: {exc}") from None
     if prior.support != _SLOT_SUPPORT[cls]:
         raise PriorError(f"{prior} cannot be the prior of {where}: it needs {_SLOT_WORDS[cls]}")
     return prior

@@ -36,14 +36,18 @@ def _stack(post: xr.Dataset, name: str) -> np.ndarray:
     return a.reshape((-1,) + a.shape[2:])
 
 
-def _interval_table(draws: np.ndarray, index) -> pd.DataFrame:
-    """Mean, sd and 94% HDI (arviz-stats) of draws (S, m)."""
+def _interval_table(draws: np.ndarray, index, prob: float | None = None) -> pd.DataFrame:
+    """Mean, sd and HDI (arviz-stats; :data:`bayesmer.interpret.PROB` by default) of draws (S, m)."""
     import arviz_stats as azs
 
-    hdi = np.asarray(azs.hdi(draws, prob=0.94, axis=0))
+    from .interpret import _check_prob, _hdi_names
+
+    prob = _check_prob(prob)
+    lo, hi = _hdi_names(prob)
+    hdi = np.asarray(azs.hdi(draws, prob=prob, axis=0))
     hdi = hdi.reshape(-1, 2) if hdi.shape[-1] == 2 else hdi.T
     return pd.DataFrame(
-        {"mean": draws.mean(0), "sd": draws.std(0, ddof=1), "hdi_3%": hdi[:, 0], "hdi_97%": hdi[:, 1]}, index=index
+        {"mean": draws.mean(0), "sd": draws.std(0, ddof=1), lo: hdi[:, 0], hi: hdi[:, 1]}, index=index
     )
 
 
@@ -323,8 +327,14 @@ class BayesFit:
         """The random-effect terms, in lme4's order (a GLMM's include one-level-per-row terms)."""
         return self.glmm.terms if self.glmm is not None else self.design.terms
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self, prob: float | None = None) -> pd.DataFrame:
         """Posterior summaries next to the REML estimates.
+
+        Parameters
+        ----------
+        prob : float, optional
+            The HDI's probability (:data:`bayesmer.interpret.PROB`, 0.94, by
+            default); ``summary(prob=0.95)`` has columns ``hdi_2.5%``, ``hdi_97.5%``.
 
         Returns
         -------
@@ -348,23 +358,28 @@ class BayesFit:
         """
         import arviz_stats as azs
 
+        from .interpret import _check_prob, _hdi_names
+
+        prob = _check_prob(prob)
+        lo, hi = _hdi_names(prob)
         keys, ds, reml_v, reml_se = self._scalars()
-        s = azs.summary(ds, kind="all", ci_prob=0.94, ci_kind="hdi", round_to="none")
+        s = azs.summary(ds, kind="all", ci_prob=prob, ci_kind="hdi", round_to="none")
+        tag = f"hdi{100 * prob:g}"
         out = pd.DataFrame(
             {
                 "reml": reml_v,
                 "reml_se": reml_se,
                 "mean": s["mean"].to_numpy(float),
                 "sd": s["sd"].to_numpy(float),
-                "hdi_3%": s["hdi94_lb"].to_numpy(float),
-                "hdi_97%": s["hdi94_ub"].to_numpy(float),
+                lo: s[f"{tag}_lb"].to_numpy(float),
+                hi: s[f"{tag}_ub"].to_numpy(float),
                 "ess_bulk": s["ess_bulk"].to_numpy(float),
                 "ess_tail": s["ess_tail"].to_numpy(float),
                 "r_hat": s["r_hat"].to_numpy(float),
             },
             index=pd.MultiIndex.from_tuples(keys, names=["component", "group", "name"]),
         )
-        return out[_COLUMNS]
+        return out[["reml", "reml_se", "mean", "sd", lo, hi, "ess_bulk", "ess_tail", "r_hat"]]
 
     def _header(self) -> str:
         d = self.design
@@ -414,12 +429,17 @@ class BayesFit:
         return f"<p>{head}</p>{table.to_html(formatters=self._format(table))}"
 
     # ---- estimates (the protocol shared with RemlFit) --------------------
-    def fixef(self) -> pd.Series:
-        """Posterior means of the fixed effects.
+    def fixef(self, prob: float | None = None) -> pd.Series | pd.DataFrame:
+        """Posterior means of the fixed effects; with ``prob``, a table of mean, sd and that HDI.
+
+        Parameters
+        ----------
+        prob : float, optional
+            The HDI's probability; None (default) gives the means only.
 
         Returns
         -------
-        Series
+        Series or DataFrame
             Indexed by the fixed effects' lme4 names.
 
         Examples
@@ -431,11 +451,18 @@ class BayesFit:
         >>> fit.fixef().index.tolist()
         ['(Intercept)', 'Days']
         """
+        if prob is not None:
+            return _interval_table(self.draws(self.built.beta), pd.Index(list(self.design.fixed_names)), prob)
         beta = self.idata["posterior"][self.built.beta].mean(_SAMPLE)
         return pd.Series(beta.to_numpy(), index=list(self.design.fixed_names), name="mean")
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
+    def ranef(self, prob: float | None = None) -> dict[str, pd.DataFrame]:
         """Per term, posterior means of the random effects (levels x columns).
+
+        Parameters
+        ----------
+        prob : float, optional
+            With it, per term a table indexed by (level, column) with mean, sd and that HDI.
 
         Returns
         -------
@@ -454,12 +481,22 @@ class BayesFit:
         post = self.idata["posterior"]
         out = {}
         for t in self.terms:
+            if prob is not None:
+                b = self.draws(self.built.b[t.name])
+                idx = pd.MultiIndex.from_product([list(t.levels), list(t.terms)], names=[t.name, "term"])
+                out[t.name] = _interval_table(b.reshape(len(b), -1), idx, prob)
+                continue
             b = post[self.built.b[t.name]].mean(_SAMPLE).to_numpy()
             out[t.name] = pd.DataFrame(b, index=pd.Index(list(t.levels), name=t.name), columns=list(t.terms))
         return out
 
-    def varcorr(self) -> pd.DataFrame:
+    def varcorr(self, prob: float | None = None) -> pd.DataFrame:
         """Posterior means of SDs and correlations, in REML's tidy layout.
+
+        Parameters
+        ----------
+        prob : float, optional
+            With it, columns ``sd`` (posterior SD) and that HDI's bounds are added beside ``value``.
 
         Returns
         -------
@@ -479,9 +516,32 @@ class BayesFit:
         post = self.idata["posterior"]
         sds = {t.name: post[self.built.sd[t.name]].mean(_SAMPLE).to_numpy() for t in self.terms}
         corrs = {t.name: post[self.built.corr[t.name]].mean(_SAMPLE).to_numpy() for t in self.terms if t.k > 1}
-        if self.glmm is not None:
-            return varcorr_table(self.glmm, sds, corrs, None)
-        return varcorr_table(self.design, sds, corrs, float(post[self.built.sigma].mean()))
+        owner = self.glmm if self.glmm is not None else self.design
+        sigma = None if self.glmm is not None else float(post[self.built.sigma].mean())
+        table = varcorr_table(owner, sds, corrs, sigma)
+        if prob is None:
+            return table
+        # the same rows from each draw summary: varcorr_table lays out whatever values it is given
+        sd_draws = [self.draws(self.built.sd[t.name]) for t in self.terms]
+        corr_draws = {t.name: self.draws(self.built.corr[t.name]) for t in self.terms if t.k > 1}
+        cols = sd_draws + list(corr_draws.values())
+        if sigma is not None:
+            cols.append(self.draws(self.built.sigma)[:, None])
+        summ = _interval_table(np.column_stack(cols), None, prob)
+
+        def layout(col):
+            vals, pos = iter(summ[col].to_numpy()), {}
+            for t in self.terms:
+                pos[t.name] = np.array([next(vals) for _ in range(t.k)])
+            out_c = {}
+            for name, c in corr_draws.items():
+                out_c[name] = np.array([next(vals) for _ in range(c.shape[1])])
+            return varcorr_table(owner, pos, out_c, next(vals) if sigma is not None else None)["value"].to_numpy()
+
+        table = table.copy()
+        for col in summ.columns[1:]:
+            table[col] = layout(col)
+        return table
 
     def icc(self) -> pd.DataFrame:
         """Posterior of each variance component's share of an observation's variance.
@@ -705,6 +765,67 @@ class BayesFit:
         tree = xr.DataTree.from_dict(groups)
         tree.attrs = dict(self.idata.attrs)
         return tree
+
+    # ---- after the fit (bayesmer.interpret; thin delegations) -----------
+    def hypothesis(self, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
+        """brms's ``hypothesis()`` beside REML's Wald test; see :func:`bayesmer.interpret.hypothesis`."""
+        from . import interpret
+
+        return interpret.hypothesis(self, hypotheses, alpha=alpha)
+
+    def r2(self, prob: float | None = None) -> pd.DataFrame:
+        """Bayesian R² beside Nakagawa's; see :func:`bayesmer.interpret.r2`."""
+        from . import interpret
+
+        return interpret.r2(self, prob=prob)
+
+    def predictions(self, newdata=None, by=None, include_random=True, kind: str = "mean",
+                    prob: float | None = None) -> pd.DataFrame:
+        """marginaleffects's predictions, both sides; see :func:`bayesmer.interpret.predictions`."""
+        from . import interpret
+
+        return interpret.predictions(self, newdata, by=by, include_random=include_random, kind=kind, prob=prob)
+
+    def comparisons(self, variables=None, newdata=None, by=None, contrast=None, comparison: str = "difference",
+                    include_random=True, kind: str = "mean", prob: float | None = None) -> pd.DataFrame:
+        """marginaleffects's comparisons, both sides; see :func:`bayesmer.interpret.comparisons`."""
+        from . import interpret
+
+        return interpret.comparisons(self, variables, newdata, by=by, contrast=contrast, comparison=comparison,
+                                     include_random=include_random, kind=kind, prob=prob)
+
+    def slopes(self, variables=None, newdata=None, by=None, include_random=True, kind: str = "mean",
+               eps: float | None = None, prob: float | None = None) -> pd.DataFrame:
+        """marginaleffects's slopes, both sides; see :func:`bayesmer.interpret.slopes`."""
+        from . import interpret
+
+        return interpret.slopes(self, variables, newdata, by=by, include_random=include_random, kind=kind,
+                                eps=eps, prob=prob)
+
+    def posterior_predictive(self, seed: int | None = None) -> "BayesFit":
+        """A copy of the fit whose tree has a ``posterior_predictive`` group (this fit is not changed).
+
+        New observations on the fitted rows, one per draw (as
+        ``fit(..., sample_posterior_predictive=True)`` would have drawn
+        them): the mean plus ``N(0, sigma^2)`` noise, binomial successes in
+        the row's trials, Poisson counts. A group already there is replaced.
+
+        Examples
+        --------
+        >>> fit2 = fit.posterior_predictive(seed=1)  # doctest: +SKIP
+        >>> fit2.idata["posterior_predictive"]  # doctest: +SKIP
+        """
+        import dataclasses
+
+        tree = self.predict(kind="response", seed=seed)
+        pred = tree["predictions"].to_dataset()
+        name = self.built.response if self.glmm is not None else self.design.response
+        pp = xr.Dataset({name: pred[name]}, attrs=group_attrs(self.settings.get("sampler", "nutpie")))
+        groups = {k: v.to_dataset() for k, v in self.idata.children.items()}
+        groups["posterior_predictive"] = pp
+        new = xr.DataTree.from_dict(groups)
+        new.attrs = dict(self.idata.attrs)
+        return dataclasses.replace(self, idata=new)
 
 
 def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary):
