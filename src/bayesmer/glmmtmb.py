@@ -71,6 +71,21 @@ class FamilyFit:
         Gradient evaluations (each one mode and a solve with H for every row).
     method : str
         ``"Laplace"``, ``"ML"`` or ``"REML"`` (lognormal).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> import bayesmer
+    >>> rng = np.random.default_rng(1)
+    >>> g = np.repeat(np.arange(20), 15)                 # 20 groups of 15 rows
+    >>> x = rng.normal(size=g.size)
+    >>> mu = np.exp(1.0 + 0.5 * x + rng.normal(0, 0.5, 20)[g])
+    >>> y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))  # NB2: shape 2
+    >>> counts = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    >>> fit = bayesmer.glmmtmb("y ~ x + (1 | g)", counts, family="negbinomial")
+    >>> fit.fixef.round(2).tolist(), fit.dpars.index.tolist()
+    ([0.96, 0.45], ['shape'])
+    >>> print(fit)                                       # glmmTMB's summary()  # doctest: +SKIP
     """
 
     formula: str
@@ -264,6 +279,23 @@ def glmmtmb(
     FamilyError
         An unknown family (listing the valid ones), or a response the family
         cannot take, naming the rows.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> import bayesmer
+    >>> rng = np.random.default_rng(1)
+    >>> g = np.repeat(np.arange(20), 15)                 # 20 groups of 15 rows
+    >>> x = rng.normal(size=g.size)
+    >>> mu = np.exp(1.0 + 0.5 * x + rng.normal(0, 0.5, 20)[g])
+    >>> y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))  # NB2: shape 2
+    >>> counts = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    >>> fit = bayesmer.glmmtmb("y ~ x + (1 | g)", counts, family="negbinomial")
+    >>> fit.family.name, fit.converged, round(float(fit.dpars["shape"]), 2)
+    ('negbinomial', True, 1.82)
+    >>> zip_fit = bayesmer.glmmtmb("y ~ x + (1 | g)", counts, family="poisson", ziformula="~1")
+    >>> zip_fit.family.name
+    'zero_inflated_poisson'
     """
     fam = get_family(family).with_link(link)
     if ziformula is not None:

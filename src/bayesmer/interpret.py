@@ -141,10 +141,32 @@ def parse_hypothesis(text: str, names) -> Hypothesis:
 
     Terms are numbers, fixed-effect names (``Intercept`` for ``(Intercept)``,
     as brms; a name in backticks), ``+ - * /`` and parentheses; products and
-    quotients must keep the combination linear. No ``eval``.
+    quotients must keep the combination linear. No ``eval``: the text is
+    read by this function's own tokenizer and recursive-descent parser.
+
+    Parameters
+    ----------
+    text : str
+        One hypothesis with exactly one of ``=``, ``<`` or ``>``, as brms's
+        ``hypothesis()`` takes it.
+    names : sequence of str
+        The fixed effects' lme4 names, in the fit's order.
+
+    Returns
+    -------
+    Hypothesis
+        ``coef`` (one coefficient per name), ``const`` and ``sign``, for the
+        hypothesis ``coef' beta + const  (sign)  0``; ``label`` is brms's.
+
+    Raises
+    ------
+    InterpretError
+        An unknown name (listing the fixed effects), no or two relations, or
+        a product or quotient that is not linear.
 
     Examples
     --------
+    >>> from bayesmer import parse_hypothesis
     >>> h = parse_hypothesis("Intercept + 10 * Days > 350", ["(Intercept)", "Days"])
     >>> h.coef, h.const, h.sign, h.label
     (array([ 1., 10.]), -350.0, '>', '(Intercept+10*Days)-(350) > 0')
@@ -344,7 +366,12 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
 
     Examples
     --------
-    >>> fit.hypothesis(["Days > 10", "Days = 10"])  # doctest: +SKIP
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> hypothesis(fit, ["Days > 10", "Days = 10"])["Hypothesis"].tolist()  # doctest: +SKIP
+    ['(Days)-(10) > 0', '(Days)-(10) = 0']
     """
     if isinstance(hypotheses, str):
         hypotheses = [hypotheses]
@@ -452,6 +479,12 @@ def r2(fit, prob: float | None = None) -> pd.DataFrame:
     brms's ``bayes_R2``: ``mu`` the expected response (a binomial's expected
     count ``p * trials`` against the observed count); ``conditional`` with
     the groups' effects, ``marginal`` without them (brms ``re_formula = NA``).
+
+    Parameters
+    ----------
+    fit : BayesFit
+    prob : float, optional
+        The HDI's probability (default :data:`PROB`).
 
     Returns
     -------
@@ -846,6 +879,16 @@ def slopes(fit, variables=None, newdata=None, by=None, include_random=True, kind
     ``eps`` by default ``1e-4`` times the variable's range in the fitted data
     (marginaleffects's step); ``by`` averages them (``avg_slopes``).
 
+    Parameters
+    ----------
+    fit : BayesFit
+    variables : str or list of str
+        The numeric variables to differentiate in.
+    newdata, by, include_random, kind, prob
+        As :func:`predictions`.
+    eps : float, optional
+        The step; by default ``1e-4`` times the variable's range.
+
     Returns
     -------
     DataFrame
@@ -880,13 +923,38 @@ def datagrid(fit, **values) -> pd.DataFrame:
     """A grid of rows as marginaleffects's ``datagrid()``: the named columns crossed, the rest typical.
 
     Every column the model reads that is not named is held at its mean
-    (numbers) or its most frequent value (factors, grouping columns).
+    (numbers) or its most frequent value (factors, grouping columns; the
+    first in sort order among equally frequent ones); a factor keeps its
+    categories.
+
+    Parameters
+    ----------
+    fit : BayesFit
+        The fit whose data (the columns its formula reads) give the typical values.
+    **values
+        Column name -> a value or a list of values; the grid crosses them.
+
+    Returns
+    -------
+    DataFrame
+        One row per combination of the named values, the model's columns in
+        the fitted data's order: ready for ``newdata=`` of
+        :meth:`BayesFit.predictions`, ``comparisons`` and ``slopes``.
+
+    Raises
+    ------
+    InterpretError
+        A name that is not a column the model reads.
 
     Examples
     --------
-    >>> datagrid(fit, Days=[0, 5, 9])  # doctest: +SKIP
-       Days  Reaction Subject
-    ...
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> grid = bayesmer.datagrid(fit, Days=[0, 5, 9])
+    >>> grid["Days"].tolist(), grid["Subject"].astype(str).tolist()
+    ([0, 5, 9], ['308', '308', '308'])
     """
     frame = _frame(fit)
     for k in values:

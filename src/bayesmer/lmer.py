@@ -343,11 +343,59 @@ class RemlFit:
         return self.summary()
 
     def satterthwaite(self, L=None) -> pd.DataFrame:
-        """lmerTest's t tests with Satterthwaite's df; see :func:`bayesmer.lmer.satterthwaite`."""
+        """lmerTest's t tests of the fixed effects with Satterthwaite's df; see :func:`bayesmer.lmer.satterthwaite`.
+
+        Parameters
+        ----------
+        L : array-like, optional
+            A contrast vector (p,) or matrix (m, p) over the fixed effects;
+            by default each fixed effect in turn.
+
+        Returns
+        -------
+        DataFrame
+            ``Estimate``, ``Std. Error``, ``df``, ``t value``, ``Pr(>|t|)``,
+            as lmerTest's ``summary()`` prints them; one row per fixed effect
+            (or ``L1``, ``L2``, ... per contrast).
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> r = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+        >>> r.satterthwaite()["df"].round(1).tolist()       # lmerTest: 17, 17
+        [17.0, 17.0]
+        >>> r.satterthwaite(L=[0, 1]).index.tolist()
+        ['L1']
+        """
         return satterthwaite(self, L)
 
     def confint(self, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
-        """Wald intervals of the fixed effects; see :func:`bayesmer.lmer.confint`."""
+        """Intervals of the fixed effects, as lme4's ``confint()``; see :func:`bayesmer.lmer.confint`.
+
+        Parameters
+        ----------
+        level : float
+            The confidence level.
+        method : {"Wald", "profile"}
+            ``"Wald"``: estimate -/+ z times the SE; ``"profile"``: lme4's
+            likelihood-profile intervals (on the ML fit; fixed effects only).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by the fixed effects; columns ``"2.5 %"`` and ``"97.5 %"`` for level 0.95.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> r = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+        >>> r.confint().round(2).loc["Days"].tolist()
+        [7.44, 13.5]
+        >>> r.confint(method="profile").round(2).loc["Days"].tolist()   # lme4: 7.36, 13.58
+        [7.36, 13.58]
+        """
         return confint(self, level, method)
 
 
@@ -553,7 +601,11 @@ def satterthwaite(fit: RemlFit, L=None) -> pd.DataFrame:
 
     Examples
     --------
-    >>> satterthwaite(bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep))  # doctest: +SKIP
+    >>> import bayesmer
+    >>> from bayesmer.lmer import satterthwaite
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> satterthwaite(bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)).columns.tolist()
+    ['Estimate', 'Std. Error', 'df', 't value', 'Pr(>|t|)']
     """
     from scipy import stats as st
 
@@ -602,10 +654,26 @@ def confint(fit, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
     level) / 2)``; found by root finding (lme4 interpolates a spline through
     its profile). The variance components' profile rows are not computed.
 
+    Parameters
+    ----------
+    fit : RemlFit or GlmerFit
+    level : float
+        The confidence level.
+    method : {"Wald", "profile"}
+        ``"profile"`` for a :class:`RemlFit` only.
+
     Returns
     -------
     DataFrame
         Indexed by the fixed effects, columns ``"2.5 %"`` and ``"97.5 %"`` (for level 0.95).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> from bayesmer.lmer import confint
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> confint(bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep), level=0.9).columns.tolist()
+    ['5 %', '95 %']
     """
     from scipy import stats as st
 
@@ -663,14 +731,32 @@ def anova(*fits) -> pd.DataFrame:
     before it. Accepts :class:`RemlFit`, :class:`~bayesmer.glmer.GlmerFit`
     and :class:`~bayesmer.results.BayesFit` (its ``reml``).
 
+    Parameters
+    ----------
+    *fits : RemlFit, GlmerFit or BayesFit
+        Two or more fits of the same rows, each nested in the next larger one.
+
     Returns
     -------
     DataFrame
-        ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``, one row per model.
+        ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``, one row
+        per model (``model1``, ``model2``, ... in the order given), sorted by
+        ``npar``; the first row's test columns are NaN.
+
+    Raises
+    ------
+    ValueError
+        Fewer than two fits, or fits of different numbers of observations.
 
     Examples
     --------
-    >>> anova(reml("Reaction ~ Days + (1 | Subject)", sleep), reml("Reaction ~ Days + (Days | Subject)", sleep))  # doctest: +SKIP
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> small = bayesmer.reml("Reaction ~ Days + (1 | Subject)", sleep)
+    >>> big = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> table = bayesmer.anova(small, big)               # lme4: Chisq 42.14 on 2 df
+    >>> table["npar"].tolist(), round(float(table["Chisq"].iloc[1]), 2)
+    ([4, 6], 42.14)
     """
     from scipy import stats as st
 

@@ -768,27 +768,170 @@ class BayesFit:
 
     # ---- after the fit (bayesmer.interpret; thin delegations) -----------
     def hypothesis(self, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
-        """brms's ``hypothesis()`` beside REML's Wald test; see :func:`bayesmer.interpret.hypothesis`."""
+        """brms's ``hypothesis()`` on the fixed effects, beside REML's Wald test; see :func:`bayesmer.interpret.hypothesis`.
+
+        Parameters
+        ----------
+        hypotheses : str or list of str
+            Linear hypotheses on the fixed effects, e.g. ``"Days > 10"``,
+            ``"Intercept + 10 * Days > 350"``, ``"period2 - period3 = 0"``
+            (``Intercept`` names ``(Intercept)``, as in brms; a name in
+            backticks; read by :func:`bayesmer.parse_hypothesis`, never evaluated).
+        alpha : float
+            brms's ``alpha``: the interval is the draws' ``alpha/2`` and
+            ``1 - alpha/2`` quantiles for ``=``, the ``alpha`` and
+            ``1 - alpha`` quantiles for an inequality.
+
+        Returns
+        -------
+        DataFrame
+            One row per hypothesis: brms's columns ``Hypothesis``,
+            ``Estimate``, ``Est.Error``, ``CI.Lower``, ``CI.Upper``,
+            ``Evid.Ratio`` (an inequality's posterior odds; for ``=`` the
+            Savage-Dickey density ratio), ``Post.Prob``, ``Star``; then REML's
+            Wald test: ``reml``, ``reml_se`` (from ``vcov``), ``z``, ``p``.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.hypothesis(["Days > 10", "Days = 10"])
+        >>> table["Hypothesis"].tolist()
+        ['(Days)-(10) > 0', '(Days)-(10) = 0']
+        >>> table.columns.tolist()[-4:]
+        ['reml', 'reml_se', 'z', 'p']
+        """
         from . import interpret
 
         return interpret.hypothesis(self, hypotheses, alpha=alpha)
 
     def r2(self, prob: float | None = None) -> pd.DataFrame:
-        """Bayesian R² beside Nakagawa's; see :func:`bayesmer.interpret.r2`."""
+        """Bayesian R² (brms's ``bayes_R2``) beside Nakagawa's R² of the REML fit; see :func:`bayesmer.interpret.r2`.
+
+        Per draw ``var(mu) / (var(mu) + var(y - mu))`` over the fitted rows
+        (Gelman, Goodrich, Gabry and Vehtari 2019), with the groups' effects
+        (``conditional``) and without them (``marginal``); the ``reml``
+        column is performance's ``r2_nakagawa`` of the REML or glmer fit.
+
+        Parameters
+        ----------
+        prob : float, optional
+            The HDI's probability (:data:`bayesmer.interpret.PROB`, 0.94, by default).
+
+        Returns
+        -------
+        DataFrame
+            Rows ``conditional`` and ``marginal``; columns ``reml``, then the
+            posterior's ``mean``, ``sd``, HDI bounds and ``ess_bulk``.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.r2()
+        >>> table.index.tolist(), table.columns.tolist()
+        (['conditional', 'marginal'], ['reml', 'mean', 'sd', 'hdi_3%', 'hdi_97%', 'ess_bulk'])
+        """
         from . import interpret
 
         return interpret.r2(self, prob=prob)
 
     def predictions(self, newdata=None, by=None, include_random=True, kind: str = "mean",
                     prob: float | None = None) -> pd.DataFrame:
-        """marginaleffects's predictions, both sides; see :func:`bayesmer.interpret.predictions`."""
+        """marginaleffects's ``predictions()``, REML beside the posterior; see :func:`bayesmer.interpret.predictions`.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            The rows to predict at; the fitted rows by default
+            (:func:`bayesmer.datagrid` makes a grid).
+        by : None, True, str or list of str
+            None: one row per row of ``newdata``; True: their average; column
+            names: the average within each group of those columns.
+        include_random : {True, "conditional", False, "zero", "integrated", "marginal"}
+            True: the observed groups' effects (REML's conditional modes, the
+            posterior's draws; a new level adds zero); False: the population
+            level, random effects at zero; ``"integrated"``: the mean over a
+            new group's ``N(0, Sigma)`` (the same as False on the identity link).
+        kind : {"mean", "link"}
+            The expected response (a probability, a rate) or the linear predictor.
+        prob : float, optional
+            The HDI's probability (0.94 by default).
+
+        Returns
+        -------
+        DataFrame
+            The rows (or the ``by`` groups), then ``reml`` and ``reml_se``
+            (the REML/Laplace estimate and its delta-method SE over the fixed
+            effects, conditional modes held fixed), then the posterior's
+            ``mean``, ``sd``, HDI bounds and ``ess_bulk``.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.predictions(by="Days")          # the mean over the subjects, per day
+        >>> table[["Days", "reml"]].round(1).head(2).values.tolist()
+        [[0.0, 251.4], [1.0, 261.9]]
+        >>> grid = bayesmer.datagrid(fit, Days=[0, 9])
+        >>> fit.predictions(grid, include_random=False)["reml"].round(1).tolist()
+        [251.4, 345.6]
+        """
         from . import interpret
 
         return interpret.predictions(self, newdata, by=by, include_random=include_random, kind=kind, prob=prob)
 
     def comparisons(self, variables=None, newdata=None, by=None, contrast=None, comparison: str = "difference",
                     include_random=True, kind: str = "mean", prob: float | None = None) -> pd.DataFrame:
-        """marginaleffects's comparisons, both sides; see :func:`bayesmer.interpret.comparisons`."""
+        """marginaleffects's ``comparisons()``, REML beside the posterior; see :func:`bayesmer.interpret.comparisons`.
+
+        The change in the prediction when a variable changes, per row or
+        averaged (``by=True``: marginaleffects's ``avg_comparisons``).
+
+        Parameters
+        ----------
+        variables : str, list of str or dict
+            The variables to change; a dict maps each to its own contrast.
+        newdata : DataFrame, optional
+            As :meth:`predictions`.
+        by : None, True, str or list of str
+            As :meth:`predictions`.
+        contrast : optional
+            A factor: ``"reference"`` (default: each level against the
+            first), ``"pairwise"``, ``"sequential"`` or a pair ``(lo, hi)``; a
+            number: a step ``h`` (default 1: ``x + h`` against ``x``), a pair
+            of values, or ``"sd"`` (``x + sd/2`` against ``x - sd/2``).
+        comparison : {"difference", "ratio"}
+            ``hi - lo`` or ``hi / lo`` per row (then averaged).
+        include_random : {True, "conditional", False, "zero", "integrated", "marginal"}
+            As :meth:`predictions`.
+        kind : {"mean", "link"}
+            As :meth:`predictions`.
+        prob : float, optional
+            The HDI's probability (0.94 by default).
+
+        Returns
+        -------
+        DataFrame
+            ``term``, ``contrast``, the rows or groups, then the columns of
+            :meth:`predictions`.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.comparisons("Days", by=True)    # one more day, averaged over the rows
+        >>> table[["term", "contrast"]].values.tolist(), round(float(table["reml"].iloc[0]), 2)
+        ([['Days', '+1']], 10.47)
+        """
         from . import interpret
 
         return interpret.comparisons(self, variables, newdata, by=by, contrast=contrast, comparison=comparison,
@@ -796,7 +939,44 @@ class BayesFit:
 
     def slopes(self, variables=None, newdata=None, by=None, include_random=True, kind: str = "mean",
                eps: float | None = None, prob: float | None = None) -> pd.DataFrame:
-        """marginaleffects's slopes, both sides; see :func:`bayesmer.interpret.slopes`."""
+        """marginaleffects's ``slopes()``, REML beside the posterior; see :func:`bayesmer.interpret.slopes`.
+
+        The derivative of the prediction in a numeric variable, by central
+        differences per row; ``by=True`` averages them (``avg_slopes``).
+
+        Parameters
+        ----------
+        variables : str or list of str
+            The numeric variables (a factor: use :meth:`comparisons`).
+        newdata : DataFrame, optional
+            As :meth:`predictions`.
+        by : None, True, str or list of str
+            As :meth:`predictions`.
+        include_random : {True, "conditional", False, "zero", "integrated", "marginal"}
+            As :meth:`predictions`.
+        kind : {"mean", "link"}
+            As :meth:`predictions`.
+        eps : float, optional
+            The step of ``(f(x + eps/2) - f(x - eps/2)) / eps``; by default
+            ``1e-4`` times the variable's range in the fitted data (marginaleffects's).
+        prob : float, optional
+            The HDI's probability (0.94 by default).
+
+        Returns
+        -------
+        DataFrame
+            ``term``, the rows or groups, then the columns of :meth:`predictions`.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> table = fit.slopes("Days", by=True)
+        >>> round(float(table["reml"].iloc[0]), 2)      # the Gaussian model's slope: the fixed effect
+        10.47
+        """
         from . import interpret
 
         return interpret.slopes(self, variables, newdata, by=by, include_random=include_random, kind=kind,
@@ -810,10 +990,29 @@ class BayesFit:
         them): the mean plus ``N(0, sigma^2)`` noise, binomial successes in
         the row's trials, Poisson counts. A group already there is replaced.
 
+        Parameters
+        ----------
+        seed : int, optional
+            For the noise (and the effects of rows with a missing group).
+
+        Returns
+        -------
+        BayesFit
+            The same fit with ``posterior_predictive`` (chain, draw, obs) in
+            its ``idata``, named as the response: ready for
+            :func:`bayesmer.plots.plot_ppc` and ArviZ's checks.
+
         Examples
         --------
-        >>> fit2 = fit.posterior_predictive(seed=1)  # doctest: +SKIP
-        >>> fit2.idata["posterior_predictive"]  # doctest: +SKIP
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit2 = fit.posterior_predictive(seed=1)
+        >>> fit2.idata["posterior_predictive"]["Reaction"].shape
+        (2, 200, 180)
+        >>> "posterior_predictive" in fit.idata.children
+        False
         """
         import dataclasses
 

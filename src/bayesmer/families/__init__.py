@@ -33,17 +33,45 @@ ALIASES: dict[str, str] = {a: f.name for f in FAMILIES.values() for a in f.alias
 
 
 def family_names() -> list[str]:
-    """brms's names of the families, then the aliases."""
+    """brms's names of the families, then the aliases.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> from bayesmer.families import family_names
+    >>> family_names()[:3]
+    ['negbinomial', 'zero_inflated_poisson', 'zero_inflated_negbinomial']
+    """
     return list(FAMILIES) + sorted(ALIASES)
 
 
 def get_family(name: str | ResponseFamily) -> ResponseFamily:
     """The family called ``name`` (brms's name or an alias such as bambi's).
 
+    Parameters
+    ----------
+    name : str or ResponseFamily
+        brms's name, an alias (``"negativebinomial"``, ``"nbinom2"``,
+        ``"zip"``, ``"zinb"``, ``"t"``, ``"gamma"``, ``"ordinal"``, ...), or
+        the name in another case; a family is returned as it is.
+
+    Returns
+    -------
+    ResponseFamily
+
     Raises
     ------
     FamilyError
         For an unknown name, listing the valid ones.
+
+    Examples
+    --------
+    >>> from bayesmer.families import get_family
+    >>> get_family("nbinom2").name, get_family("t").name, get_family("ordinal").name
+    ('negbinomial', 'student', 'cumulative')
     """
     if isinstance(name, ResponseFamily):
         return name
