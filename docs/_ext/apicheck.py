@@ -19,8 +19,9 @@ import inspect
 import typing
 
 SUBMODULES = ("bayesmer.datasets", "bayesmer.plots", "bayesmer.sources", "bayesmer.checking")
-# public names of the package that are not in its __all__ (bayesmer.glmer is the function)
-EXTRA = ("glmer", "GlmerFit")
+# public names of the package that are not in its __all__ (bayesmer.glmer is the function; the
+# rest are looked up lazily by bayesmer.__getattr__, as the names of __all__ are)
+EXTRA = ("glmer", "GlmerFit", "glmmtmb", "FamilyFit", "anova", "datagrid", "parse_hypothesis", "InterpretError")
 
 
 def _returns_nothing(obj) -> bool:
