@@ -19,7 +19,7 @@ from .lmer import RemlFit, fit_reml, reml
 from .glmer import GlmerFit, glmer
 from .simulation import SimulationError, simulate
 from .api import default_priors, fit, load, prior_sweep
-from .errors import BayesmerError, LoadError, PredictionError, SettingsError
+from .errors import BayesmerError, FitError, LoadError, PredictionError, SettingsError
 from .settings import Settings
 from .builder import BuildError
 from .priors import (
@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BayesFit",
     "BayesmerError",
+    "FitError",
     "LoadError",
     "PredictionError",
     "Settings",

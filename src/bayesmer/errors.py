@@ -9,7 +9,7 @@ also derives from the builtin a caller would expect (``ValueError``...), so
 
 from __future__ import annotations
 
-__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError"]
+__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError", "FitError"]
 
 
 class BayesmerError(Exception):
@@ -26,3 +26,8 @@ class PredictionError(BayesmerError, ValueError):
 
 class LoadError(BayesmerError, ValueError):
     """A file that is not a saved bayesmer fit."""
+
+
+class FitError(BayesmerError, RuntimeError):
+    """A point fit (REML/ML, glmer's Laplace) that has no answer on these data: a
+    criterion that is not finite, perfect separation; the message says what to change."""
