@@ -842,7 +842,8 @@ def _plain(col: pd.Series) -> pd.Series:
         values = col.to_numpy(dtype=object, na_value=np.nan)
     else:
         return col  # dates and the like: as pandas gives them
-    return pd.Series(values, index=col.index, name=col.name)
+    # dtype given: pandas 3 would read an object array of strings as its str dtype again
+    return pd.Series(values, index=col.index, name=col.name, dtype=values.dtype)
 
 
 def plain_frame(data: pd.DataFrame, columns=None) -> pd.DataFrame:
@@ -870,6 +871,21 @@ def _column(col: pd.Series, grouping: bool) -> Column:
     except TypeError:
         pass  # mixed types: in order seen, as the grouping codes take them
     return Column(str(col.name), "factor", str(dt), tuple(values))
+
+
+_AS_FACTOR = re.compile(r"(?:factor|as\.factor|C|relevel|dummy)\(\s*$")
+
+
+def _factor_only(name: str, exprs) -> bool:
+    """Whether the R expressions read column ``name`` only as ``factor(name)`` (or
+    ``as.factor``, ``C``, ``relevel``, ``dummy``): a number there is a level."""
+    seen = False
+    for expr in exprs:
+        for m in re.finditer(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", expr):
+            if not _AS_FACTOR.search(expr[: m.start()]):
+                return False
+            seen = True
+    return seen
 
 
 def level_key(v) -> str | None:
@@ -904,7 +920,7 @@ def _value(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _read_new(info: Column | None, col: pd.Series, where: str) -> pd.Series:
+def _read_new(info: Column | None, col: pd.Series, where: str, as_factor: bool = False) -> pd.Series:
     """New data's column read as the design read its training column.
 
     A factor's value is matched to a training level by value whatever its
@@ -927,6 +943,15 @@ def _read_new(info: Column | None, col: pd.Series, where: str) -> pd.Series:
         )
     if info is None:
         return col
+    if info.kind == "numeric" and as_factor and info.levels:
+        # a numeric column the formula reads only as factor(x): its values are levels, matched by value
+        idx, _ = _match(info, col)
+        if (idx < 0).any():
+            raise DesignError(
+                f"new data: column {name!r} ({where}) has value {_bad(col, idx < 0)}, which is not a level of "
+                f"factor({name}) in the fitted data; its levels are {_shown(info.levels)}"
+            )
+        return pd.Series(np.asarray(info.levels)[idx], index=col.index, name=name)
     if info.kind == "numeric":
         dt = col.dtype
         if isinstance(dt, pd.CategoricalDtype):
@@ -1066,8 +1091,6 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     if len(frame) == 0:
         raise DesignError("no rows left after removing rows with missing values")
     frame = plain_frame(frame)  # complete rows: an Int64 column stays integer
-    grouping = {c for t in f.random for c in t.factors}
-    columns = tuple(_column(frame[c], c in grouping) for c in used if isinstance(frame[c], pd.Series))
 
     resp_cols = _required(f.response)
     for name in resp_cols:
@@ -1114,6 +1137,9 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
             )
 
     n = len(frame)
+    exprs = [f.fixed, *f.offset, *(t.expr for t in f.random)]
+    grouping = {c for t in f.random for c in t.factors} | {c for c in used if _factor_only(c, exprs)}
+    columns = tuple(_column(frame[c], c in grouping) for c in used if isinstance(frame[c], pd.Series))
     # Terms from ``||`` or ``/`` share expressions and grouping factors: each
     # distinct one is built once (the arrays are shared, never written to).
     groupings: dict[tuple[str, ...], tuple] = {}
@@ -1256,7 +1282,9 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
     for name, where in needed.items():
         if name not in data.columns:
             raise DesignError(f"new data lacks column {name!r}, which {where} read(s)")
-    frame = pd.DataFrame({c: _read_new(infos.get(c), data[c], w) for c, w in needed.items()}, index=data.index)
+    exprs = [f.fixed, *f.offset, *(t.expr for t in design.terms)]
+    frame = pd.DataFrame({c: _read_new(infos.get(c), data[c], w, _factor_only(c, exprs)) for c, w in needed.items()},
+                         index=data.index)
     try:
         X = np.asarray(design.fixed_spec.get_model_matrix(frame, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:
