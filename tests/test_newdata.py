@@ -6,6 +6,7 @@ posterior mean is theirs), for a fit and its reloaded copy alike.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,17 @@ CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 def _link(fit, newdata, **kw):
     """Posterior mean of the linear predictor on newdata."""
     return fit.predict(newdata, kind="link", summary=True, **kw)["mean"].to_numpy()
+
+
+def _draws(tree) -> np.ndarray:
+    """The predictions' draws, chains stacked: (S, rows)."""
+    (var,) = tree["predictions"].to_dataset().data_vars.values()
+    return var.to_numpy().reshape(-1, var.shape[-1])
+
+
+def _no_chain(exc):
+    """No "during handling of the above exception" chain under the error."""
+    return exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__)
 
 
 def _reloaded(fit, tmp_path_factory, name):
@@ -124,16 +136,16 @@ def test_gaussian_baseline_and_new_subject(gauss_fit):
 def test_gaussian_unknown_level_is_named(gauss_fit, gauss_back, dose, shown):
     new = pd.DataFrame({"Days": [1.0], "dose": [dose], "Subject": [309]})
     for fit in (gauss_fit, gauss_back):
-        with pytest.raises(DesignError, match=rf"column 'dose'.* value {shown}\b.*not a level") as info:
+        with pytest.raises(DesignError, match=rf"column 'dose'.* value {re.escape(shown)} \(row 0\), which is not a level") as info:
             fit.predict(new)
-        assert info.value.__cause__ is None and info.value.__suppress_context__
+        assert _no_chain(info.value)
 
 
 def test_gaussian_strings_in_numeric_column_are_named(gauss_fit):
     new = pd.DataFrame({"Days": ["3"], "dose": [1], "Subject": [309]})
     with pytest.raises(DesignError, match=r"column 'Days'.*numeric.*'3'") as info:
         gauss_fit.predict(new)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert _no_chain(info.value)
     with pytest.raises(DesignError, match="lacks column 'dose'"):
         gauss_fit.predict(pd.DataFrame({"Days": [1.0], "Subject": [309]}))
     with pytest.raises(DesignError, match=r"column 'Days'.*missing"):
@@ -183,8 +195,7 @@ def test_binomial_counts_scale_with_trials(binom_fit, binom_back):
     new = pd.DataFrame({"period": [2, 2, 2], "herd": [3, 3, 3], "size": [0, 10, 100_000]})
     p = binom_fit.predict(new, kind="mean", summary=True)["mean"].to_numpy()
     for fit in (binom_fit, binom_back):
-        counts = fit.predict(new, kind="response", seed=1)["predictions"]["incidence"].to_numpy()
-        counts = counts.reshape(-1, 3)
+        counts = _draws(fit.predict(new, kind="response", seed=1))
         assert np.all(counts[:, 0] == 0) and np.all(counts[:, 1] <= 10)
         assert counts[:, 2].mean() / 100_000 == pytest.approx(p[2], abs=2e-3)
         assert counts[:, 1].max() > 1  # not one trial per row
@@ -212,7 +223,7 @@ def test_poisson_offset_column_read_from_newdata(pois_col, tmp_path_factory):
     back = _reloaded(pois_col, tmp_path_factory, "pois")
     for fit in (pois_col, back):
         assert _link(fit, new) == pytest.approx(hand, abs=1e-9)
-        mu = fit.predict(new, kind="mean")["predictions"]["mu_y"].to_numpy().reshape(-1, 2)
+        mu = _draws(fit.predict(new, kind="mean"))
         np.testing.assert_allclose(mu[:, 1] / mu[:, 0], 2.0, rtol=1e-12)
     with pytest.raises(PredictionError, match="logexpo"):
         pois_col.predict(new.drop(columns="logexpo"))
@@ -224,7 +235,7 @@ def test_poisson_offset_array(pois_arr):
     off = np.log([1.0, 2.0])
     hand = fe["(Intercept)"] + 0.5 * fe["x"] + re_.loc["4", "(Intercept)"] + off
     assert _link(pois_arr, new, offset=off) == pytest.approx(hand, abs=1e-9)
-    mu = pois_arr.predict(new, kind="mean", offset=off)["predictions"]["mu_y"].to_numpy().reshape(-1, 2)
+    mu = _draws(pois_arr.predict(new, kind="mean", offset=off))
     np.testing.assert_allclose(mu[:, 1] / mu[:, 0], 2.0, rtol=1e-12)
     with pytest.raises(PredictionError, match=r"offset= was an array"):
         pois_arr.predict(new)
@@ -373,6 +384,21 @@ def test_perfect_separation_is_named(separated):
         bayesmer.glmer("y ~ x + (1 | g)", d, family="binomial")
     assert isinstance(info.value, PirlsError) and isinstance(info.value, RuntimeError)
     assert isinstance(info.value, bayesmer.BayesmerError)
+
+
+def test_posterior_fit_goes_on_under_separation(separated):
+    d = separated.assign(y=(separated["x"] > 0).astype(int))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = bayesmer.fit("y ~ x + (1 | g)", d, family="binomial", priors={"b": "Normal(0, 2.5)"},
+                           progress=False, **SMALL)
+    said = [str(w.message) for w in caught if "perfect separation by 'x'" in str(w.message)]
+    assert len(said) == 1 and "Sampling the posterior anyway" in said[0]
+    assert fit.reml.failed and not fit.reml.converged
+    table = fit.summary()
+    assert table.loc[("fixed", "", "x"), "reml"] != table.loc[("fixed", "", "x"), "reml"]  # NaN: glmer failed
+    assert np.isnan(table["reml"]).all()
+    assert 0 < table.loc[("fixed", "", "x"), "mean"] < 20  # the prior holds it
 
 
 def test_quasi_separation_by_a_level_is_named(separated):

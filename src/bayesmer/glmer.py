@@ -850,6 +850,8 @@ class GlmerFit:
     _u: np.ndarray = field(repr=False, default=None)
     _mu: np.ndarray = field(repr=False, default=None)
     _hessian: np.ndarray = field(repr=False, default=None)
+    #: why the Laplace fit failed, for the stand-in :func:`bayesmer.fit` samples from (see :func:`failed_fit`)
+    failed: str | None = None
 
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -1239,6 +1241,41 @@ def separation(X: np.ndarray, names, y: np.ndarray, wt: np.ndarray, family: Fami
                              f"{1 - above} where {name} <= {a:.4g}")
                 break
     return found
+
+
+def failed_fit(gd: GlmmData, exc: Exception) -> GlmerFit:
+    """A stand-in for a Laplace fit that has no finite optimum (separation), for :func:`bayesmer.fit`.
+
+    The posterior with proper priors exists where the likelihood's maximum
+    does not; the chains then start from the response's mean on the link
+    scale (the intercept), zero for the other fixed effects and the random
+    effects, and unit SDs. Every estimate it reports is NaN; ``failed`` holds
+    the error.
+    """
+    fam, y, wt, off, X = gd.family, gd.y, gd.weights, gd.offset, gd.X
+    names = pd.Index(gd.fixed_names)
+    beta = np.zeros(len(names))
+    if "(Intercept)" in names:
+        mean = float(np.sum(wt * y) / max(np.sum(wt), 1e-300))
+        mean = min(max(mean, 0.05), 0.95) if fam.name == "binomial" else max(mean, 0.05)
+        beta[list(names).index("(Intercept)")] = float(fam.link.linkfun(np.array([mean]))[0])
+    ks = [t.k for t in gd.terms]
+    theta = np.concatenate([np.eye(k)[_tri_index(k)] for k in ks])
+    q = sum(t.n_levels * t.k for t in gd.terms)
+    nan = float("nan")
+    ngroups: dict[str, int] = {}
+    for t in gd.terms:
+        ngroups.setdefault(t.group, t.n_levels)
+    return GlmerFit(
+        formula=gd.formula, family=fam, design=gd.design, terms=gd.terms, y=y, weights=wt, offset=off,
+        fixef=pd.Series(beta, index=names, name="Estimate"),
+        se=pd.Series(np.full(len(names), nan), index=names.copy(), name="Std. Error"),
+        theta=theta, minus2loglik=nan, deviance=nan, loglik=nan, aic=nan, bic=nan,
+        df_resid=int(len(y) - len(names) - len(theta)), singular=False, converged=False, messages=(str(exc),),
+        nobs=len(y), ngroups=ngroups, n_evaluations=0, weights_label=gd.weights_spec, offset_label=gd.offset_spec,
+        _vcov=np.full((len(names), len(names)), nan), _u=np.zeros(q), _mu=fam.link.linkinv(X @ beta + off),
+        failed=str(exc),
+    )
 
 
 def _diverged(gd: GlmmData, exc: Exception) -> FitError:

@@ -174,11 +174,13 @@ class BayesFit:
     def _glmm_scalars(self, post, add, keys, data, reml_v, reml_se):
         """:meth:`_scalars` beside glmer's Laplace fit: its estimates and fixed-effect SEs, no sigma."""
         m, r = self.built, self.reml
+        failed = getattr(r, "failed", None) is not None  # glmer found no optimum: NaN, not its start values
         for name in self.design.fixed_names:
-            add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}), r.fixef[name], r.se[name])
+            add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}), np.nan if failed else r.fixef[name],
+                r.se[name])
         covs = r.cov_matrices()
         for t in self.glmm.terms:
-            C = covs[t.name]
+            C = covs[t.name] * (np.nan if failed else 1.0)
             rsd = np.sqrt(np.maximum(np.diag(C), 0.0))
             sd = post[m.sd[t.name]]
             for i, col in enumerate(t.terms):
