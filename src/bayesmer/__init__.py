@@ -16,7 +16,7 @@ from .datasets import simulate_clark, simulate_ogorek
 from .design import Design, DesignError, ReTerm, build_design
 from .formula import Formula, FormulaError, RandomTerm, parse_formula
 from .lmer import RemlFit, fit_reml, reml
-from .glmer import GlmerFit, glmer
+from .glmer import GlmerFit, PirlsError, SeparationError, glmer
 from .simulation import SimulationError, simulate
 from .api import default_priors, fit, load, prior_sweep
 from .errors import BayesmerError, FitError, LoadError, PredictionError, SettingsError
@@ -43,6 +43,8 @@ __all__ = [
     "BayesFit",
     "BayesmerError",
     "FitError",
+    "PirlsError",
+    "SeparationError",
     "LoadError",
     "PredictionError",
     "Settings",

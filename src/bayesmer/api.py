@@ -103,7 +103,9 @@ def fit(
     UserWarning
         Divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain; a 0/1
         or count response fitted with the Gaussian family (naming the family
-        to use).
+        to use); perfect or quasi-separation in a binomial model (naming the
+        column), after which the posterior is still sampled (the priors keep
+        it proper) and the summary's reml column is NaN.
     """
     settings = Settings(
         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,

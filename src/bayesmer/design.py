@@ -1047,7 +1047,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     data : DataFrame, or data not in memory
         One row per observation. Grouping columns are read as categorical
-        whatever their dtype. A path or glob of Parquet files, a Dask, Polars
+        whatever their dtype. pandas' extension dtypes (``Int64``,
+        ``Float64``, ``boolean``, ``string``/``str``, ``category``,
+        pyarrow-backed ones) are read as the NumPy dtype with the same values
+        would be, ``pd.NA`` as a missing value. A path or glob of Parquet files, a Dask, Polars
         or Spark DataFrame, a Polars LazyFrame or a DuckDB relation gives a
         design without rows, its statistics computed where the data live
         (:func:`bayesmer.sources.build_source_design`).
@@ -1059,7 +1062,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     Raises
     ------
     FormulaError, DesignError
-        Naming the column, term or level at fault.
+        Naming the column, term or level at fault; a fixed factor (or a
+        random-effect term's columns) whose dense matrix would pass
+        :data:`MAX_DENSE_BYTES` is refused before it is built, naming the
+        column, its level count and the size.
 
     Warns
     -----

@@ -1114,12 +1114,20 @@ def glmer(
     FamilyError
         For an unknown family or link, or a response outside the family's
         range, naming the column and the rows.
+    SeparationError
+        A column or factor level perfectly separates the responses and the
+        linear predictor diverges (a :class:`PirlsError`), naming it.
+    FitError
+        Another fit without a finite deviance (:class:`PirlsError` when PIRLS
+        diverged), naming columns of huge magnitude.
 
     Warns
     -----
     UserWarning
         lme4's: a singular (boundary) fit, a failed convergence check, a
-        non-positive-definite Hessian, predictors on very different scales.
+        non-positive-definite Hessian, predictors on very different scales;
+        quasi-separation by a factor level whose responses are all 0 or all 1
+        (its estimate is then unbounded).
     """
     gd = glmm_design(formula, data, get_family(family, link), weights=weights, offset=offset)
     return fit_glmer(gd, tol_pwrss=tol_pwrss)

@@ -357,6 +357,12 @@ def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSe
     -------
     RemlFit
 
+    Raises
+    ------
+    FitError
+        When the criterion is not finite at the optimum (lme4 stops with an
+        error there too), naming columns of huge magnitude to rescale.
+
     Warns
     -----
     UserWarning
