@@ -337,6 +337,24 @@ def test_extension_dtypes_in_glmer(cbpp):
         np.testing.assert_allclose(b1.fixef.to_numpy(), b0.fixef.to_numpy(), atol=1e-8)
 
 
+def test_extension_dtypes_in_bayesian_fit(gauss_data, gauss_fit):
+    ext = gauss_data.assign(Days=gauss_data["Days"].astype("Int64"),
+                            Reaction=gauss_data["Reaction"].astype("double[pyarrow]"),
+                            Subject=gauss_data["Subject"].astype(int).astype(str).astype("string[pyarrow]"),
+                            dose=gauss_data["dose"].astype(int).astype("int64[pyarrow]").astype(str).astype("str"))
+    ext.loc[[0, 7], "Days"] = pd.NA
+    with pytest.warns(UserWarning, match=r"2 row\(s\) with missing values in \['Days'\]"):
+        fit = bayesmer.fit("Reaction ~ Days + dose + (1 | Subject)", ext, progress=False,
+                           **(SMALL | {"draws": 20, "tune": 20}))
+    base = bayesmer.reml("Reaction ~ Days + dose + (1 | Subject)", gauss_data.drop(index=[0, 7]))
+    _same_fit(fit.reml, base)
+    new = pd.DataFrame({"Days": pd.array([2], dtype="Int64"), "dose": pd.array(["2"], dtype="string[pyarrow]"),
+                        "Subject": pd.array([309], dtype="int64[pyarrow]")})
+    fe, re_ = fit.fixef(), fit.ranef()["Subject"]
+    hand = fe["(Intercept)"] + 2 * fe["Days"] + fe["dose2"] + re_.loc["309", "(Intercept)"]
+    assert _link(fit, new) == pytest.approx([hand], abs=1e-9)
+
+
 # ---- sizes ---------------------------------------------------------------------------
 
 
