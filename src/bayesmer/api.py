@@ -16,7 +16,7 @@ from .design import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
 from .family import get_family
-from .glmer import fit_glmer, glmm_design
+from .glmer import SeparationError, failed_fit, fit_glmer, glmm_design
 from .lmer import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample, sample_glmm
@@ -115,7 +115,9 @@ def fit(
     UserWarning
         Divergences, R-hat > 1.01 or bulk/tail ESS below 100 per chain; a 0/1
         or count response fitted with the Gaussian family (naming the family
-        to use).
+        to use); perfect or quasi-separation in a binomial model (naming the
+        column), after which the posterior is still sampled (the priors keep
+        it proper) and the summary's reml column is NaN.
 
     Examples
     --------
@@ -204,7 +206,7 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
         )
     fam = get_family(settings.family, settings.link)
     gd = glmm_design(formula, data, fam, weights=weights, offset=offset)
-    point = fit_glmer(gd)
+    point = _point_glmm(gd, stacklevel=4)
     prior_set = resolve_priors(gd, priors, family=fam)
     built = build_glmm(gd, prior_set, start=point)
     sampled = sample_glmm(built, gd, **run)
@@ -221,6 +223,22 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
     )
     diagnose(result, stacklevel=4)
     return result
+
+
+def _point_glmm(gd, stacklevel: int):
+    """glmer's Laplace fit beside the posterior; on separation a stand-in, and a warning.
+
+    Separation leaves the likelihood without a finite maximum, but the priors
+    keep the posterior proper: the chains run from the stand-in's start
+    (:func:`bayesmer.glmer.failed_fit`) and the summary's reml column is NaN.
+    """
+    try:
+        return fit_glmer(gd)
+    except SeparationError as exc:
+        warnings.warn(f"{exc}. Sampling the posterior anyway (the priors keep it proper; check the prior on the "
+                      "separating column, whose posterior it shapes): the reml column is NaN",
+                      UserWarning, stacklevel=stacklevel + 1)
+        return failed_fit(gd, exc)
 
 
 def load(path) -> BayesFit:
@@ -280,7 +298,7 @@ def _rebuild(tree, meta: dict, frame) -> BayesFit:
     if settings.family != "gaussian":
         fam = get_family(settings.family, settings.link)
         gd = glmm_design(meta["formula"], frame, fam, weights=meta.get("weights"), offset=meta.get("offset"))
-        point = fit_glmer(gd)
+        point = _point_glmm(gd, stacklevel=3)
         priors = resolve_priors(gd, meta["priors"], family=fam)
         return BayesFit(
             design=gd.design, reml=point, priors=priors, built=build_glmm(gd, priors, start=point), idata=tree,

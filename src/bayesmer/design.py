@@ -27,11 +27,47 @@ from .errors import BayesmerError
 from .rmath import ELEMENTWISE, r_log
 from .formula import Formula, FormulaError, RandomTerm, _r_number, columns_of, factor_code, parse_formula, to_formulaic
 
-__all__ = ["DesignError", "ReTerm", "Design", "NewData", "Moments", "build_design", "new_data", "moments"]
+__all__ = ["DesignError", "Column", "ReTerm", "Design", "NewData", "Moments", "build_design", "new_data", "moments"]
 
 
 class DesignError(BayesmerError, ValueError):
     """Data that cannot make a design for the formula, with the culprit named."""
+
+
+#: The largest dense matrix (X, or one random-effect term's columns) a design
+#: builds: 1 GiB. formulaic holds a matrix about three times while building it
+#: (its own frame, the float copy, the rank check's working copy), so 1 GiB of X
+#: already needs 3-4 GiB; a fixed factor past it (thousands of levels on many
+#: rows) is almost always meant as a grouping factor, which is stored as codes.
+MAX_DENSE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Column:
+    """How the design read one data column, so that new data are read alike.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"numeric", "logical", "factor"}
+        A number; a boolean (R's logical, a factor in the fixed part); anything
+        else (categorical, strings, objects), a factor.
+    dtype : str
+        The column's dtype as the design held it (after pandas' extension
+        dtypes were read as NumPy's).
+    levels : tuple
+        A factor's levels as the data held them (the categories of a
+        categorical, else the sorted distinct values); a numeric column's
+        distinct values when it groups a random effect; else empty.
+    ordered : bool
+        An ordered categorical.
+    """
+
+    name: str
+    kind: str
+    dtype: str
+    levels: tuple = ()
+    ordered: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +163,9 @@ class Design:
         rows; ``y``, ``X``, ``frame`` and the terms' ``codes`` and ``Z`` are then None.
     source : tuple, optional
         Data not in memory: the source and the plan that rebuild the rows in chunks.
+    columns : tuple of Column
+        How each used column was read (its kind and a factor's levels), which
+        :func:`new_data` reads new data by; empty for data not in memory.
 
     Examples
     --------
@@ -150,6 +189,7 @@ class Design:
     offset: np.ndarray | None = field(default=None, repr=False)
     sums: object = field(default=None, repr=False)
     source: object = field(default=None, repr=False)
+    columns: tuple = field(default=(), repr=False)
 
     @property
     def n(self) -> int:
@@ -243,12 +283,16 @@ class NewData:
         Per term, the raw columns, shape (m, k).
     offset : ndarray, shape (m,), or None
         The formula's offset on the new rows, to add to a prediction.
+    keys : tuple of ndarray
+        Per term, each row's level name (a new level's as :func:`level_key`
+        spells it), which tells new levels apart.
     """
 
     X: np.ndarray
     codes: tuple[np.ndarray, ...]
     Z: tuple[np.ndarray, ...]
     offset: np.ndarray | None = None
+    keys: tuple[np.ndarray, ...] = ()
 
 
 _LEVEL = re.compile(r"\[(?:T\.)?([^\]]*)\]")
@@ -304,6 +348,27 @@ def _labels(x: pd.Series) -> pd.Series:
     return out
 
 
+def _known_labels(x: pd.Series, levels: list[str], call: str) -> pd.Series:
+    """New data's labels of a ``factor()`` column, refusing a value that is not a training level
+    (formulaic would turn it into a row of zeros, the baseline level, with only a warning)."""
+    labels = _labels(x)
+    known = set(levels)
+    bad = [v for v, lab in zip(x.astype(object), labels) if not pd.isna(lab) and lab not in known]
+    if bad:
+        col = f"column {x.name!r}" if isinstance(x.name, str) else "a column"
+        raise DesignError(
+            f"new data: {col} has value {_value(bad[0])!r}, which is not a level of {call}() in the fitted data; "
+            f"its levels are {_shown(levels)}"
+        )
+    return labels
+
+
+def _shown(levels, limit: int = 10) -> str:
+    levels = list(levels)
+    more = f" ... ({len(levels)} in all)" if len(levels) > limit else ""
+    return ", ".join(repr(_value(v)) for v in levels[:limit]) + more
+
+
 @stateful_transform
 def r_factor(x, _state=None):
     """R's ``factor(x)`` (also ``as.factor``, ``C(x)``): treatment contrasts on
@@ -315,7 +380,8 @@ def r_factor(x, _state=None):
     x = _as_series(x)
     if "levels" not in _state:
         _state["levels"] = _r_levels(x)
-    return TRANSFORMS["C"](_labels(x), levels=_state["levels"])
+        return TRANSFORMS["C"](_labels(x), levels=_state["levels"])
+    return TRANSFORMS["C"](_known_labels(x, _state["levels"], "factor"), levels=_state["levels"])
 
 
 r_as_factor = r_factor
@@ -332,7 +398,8 @@ def r_relevel(x, ref, _state=None):
         if ref not in levels:
             raise DesignError(f"relevel(): ref = {ref!r} is not a level of the column; its levels are {levels}")
         _state["levels"] = [ref] + [lv for lv in levels if lv != ref]
-    return TRANSFORMS["C"](_labels(x), levels=_state["levels"])
+        return TRANSFORMS["C"](_labels(x), levels=_state["levels"])
+    return TRANSFORMS["C"](_known_labels(x, _state["levels"], "relevel"), levels=_state["levels"])
 
 
 @stateful_transform
@@ -751,6 +818,236 @@ def _drop_aliased(X: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str
     return X[:, keep], [names[j] for j in keep], dropped
 
 
+# --- pandas' extension dtypes, and how each column is read --------------------
+
+
+def _plain(col: pd.Series) -> pd.Series:
+    """``col`` with a NumPy dtype and the same values: pandas' extension dtypes
+    (``Int64``, ``Float64``, ``boolean``, ``string``/``str``, pyarrow-backed ones,
+    a categorical of strings) read as NumPy's, missing values (``pd.NA``) as NaN.
+
+    Everything downstream (formulaic, the simple matrices, the grouping codes)
+    then sees what the NumPy-dtype data would give. An integer or boolean
+    column keeps its type only without missing values (NumPy has no missing
+    integer): callers drop the incomplete rows first.
+    """
+    dt = col.dtype
+    if isinstance(dt, np.dtype):
+        return col
+    if isinstance(dt, pd.CategoricalDtype):
+        if isinstance(dt.categories.dtype, np.dtype):
+            return col
+        cats = pd.Index(_plain(pd.Series(dt.categories)).to_numpy(), dtype=object)
+        cat = pd.Categorical.from_codes(col.cat.codes.to_numpy(), categories=cats, ordered=dt.ordered)
+        return pd.Series(cat, index=col.index, name=col.name)
+    has_na = bool(col.isna().any())
+    kind = getattr(dt, "kind", "O")
+    if pd.api.types.is_bool_dtype(dt):
+        values = col.to_numpy(dtype=float, na_value=np.nan) if has_na else col.to_numpy(dtype=bool)
+    elif pd.api.types.is_integer_dtype(dt) and not has_na:
+        values = col.to_numpy(dtype=np.uint64 if kind == "u" else np.int64)
+    elif pd.api.types.is_numeric_dtype(dt):
+        values = col.to_numpy(dtype=float, na_value=np.nan)
+    elif pd.api.types.is_string_dtype(dt):
+        values = col.to_numpy(dtype=object, na_value=np.nan)
+    else:
+        return col  # dates and the like: as pandas gives them
+    # dtype given: pandas 3 would read an object array of strings as its str dtype again
+    return pd.Series(values, index=col.index, name=col.name, dtype=values.dtype)
+
+
+def plain_frame(data: pd.DataFrame, columns=None) -> pd.DataFrame:
+    """``data`` (its ``columns``, all by default) with every extension dtype read as NumPy's (see :func:`_plain`)."""
+    columns = list(data.columns) if columns is None else list(columns)
+    frame = data[columns]
+    if all(isinstance(frame[c].dtype, np.dtype) for c in frame.columns if isinstance(frame[c], pd.Series)):
+        return frame
+    return pd.DataFrame({c: _plain(frame[c]) for c in columns}, index=frame.index)
+
+
+def _column(col: pd.Series, grouping: bool) -> Column:
+    """How the design reads ``col`` (already plain): see :class:`Column`."""
+    dt = col.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        return Column(str(col.name), "factor", str(dt), tuple(dt.categories), bool(dt.ordered))
+    if pd.api.types.is_bool_dtype(dt):
+        return Column(str(col.name), "logical", str(dt), (False, True))
+    if pd.api.types.is_numeric_dtype(dt):
+        levels = tuple(pd.unique(col.dropna())) if grouping else ()
+        return Column(str(col.name), "numeric", str(dt), tuple(sorted(levels)))
+    values = list(pd.unique(col.dropna()))
+    try:
+        values = sorted(values)
+    except TypeError:
+        pass  # mixed types: in order seen, as the grouping codes take them
+    return Column(str(col.name), "factor", str(dt), tuple(values))
+
+
+_AS_FACTOR = re.compile(r"(?:factor|as\.factor|C|relevel|dummy)\(\s*$")
+
+
+def _factor_only(name: str, exprs) -> bool:
+    """Whether the R expressions read column ``name`` only as ``factor(name)`` (or
+    ``as.factor``, ``C``, ``relevel``, ``dummy``): a number there is a level."""
+    seen = False
+    for expr in exprs:
+        for m in re.finditer(r"(?<![\w.])" + re.escape(name) + r"(?![\w.])", expr):
+            if not _AS_FACTOR.search(expr[: m.start()]):
+                return False
+            seen = True
+    return seen
+
+
+def level_key(v) -> str | None:
+    """The key a value is matched to a factor's level by: its name as R's
+    ``as.character`` writes it, so ``4``, ``4.0``, ``"4"`` and a categorical
+    ``4`` are one level, ``True`` is ``"TRUE"``; None for a missing value."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    return _r_label(v)
+
+
+def _match(info: Column, col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each value of new data's ``col`` as an index into ``info.levels`` (-1: not a level) and its key."""
+    codes, uniques = pd.factorize(col.astype(object), use_na_sentinel=True)
+    lookup: dict[str, int] = {}
+    for i, v in enumerate(info.levels):
+        lookup.setdefault(level_key(v), i)
+    ukeys = [level_key(v) for v in uniques]
+    uidx = np.array([lookup.get(k, -1) if k is not None else -1 for k in ukeys] + [-1], dtype=np.int64)
+    keys = np.array(ukeys + [None], dtype=object)
+    return uidx[codes], keys[codes]
+
+
+def _bad(col: pd.Series, mask: np.ndarray) -> str:
+    """The first offending value of ``col`` where ``mask``, with its row."""
+    i = int(np.flatnonzero(mask)[0])
+    return f"{_value(col.iloc[i])!r} (row {_value(col.index[i])!r})"
+
+
+def _value(v):
+    """A NumPy scalar as Python's, for messages (``5``, not ``np.int64(5)``)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _read_new(info: Column | None, col: pd.Series, where: str, as_factor: bool = False) -> pd.Series:
+    """New data's column read as the design read its training column.
+
+    A factor's value is matched to a training level by value whatever its
+    dtype (see :func:`level_key`) and given back as that level, in the
+    training dtype; a numeric column must hold numbers.
+
+    Raises
+    ------
+    DesignError
+        A missing value, a value that is not a level of a factor, a string in a
+        numeric column; naming the column and the value.
+    """
+    name = col.name
+    col = _plain(col)
+    missing = col.isna().to_numpy()
+    if missing.any():
+        raise DesignError(
+            f"new data: column {name!r} ({where}) has {int(missing.sum())} missing value(s), e.g. at row "
+            f"{col.index[int(np.flatnonzero(missing)[0])]!r}; a prediction needs every value"
+        )
+    if info is None:
+        return col
+    if info.kind == "numeric" and as_factor and info.levels:
+        # a numeric column the formula reads only as factor(x): its values are levels, matched by value
+        idx, _ = _match(info, col)
+        if (idx < 0).any():
+            raise DesignError(
+                f"new data: column {name!r} ({where}) has value {_bad(col, idx < 0)}, which is not a level of "
+                f"factor({name}) in the fitted data; its levels are {_shown(info.levels)}"
+            )
+        return pd.Series(np.asarray(info.levels)[idx], index=col.index, name=name)
+    if info.kind == "numeric":
+        dt = col.dtype
+        if isinstance(dt, pd.CategoricalDtype):
+            col = col.astype(object)
+            dt = col.dtype
+        if pd.api.types.is_numeric_dtype(dt):
+            return pd.Series(col.to_numpy(dtype=float), index=col.index, name=name)
+        values = col.to_numpy(dtype=object)
+        isnum = np.array([isinstance(v, (int, float, np.integer, np.floating)) for v in values], dtype=bool)
+        if not isnum.all():
+            raise DesignError(
+                f"new data: column {name!r} ({where}) was numeric in the fitted data but has value "
+                f"{_bad(col, ~isnum)} (dtype {col.dtype}); give numbers"
+            )
+        return pd.Series(values.astype(float), index=col.index, name=name)
+    idx, _ = _match(info, col)
+    if (idx < 0).any():
+        raise DesignError(
+            f"new data: column {name!r} ({where}) has value {_bad(col, idx < 0)}, which is not a level in the "
+            f"fitted data; its levels are {_shown(info.levels)}"
+        )
+    if info.kind == "logical":
+        return pd.Series(np.asarray(info.levels, dtype=bool)[idx], index=col.index, name=name)
+    if info.dtype == "category":
+        cat = pd.Categorical.from_codes(idx, categories=pd.Index(list(info.levels)), ordered=info.ordered)
+        return pd.Series(cat, index=col.index, name=name)
+    levels = np.empty(len(info.levels), dtype=object)
+    levels[:] = list(info.levels)
+    return pd.Series(levels[idx], index=col.index, name=name)
+
+
+# --- the size of the dense matrices, before they are built --------------------
+
+_FACTOR_CALLS = re.compile(r"^(?:r_factor|r_as_factor|r_C|r_relevel|r_dummy|C)\((\w+)")
+
+
+def _factor_width(expr: str, frame: pd.DataFrame) -> tuple[int, str | None]:
+    """Columns one formulaic factor makes at most, and the data column behind it when a factor's."""
+    col = expr if expr in frame.columns else None
+    if col is None:
+        m = _FACTOR_CALLS.match(expr)
+        if m is None or m.group(1) not in frame.columns:
+            return 1, None
+        col = m.group(1)
+    elif pd.api.types.is_numeric_dtype(frame[col].dtype) and not pd.api.types.is_bool_dtype(frame[col].dtype):
+        return 1, None
+    values = frame[col]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return len(values.dtype.categories), col
+    return int(values.nunique()), col
+
+
+def _check_size(code: str, frame: pd.DataFrame, where: str) -> None:
+    """Refuse a dense matrix over :data:`MAX_DENSE_BYTES` before building it.
+
+    Counts each term's columns from its factors' levels (no one-hot encoding),
+    so that 50,000 levels on 200,000 rows are refused in milliseconds.
+    """
+    try:
+        terms = _parse(code)
+        terms = terms.rhs if hasattr(terms, "rhs") else terms
+    except Exception:
+        return  # formulaic reports a bad expression when it builds it
+    n = len(frame)
+    total, worst = 0, (0, None, 0)
+    for term in terms:
+        width, culprit, levels = 1, None, 0
+        for fa in term.factors:
+            w, col = _factor_width(fa.expr, frame)
+            width *= w
+            if col is not None and w > levels:
+                culprit, levels = col, w
+        total += width
+        if culprit is not None and width > worst[0]:
+            worst = (width, culprit, levels)
+    need = n * total * 8
+    if need <= MAX_DENSE_BYTES or worst[1] is None:
+        return
+    col, levels = worst[1], worst[2]
+    raise DesignError(
+        f"{where}: column {col!r} is a factor with {levels} levels, which with {n} rows would make a dense "
+        f"{n} x {total} matrix ({need / 2**30:.1f} GiB at 8 bytes a value), over bayesmer's limit of "
+        f"{MAX_DENSE_BYTES / 2**30:g} GiB; model it as a grouping factor, (1 | {col}), or merge its levels"
+    )
+
+
 def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     """Build the design of ``formula`` on ``data``.
 
@@ -760,7 +1057,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     data : DataFrame, or data not in memory
         One row per observation. Grouping columns are read as categorical
-        whatever their dtype. A path or glob of Parquet files, a Dask, Polars
+        whatever their dtype. pandas' extension dtypes (``Int64``,
+        ``Float64``, ``boolean``, ``string``/``str``, ``category``,
+        pyarrow-backed ones) are read as the NumPy dtype with the same values
+        would be, ``pd.NA`` as a missing value. A path or glob of Parquet files, a Dask, Polars
         or Spark DataFrame, a Polars LazyFrame or a DuckDB relation gives a
         design without rows, its statistics computed where the data live
         (:func:`bayesmer.sources.build_source_design`).
@@ -772,7 +1072,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     Raises
     ------
     FormulaError, DesignError
-        Naming the column, term or level at fault.
+        Naming the column, term or level at fault; a fixed factor (or a
+        random-effect term's columns) whose dense matrix would pass
+        :data:`MAX_DENSE_BYTES` is refused before it is built, naming the
+        column, its level count and the size.
 
     Warns
     -----
@@ -811,6 +1114,7 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         frame = frame.loc[complete]
     if len(frame) == 0:
         raise DesignError("no rows left after removing rows with missing values")
+    frame = plain_frame(frame)  # complete rows: an Int64 column stays integer
 
     resp_cols = _required(f.response)
     for name in resp_cols:
@@ -822,6 +1126,9 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     logical = _logical(frame)
     fixed_code, _ = to_formulaic(f.fixed, logical)
     fixed_expr = f"{factor_code(f.response)} ~ {fixed_code}"
+    _check_size(fixed_expr, frame, "the fixed effects")
+    for t in f.random:
+        _check_size(to_formulaic(t.expr, logical)[0], frame, f"random-effect term {t}")
     simple = _simple_fixed(fixed_expr, frame)
     if simple is not None:
         y, X, raw_names = simple
@@ -854,6 +1161,9 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
             )
 
     n = len(frame)
+    exprs = [f.fixed, *f.offset, *(t.expr for t in f.random)]
+    grouping = {c for t in f.random for c in t.factors} | {c for c in used if _factor_only(c, exprs)}
+    columns = tuple(_column(frame[c], c in grouping) for c in used if isinstance(frame[c], pd.Series))
     # Terms from ``||`` or ``/`` share expressions and grouping factors: each
     # distinct one is built once (the arrays are shared, never written to).
     groupings: dict[tuple[str, ...], tuple] = {}
@@ -882,6 +1192,7 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         aliased=tuple(aliased),
         fixed_spec=fixed_spec,
         offset=offset,
+        columns=columns,
     )
 
 
@@ -956,25 +1267,54 @@ def _term_matrix(t: RandomTerm, frame: pd.DataFrame):
     return Z, tnames, spec
 
 
+def _from_formulaic(exc: Exception, what: str) -> DesignError:
+    """formulaic's error building ``what`` as a DesignError: ours when it wraps one, else its message."""
+    inner = exc
+    while inner is not None and not isinstance(inner, DesignError):
+        inner = inner.__cause__ or inner.__context__
+    if inner is not None:
+        return inner
+    return DesignError(f"cannot build {what} for new data: {exc}")
+
+
 def new_data(design: Design, data: pd.DataFrame) -> NewData:
     """Rebuild the design's matrices on ``data`` (e.g. for prediction).
 
-    Levels of a grouping factor the design has not seen get code -1. Missing
-    values are an error here: a prediction is wanted for every row.
+    New data are read as the training data were (:attr:`Design.columns`): a
+    factor's value is matched to a level by value whatever its dtype (``4``,
+    ``4.0``, ``"4"`` and a categorical ``4`` all mean level ``"4"``: see
+    :func:`level_key`), so a fit and its reloaded copy read the same data
+    alike. Levels of a grouping factor the design has not seen get code -1.
+
+    Raises
+    ------
+    DesignError
+        A missing column; a missing value outside the grouping columns; a
+        value that is not a level of a fixed-effect factor, or a string in a
+        numeric column; naming the column and the value.
     """
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"new data must be a pandas DataFrame, not {type(data).__name__}")
     # Every name the formula's code reads must be a column here: formulaic would
     # look a missing one up in its context and in Python's builtins.
     f = design.formula
-    needed = set(_required(f.fixed)).union(*(_required(o) for o in f.offset), *(_required(t.expr) for t in f.random))
-    missing = sorted(str(c) for c in needed if c not in data.columns)
-    if missing:
-        raise DesignError(f"new data lacks column(s) {missing} that the formula reads")
+    infos = {c.name: c for c in design.columns}
+    needed: dict[str, str] = {}
+    for expr, where in [(f.fixed, "the fixed effects")] + [(o, f"offset({o})") for o in f.offset] + [
+        (t.expr, f"random-effect term {t.label}") for t in design.terms
+    ]:
+        for name in sorted(_required(expr)):
+            needed.setdefault(name, where)
+    for name, where in needed.items():
+        if name not in data.columns:
+            raise DesignError(f"new data lacks column {name!r}, which {where} read(s)")
+    exprs = [f.fixed, *f.offset, *(t.expr for t in design.terms)]
+    frame = pd.DataFrame({c: _read_new(infos.get(c), data[c], w, _factor_only(c, exprs)) for c, w in needed.items()},
+                         index=data.index)
     try:
-        X = np.asarray(design.fixed_spec.get_model_matrix(data, na_action="raise", context=CONTEXT), dtype=float)
+        X = np.asarray(design.fixed_spec.get_model_matrix(frame, na_action="raise", context=CONTEXT), dtype=float)
     except Exception as exc:
-        raise DesignError(f"cannot build the fixed effects for new data: {exc}") from exc
+        raise _from_formulaic(exc, "the fixed effects") from None
     logical = _logical(design.frame) if design.frame is not None else design.source[1].logical
     labels = _r_names_for(design.formula.fixed, logical)
     keep = [c for c in design.fixed_spec.column_names if _r_column(c, labels) in design.fixed_names]
@@ -989,21 +1329,70 @@ def new_data(design: Design, data: pd.DataFrame) -> NewData:
         offset = np.zeros(len(data))
         for o, spec in zip(design.formula.offset, specs):
             try:
-                offset += np.asarray(spec.get_model_matrix(data, na_action="raise", context=CONTEXT),
+                offset += np.asarray(spec.get_model_matrix(frame, na_action="raise", context=CONTEXT),
                                      dtype=float)[:, 0]
             except Exception as exc:
-                raise DesignError(f"cannot build offset({o}) for new data: {exc}") from exc
-    codes, Zs = [], []
+                raise _from_formulaic(exc, f"offset({o})") from None
+    codes, Zs, keys = [], [], []
     for term in design.terms:
         for name in term.factors:
             if name not in data.columns:
                 raise DesignError(f"new data lacks grouping column {name!r} of term {term.label}")
-        keys = data[list(term.factors)].astype(str).agg(":".join, axis=1)
+        key = _group_keys(term, infos, data)
         lookup = {lev: i for i, lev in enumerate(term.levels)}
-        codes.append(np.array([lookup.get(k, -1) for k in keys], dtype=np.int64))
+        codes.append(np.fromiter((lookup.get(k, -1) for k in key), dtype=np.int64, count=len(key)))
+        keys.append(key)
         try:
-            Zs.append(np.asarray(term.spec.get_model_matrix(data, na_action="raise", context=CONTEXT),
+            Zs.append(np.asarray(term.spec.get_model_matrix(frame, na_action="raise", context=CONTEXT),
                                  dtype=float))
         except Exception as exc:
-            raise DesignError(f"cannot build {term.label} for new data: {exc}") from exc
-    return NewData(X, tuple(codes), tuple(Zs), offset)
+            raise _from_formulaic(exc, term.label) from None
+    return NewData(X, tuple(codes), tuple(Zs), offset, tuple(keys))
+
+
+def _group_keys(term: ReTerm, infos: dict, data: pd.DataFrame) -> np.ndarray:
+    """Each new row's level name of ``term``'s grouping factor: the training level's name
+    (as :func:`_factor_codes` spells it) where the value matches one by value, else the value's key."""
+    parts = []
+    for name in term.factors:
+        col = _plain(data[name])
+        info = infos.get(name)
+        if info is None or not info.levels:
+            parts.append(col.astype(object).map(lambda v: None if level_key(v) is None else str(v)).to_numpy())
+            continue
+        idx, key = _match(info, col)
+        names = np.array([str(v) for v in info.levels] + [None], dtype=object)
+        parts.append(np.where(idx >= 0, names[idx], key))
+    if len(parts) == 1:
+        return parts[0]
+    out = parts[0].astype(object)
+    for p in parts[1:]:
+        out = np.array([None if a is None or b is None else f"{a}:{b}" for a, b in zip(out, p)], dtype=object)
+    return out
+
+
+#: a column past this magnitude is named when a criterion is not finite: its
+#: squares (1e16 and up) leave no digits for the rest of a double's sums
+_HUGE = 1e8
+
+
+def nonfinite_advice(design: Design) -> str:
+    """What to change when a fit's criterion is not finite: the columns of huge
+    magnitude in X and the random-effect terms, named, or a general hint."""
+    found = []
+    if design.X is not None:
+        for name, v in zip(design.fixed_names, np.abs(design.X).max(axis=0, initial=0.0)):
+            if name != "(Intercept)" and v > _HUGE:
+                found.append((v, f"{name!r} (fixed effects)"))
+    for t in design.terms:
+        if t.Z is None:
+            continue
+        for name, v in zip(t.terms, np.abs(t.Z).max(axis=0, initial=0.0)):
+            if name != "(Intercept)" and v > _HUGE:
+                found.append((v, f"{name!r} (in {t.label})"))
+    if not found:
+        return ("look for columns of extreme magnitude or values that make the model degenerate, "
+                "and centre or scale the predictors")
+    found.sort(reverse=True)
+    shown = ", ".join(f"{what} reaches {v:.3g}" for v, what in found[:3])
+    return f"column(s) of huge magnitude: {shown}; centre or scale them (scale(x), or I(x - mean))"

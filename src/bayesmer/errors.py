@@ -9,7 +9,8 @@ also derives from the builtin a caller would expect (``ValueError``...), so
 
 from __future__ import annotations
 
-__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError", "SaveError", "SamplingError"]
+__all__ = ["BayesmerError", "SettingsError", "PredictionError", "LoadError", "SaveError", "SamplingError",
+           "FitError"]
 
 
 class BayesmerError(Exception):
@@ -37,3 +38,8 @@ class SaveError(BayesmerError, OSError):
 
 class SamplingError(BayesmerError, RuntimeError):
     """Draws that are not a posterior sample (NaN in the sampled variables, fewer draws than asked)."""
+
+
+class FitError(BayesmerError, RuntimeError):
+    """A point fit (REML/ML, glmer's Laplace) that has no answer on these data: a
+    criterion that is not finite, perfect separation; the message says what to change."""

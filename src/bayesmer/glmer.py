@@ -38,14 +38,15 @@ import scipy.optimize as sopt
 import scipy.sparse as sp
 import scipy.stats as st
 
-from .design import Design, DesignError, ReTerm, _grouping, build_design
+from .design import Design, DesignError, ReTerm, _grouping, build_design, nonfinite_advice, plain_frame
+from .errors import FitError
 from .family import Family, FamilyError, as_binary, get_family
 from .formula import Call, Formula, FormulaError, Name, check_value, deparse, evaluate, parse_formula, parse_r
 from ._threads import one_blas_thread
 from .protocol import varcorr_table
 from .engine.theta import theta_to_T as _theta_to_T, tri_index as _tri_index
 
-__all__ = ["GlmerFit", "glmer", "FamilyError"]
+__all__ = ["GlmerFit", "glmer", "FamilyError", "PirlsError", "SeparationError"]
 
 _SINGULAR_TOL = 1e-4  # lme4's isSingular
 _BOUNDARY_TOL = 1e-5  # glmerControl(boundary.tol)
@@ -58,8 +59,16 @@ _RESPONSE = "_glmer_response_"  # the placeholder column build_design reads
 RESPONSE_COLUMN = _RESPONSE
 
 
-class PirlsError(RuntimeError):
-    """PIRLS found no conditional mode (the linear predictor diverged)."""
+class PirlsError(FitError):
+    """PIRLS found no conditional mode (the linear predictor diverged).
+
+    A :class:`~bayesmer.errors.FitError` (so a ``RuntimeError`` as before).
+    """
+
+
+class SeparationError(PirlsError):
+    """A binomial (or Poisson) fit without a finite optimum: a fixed-effect column
+    or factor level perfectly (or quasi-) separates the responses; the message names it."""
 
 
 # --------------------------------------------------------------------------
@@ -836,6 +845,8 @@ class GlmerFit:
     _u: np.ndarray = field(repr=False, default=None)
     _mu: np.ndarray = field(repr=False, default=None)
     _hessian: np.ndarray = field(repr=False, default=None)
+    #: why the Laplace fit failed, for the stand-in :func:`bayesmer.fit` samples from (see :func:`failed_fit`)
+    failed: str | None = None
 
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -1024,11 +1035,14 @@ def glmm_design(formula, data: pd.DataFrame, family: Family, weights=None, offse
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     lhs, f = _split_response(formula)
-    resp = _response(lhs, data, fam, weights)
+    # pandas' extension dtypes (Int64, string, pyarrow's) as NumPy's, pd.NA as NaN, for the
+    # response, weights and offset; build_design reads its columns so itself, after dropping rows
+    plain = plain_frame(data)
+    resp = _response(lhs, plain, fam, weights)
     if offset is None:
         off_all = np.zeros(len(data))
     elif isinstance(offset, str):
-        off_all = _evaluate(offset, data, f"offset {offset!r}")
+        off_all = _evaluate(offset, plain, f"offset {offset!r}")
     else:
         off_all = np.asarray(offset, dtype=float).reshape(-1)
         if off_all.shape[0] != len(data):
@@ -1041,7 +1055,7 @@ def glmm_design(formula, data: pd.DataFrame, family: Family, weights=None, offse
     fam.validate(y, wt, resp.label, data.index[pos])
     text = f"{formula} {weights if isinstance(weights, str) else ''} {offset if isinstance(offset, str) else ''}"
     cols = [c for c in data.columns if re.search(r"(?<![\w.])" + re.escape(str(c)) + r"(?![\w.])", text)]
-    frame = data.iloc[pos][cols].copy()
+    frame = plain_frame(data.iloc[pos][cols]).copy()
     specs = []
     for arg, name in ((weights, "(weights)"), (offset, "(offset)")):
         if arg is None or isinstance(arg, str):
@@ -1097,12 +1111,20 @@ def glmer(
     FamilyError
         For an unknown family or link, or a response outside the family's
         range, naming the column and the rows.
+    SeparationError
+        A column or factor level perfectly separates the responses and the
+        linear predictor diverges (a :class:`PirlsError`), naming it.
+    FitError
+        Another fit without a finite deviance (:class:`PirlsError` when PIRLS
+        diverged), naming columns of huge magnitude.
 
     Warns
     -----
     UserWarning
         lme4's: a singular (boundary) fit, a failed convergence check, a
-        non-positive-definite Hessian, predictors on very different scales.
+        non-positive-definite Hessian, predictors on very different scales;
+        quasi-separation by a factor level whose responses are all 0 or all 1
+        (its estimate is then unbounded).
 
     Examples
     --------
@@ -1127,7 +1149,12 @@ def fit_glmer(gd: GlmmData, tol_pwrss: float = 1e-7) -> GlmerFit:
     ks = [t.k for t in terms]
     lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in (_tri_index(k) for k in ks)])
     with one_blas_thread():
-        x, fx, g, H, message = _optimize(prob, lower)
+        try:
+            x, fx, g, H, message = _optimize(prob, lower)
+        except PirlsError as exc:
+            raise _diverged(gd, exc) from None
+        if not np.isfinite(fx):
+            raise _diverged(gd, FitError(f"the Laplace deviance is {fx} at the optimum"))
         nth = prob.nth
         theta, beta = x[:nth], x[nth:]
         final = prob.pirls(theta, beta)
@@ -1135,6 +1162,10 @@ def fit_glmer(gd: GlmmData, tol_pwrss: float = 1e-7) -> GlmerFit:
     messages: list[str] = []
     singular = bool(np.any(theta[lower == 0] < _SINGULAR_TOL))
     converged = True
+    for sentence in separation(X, design.fixed_names, y, wt, fam):
+        # the optimiser stopped somewhere on a ridge running off to infinity: say why
+        messages.append(f"{sentence}: its estimate is unbounded (the maximum-likelihood estimate is infinite); "
+                        f"{_PRIOR_HINT}")
     if singular:
         messages.append(_SINGULAR_MSG)
     else:
@@ -1181,6 +1212,97 @@ def fit_glmer(gd: GlmmData, tol_pwrss: float = 1e-7) -> GlmerFit:
     for m in messages:
         warnings.warn(m, UserWarning, stacklevel=3)
     return fit
+
+
+_PRIOR_HINT = ("bayesmer.fit with a proper prior on the fixed effects (e.g. priors={'b': 'Normal(0, 2.5)'}) "
+               "still has a posterior; or merge or drop the level")
+
+
+def separation(X: np.ndarray, names, y: np.ndarray, wt: np.ndarray, family: Family) -> list[str]:
+    """The fixed-effect columns that separate the responses, found cheaply.
+
+    A 0/1 column (a factor level, a logical) whose rows' responses are all 0 or
+    all 1 (Poisson: all 0) is quasi-separation: its coefficient runs off to
+    infinity. A numeric column above which every response is 1 and below
+    which every one is 0 (or the reverse) is complete separation (quasi
+    where the two groups touch). Returns one sentence per column; empty when
+    none is found (separation by a combination of columns is not looked for).
+    """
+    keep = wt > 0
+    X, y = np.asarray(X, dtype=float)[keep], np.asarray(y, dtype=float)[keep]
+    zero, one = y <= 0, (y >= 1) if family.name == "binomial" else np.zeros(len(y), bool)
+    found = []
+    for j, name in enumerate(names):
+        if name == "(Intercept)":
+            continue
+        x = X[:, j]
+        if np.all((x == 0) | (x == 1)):
+            on = x == 1
+            if 0 < on.sum() < len(x):
+                for mask, v in ((zero, 0), (one, 1)):
+                    if mask[on].all():
+                        found.append(f"quasi-separation by {name!r}: all {int(on.sum())} responses where it is 1 "
+                                     f"are {v}")
+                        break
+            continue
+        if family.name != "binomial" or not (zero | one).all() or not zero.any() or not one.any():
+            continue
+        lo0, hi0, lo1, hi1 = x[zero].min(), x[zero].max(), x[one].min(), x[one].max()
+        for a, b, above in ((hi0, lo1, 1), (hi1, lo0, 0)):
+            if a <= b:
+                kind = "perfect separation" if a < b else "quasi-separation"
+                found.append(f"{kind} by {name!r}: every response is {above} where {name} >= {b:.4g} and "
+                             f"{1 - above} where {name} <= {a:.4g}")
+                break
+    return found
+
+
+def failed_fit(gd: GlmmData, exc: Exception) -> GlmerFit:
+    """A stand-in for a Laplace fit that has no finite optimum (separation), for :func:`bayesmer.fit`.
+
+    The posterior with proper priors exists where the likelihood's maximum
+    does not; the chains then start from the response's mean on the link
+    scale (the intercept), zero for the other fixed effects and the random
+    effects, and unit SDs. Every estimate it reports is NaN; ``failed`` holds
+    the error.
+    """
+    fam, y, wt, off, X = gd.family, gd.y, gd.weights, gd.offset, gd.X
+    names = pd.Index(gd.fixed_names)
+    beta = np.zeros(len(names))
+    if "(Intercept)" in names:
+        mean = float(np.sum(wt * y) / max(np.sum(wt), 1e-300))
+        mean = min(max(mean, 0.05), 0.95) if fam.name == "binomial" else max(mean, 0.05)
+        beta[list(names).index("(Intercept)")] = float(fam.link.linkfun(np.array([mean]))[0])
+    ks = [t.k for t in gd.terms]
+    theta = np.concatenate([np.eye(k)[_tri_index(k)] for k in ks])
+    q = sum(t.n_levels * t.k for t in gd.terms)
+    nan = float("nan")
+    ngroups: dict[str, int] = {}
+    for t in gd.terms:
+        ngroups.setdefault(t.group, t.n_levels)
+    return GlmerFit(
+        formula=gd.formula, family=fam, design=gd.design, terms=gd.terms, y=y, weights=wt, offset=off,
+        fixef=pd.Series(beta, index=names, name="Estimate"),
+        se=pd.Series(np.full(len(names), nan), index=names.copy(), name="Std. Error"),
+        theta=theta, minus2loglik=nan, deviance=nan, loglik=nan, aic=nan, bic=nan,
+        df_resid=int(len(y) - len(names) - len(theta)), singular=False, converged=False, messages=(str(exc),),
+        nobs=len(y), ngroups=ngroups, n_evaluations=0, weights_label=gd.weights_spec, offset_label=gd.offset_spec,
+        _vcov=np.full((len(names), len(names)), nan), _u=np.zeros(q), _mu=fam.link.linkinv(X @ beta + off),
+        failed=str(exc),
+    )
+
+
+def _diverged(gd: GlmmData, exc: Exception) -> FitError:
+    """The error for a Laplace fit that failed: separation named when it is found, else PIRLS's own."""
+    found = separation(gd.X, gd.fixed_names, gd.y, gd.weights, gd.family)
+    if found:
+        return SeparationError(
+            f"glmer cannot fit {gd.formula!r}: {'; '.join(found[:3])}. The maximum-likelihood estimate is "
+            f"infinite (the linear predictor diverged: {exc}); {_PRIOR_HINT}"
+        )
+    cls = PirlsError if isinstance(exc, PirlsError) else FitError
+    return cls(f"glmer cannot fit {gd.formula!r}: {exc}. Perfect separation by a combination of columns, or "
+               f"columns of extreme magnitude, make the linear predictor diverge; {nonfinite_advice(gd.design)}")
 
 
 def _check_scale(X: np.ndarray) -> None:

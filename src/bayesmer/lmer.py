@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ._threads import one_blas_thread
-from .design import Design, build_design
+from .design import Design, build_design, nonfinite_advice
+from .errors import FitError
 from .engine.optimize import OptSettings, OptSummary, optimize
 from .engine.profiled import Profiled, estimates
 from .engine.theta import theta_lower
@@ -420,6 +421,12 @@ def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSe
     -------
     RemlFit
 
+    Raises
+    ------
+    FitError
+        When the criterion is not finite at the optimum (lme4 stops with an
+        error there too), naming columns of huge magnitude to rescale.
+
     Warns
     -----
     UserWarning
@@ -440,6 +447,12 @@ def fit_reml(design: Design, method: str = "REML", settings: OptSettings = OptSe
     prob = Profiled.from_design(design, reml=method == "REML")
     with one_blas_thread():
         opt = optimize(prob, design, settings)
+        if not np.isfinite(opt.fval):
+            # lme4 stops with an error here; a fit at θ's start with an infinite criterion is no fit
+            raise FitError(
+                f"the {method} criterion is {opt.fval} at θ = {np.round(opt.theta, 6).tolist()}: the model "
+                f"cannot be fitted as the data stand; {nonfinite_advice(design)}"
+            )
         est = estimates(prob, opt.theta)
     theta, fval, converged, message = opt.theta, opt.fval, opt.converged, opt.message
     beta, vcov, sigma, bs, cvs, Ts = est.beta, est.vcov, est.sigma, est.modes, est.cond_cov, est.Ts

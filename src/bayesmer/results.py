@@ -305,11 +305,13 @@ class BayesFit:
     def _glmm_scalars(self, post, add, keys, data, reml_v, reml_se):
         """:meth:`_scalars` beside glmer's Laplace fit: its estimates and fixed-effect SEs, no sigma."""
         m, r = self.built, self.reml
+        failed = getattr(r, "failed", None) is not None  # glmer found no optimum: NaN, not its start values
         for name in self.design.fixed_names:
-            add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}), r.fixef[name], r.se[name])
+            add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}), np.nan if failed else r.fixef[name],
+                r.se[name])
         covs = r.cov_matrices()
         for t in self.glmm.terms:
-            C = covs[t.name]
+            C = covs[t.name] * (np.nan if failed else 1.0)
             rsd = np.sqrt(np.maximum(np.diag(C), 0.0))
             sd = post[m.sd[t.name]]
             for i, col in enumerate(t.terms):
@@ -617,13 +619,24 @@ class BayesFit:
         sample_new_groups: bool = True,
         seed: int | None = None,
         summary: bool = False,
+        offset=None,
+        weights=None,
     ):
         """Posterior draws of the mean or of new responses on ``newdata``, in a DataTree.
 
         Parameters
         ----------
         newdata : DataFrame, optional
-            Defaults to the fitted data.
+            Defaults to the fitted data. Read as the fitted data were: a
+            factor's value is matched to a fitted level by value whatever its
+            dtype (``4``, ``4.0``, ``"4"`` and a categorical ``4`` all mean
+            level ``"4"``); a value that is not a level of a fixed-effect
+            factor, a string in a numeric column or a missing value outside the
+            grouping columns raises :class:`~bayesmer.DesignError` naming the
+            column and the value. A binomial or Poisson model reads its new
+            rows' offset (the formula's ``offset()`` and ``offset=`` given as a
+            column or expression) and, for ``kind="response"``, its trials
+            (the ``cbind`` total, ``weights=``) from ``newdata``.
         kind : {"mean", "response", "link"}
             ``"link"``: the linear predictor ``X beta + Z b`` (+ offset);
             ``"mean"``: the expected response, its inverse link (variable
@@ -642,6 +655,11 @@ class BayesFit:
             For the effects of new levels and the noise of ``"response"``.
         summary : bool
             Return a DataFrame (mean, sd, hdi_3%, hdi_97% per row) instead.
+        offset, weights : str or array-like, optional
+            Binomial and Poisson models: the new rows' ``offset=`` and
+            ``weights=`` as :func:`bayesmer.fit` takes them (a column of
+            ``newdata`` or one value per row), in place of the fit's own
+            spelling; needed when the fit was given arrays.
 
         Returns
         -------
@@ -674,7 +692,11 @@ class BayesFit:
         if kind not in PREDICTION_KINDS:
             raise PredictionError(f"kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")
         if self.glmm is not None:
-            return _predict_glmm(self, newdata, kind, include_random, sample_new_groups, seed, summary)
+            return _predict_glmm(self, newdata, kind, include_random, sample_new_groups, seed, summary,
+                                 offset, weights)
+        if offset is not None or weights is not None:
+            raise PredictionError("offset= and weights= are for binomial and Poisson fits; a Gaussian model's "
+                                  "offset is the formula's offset(...), read from newdata")
         d, m = self.design, self.built
         post = self.idata["posterior"].to_dataset()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -705,14 +727,13 @@ class BayesFit:
         Zs, codes, bs = [], [], []
         extra = np.zeros((S, len(df)))
         if include_random:
-            for t, c, Z in zip(d.terms, nd.codes, nd.Z):
+            for t, c, Z, keys in zip(d.terms, nd.codes, nd.Z, nd.keys):
                 b = _stack(post, m.b[t.name])
                 unknown = missing_group[t.name]
                 new = (c < 0) & ~unknown
                 c = c.copy()
                 if new.any():
-                    keys = filled[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
-                    new_keys, inv = np.unique(keys[new], return_inverse=True)
+                    new_keys, inv = np.unique(keys[new].astype(str), return_inverse=True)
                     if not sample_new_groups:
                         raise PredictionError(
                             f"newdata has level(s) of {t.group} not in the fitted data: "
@@ -1027,13 +1048,94 @@ class BayesFit:
         return dataclasses.replace(self, idata=new)
 
 
-def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary):
+def _new_values(spec, df: pd.DataFrame, what: str, arg: str) -> np.ndarray:
+    """A GLMM's ``offset=`` or ``weights=`` on new rows: a column or expression of ``df``, or one value per row."""
+    from .glmer import _evaluate
+
+    if isinstance(spec, str):
+        try:
+            values = _evaluate(spec, df)
+        except Exception as exc:
+            raise PredictionError(f"cannot read the {what} {spec!r} ({arg}=) from newdata: {exc}") from None
+    else:
+        values = np.asarray(spec, dtype=float).reshape(-1)
+        if values.shape[0] != len(df):
+            raise PredictionError(f"{arg}= has {values.shape[0]} values for {len(df)} rows of newdata")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise PredictionError(f"the {what} of newdata's row {df.index[int(np.flatnonzero(bad)[0])]!r} is "
+                              f"{values[bad][0]}; give a finite value for every row")
+    return values
+
+
+def _array_spec(spec, arg: str, df: pd.DataFrame):
+    """The fit's ``offset=``/``weights=`` as newdata gives it: its column or expression, or, for a
+    fit given an array, newdata's ``(offset)``/``(weights)`` column; else say what to pass."""
+    if spec is None or spec not in (f"({arg})",):
+        return spec
+    if spec in df.columns:
+        return spec
+    raise PredictionError(f"the fit's {arg}= was an array, so newdata cannot name it: pass "
+                          f"predict(newdata, {arg}=...) with one value per row (or a column name)")
+
+
+def _new_offset(gd, df: pd.DataFrame, offset) -> np.ndarray:
+    """The ``offset=`` part of new rows' offset (the formula's is :func:`new_data`'s)."""
+    spec = offset if offset is not None else _array_spec(gd.offset_spec, "offset", df)
+    return np.zeros(len(df)) if spec is None else _new_values(spec, df, "offset", "offset")
+
+
+def _new_trials(gd, df: pd.DataFrame, weights) -> np.ndarray:
+    """A binomial model's trials on new rows: the ``cbind`` total times the prior weights.
+
+    A column of the response that newdata lacks (the successes of ``cbind(s, n - s)``)
+    may be left out when the total does not depend on it (``s + (n - s)``).
+    """
+    import re
+
+    from .glmer import _evaluate, _split_args
+
+    spec = weights if weights is not None else _array_spec(gd.weights_spec, "weights", df)
+    prior = np.ones(len(df)) if spec is None else _new_values(spec, df, "weights (trials)", "weights")
+    m = re.fullmatch(r"cbind\s*\((.*)\)", gd.label)
+    if not m:
+        return prior
+    args = _split_args(m.group(1))
+    read = [c for c in gd.frame.columns if isinstance(c, str) and re.search(
+        r"(?<![\w.])" + re.escape(c) + r"(?![\w.])", m.group(1))]
+    absent = [c for c in read if c not in df.columns]
+
+    def total(fill):
+        frame = df.assign(**{c: fill for c in absent}) if absent else df
+        try:
+            return sum(_evaluate(a, frame) for a in args)
+        except Exception as exc:
+            raise PredictionError(f"cannot read the trials {' + '.join(args)} of the response {gd.label!r} "
+                                  f"from newdata: {exc}") from None
+
+    trials = total(0.0)
+    if absent and not np.allclose(trials, total(1.0), rtol=0, atol=1e-9):
+        raise PredictionError(
+            f"kind='response' draws binomial counts out of each new row's trials, the total of {gd.label!r}: "
+            f"newdata lacks column(s) {', '.join(map(repr, absent))} it needs"
+        )
+    bad = ~np.isfinite(trials) | (trials < 0)
+    if bad.any():
+        raise PredictionError(f"the trials of newdata's row {df.index[int(np.flatnonzero(bad)[0])]!r} are "
+                              f"{trials[bad][0]}; they must be finite and non-negative")
+    return trials * prior
+
+
+def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary,
+                  offset=None, weights=None):
     """BayesFit.predict for a binomial or Poisson fit (see there)."""
     gd, m = fit.glmm, fit.built
     post = fit.idata["posterior"].to_dataset()
     S = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
     if newdata is None:
+        if offset is not None or weights is not None:
+            raise PredictionError("offset= and weights= are for newdata; the fitted rows have their own")
         new, df = gd, gd.frame
     else:
         if not isinstance(newdata, pd.DataFrame):
@@ -1049,12 +1151,14 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
         nd = new_data(gd.design, df)
         X = nd.X
         off = np.zeros(len(df)) if nd.offset is None else np.asarray(nd.offset, dtype=float)
-        weights = np.ones(len(df))
+        off = off + _new_offset(gd, df, offset)
+        if kind == "response" and gd.family.name == "binomial":
+            weights = _new_trials(gd, df, weights)
         Zs, codes, bs = [], [], []
         if include_random:
             if len(gd.terms) != len(gd.design.terms):
                 raise PredictionError("prediction on new data with a one-level-per-row term is not supported")
-            for t, c, Z in zip(gd.terms, nd.codes, nd.Z):
+            for t, c, Z, keys in zip(gd.terms, nd.codes, nd.Z, nd.keys):
                 b = _stack(post, m.b[t.name])
                 new_lv = c < 0
                 c = c.copy()
@@ -1064,8 +1168,7 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
                             f"newdata has level(s) of {t.group} not in the fitted data; pass "
                             "sample_new_groups=True to draw their effects from the population"
                         )
-                    keys = df[list(t.factors)].astype(str).agg(":".join, axis=1).to_numpy()
-                    new_keys, inv = np.unique(keys[new_lv], return_inverse=True)
+                    new_keys, inv = np.unique(keys[new_lv].astype(str), return_inverse=True)
                     L = fit.cov_factor(t.name)
                     z = rng.standard_normal((S, len(new_keys), t.k))
                     b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
