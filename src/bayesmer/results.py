@@ -1054,7 +1054,7 @@ def _new_values(spec, df: pd.DataFrame, what: str, arg: str) -> np.ndarray:
 
     if isinstance(spec, str):
         try:
-            values = _evaluate(spec, df)
+            values = _evaluate(spec, df, f"{arg}= {spec!r}")
         except Exception as exc:
             raise PredictionError(f"cannot read the {what} {spec!r} ({arg}=) from newdata: {exc}") from None
     else:
@@ -1091,27 +1091,25 @@ def _new_trials(gd, df: pd.DataFrame, weights) -> np.ndarray:
     A column of the response that newdata lacks (the successes of ``cbind(s, n - s)``)
     may be left out when the total does not depend on it (``s + (n - s)``).
     """
-    import re
-
-    from .glmer import _evaluate, _split_args
+    from .formula import Call, deparse, variables
+    from .glmer import _evaluate, _lhs
 
     spec = weights if weights is not None else _array_spec(gd.weights_spec, "weights", df)
     prior = np.ones(len(df)) if spec is None else _new_values(spec, df, "weights (trials)", "weights")
-    m = re.fullmatch(r"cbind\s*\((.*)\)", gd.label)
-    if not m:
+    node = _lhs(gd.label)  # parsed as the fit parsed it: never evaluated as Python
+    if not (isinstance(node, Call) and node.fn == "cbind"):
         return prior
-    args = _split_args(m.group(1))
-    read = [c for c in gd.frame.columns if isinstance(c, str) and re.search(
-        r"(?<![\w.])" + re.escape(c) + r"(?![\w.])", m.group(1))]
+    args = [a for _, a in node.args]
+    read = sorted(set().union(*(variables(a) for a in args)) & set(map(str, gd.frame.columns)))
     absent = [c for c in read if c not in df.columns]
 
     def total(fill):
         frame = df.assign(**{c: fill for c in absent}) if absent else df
         try:
-            return sum(_evaluate(a, frame) for a in args)
+            return sum(_evaluate(a, frame, f"the response {gd.label!r}") for a in args)
         except Exception as exc:
-            raise PredictionError(f"cannot read the trials {' + '.join(args)} of the response {gd.label!r} "
-                                  f"from newdata: {exc}") from None
+            raise PredictionError(f"cannot read the trials {' + '.join(map(deparse, args))} of the response "
+                                  f"{gd.label!r} from newdata: {exc}") from None
 
     trials = total(0.0)
     if absent and not np.allclose(trials, total(1.0), rtol=0, atol=1e-9):
