@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 
 from . import _kernel
 from .collapsed import CollapsedStats
@@ -41,13 +40,10 @@ class Factorization:
     L22: np.ndarray
 
     def s_inverse(self, symmetric: bool = False) -> np.ndarray:
-        """S⁻¹ of the dense block from its factor (LAPACK for large blocks): its lower
+        """S⁻¹ of the dense block from its factor (LAPACK's dpotri for large blocks): its lower
         triangle, which is what the kernel reads, or the whole matrix."""
-        m = self.L22.shape[0]
-        if m <= _kernel.DENSE_LOOP_MAX:
-            return _kernel.sinv_from_chol(self.L22)
-        inv = sla.lapack.dpotri(self.L22, lower=1)[0]
-        if symmetric:
+        inv = _kernel.sinv_from_chol(self.L22)
+        if symmetric and self.L22.shape[0] > _kernel.DENSE_LOOP_MAX:
             inv = np.tril(inv) + np.tril(inv, -1).T
         return inv
 
@@ -70,11 +66,7 @@ def factorize(stats: CollapsedStats, theta: np.ndarray, ks, rhs) -> Factorizatio
     ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = _kernel.factor_a(Tall, np.zeros(0), R1, R2, RR, st)
     if not ok:
         return None
-    if S.shape[0] <= _kernel.DENSE_LOOP_MAX:
-        ok, L22 = _kernel.chol_small(S)
-    else:
-        L22, info = sla.lapack.dpotrf(S, lower=1, clean=1)
-        ok = info == 0
+    ok, L22 = _kernel.chol_dense(S)
     if not ok:
         return None
     logdet, Pen, U1, U2 = _kernel.factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, 0)
@@ -120,18 +112,7 @@ class Profiled:
         Tall = self.stats.pack_T(theta_to_T(theta, self.ks))
         st = self.stats.kernel_stats()
         R1, R2, RR = self.rhs
-        if self.stats.q2 <= _kernel.DENSE_LOOP_MAX:
-            d, gT = _kernel.profiled_small(Tall, R1, R2, RR, st, self.n, self.reml, want_grad)
-        else:
-            # large dense block: LAPACK through scipy between the compiled passes
-            fz = self.factor(theta)
-            if fz is None:
-                return np.inf, np.zeros_like(theta)
-            d, K = _kernel.profiled_criterion(fz.logdet, fz.Pen, self.n, self.reml)
-            gT = np.zeros_like(Tall)
-            if want_grad and np.isfinite(d):
-                Zm, _ = _kernel.zm_blocks(K, fz.s_inverse(), fz.U1, fz.U2, fz.Minv, fz.Hc, fz.hptr, st, 0)
-                gT = _kernel.grad_T(Zm, Tall, st)
+        d, gT = _kernel.profiled_eval(Tall, R1, R2, RR, st, self.n, self.reml, want_grad)
         if not np.isfinite(d):
             return np.inf, np.zeros_like(theta)
         return float(d), np.concatenate([gT[t][tri_index(k)] for t, k in enumerate(self.ks)])
