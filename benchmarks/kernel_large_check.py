@@ -4,8 +4,10 @@ the density's gradient and the profiled REML criterion's gradient against centra
 
     PYTHONPATH=src .venv/bin/python benchmarks/kernel_large_check.py
 
-Design: 1,200 rows, a first factor of 150 levels with a random intercept and slope (K1 = 2),
-crossed with a second of 60 levels with intercept and slope and a third of 8 levels (q2 = 128).
+Designs: 1,200 rows, a first factor of 150 levels with a random intercept and slope (K1 = 2),
+crossed with a second of 60 levels with intercept and slope and a third of 8 levels (q2 = 128);
+and 2,000 rows of three crossed intercepts, 700 x 420 x 6 levels (q2 = 426, above
+``ROW_ORDER_MIN``: the couplings visited row by row of the dense block).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from bayesmer.engine.profiled import Profiled
 from bayesmer.priors import resolve_priors
 
 
-def data(seed=3):
+def data(seed=3, n=1200, levels=(150, 60, 8)):
     rng = np.random.default_rng(seed)
-    n = 1200
-    a, b, c = rng.integers(0, 150, n), rng.integers(0, 60, n), rng.integers(0, 8, n)
+    la, lb, lc = levels
+    a, b, c = rng.integers(0, la, n), rng.integers(0, lb, n), rng.integers(0, lc, n)
     x = rng.normal(size=n)
-    y = (1 + 0.5 * x + rng.normal(0, 0.7, 150)[a] + rng.normal(0, 0.3, 150)[a] * x
-         + rng.normal(0, 0.5, 60)[b] + rng.normal(0, 0.2, 60)[b] * x + rng.normal(0, 0.4, 8)[c]
+    y = (1 + 0.5 * x + rng.normal(0, 0.7, la)[a] + rng.normal(0, 0.3, la)[a] * x
+         + rng.normal(0, 0.5, lb)[b] + rng.normal(0, 0.2, lb)[b] * x + rng.normal(0, 0.4, lc)[c]
          + rng.normal(0, 1, n))
     return pd.DataFrame({"y": y, "x": x, "a": [f"a{v:03d}" for v in a], "b": [f"b{v:02d}" for v in b],
                          "c": [f"c{v}" for v in c]})
@@ -48,7 +50,16 @@ def dense_V(design, sigma, Ts):
 
 
 def main() -> int:
-    design = build_design("y ~ x + (1 + x | a) + (1 + x | b) + (1 | c)", data())
+    ok = check(build_design("y ~ x + (1 + x | a) + (1 + x | b) + (1 | c)", data()),
+               np.array([0.8, 0.1, 0.3, 0.5, -0.05, 0.2, 0.4]))
+    design = build_design("y ~ x + (1 | a) + (1 | b) + (1 | c)", data(4, 2000, (700, 420, 6)))
+    assert CollapsedStats.from_design(design).q2 >= _kernel.ROW_ORDER_MIN
+    ok &= check(design, np.array([0.7, 0.5, 0.3]))
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def check(design, theta) -> bool:
     stats = CollapsedStats.from_design(design)
     assert stats.q2 > _kernel.DENSE_LOOP_MAX, stats.q2
     print(f"levels {stats.blk_G.tolist()}, columns {stats.blk_K.tolist()}, q2 {stats.q2}")
@@ -87,7 +98,6 @@ def main() -> int:
         ok &= err < 1e-5
     for reml in (True, False):
         prob = Profiled.from_design(design, reml=reml)
-        theta = np.array([0.8, 0.1, 0.3, 0.5, -0.05, 0.2, 0.4])
         d, g = prob.deviance_grad(theta)
         h = 1e-6
         fd = np.array([(prob.deviance(theta + h * e) - prob.deviance(theta - h * e)) / (2 * h)
@@ -95,8 +105,7 @@ def main() -> int:
         err = float(np.max(np.abs(g - fd)) / max(1.0, np.abs(fd).max()))
         print(f"{'REML' if reml else 'ML'} criterion gradient vs central differences: max scaled diff {err:.1e}")
         ok &= err < 1e-5
-    print("OK" if ok else "FAILED")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
