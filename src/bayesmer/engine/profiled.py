@@ -13,7 +13,7 @@ and ∂d/∂T_t = 2T_t⁻ᵀ Σ_levels [I - P⁻¹ - ŨKŨ']_tt with K = ∂d/�
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -85,6 +85,22 @@ class Profiled:
     ks: tuple
     reml: bool
     rhs: tuple
+    #: done once rather than per evaluation: the kernel's statistics tuple and where θ sits in the
+    #: kernel's (terms, kmax, kmax) array of factors
+    _st: tuple = field(init=False, repr=False)
+    _tidx: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        t_i, r_i, c_i = [], [], []
+        for t, k in enumerate(self.ks):
+            r, c = tri_index(k)
+            t_i.append(np.full(len(r), t))
+            r_i.append(r)
+            c_i.append(c)
+        tidx = tuple(np.concatenate(a).astype(np.intp) if a else np.zeros(0, dtype=np.intp)
+                     for a in (t_i, r_i, c_i))
+        object.__setattr__(self, "_st", self.stats.kernel_stats())
+        object.__setattr__(self, "_tidx", tidx)
 
     @classmethod
     def from_design(cls, design, reml: bool) -> "Profiled":
@@ -109,13 +125,13 @@ class Profiled:
 
     def _evaluate(self, theta, want_grad: bool) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, dtype=float)
-        Tall = self.stats.pack_T(theta_to_T(theta, self.ks))
-        st = self.stats.kernel_stats()
+        Tall = np.zeros((len(self.ks), self.stats.kmax, self.stats.kmax))
+        Tall[self._tidx] = theta
         R1, R2, RR = self.rhs
-        d, gT = _kernel.profiled_eval(Tall, R1, R2, RR, st, self.n, self.reml, want_grad)
+        d, gT = _kernel.profiled_eval(Tall, R1, R2, RR, self._st, self.stats.n, self.reml, want_grad)
         if not np.isfinite(d):
             return np.inf, np.zeros_like(theta)
-        return float(d), np.concatenate([gT[t][tri_index(k)] for t, k in enumerate(self.ks)])
+        return float(d), gT[self._tidx]
 
     def deviance(self, theta) -> float:
         """lme4's REML criterion or ML deviance at θ (inf where undefined)."""
