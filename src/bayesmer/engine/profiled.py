@@ -89,6 +89,7 @@ class Profiled:
     #: kernel's (terms, kmax, kmax) array of factors
     _st: tuple = field(init=False, repr=False)
     _tidx: tuple = field(init=False, repr=False)
+    _tshape: tuple = field(init=False, repr=False)
 
     def __post_init__(self):
         t_i, r_i, c_i = [], [], []
@@ -101,6 +102,7 @@ class Profiled:
                      for a in (t_i, r_i, c_i))
         object.__setattr__(self, "_st", self.stats.kernel_stats())
         object.__setattr__(self, "_tidx", tidx)
+        object.__setattr__(self, "_tshape", (len(self.ks), self.stats.kmax, self.stats.kmax))
 
     @classmethod
     def from_design(cls, design, reml: bool) -> "Profiled":
@@ -125,7 +127,7 @@ class Profiled:
 
     def _evaluate(self, theta, want_grad: bool) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, dtype=float)
-        Tall = np.zeros((len(self.ks), self.stats.kmax, self.stats.kmax))
+        Tall = np.zeros(self._tshape)
         Tall[self._tidx] = theta
         R1, R2, RR = self.rhs
         d, gT = _kernel.profiled_eval(Tall, R1, R2, RR, self._st, self.stats.n, self.reml, want_grad)
