@@ -57,7 +57,7 @@ MODELS = {
 }
 
 
-def load(msg=""):
+def load():
     a = os.getloadavg()
     return f"{a[0]:.2f} {a[1]:.2f} {a[2]:.2f}"
 
@@ -103,7 +103,7 @@ def density_at_reml(name):
 def gradient_flops(spec) -> dict:
     """The formula of the module's docstring on this density's statistics."""
     s = spec.stats
-    A11, A1X, A1e, ptr, rows, vals, A22 = s.arrays[:7]
+    ptr = s.arrays[3]
     G1, K1 = int(s.blk_G[0]), int(s.blk_K[0])
     pb = s.p if spec.integrate_beta else 0
     q2 = s.q2
