@@ -314,8 +314,12 @@ def _level_quad(Sinv, Minv, Hc, hptr, st, m2, per_level):
 
 
 @nb.njit(**_JIT)
-def factor_a(Tall, bscale, R1, R2, RR, st):
+def factor_a(Tall, bscale, R1, R2, RR, st, W):
     """First pass of the blocked factorisation of P = Λ*'AΛ* + I, with right-hand sides R.
+
+    ``W`` (m2, m2), when not empty (see :func:`want_w`), receives the lower triangle of
+    Σ_g E_g'E_g (E_g = M_g⁻¹H_g'), so that the gradient's Σ_g E_g S⁻¹ E_g' is one pass over
+    S⁻¹ (:func:`zm_blocks`) rather than a second visit of the couplings.
 
     The largest grouping factor is block diagonal (one K1 x K1 block per level);
     the other factors and, when ``bscale`` is not empty, the β block (scaled by
@@ -507,6 +511,20 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
                         S[r2, r] -= v
         return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
     rowof, hstart, tptr, tord = _coupling_order(st, hptr, m2)
+    if W.shape[0] > 0 and K1 == 1:
+        for r in range(m2):
+            for t in range(tptr[r], tptr[r + 1]):
+                hh = tord[t]
+                e = E[hh, 0]
+                for h2 in range(hstart[hh], hh + 1):
+                    r2 = rowof[h2]
+                    if r2 <= r:
+                        S[r, r2] -= e * Hc[h2, 0]
+                        W[r, r2] += e * E[h2, 0]
+                    else:
+                        S[r2, r] -= e * Hc[h2, 0]
+                        W[r2, r] += e * E[h2, 0]
+        return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
     for r in range(m2):
         for t in range(tptr[r], tptr[r + 1]):
             hh = tord[t]
@@ -520,6 +538,16 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
                 else:
                     S[r2, r] -= v
     return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
+
+
+@nb.njit(**_JIT)
+def want_w(st, pb, want):
+    """The ``W`` argument of :func:`factor_a`: an m2 x m2 array of zeros where the gradient is wanted,
+    the first factor has one column and the dense block is large (row-ordered couplings); else empty."""
+    m2 = st[_A22].shape[0] + pb
+    if want and st[_BLK_K][0] == 1 and m2 >= ROW_ORDER_MIN:
+        return np.zeros((m2, m2))
+    return np.zeros((0, 0))
 
 
 @nb.njit(**_JIT)
@@ -621,10 +649,10 @@ def sinv_from_chol(L22):
 
 
 @nb.njit(**_JIT)
-def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
+def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb, W):
     """Σ over levels of I - (P⁻¹)_gg - Ũ_g K Ũ_g' per factor block, and for the β block.
 
-    Reads only the lower triangle of ``Sinv`` (S⁻¹).
+    Reads only the lower triangle of ``Sinv`` (S⁻¹) and, when not empty, of ``W`` (from :func:`factor_a`).
     f = log|P| + g(Pen) has ∂f/∂Λ* = 2Λ*⁻ᵀ(that), with K = ∂g/∂Pen.
     Returns (Zm (blocks, Kmax, Kmax), Zb (pb, pb)).
     """
@@ -639,7 +667,18 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
     UK = np.empty((K1, nr))
     # (P⁻¹)_gg = M_g⁻¹ + E_g S⁻¹ E_g' (E_g = M_g⁻¹H_g' on the rows level g touches): the sum over g
     # of the second part at once
-    Q = _level_quad(Sinv, Minv, Hc, hptr, st, Sinv.shape[0], False)
+    if W.shape[0] > 0:
+        # K1 = 1: Σ_g E_g S⁻¹ E_g' = <S⁻¹, W>, W = Σ_g E_g'E_g (lower triangles, off-diagonal twice)
+        Q = np.zeros((1, 1, 1))
+        q = 0.0
+        for r in range(W.shape[0]):
+            acc = 0.0
+            for c in range(r):
+                acc += Sinv[r, c] * W[r, c]
+            q += 2.0 * acc + Sinv[r, r] * W[r, r]
+        Q[0, 0, 0] = q
+    else:
+        Q = _level_quad(Sinv, Minv, Hc, hptr, st, Sinv.shape[0], False)
     for a in range(K1):
         for c in range(K1):
             Zm[0, a, c] = (G1 if a == c else 0.0) - Q[0, a, c]
@@ -764,7 +803,8 @@ def profiled_criterion(logdet, Pen, n, reml):
 def profiled_eval(Tall, R1, R2, RR, st, n, reml, want_grad):
     """The profiled criterion and, on request, ∂d/∂T, in one call (the dense block by loops when
     small, by LAPACK's dpotrf and dpotri when large)."""
-    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, np.zeros(0), R1, R2, RR, st)
+    W = want_w(st, 0, want_grad)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, np.zeros(0), R1, R2, RR, st, W)
     gT = np.zeros(Tall.shape)
     if not ok:
         return np.inf, gT
@@ -779,7 +819,7 @@ def profiled_eval(Tall, R1, R2, RR, st, n, reml, want_grad):
         else:
             _potri_lower(L22)
             Sinv = L22
-        Zm, Zb = zm_blocks(K, Sinv, U1, U2, Minv, Hc, hptr, st, 0)
+        Zm, Zb = zm_blocks(K, Sinv, U1, U2, Minv, Hc, hptr, st, 0, W)
         gT = grad_T(Zm, Tall, st)
     return d, gT
 
@@ -837,7 +877,8 @@ def loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gdelta):
     for i in range(pb):
         bscale[i] = s0[i] / sigma
     R1, R2, RR, xr = _residual_rhs(delta, integ, st)
-    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, bscale, R1, R2, RR, st)
+    W = want_w(st, pb, True)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, bscale, R1, R2, RR, st, W)
     if not ok:
         return -np.inf, 0.0, False
     ok, L22 = chol_dense(S)
@@ -854,7 +895,7 @@ def loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gdelta):
         Sinv = L22
     Kmat = np.empty((1, 1))
     Kmat[0, 0] = 1.0 / s2
-    Zm, Zb = zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb)
+    Zm, Zb = zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb, W)
     g = grad_T(Zm, Tall, st)
     for t in range(gT.shape[0]):
         for a in range(gT.shape[1]):
@@ -909,7 +950,7 @@ def draw_u_many(sigma, Tall, delta, s0, integ, st, eps1, eps2, u1_out, u2_out):
         for i in range(pb):
             bscale[i] = s0[i] / sigma[s]
         R1, R2, RR, xr = _residual_rhs(delta[s], integ, st)
-        ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall[s], bscale, R1, R2, RR, st)
+        ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall[s], bscale, R1, R2, RR, st, np.zeros((0, 0)))
         if not ok:
             return s
         ok, L22 = chol_dense(S)

@@ -63,7 +63,8 @@ def factorize(stats: CollapsedStats, theta: np.ndarray, ks, rhs) -> Factorizatio
     Tall = stats.pack_T(theta_to_T(theta, ks))
     R1, R2, RR = rhs
     st = stats.kernel_stats()
-    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = _kernel.factor_a(Tall, np.zeros(0), R1, R2, RR, st)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = _kernel.factor_a(Tall, np.zeros(0), R1, R2, RR, st,
+                                                                         np.zeros((0, 0)))
     if not ok:
         return None
     ok, L22 = _kernel.chol_dense(S)
