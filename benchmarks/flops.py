@@ -21,7 +21,9 @@ and, when β is integrated out, its p rows; n_g the dense rows level g touches):
     dense  = m2³/3 (potrf) + 2m2³/3 (potri: trtri + lauum)                     = m2³
              (before: potrf + LU inverse of L (getrf + getri, 2m2³) + L⁻ᵀL⁻¹ (gemm, 2m2³) = 13/3 m2³)
     sparse = Σ_g n_g(n_g + 1) K1   (S -= H_g M_g⁻¹ H_g', pairs of touched rows)
-           + Σ_g n_g(n_g + 1) K1²  (Σ_g E_g S⁻¹ E_g', the same pairs, for ∂log|P|)
+           + Σ_g n_g(n_g + 1) K1²  (Σ_g E_g S⁻¹ E_g', the same pairs, for ∂log|P|; with K1 = 1 and
+                                     m2 >= 400 accumulated as W = Σ_g E_g'E_g in the Schur pass, and
+                                     <S⁻¹, W> then costs m2² more)
            + Σ_g (7/3 K1³ + 6 n_g K1²)  (per level: M_g, its Cholesky and inverse, H_g, E_g)
            + 4 m2² (two triangular solves) + q2² (S = Λ₂'A₂₂Λ₂ + I, scalar terms)
 
