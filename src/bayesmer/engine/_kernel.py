@@ -27,15 +27,31 @@ from __future__ import annotations
 import functools
 import math
 
+import llvmlite.binding as _llvm
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import get_cython_function_address, intrinsic
 
 # Scalar prior families, by code (the priors module maps its classes to them).
 NORMAL, STUDENT_T, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, EXPONENTIAL = range(6)
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+# LAPACK from numba: scipy's cython_lapack exports the Fortran routines' addresses. Each is
+# registered with LLVM under a name of ours and called as an external symbol, so the compiled
+# code refers to it by name (resolved again in every process): it stays cacheable.
+def _lapack(name, nargs):
+    sym = "bayesmer_" + name
+    _llvm.add_symbol(sym, get_cython_function_address("scipy.linalg.cython_lapack", name))
+    return types.ExternalFunction(sym, types.void(*([types.voidptr] * nargs)))
+
+
+#: dpotrf(uplo, n, a, lda, info): Cholesky factor; dpotri(uplo, n, a, lda, info): the inverse
+#: from it (trtri and the triangular product lauum), n³/3 + 2n³/3 flops in all
+_dpotrf = _lapack("dpotrf", 5)
+_dpotri = _lapack("dpotri", 5)
 
 
 @nb.njit(**_JIT)
@@ -105,11 +121,51 @@ def _lt_solve_t(L, m, b):
         b[i] = s / L[i, i]
 
 
+@nb.njit(**_JIT)
+def _potrf_lower(A):
+    """Lower Cholesky factor of the row-major A (its lower triangle is read) in place, LAPACK;
+    the strict upper triangle is zeroed. False when A is not positive definite.
+
+    A row-major lower triangle is the column-major upper one: dpotrf("U") on it gives U with
+    A = U'U, whose column-major upper triangle is the row-major L = U'."""
+    m = A.shape[0]
+    if m == 0:
+        return True
+    uplo = np.full(1, ord("U"), dtype=np.uint8)
+    n = np.full(1, m, dtype=np.int32)
+    info = np.zeros(1, dtype=np.int32)
+    _dpotrf(uplo.ctypes, n.ctypes, A.ctypes, n.ctypes, info.ctypes)
+    if info[0] != 0:
+        return False
+    for i in range(m):
+        for j in range(i + 1, m):
+            A[i, j] = 0.0
+    return True
+
+
+@nb.njit(**_JIT)
+def _potri_lower(L):
+    """(LL')⁻¹'s lower triangle in place of the row-major lower factor L (LAPACK dpotri: L⁻¹ by
+    trtri, then the triangular product L⁻ᵀL⁻¹ by lauum). The strict upper triangle is left as it was."""
+    m = L.shape[0]
+    if m == 0:
+        return True
+    uplo = np.full(1, ord("U"), dtype=np.uint8)
+    n = np.full(1, m, dtype=np.int32)
+    info = np.zeros(1, dtype=np.int32)
+    _dpotri(uplo.ctypes, n.ctypes, L.ctypes, n.ctypes, info.ctypes)
+    return info[0] == 0
+
+
 # Statistics tuple ``st`` (see CollapsedStats.kernel_stats), by position:
 _A11, _A1X, _A1E, _PTR, _ROWS, _VALS, _A22, _A2X, _A2E, _XTX, _XTE, _ETE = range(12)
 _BLK_G, _BLK_K, _BLK_OFF, _TERM_BLK, _TERM_KOFS, _TERM_K, _ROW_A = range(12, 19)
 #: above this size the dense block is factored by LAPACK instead of loops
 DENSE_LOOP_MAX = 48
+#: from this size on (m2² doubles over 1 MB, beyond a core's cache) the first factor's couplings
+#: are visited row by row of the dense block rather than level by level (measured on the InstEval
+#: shape, m2 = 1,144: 1.5x faster; on its 150-student subset, m2 = 166: 1.3x slower)
+ROW_ORDER_MIN = 400
 
 
 @nb.njit(**_JIT)
@@ -129,8 +185,141 @@ def _all_T(Tall, blk_K, term_blk, term_kofs, term_k):
 
 
 @nb.njit(**_JIT)
-def factor_a(Tall, bscale, R1, R2, RR, st):
+def _coupling_order(st, hptr, m2):
+    """The first factor's couplings (the rows Hc holds), ordered by the dense-block row they touch.
+
+    Entry h of Hc couples level g (hptr[g] <= h < hptr[g+1]) with dense row ``rowof[h]``
+    (a β row after the level's factor rows); that level's entries start at ``hstart[h]``, and
+    ``tord[tptr[r]:tptr[r+1]]`` are the entries at row r. A level's rows are sorted, so the
+    entries h2 in ``hstart[h] .. h`` touch rows at or before ``rowof[h]``.
+    """
+    ptr, rows = st[_PTR], st[_ROWS]
+    q2 = st[_A22].shape[0]
+    G1 = hptr.shape[0] - 1
+    nh_tot = hptr[G1]
+    rowof = np.empty(nh_tot, dtype=np.int64)
+    hstart = np.empty(nh_tot, dtype=np.int64)
+    for g in range(G1):
+        lo = ptr[g]
+        ng = ptr[g + 1] - lo
+        h0 = hptr[g]
+        for j in range(hptr[g + 1] - h0):
+            rowof[h0 + j] = rows[lo + j] if j < ng else q2 + (j - ng)
+            hstart[h0 + j] = h0
+    tptr = np.zeros(m2 + 1, dtype=np.int64)
+    for h in range(nh_tot):
+        tptr[rowof[h] + 1] += 1
+    for r in range(m2):
+        tptr[r + 1] += tptr[r]
+    fill = tptr[:m2].copy()
+    tord = np.empty(nh_tot, dtype=np.int64)
+    for h in range(nh_tot):
+        r = rowof[h]
+        tord[fill[r]] = h
+        fill[r] += 1
+    return rowof, hstart, tptr, tord
+
+
+@nb.njit(**_JIT)
+def _level_rowbuf(st, hptr):
+    """A buffer for one level's dense rows (the most any level touches)."""
+    mx = 0
+    for g in range(hptr.shape[0] - 1):
+        mx = max(mx, hptr[g + 1] - hptr[g])
+    return np.empty(mx, dtype=np.int64)
+
+
+@nb.njit(**_JIT)
+def _level_rows_into(rb, st, g, hptr):
+    """Level g's dense rows (its factor rows, then the β rows) into rb; returns how many."""
+    ptr, rows = st[_PTR], st[_ROWS]
+    q2 = st[_A22].shape[0]
+    lo = ptr[g]
+    ng = ptr[g + 1] - lo
+    nh = hptr[g + 1] - hptr[g]
+    for j in range(nh):
+        rb[j] = rows[lo + j] if j < ng else q2 + (j - ng)
+    return nh
+
+
+@nb.njit(**_JIT)
+def _level_quad_by_level(Sinv, Minv, Hc, hptr, st, per_level):
+    """:func:`_level_quad` level by level (a small S⁻¹ stays in cache whichever way it is read)."""
+    G1, K1 = Minv.shape[0], Minv.shape[1]
+    Q = np.zeros((G1 if per_level else 1, K1, K1))
+    rb = _level_rowbuf(st, hptr)
+    E = np.empty((rb.shape[0], K1))
+    for g in range(G1):
+        q = g if per_level else 0
+        h0 = hptr[g]
+        nh = _level_rows_into(rb, st, g, hptr)
+        for j in range(nh):
+            for a in range(K1):
+                v = 0.0
+                for l in range(K1):
+                    v += Minv[g, a, l] * Hc[h0 + j, l]
+                E[j, a] = v
+        for j in range(nh):
+            r = rb[j]
+            for j2 in range(j):
+                r2 = rb[j2]
+                sv = Sinv[r, r2] if r2 <= r else Sinv[r2, r]
+                for a in range(K1):
+                    for c in range(K1):
+                        Q[q, a, c] += sv * (E[j, a] * E[j2, c] + E[j2, a] * E[j, c])
+            sv = Sinv[r, r]
+            for a in range(K1):
+                for c in range(K1):
+                    Q[q, a, c] += E[j, a] * sv * E[j, c]
+    return Q
+
+
+@nb.njit(**_JIT)
+def _level_quad(Sinv, Minv, Hc, hptr, st, m2, per_level):
+    """Σ_g (or, with ``per_level``, per level g) E_g S⁻¹ E_g' over the rows level g touches,
+    E_g = M_g⁻¹H_g', reading only S⁻¹'s lower triangle, row by row (see :func:`_coupling_order`).
+
+    Returns Q (G1 or 1, K1, K1)."""
+    G1, K1 = Minv.shape[0], Minv.shape[1]
+    if m2 < ROW_ORDER_MIN:
+        return _level_quad_by_level(Sinv, Minv, Hc, hptr, st, per_level)
+    E = np.empty((hptr[G1], K1))
+    lev = np.empty(hptr[G1], dtype=np.int64)
+    for g in range(G1):
+        for h in range(hptr[g], hptr[g + 1]):
+            lev[h] = g
+            for a in range(K1):
+                v = 0.0
+                for l in range(K1):
+                    v += Minv[g, a, l] * Hc[h, l]
+                E[h, a] = v
+    Q = np.zeros((G1 if per_level else 1, K1, K1))
+    rowof, hstart, tptr, tord = _coupling_order(st, hptr, m2)
+    for r in range(m2):
+        for t in range(tptr[r], tptr[r + 1]):
+            hh = tord[t]
+            q = lev[hh] if per_level else 0
+            for h2 in range(hstart[hh], hh + 1):
+                r2 = rowof[h2]
+                sv = Sinv[r, r2] if r2 <= r else Sinv[r2, r]
+                if h2 == hh:
+                    for a in range(K1):
+                        for c in range(K1):
+                            Q[q, a, c] += E[hh, a] * sv * E[hh, c]
+                else:
+                    for a in range(K1):
+                        for c in range(K1):
+                            Q[q, a, c] += sv * (E[hh, a] * E[h2, c] + E[h2, a] * E[hh, c])
+    return Q
+
+
+@nb.njit(**_JIT)
+def factor_a(Tall, bscale, R1, R2, RR, st, W):
     """First pass of the blocked factorisation of P = Λ*'AΛ* + I, with right-hand sides R.
+
+    ``W`` (m2, m2), when not empty (see :func:`want_w`), receives the lower triangle of
+    Σ_g E_g'E_g (E_g = M_g⁻¹H_g'), so that the gradient's Σ_g E_g S⁻¹ E_g' is one pass over
+    S⁻¹ (:func:`zm_blocks`) rather than a second visit of the couplings.
 
     The largest grouping factor is block diagonal (one K1 x K1 block per level);
     the other factors and, when ``bscale`` is not empty, the β block (scaled by
@@ -224,6 +413,7 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
     logdet = 0.0
     M = np.empty((K1, K1))
     AT = np.empty((K1, K1))
+    E = np.empty((nrows_total, K1))
     h = 0
     for g in range(G1):
         hptr[g] = h
@@ -285,14 +475,7 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
                 for j in range(K1):
                     v += Minv[g, a, j] * c1[g, j, c]
                 w1[g, a, c] = v
-        # S -= H M⁻¹ H' on the touched rows, rhs2 -= H w1
-        HM = np.empty((nh, K1))
-        for j in range(nh):
-            for c in range(K1):
-                v = 0.0
-                for l in range(K1):
-                    v += Hc[h + j, l] * Minv[g, l, c]
-                HM[j, c] = v
+        # rhs2 -= H w1; E = H M⁻¹ for the update of S below
         for j in range(nh):
             rj = rows[lo + j] if j < ng else q2 + (j - ng)
             for c in range(nr):
@@ -300,18 +483,71 @@ def factor_a(Tall, bscale, R1, R2, RR, st):
                 for l in range(K1):
                     v += Hc[h + j, l] * w1[g, l, c]
                 rhs2[rj, c] -= v
-            for j2 in range(j + 1):
-                rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
+            for c in range(K1):
                 v = 0.0
                 for l in range(K1):
-                    v += HM[j, l] * Hc[h + j2, l]
-                if rj >= rj2:
-                    S[rj, rj2] -= v
-                else:
-                    S[rj2, rj] -= v
+                    v += Hc[h + j, l] * Minv[g, l, c]
+                E[h + j, c] = v
         h += nh
     hptr[G1] = h
+    # S -= Σ_g H_g M_g⁻¹ H_g': every level's pairs of touched rows. A large S (the InstEval shape's
+    # is 10 MB) row by row, the pairs taken at their larger row, so that the writes stay in one
+    # row of S; a small one level by level
+    if m2 < ROW_ORDER_MIN:
+        rb = _level_rowbuf(st, hptr)
+        for g in range(G1):
+            h0 = hptr[g]
+            nh = _level_rows_into(rb, st, g, hptr)
+            for j in range(nh):
+                r = rb[j]
+                for j2 in range(j + 1):
+                    v = 0.0
+                    for l in range(K1):
+                        v += E[h0 + j, l] * Hc[h0 + j2, l]
+                    r2 = rb[j2]
+                    if r2 <= r:
+                        S[r, r2] -= v
+                    else:
+                        S[r2, r] -= v
+        return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
+    rowof, hstart, tptr, tord = _coupling_order(st, hptr, m2)
+    if W.shape[0] > 0 and K1 == 1:
+        for r in range(m2):
+            for t in range(tptr[r], tptr[r + 1]):
+                hh = tord[t]
+                e = E[hh, 0]
+                for h2 in range(hstart[hh], hh + 1):
+                    r2 = rowof[h2]
+                    if r2 <= r:
+                        S[r, r2] -= e * Hc[h2, 0]
+                        W[r, r2] += e * E[h2, 0]
+                    else:
+                        S[r2, r] -= e * Hc[h2, 0]
+                        W[r2, r] += e * E[h2, 0]
+        return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
+    for r in range(m2):
+        for t in range(tptr[r], tptr[r + 1]):
+            hh = tord[t]
+            for h2 in range(hstart[hh], hh + 1):
+                v = 0.0
+                for l in range(K1):
+                    v += E[hh, l] * Hc[h2, l]
+                r2 = rowof[h2]
+                if r2 <= r:
+                    S[r, r2] -= v
+                else:
+                    S[r2, r] -= v
     return (True, logdet, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2)
+
+
+@nb.njit(**_JIT)
+def want_w(st, pb, want):
+    """The ``W`` argument of :func:`factor_a`: an m2 x m2 array of zeros where the gradient is wanted,
+    the first factor has one column and the dense block is large (row-ordered couplings); else empty."""
+    m2 = st[_A22].shape[0] + pb
+    if want and st[_BLK_K][0] == 1 and m2 >= ROW_ORDER_MIN:
+        return np.zeros((m2, m2))
+    return np.zeros((0, 0))
 
 
 @nb.njit(**_JIT)
@@ -324,18 +560,16 @@ def chol_small(S):
 
 @nb.njit(**_JIT)
 def chol_lapack(S):
-    """Lower Cholesky factor of the lower triangle of S (LAPACK, through numba)."""
-    m = S.shape[0]
-    A = np.empty((m, m))
-    for i in range(m):
-        for j in range(i + 1):
-            A[i, j] = S[i, j]
-            A[j, i] = S[i, j]
-    for i in range(m):
-        if not A[i, i] > 0.0:
-            return False, A
-    L = np.linalg.cholesky(A)
-    return True, L
+    """Lower Cholesky factor of the lower triangle of S, in place (LAPACK dpotrf); returns (ok, S)."""
+    return _potrf_lower(S), S
+
+
+@nb.njit(**_JIT)
+def chol_dense(S):
+    """Lower Cholesky factor of the lower triangle of S: loops for small blocks, LAPACK in place for large."""
+    if S.shape[0] <= DENSE_LOOP_MAX:
+        return chol_small(S)
+    return chol_lapack(S)
 
 
 @nb.njit(**_JIT)
@@ -398,25 +632,30 @@ def factor_b(L22, logdet, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb):
 
 @nb.njit(**_JIT)
 def sinv_from_chol(L22):
-    """S⁻¹ from its lower factor: loops for small blocks, LAPACK's inverse of L for large ones."""
+    """S⁻¹ from its lower factor: the whole matrix by loops for small blocks; for large ones its
+    lower triangle by LAPACK's dpotri (the strict upper triangle is 0), all the kernel reads."""
     m = L22.shape[0]
+    out = np.empty((m, m))
     if m <= DENSE_LOOP_MAX:
-        out = np.empty((m, m))
         _chol_inverse(L22, m, out)
         return out
-    Linv = np.linalg.inv(np.ascontiguousarray(L22))
-    return Linv.T @ Linv
+    for i in range(m):
+        for j in range(i + 1):
+            out[i, j] = L22[i, j]
+        for j in range(i + 1, m):
+            out[i, j] = 0.0
+    _potri_lower(out)
+    return out
 
 
 @nb.njit(**_JIT)
-def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
+def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb, W):
     """Σ over levels of I - (P⁻¹)_gg - Ũ_g K Ũ_g' per factor block, and for the β block.
 
-    Reads only the lower triangle of ``Sinv`` (S⁻¹).
+    Reads only the lower triangle of ``Sinv`` (S⁻¹) and, when not empty, of ``W`` (from :func:`factor_a`).
     f = log|P| + g(Pen) has ∂f/∂Λ* = 2Λ*⁻ᵀ(that), with K = ∂g/∂Pen.
     Returns (Zm (blocks, Kmax, Kmax), Zb (pb, pb)).
     """
-    ptr, rows = st[_PTR], st[_ROWS]
     blk_G, blk_K, blk_off = st[_BLK_G], st[_BLK_K], st[_BLK_OFF]
     q2 = st[_A22].shape[0]
     G1, K1, nr = U1.shape[0], U1.shape[1], U1.shape[2]
@@ -426,30 +665,24 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
         Kmax = max(Kmax, blk_K[b])
     Zm = np.zeros((nb_, Kmax, Kmax))
     UK = np.empty((K1, nr))
+    # (P⁻¹)_gg = M_g⁻¹ + E_g S⁻¹ E_g' (E_g = M_g⁻¹H_g' on the rows level g touches): the sum over g
+    # of the second part at once
+    if W.shape[0] > 0:
+        # K1 = 1: Σ_g E_g S⁻¹ E_g' = <S⁻¹, W>, W = Σ_g E_g'E_g (lower triangles, off-diagonal twice)
+        Q = np.zeros((1, 1, 1))
+        q = 0.0
+        for r in range(W.shape[0]):
+            acc = 0.0
+            for c in range(r):
+                acc += Sinv[r, c] * W[r, c]
+            q += 2.0 * acc + Sinv[r, r] * W[r, r]
+        Q[0, 0, 0] = q
+    else:
+        Q = _level_quad(Sinv, Minv, Hc, hptr, st, Sinv.shape[0], False)
+    for a in range(K1):
+        for c in range(K1):
+            Zm[0, a, c] = (G1 if a == c else 0.0) - Q[0, a, c]
     for g in range(G1):
-        lo = ptr[g]
-        ng = ptr[g + 1] - lo
-        nh = hptr[g + 1] - hptr[g]
-        h = hptr[g]
-        # E = M⁻¹H' on the touched rows; (P⁻¹)_gg = M⁻¹ + E S⁻¹_sub E'
-        E = np.empty((K1, nh))
-        for a in range(K1):
-            for j in range(nh):
-                v = 0.0
-                for l in range(K1):
-                    v += Minv[g, a, l] * Hc[h + j, l]
-                E[a, j] = v
-        # E S⁻¹ E' over the touched rows, from S⁻¹'s lower triangle (rows are sorted)
-        ES = np.zeros((K1, nh))
-        for j in range(nh):
-            rj = rows[lo + j] if j < ng else q2 + (j - ng)
-            for j2 in range(j + 1):
-                rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
-                sv = Sinv[rj, rj2]
-                for a in range(K1):
-                    ES[a, j2] += E[a, j] * sv
-                    if j2 != j:
-                        ES[a, j] += E[a, j2] * sv
         for a in range(K1):
             for c in range(nr):
                 v = 0.0
@@ -458,16 +691,13 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
                 UK[a, c] = v
         for a in range(K1):
             for c in range(a + 1):
-                v = Minv[g, a, c]
-                for j in range(nh):
-                    v += ES[a, j] * E[c, j]
                 w = 0.0
                 for d in range(nr):
                     w += UK[a, d] * U1[g, c, d]
-                z = (1.0 if a == c else 0.0) - v - w
-                Zm[0, a, c] += z
+                z = Minv[g, a, c] + w
+                Zm[0, a, c] -= z
                 if a != c:
-                    Zm[0, c, a] += z
+                    Zm[0, c, a] -= z
     for b in range(1, nb_):
         Kb = blk_K[b]
         for hl in range(blk_G[b]):
@@ -495,32 +725,8 @@ def zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb):
 @nb.njit(**_JIT)
 def first_block_pinv(Sinv, Minv, Hc, hptr, st, pb):
     """(P⁻¹)_gg for every level g of the first factor: M⁻¹ + E S⁻¹ E' on the rows it touches."""
-    ptr, rows = st[_PTR], st[_ROWS]
-    q2 = st[_A22].shape[0]
-    G1, K1 = Minv.shape[0], Minv.shape[1]
-    out = np.empty((G1, K1, K1))
-    for g in range(G1):
-        lo = ptr[g]
-        ng = ptr[g + 1] - lo
-        nh = hptr[g + 1] - hptr[g]
-        h = hptr[g]
-        E = np.empty((K1, nh))
-        for a in range(K1):
-            for j in range(nh):
-                v = 0.0
-                for l in range(K1):
-                    v += Minv[g, a, l] * Hc[h + j, l]
-                E[a, j] = v
-        for a in range(K1):
-            for c in range(K1):
-                v = Minv[g, a, c]
-                for j in range(nh):
-                    rj = rows[lo + j] if j < ng else q2 + (j - ng)
-                    for j2 in range(nh):
-                        rj2 = rows[lo + j2] if j2 < ng else q2 + (j2 - ng)
-                        sv = Sinv[rj, rj2] if rj >= rj2 else Sinv[rj2, rj]
-                        v += E[a, j] * sv * E[c, j2]
-                out[g, a, c] = v
+    out = _level_quad(Sinv, Minv, Hc, hptr, st, Sinv.shape[0], True)
+    out += Minv
     return out
 
 
@@ -594,19 +800,26 @@ def profiled_criterion(logdet, Pen, n, reml):
 
 
 @nb.njit(**_JIT)
-def profiled_small(Tall, R1, R2, RR, st, n, reml, want_grad):
-    """The profiled criterion and, on request, ∂d/∂T, in one call (dense block factored by loops)."""
-    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, np.zeros(0), R1, R2, RR, st)
+def profiled_eval(Tall, R1, R2, RR, st, n, reml, want_grad):
+    """The profiled criterion and, on request, ∂d/∂T, in one call (the dense block by loops when
+    small, by LAPACK's dpotrf and dpotri when large)."""
+    W = want_w(st, 0, want_grad)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, np.zeros(0), R1, R2, RR, st, W)
     gT = np.zeros(Tall.shape)
     if not ok:
         return np.inf, gT
-    ok, L22 = chol_small(S)
+    ok, L22 = chol_dense(S)
     if not ok:
         return np.inf, gT
     logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, 0)
     d, K = profiled_criterion(logdet, Pen, n, reml)
     if want_grad and np.isfinite(d):
-        Zm, Zb = zm_blocks(K, sinv_from_chol(L22), U1, U2, Minv, Hc, hptr, st, 0)
+        if L22.shape[0] <= DENSE_LOOP_MAX:
+            Sinv = sinv_from_chol(L22)
+        else:
+            _potri_lower(L22)
+            Sinv = L22
+        Zm, Zb = zm_blocks(K, Sinv, U1, U2, Minv, Hc, hptr, st, 0, W)
         gT = grad_T(Zm, Tall, st)
     return d, gT
 
@@ -664,23 +877,25 @@ def loglik_grad(sigma, Tall, delta, s0, integ, n, st, gT, gdelta):
     for i in range(pb):
         bscale[i] = s0[i] / sigma
     R1, R2, RR, xr = _residual_rhs(delta, integ, st)
-    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, bscale, R1, R2, RR, st)
+    W = want_w(st, pb, True)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall, bscale, R1, R2, RR, st, W)
     if not ok:
         return -np.inf, 0.0, False
-    if S.shape[0] <= DENSE_LOOP_MAX:
-        ok, L22 = chol_small(S)
-    else:
-        ok, L22 = chol_lapack(S)
+    ok, L22 = chol_dense(S)
     if not ok:
         return -np.inf, 0.0, False
     logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb)
     s2 = sigma * sigma
     pen = Pen[0, 0]
     f = 2.0 * n * math.log(sigma) + logdet + pen / s2
-    Sinv = sinv_from_chol(L22)
+    if L22.shape[0] <= DENSE_LOOP_MAX:
+        Sinv = sinv_from_chol(L22)
+    else:
+        _potri_lower(L22)  # L22 is not needed again: S⁻¹'s lower triangle in its place
+        Sinv = L22
     Kmat = np.empty((1, 1))
     Kmat[0, 0] = 1.0 / s2
-    Zm, Zb = zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb)
+    Zm, Zb = zm_blocks(Kmat, Sinv, U1, U2, Minv, Hc, hptr, st, pb, W)
     g = grad_T(Zm, Tall, st)
     for t in range(gT.shape[0]):
         for a in range(gT.shape[1]):
@@ -735,13 +950,10 @@ def draw_u_many(sigma, Tall, delta, s0, integ, st, eps1, eps2, u1_out, u2_out):
         for i in range(pb):
             bscale[i] = s0[i] / sigma[s]
         R1, R2, RR, xr = _residual_rhs(delta[s], integ, st)
-        ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall[s], bscale, R1, R2, RR, st)
+        ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = factor_a(Tall[s], bscale, R1, R2, RR, st, np.zeros((0, 0)))
         if not ok:
             return s
-        if S.shape[0] <= DENSE_LOOP_MAX:
-            ok, L22 = chol_small(S)
-        else:
-            ok, L22 = chol_lapack(S)
+        ok, L22 = chol_dense(S)
         if not ok:
             return s
         logdet, Pen, U1, U2 = factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, pb)

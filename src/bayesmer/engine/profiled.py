@@ -13,10 +13,9 @@ and ∂d/∂T_t = 2T_t⁻ᵀ Σ_levels [I - P⁻¹ - ŨKŨ']_tt with K = ∂d/�
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
 
 from . import _kernel
 from .collapsed import CollapsedStats
@@ -41,13 +40,10 @@ class Factorization:
     L22: np.ndarray
 
     def s_inverse(self, symmetric: bool = False) -> np.ndarray:
-        """S⁻¹ of the dense block from its factor (LAPACK for large blocks): its lower
+        """S⁻¹ of the dense block from its factor (LAPACK's dpotri for large blocks): its lower
         triangle, which is what the kernel reads, or the whole matrix."""
-        m = self.L22.shape[0]
-        if m <= _kernel.DENSE_LOOP_MAX:
-            return _kernel.sinv_from_chol(self.L22)
-        inv = sla.lapack.dpotri(self.L22, lower=1)[0]
-        if symmetric:
+        inv = _kernel.sinv_from_chol(self.L22)
+        if symmetric and self.L22.shape[0] > _kernel.DENSE_LOOP_MAX:
             inv = np.tril(inv) + np.tril(inv, -1).T
         return inv
 
@@ -67,14 +63,11 @@ def factorize(stats: CollapsedStats, theta: np.ndarray, ks, rhs) -> Factorizatio
     Tall = stats.pack_T(theta_to_T(theta, ks))
     R1, R2, RR = rhs
     st = stats.kernel_stats()
-    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = _kernel.factor_a(Tall, np.zeros(0), R1, R2, RR, st)
+    ok, ld1, TB, Minv, Hc, hptr, c1, w1, S, rhs2, c2 = _kernel.factor_a(Tall, np.zeros(0), R1, R2, RR, st,
+                                                                         np.zeros((0, 0)))
     if not ok:
         return None
-    if S.shape[0] <= _kernel.DENSE_LOOP_MAX:
-        ok, L22 = _kernel.chol_small(S)
-    else:
-        L22, info = sla.lapack.dpotrf(S, lower=1, clean=1)
-        ok = info == 0
+    ok, L22 = _kernel.chol_dense(S)
     if not ok:
         return None
     logdet, Pen, U1, U2 = _kernel.factor_b(L22, ld1, c1, w1, rhs2, c2, RR, Minv, Hc, hptr, st, 0)
@@ -93,6 +86,24 @@ class Profiled:
     ks: tuple
     reml: bool
     rhs: tuple
+    #: done once rather than per evaluation: the kernel's statistics tuple and where θ sits in the
+    #: kernel's (terms, kmax, kmax) array of factors
+    _st: tuple = field(init=False, repr=False)
+    _tidx: tuple = field(init=False, repr=False)
+    _tshape: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        t_i, r_i, c_i = [], [], []
+        for t, k in enumerate(self.ks):
+            r, c = tri_index(k)
+            t_i.append(np.full(len(r), t))
+            r_i.append(r)
+            c_i.append(c)
+        tidx = tuple(np.concatenate(a).astype(np.intp) if a else np.zeros(0, dtype=np.intp)
+                     for a in (t_i, r_i, c_i))
+        object.__setattr__(self, "_st", self.stats.kernel_stats())
+        object.__setattr__(self, "_tidx", tidx)
+        object.__setattr__(self, "_tshape", (len(self.ks), self.stats.kmax, self.stats.kmax))
 
     @classmethod
     def from_design(cls, design, reml: bool) -> "Profiled":
@@ -117,24 +128,13 @@ class Profiled:
 
     def _evaluate(self, theta, want_grad: bool) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, dtype=float)
-        Tall = self.stats.pack_T(theta_to_T(theta, self.ks))
-        st = self.stats.kernel_stats()
+        Tall = np.zeros(self._tshape)
+        Tall[self._tidx] = theta
         R1, R2, RR = self.rhs
-        if self.stats.q2 <= _kernel.DENSE_LOOP_MAX:
-            d, gT = _kernel.profiled_small(Tall, R1, R2, RR, st, self.n, self.reml, want_grad)
-        else:
-            # large dense block: LAPACK through scipy between the compiled passes
-            fz = self.factor(theta)
-            if fz is None:
-                return np.inf, np.zeros_like(theta)
-            d, K = _kernel.profiled_criterion(fz.logdet, fz.Pen, self.n, self.reml)
-            gT = np.zeros_like(Tall)
-            if want_grad and np.isfinite(d):
-                Zm, _ = _kernel.zm_blocks(K, fz.s_inverse(), fz.U1, fz.U2, fz.Minv, fz.Hc, fz.hptr, st, 0)
-                gT = _kernel.grad_T(Zm, Tall, st)
+        d, gT = _kernel.profiled_eval(Tall, R1, R2, RR, self._st, self.stats.n, self.reml, want_grad)
         if not np.isfinite(d):
             return np.inf, np.zeros_like(theta)
-        return float(d), np.concatenate([gT[t][tri_index(k)] for t, k in enumerate(self.ks)])
+        return float(d), gT[self._tidx]
 
     def deviance(self, theta) -> float:
         """lme4's REML criterion or ML deviance at θ (inf where undefined)."""
