@@ -20,7 +20,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_families import LINKS, REFS, _load  # noqa: E402
 
-from bayesmer.glmmtmb import glmmtmb  # noqa: E402
+from bayesmer.glmmtmb_fit import glmmtmb  # noqa: E402
 
 CASES = {**{k: (v[0], v[1], None) for k, v in REFS.items()}, **{k: (v[0], None, v[1]) for k, v in LINKS.items()},
          "negbinomial_offset": ("negbinomial", None, None), "negbinomial_singular": ("negbinomial", None, None)}

@@ -41,7 +41,7 @@ def main() -> None:
 
     from bayesmer.builder import build_glmm
     from bayesmer.family import get_family
-    from bayesmer.glmer import fit_glmer, glmm_design
+    from bayesmer.glmer_fit import fit_glmer, glmm_design
     from bayesmer.priors import resolve_priors
     from bayesmer.sampling import sample_glmm
 

@@ -18,7 +18,7 @@ import scipy.stats as st
 
 import bayesmer
 from bayesmer.families import FAMILIES, FamilyError, get_family
-from bayesmer.glmmtmb import glmmtmb
+from bayesmer.glmmtmb_fit import glmmtmb
 
 DATA = Path(__file__).parent / "data"
 

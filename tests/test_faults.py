@@ -302,9 +302,11 @@ def test_help_imports_no_numerics():
 
 
 def test_package_names_resolve_lazily():
-    import bayesmer.glmer  # noqa: F401  (the submodule, imported: bayesmer.glmer stays the function)
+    import bayesmer.glmer_fit  # noqa: F401  (the module of the glmer function: no name shadows another)
+    import bayesmer.glmmtmb_fit  # noqa: F401
 
-    assert callable(bayesmer.glmer) and bayesmer.glmer.__module__ == "bayesmer.glmer"
+    assert callable(bayesmer.glmer) and bayesmer.glmer.__module__ == "bayesmer.glmer_fit"
+    assert callable(bayesmer.glmmtmb) and bayesmer.glmmtmb.__module__ == "bayesmer.glmmtmb_fit"
     missing = [n for n in bayesmer.__all__ if not hasattr(bayesmer, n)]
     assert missing == []
     with pytest.raises(AttributeError, match="no attribute 'nosuch'"):

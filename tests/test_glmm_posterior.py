@@ -18,7 +18,7 @@ from bayesmer.builder import build_glmm
 from bayesmer.engine.glmm import GlmmSpec
 from bayesmer.errors import SettingsError
 from bayesmer.family import get_family
-from bayesmer.glmer import fit_glmer, glmer, glmm_design
+from bayesmer.glmer_fit import fit_glmer, glmer, glmm_design
 from bayesmer.priors import resolve_priors
 
 DATA = Path(__file__).parent / "data"

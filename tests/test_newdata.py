@@ -22,7 +22,7 @@ import pytest
 import bayesmer
 from bayesmer.design import DesignError, MAX_DENSE_BYTES, build_design, new_data
 from bayesmer.errors import FitError, PredictionError
-from bayesmer.glmer import PirlsError, SeparationError
+from bayesmer.glmer_fit import PirlsError, SeparationError
 
 from conftest import quiet_fit
 

@@ -26,7 +26,7 @@ from bayesmer import cli
 from bayesmer.design import DesignError, build_design, new_data
 from bayesmer.errors import BayesmerError, LoadError
 from bayesmer.formula import FormulaError, check_python, evaluate, parse_formula, to_formulaic
-from bayesmer.glmer import glmer, glmm_design, parse_glmm_formula
+from bayesmer.glmer_fit import glmer, glmm_design, parse_glmm_formula
 from bayesmer.family import get_family
 from bayesmer.modelfile import ModelFileError, load_data, load_model_file
 from bayesmer.priors import parse_prior

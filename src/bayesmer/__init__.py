@@ -4,8 +4,6 @@ One design feeds both estimators: :func:`reml` (exact REML/ML, as lme4) and
 :func:`fit` (PyMC's Mixed Model 7 sampled with NUTS), reported side by side.
 """
 
-import sys as _sys
-import types as _types
 import warnings as _warnings
 
 # PyTensor warns on import when it cannot link its own BLAS; bayesmer's graphs
@@ -21,15 +19,15 @@ _OWNERS = {
     "Design": "design", "DesignError": "design", "ReTerm": "design", "build_design": "design",
     "Formula": "formula", "FormulaError": "formula", "RandomTerm": "formula", "parse_formula": "formula",
     "RemlFit": "lmer", "fit_reml": "lmer", "reml": "lmer",
-    "GlmerFit": "glmer", "glmer": "glmer",
-    "FamilyFit": "glmmtmb", "glmmtmb": "glmmtmb",
+    "GlmerFit": "glmer_fit", "glmer": "glmer_fit",
+    "FamilyFit": "glmmtmb_fit", "glmmtmb": "glmmtmb_fit",
     # after the fit: see BayesFit.hypothesis, .r2, .predictions, .comparisons, .slopes
     "InterpretError": "interpret", "datagrid": "interpret", "parse_hypothesis": "interpret", "anova": "lmer",
     "SimulationError": "simulation", "simulate": "simulation",
     "default_priors": "api", "fit": "api", "load": "api", "prior_sweep": "api",
     "BayesmerError": "errors", "LoadError": "errors", "PredictionError": "errors", "SettingsError": "errors",
     "SaveError": "errors", "SamplingError": "errors", "FitError": "errors",
-    "PirlsError": "glmer", "SeparationError": "glmer",
+    "PirlsError": "glmer_fit", "SeparationError": "glmer_fit",
     "Settings": "settings",
     "BuildError": "builder",
     "LKJ": "priors", "Exponential": "priors", "HalfCauchy": "priors", "HalfNormal": "priors",
@@ -54,25 +52,12 @@ def __getattr__(name: str):
     return value
 
 
+# No public name is also a submodule's name (the Laplace fits live in glmer_fit and
+# glmmtmb_fit), so importing a submodule never shadows a function on the package.
+
+
 def __dir__():
     return sorted(set(globals()) | set(__all__) | set(_OWNERS))
-
-
-class _Package(_types.ModuleType):
-    """The package, whose ``glmer`` stays the function when the submodule of that name is imported.
-
-    Importing ``bayesmer.glmer`` (the module) binds it on the package; the
-    eager imports this replaced bound the function over it afterwards.
-    """
-
-    def __setattr__(self, name, value):
-        if name in _OWNERS and isinstance(value, _types.ModuleType):
-            self.__dict__.pop(name, None)  # looked up again, as the function, by __getattr__
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package
 
 
 __version__ = "0.1.0"

@@ -16,7 +16,7 @@ from .design import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
 from .family import get_family
-from .glmer import SeparationError, failed_fit, fit_glmer, glmm_design
+from .glmer_fit import SeparationError, failed_fit, fit_glmer, glmm_design
 from .lmer import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample, sample_glmm
@@ -230,7 +230,7 @@ def _point_glmm(gd, stacklevel: int):
 
     Separation leaves the likelihood without a finite maximum, but the priors
     keep the posterior proper: the chains run from the stand-in's start
-    (:func:`bayesmer.glmer.failed_fit`) and the summary's reml column is NaN.
+    (:func:`bayesmer.glmer_fit.failed_fit`) and the summary's reml column is NaN.
     """
     try:
         return fit_glmer(gd)

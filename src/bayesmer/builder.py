@@ -342,7 +342,7 @@ def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
     Parameters
     ----------
     data : GlmmData
-        The design and response (:func:`bayesmer.glmer.glmm_design`).
+        The design and response (:func:`bayesmer.glmer_fit.glmm_design`).
     priors : PriorSet
         On the link scale (:func:`bayesmer.priors.default_priors` with the family).
     start : GlmerFit

@@ -192,7 +192,7 @@ def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: st
     """Resolve the priors against the design now, so a bad name fails before sampling."""
     from .design import build_design
     from .family import get_family
-    from .glmer import glmm_design
+    from .glmer_fit import glmm_design
     from .priors import PriorError, resolve_priors
 
     family = None

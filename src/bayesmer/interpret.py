@@ -461,7 +461,7 @@ def _null_intercept(fit) -> float:
     """The intercept of the model refitted without its fixed effects (insight's null model, for the Poisson)."""
     import warnings
 
-    from .glmer import glmer, parse_glmm_formula
+    from .glmer_fit import glmer, parse_glmm_formula
 
     gd = fit.glmm
     lhs, f = parse_glmm_formula(gd.formula)

@@ -660,7 +660,7 @@ def confint(fit, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
     """Intervals of the fixed effects, as lme4's ``confint(fit, method = "Wald" | "profile")`` (its fixed-effect rows).
 
     ``"Wald"``: ``est -/+ qnorm((1 + level) / 2) * se`` (a :class:`RemlFit`
-    or a :class:`~bayesmer.glmer.GlmerFit`). ``"profile"`` (a linear mixed
+    or a :class:`~bayesmer.glmer_fit.GlmerFit`). ``"profile"`` (a linear mixed
     model): as lme4, on the ML fit (a REML fit is refitted by ML), the values
     of ``beta_j`` where ``zeta = sign(b - b_ml) sqrt(dev(b) - dev_ml)``, the
     other parameters re-fitted at each ``b``, reaches ``-/+ qnorm((1 +
@@ -741,7 +741,7 @@ def anova(*fits) -> pd.DataFrame:
 
     REML fits are refitted by ML first (lme4's ``refit = TRUE``); fits are
     ordered by their number of parameters and each is tested against the one
-    before it. Accepts :class:`RemlFit`, :class:`~bayesmer.glmer.GlmerFit`
+    before it. Accepts :class:`RemlFit`, :class:`~bayesmer.glmer_fit.GlmerFit`
     and :class:`~bayesmer.results.BayesFit` (its ``reml``).
 
     Parameters

@@ -267,7 +267,7 @@ def load_model_file(path) -> ModelSpecFile:
             parse_formula(formula)
         else:
             # lme4's binomial responses (cbind(s, f)) are read by glmer, not the Gaussian parser
-            from .glmer import parse_glmm_formula
+            from .glmer_fit import parse_glmm_formula
 
             parse_glmm_formula(formula)
     except FormulaError as exc:
@@ -511,7 +511,7 @@ def check_priors(spec: ModelSpecFile, data: pd.DataFrame) -> None:
         ``[priors]``/``[sensitivity]`` name at fault, with the valid names.
     """
     from .family import FamilyError, get_family
-    from .glmer import glmm_design
+    from .glmer_fit import glmm_design
     from .priors import PriorError, resolve_priors
 
     family = None

@@ -75,7 +75,7 @@ class BayesFit:
         The validated :class:`bayesmer.settings.Settings` of the fit, as a dict.
     glmm : GlmmData or None
         A binomial or Poisson model's response, weights and offset (``reml``
-        is then lme4's Laplace fit, a :class:`~bayesmer.glmer.GlmerFit`).
+        is then lme4's Laplace fit, a :class:`~bayesmer.glmer_fit.GlmerFit`).
 
     Examples
     --------
@@ -1050,7 +1050,7 @@ class BayesFit:
 
 def _new_values(spec, df: pd.DataFrame, what: str, arg: str) -> np.ndarray:
     """A GLMM's ``offset=`` or ``weights=`` on new rows: a column or expression of ``df``, or one value per row."""
-    from .glmer import _evaluate
+    from .glmer_fit import _evaluate
 
     if isinstance(spec, str):
         try:
@@ -1092,7 +1092,7 @@ def _new_trials(gd, df: pd.DataFrame, weights) -> np.ndarray:
     may be left out when the total does not depend on it (``s + (n - s)``).
     """
     from .formula import Call, deparse, variables
-    from .glmer import _evaluate, _lhs
+    from .glmer_fit import _evaluate, _lhs
 
     spec = weights if weights is not None else _array_spec(gd.weights_spec, "weights", df)
     prior = np.ones(len(df)) if spec is None else _new_values(spec, df, "weights (trials)", "weights")

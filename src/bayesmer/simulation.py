@@ -222,7 +222,7 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1, fami
 
     fam = None if family in (None, "gaussian") else get_family(family, link)
     if fam is not None:
-        from .glmer import RESPONSE_COLUMN, parse_glmm_formula
+        from .glmer_fit import RESPONSE_COLUMN, parse_glmm_formula
 
         label, f = parse_glmm_formula(formula)
         if not isinstance(data, pd.DataFrame):

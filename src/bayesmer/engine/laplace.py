@@ -57,7 +57,7 @@ class LaplaceModel:
 
     def __init__(self, X, y, wt, offset, terms, family: ResponseFamily):
         from ..family import get_family as _glm_family
-        from ..glmer import _Laplace
+        from ..glmer_fit import _Laplace
 
         n = len(y)
         # glmer's structure of ZΛ and of the blocks of Λ'Z'WZΛ + I (its family is not used here)

@@ -20,7 +20,7 @@ import pandas as pd
 from .design import Design, DesignError
 from .families import FamilyError, ResponseFamily, get_family
 from .formula import Formula
-from .glmer import _coef_table, _design, _evaluate, _Response, _rformat, _split_response
+from .glmer_fit import _coef_table, _design, _evaluate, _Response, _rformat, _split_response
 from .engine.laplace import LaplaceModel, fit_laplace
 from .engine.theta import theta_to_T
 from .protocol import varcorr_table
