@@ -43,7 +43,7 @@ from .errors import FitError
 from .family import Family, FamilyError, as_binary, get_family
 from .formula import Call, Formula, FormulaError, Name, check_value, deparse, evaluate, parse_formula, parse_r
 from ._threads import one_blas_thread
-from .protocol import varcorr_table
+from .protocol import varcorr_from_covs
 from .engine.theta import theta_to_T as _theta_to_T, tri_index as _tri_index
 
 __all__ = ["GlmerFit", "glmer", "FamilyError", "PirlsError", "SeparationError"]
@@ -866,15 +866,7 @@ class GlmerFit:
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
         """Columns ``group, kind, term1, term2, value``: per term its SDs and correlations (no residual)."""
-        sds, corrs = {}, {}
-        for t in self.terms:
-            c = self._covs[t.name]
-            s = np.sqrt(np.diag(c))
-            sds[t.name] = s
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = c / np.outer(s, s)
-            corrs[t.name] = np.where(np.outer(s, s) > 0, r, np.nan)[np.triu_indices(t.k, 1)]
-        return varcorr_table(self, sds, corrs, None)
+        return varcorr_from_covs(self, self._covs, None)
 
     @functools.cached_property
     def ranef(self) -> dict:

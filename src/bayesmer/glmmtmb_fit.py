@@ -23,7 +23,7 @@ from .formula import Formula
 from .glmer_fit import _coef_table, _design, _evaluate, _Response, _rformat, _split_response
 from .engine.laplace import LaplaceModel, fit_laplace
 from .engine.theta import theta_to_T
-from .protocol import varcorr_table
+from .protocol import varcorr_from_covs
 from ._threads import one_blas_thread
 
 __all__ = ["FamilyFit", "glmmtmb"]
@@ -122,15 +122,7 @@ class FamilyFit:
 
     @functools.cached_property
     def varcorr(self) -> pd.DataFrame:
-        sds, corrs = {}, {}
-        for t in self.terms:
-            c = self._covs[t.name]
-            s = np.sqrt(np.diag(c))
-            sds[t.name] = s
-            with np.errstate(invalid="ignore", divide="ignore"):
-                r = c / np.outer(s, s)
-            corrs[t.name] = r[np.triu_indices(t.k, 1)]
-        return varcorr_table(self, sds, corrs, self._sigma)
+        return varcorr_from_covs(self, self._covs, self._sigma)
 
     def cov_matrices(self) -> dict[str, np.ndarray]:
         """Per term the covariance matrix of its random effects."""

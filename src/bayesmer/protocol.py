@@ -87,6 +87,20 @@ def varcorr_table(design, sds: dict, corrs: dict, sigma: float | None) -> pd.Dat
     return pd.DataFrame(rows, columns=VARCORR_COLUMNS)
 
 
+def varcorr_from_covs(owner, covs: dict, sigma: float | None) -> pd.DataFrame:
+    """:func:`varcorr_table` from each term's ``k x k`` covariance matrix (a term whose SD is 0
+    has NaN correlations): what a Laplace fit (glmer's, glmmTMB's) reports."""
+    sds, corrs = {}, {}
+    for t in owner.terms:
+        c = covs[t.name]
+        s = np.sqrt(np.diag(c))
+        sds[t.name] = s
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = c / np.outer(s, s)
+        corrs[t.name] = np.where(np.outer(s, s) > 0, r, np.nan)[np.triu_indices(t.k, 1)]
+    return varcorr_table(owner, sds, corrs, sigma)
+
+
 def variance_shares(design, covs: dict, sigma) -> dict[str, np.ndarray]:
     """Each component's share of the variance of one observation (Mixed Model 4a's ICC).
 
