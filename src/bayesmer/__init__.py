@@ -24,7 +24,7 @@ _OWNERS = {
     # after the fit: see BayesFit.hypothesis, .r2, .predictions, .comparisons, .slopes
     "InterpretError": "interpret", "datagrid": "interpret", "parse_hypothesis": "interpret", "anova": "lmer",
     "SimulationError": "simulation", "simulate": "simulation",
-    "default_priors": "api", "fit": "api", "load": "api", "prior_sweep": "api",
+    "default_priors": "api", "fit": "api", "load": "api", "prior_sweep": "api", "prior_predictive": "api",
     "BayesmerError": "errors", "LoadError": "errors", "PredictionError": "errors", "SettingsError": "errors",
     "SaveError": "errors", "SamplingError": "errors", "FitError": "errors",
     "PirlsError": "glmer_fit", "SeparationError": "glmer_fit",
@@ -82,6 +82,7 @@ __all__ = [
     "compare",
     "plots",
     "prior_sweep",
+    "prior_predictive",
     "sensitivity",
     "Exponential",
     "HalfCauchy",

@@ -3,7 +3,10 @@
 ArviZ draws the generic pictures (trace, rank, forest of one model); these are
 the ones it cannot: REML against the posterior, group OLS against REML BLUP
 against the posterior mean (Hoff's shrinkage picture), the random-effect
-correlations, and a posterior predictive check drawn from the fitted design.
+correlations, conditional effects and comparisons with the REML line beside the
+posterior band, and predictive checks (arviz-plots' ``plot_ppc_dist`` and
+``plot_ppc_tstat`` on the fit's posterior or prior predictive draws; bars for
+counts).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import pandas as pd
 
 from . import naming as nm
 
-__all__ = ["plot_forest", "plot_shrinkage", "plot_correlation", "plot_ppc", "group_ols"]
+__all__ = ["plot_forest", "plot_shrinkage", "plot_correlation", "plot_ppc", "plot_predictions", "plot_comparisons",
+           "group_ols"]
 
 
 def _plt():
@@ -247,36 +251,390 @@ def plot_correlation(fit, term: str | None = None, ax=None):
     return fig
 
 
-def posterior_predictive(fit, ndraws: int | None = None, seed=None) -> np.ndarray:
-    """Replicated responses ``(draws, n)`` from the posterior, conditional on b (:meth:`BayesFit.predict`)."""
-    rng = np.random.default_rng(seed)
-    tree = fit.predict(kind="response", seed=seed)
-    yrep = np.asarray(tree["predictions"][fit.design.response].values)
-    yrep = yrep.reshape(-1, yrep.shape[-1])
-    if ndraws is not None and ndraws < yrep.shape[0]:
-        yrep = yrep[rng.choice(yrep.shape[0], ndraws, replace=False)]
-    return yrep
+# ---- conditional effects and comparisons ------------------------------------
+# matplotlib, not arviz-plots: the REML side is an estimate and a delta-method
+# SE, not draws, and arviz-plots draws bands and forests from draws only.
+
+_FACET_OVER = 6  # more `by` levels than this: one panel each, else colours on one panel
+_GRID_POINTS = 50
 
 
-def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior"):
-    """Densities of replicated data over the observed response, drawn by arviz-plots' ``plot_ppc_dist``.
+def _is_numeric(col: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+
+
+def _model_frame(fit) -> pd.DataFrame:
+    frame = fit.glmm.frame if fit.glmm is not None else fit.design.frame
+    if frame is None:
+        raise ValueError("the fitted data are not in memory: the plot's grid comes from them")
+    return frame
+
+
+def _levels_of(col: pd.Series) -> list:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return list(col.cat.categories)
+    return sorted(pd.unique(col.dropna()), key=lambda v: (str(type(v)), v))
+
+
+def _hdi_columns(table: pd.DataFrame) -> tuple[str, str]:
+    lo, hi = [c for c in table.columns if c.startswith("hdi_")]
+    return lo, hi
+
+
+def _grouping_columns(fit) -> set:
+    return {c for t in fit.design.terms for c in t.factors}
+
+
+def _response_label(fit, kind: str) -> str:
+    resp = fit.design.response if fit.glmm is None else fit.built.response
+    if kind == "link":
+        return f"{resp} (linear predictor)"
+    if fit.family is None:
+        return resp
+    if fit.family.name in ("binomial", "bernoulli"):
+        return f"probability: {resp}"
+    return f"expected {resp}"
+
+
+def _random_label(include_random) -> str:
+    if include_random in (True, "conditional"):
+        return "random effects at the groups' values"
+    if include_random in (False, "zero"):
+        return "random effects at zero"
+    return "random effects integrated over their distribution"
+
+
+def plot_predictions(fit, variable: str, by: str | None = None, include_random=None, kind: str = "mean",
+                     prob: float | None = None, n_points: int = _GRID_POINTS):
+    """Conditional effects (brms's ``conditional_effects``): the prediction over one variable, REML beside the posterior.
+
+    The other columns are held at their mean (numbers) or most frequent
+    value (factors, grouping columns), as :func:`bayesmer.datagrid` does;
+    the values come from :meth:`BayesFit.predictions` on that grid. A numeric
+    ``variable`` gets the posterior mean line in its HDI band (solid, filled)
+    and the REML/Laplace estimate's line (dashed) with its delta-method
+    ±1.96 SE interval (dotted); a factor gets points with error bars, the
+    posterior's (circles) beside REML's (squares).
 
     Parameters
     ----------
     fit : BayesFit
+    variable : str
+        A column the formula reads: the x-axis.
+    by : str, optional
+        A second column: one curve per value, in colours on one panel (up to
+        6 values) or a panel each (more). A factor's levels; a number's mean
+        and mean ± 1 SD (as brms).
+    include_random : {None, True, False, "integrated"}, optional
+        As :meth:`BayesFit.predictions`. None (default): True when ``by`` is
+        a grouping column (one line per group, with its effects), else False
+        (brms's ``re_formula = NA``: the population line).
+    kind : {"mean", "link"}
+        The expected response (a probability, a rate) or the linear predictor.
+    prob : float, optional
+        The HDI's probability (0.94 by default).
+    n_points : int
+        Grid points over a numeric variable's observed range.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Its artists carry gids: ``posterior_mean``, ``posterior_band``,
+        ``reml`` and ``reml_ci`` (lines and bands of a numeric variable; the
+        points of a factor).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> sleep = bayesmer.datasets.load("sleepstudy")
+    >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+    ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> fig = bayesmer.plots.plot_predictions(fit, "Days")
+    >>> fig = bayesmer.plots.plot_predictions(fit, "Days", by="Subject")   # a panel per subject
+    >>> len(fig.axes)
+    18
+    """
+    from .interpret import datagrid
+
+    plt = _plt()
+    frame = _model_frame(fit)
+    for name, what in ((variable, "variable"), (by, "by")):
+        if name is not None and name not in frame.columns:
+            raise ValueError(f"{what} {name!r} is not a column the model reads; they are {list(frame.columns)}")
+    if by == variable:
+        raise ValueError(f"by must differ from the variable ({variable!r})")
+    if include_random is None:
+        include_random = by is not None and by in _grouping_columns(fit)
+    numeric = _is_numeric(frame[variable])
+    if numeric:
+        xs = np.linspace(float(frame[variable].min()), float(frame[variable].max()), n_points)
+    else:
+        xs = _levels_of(frame[variable])
+    values = {variable: xs}
+    by_values = [None]
+    if by is not None:
+        if _is_numeric(frame[by]):
+            m, s = float(frame[by].mean()), float(frame[by].std())
+            by_values = [m - s, m, m + s]
+        else:
+            by_values = _levels_of(frame[by])
+        values[by] = by_values
+    grid = datagrid(fit, **values)
+    table = fit.predictions(grid, include_random=include_random, kind=kind, prob=prob)
+    lo, hi = _hdi_columns(table)
+    nb = len(by_values)
+    facet = nb > _FACET_OVER
+    if facet:
+        ncol = min(6, nb)
+        nrow = -(-nb // ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(2.3 * ncol, 2.0 * nrow + 0.8), sharex=True, sharey=True,
+                                 squeeze=False)
+        for extra in axes.flat[nb:]:
+            extra.remove()
+        axes = list(axes.flat[:nb])
+    else:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        axes = [ax] * nb
+    labels = [None if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v)) for v in by_values]
+    for j, (axis, bv, label) in enumerate(zip(axes, by_values, labels)):
+        rows = table if bv is None else table[_match(table[by], bv)]
+        c_post = "C0" if facet or bv is None else f"C{j % 10}"
+        c_reml = "C1" if facet or bv is None else c_post
+        if numeric:
+            rows = rows.sort_values(variable)
+            x = rows[variable].to_numpy(dtype=float)
+            band = axis.fill_between(x, rows[lo], rows[hi], color=c_post, alpha=0.25, lw=0)
+            band.set_gid("posterior_band")
+            (line,) = axis.plot(x, rows["mean"], color=c_post, lw=2, label=label if not facet else None)
+            line.set_gid("posterior_mean")
+            (rl,) = axis.plot(x, rows["reml"], color=c_reml, ls="--", lw=1.3)
+            rl.set_gid("reml")
+            for sign in (-1, 1):
+                (ci,) = axis.plot(x, rows["reml"] + sign * 1.96 * rows["reml_se"], color=c_reml, ls=":", lw=0.9)
+                ci.set_gid("reml_ci")
+        else:
+            pos = np.arange(len(xs))
+            width = 0.7 / (1 if facet else nb)
+            off = (-0.35 + width * (j + 0.5)) if not facet and nb > 1 else 0.0
+            d = width / 4
+            order = [list(map(str, xs)).index(str(v)) for v in rows[variable]]
+            xp = pos[order] + off
+            mean = rows["mean"].to_numpy()
+            pe = axis.errorbar(xp - d, mean, yerr=[mean - rows[lo].to_numpy(), rows[hi].to_numpy() - mean],
+                               fmt="o", color=c_post, capsize=2, label=label if not facet else None)
+            pe.lines[0].set_gid("posterior_mean")
+            reml = rows["reml"].to_numpy()
+            re = axis.errorbar(xp + d, reml, yerr=1.96 * rows["reml_se"].to_numpy(), fmt="s", ms=4,
+                               mfc="white", color=c_reml, capsize=2)
+            re.lines[0].set_gid("reml")
+            axis.set_xticks(pos, [str(v) for v in xs])
+        if facet:
+            axis.set_title(f"{by} = {label}", fontsize=8)
+            axis.tick_params(labelsize=7)
+    prob_txt = f"{round(100 * (prob or 0.94))}%"
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    grey = nb > 1 and not facet  # colours name the by values; the key shows the styles in grey
+    cp, cr = ("0.3", "0.3") if grey else ("C0", "C1")
+    if numeric:
+        key = [Line2D([], [], color=cp, lw=2, label="posterior mean"),
+               Patch(color=cp, alpha=0.25, label=f"{prob_txt} HDI"),
+               Line2D([], [], color=cr, ls="--", label="REML (dotted: ±1.96 SE)")]
+    else:
+        key = [Line2D([], [], color=cp, marker="o", label=f"posterior mean, {prob_txt} HDI"),
+               Line2D([], [], color=cr, marker="s", mfc="white", label="REML ±1.96 SE")]
+    if grey:
+        handles, names = axes[0].get_legend_handles_labels()
+        first = axes[0].legend(handles, names, title=by, fontsize=7, title_fontsize=7, loc="upper left",
+                               bbox_to_anchor=(1.01, 1))
+        axes[0].add_artist(first)
+        axes[0].legend(handles=key, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0))
+    elif facet:
+        fig.legend(handles=key, fontsize=7, loc="upper right", ncols=len(key))
+    else:
+        axes[0].legend(handles=key, fontsize=7)
+    ylabel = _response_label(fit, kind)
+    if facet:
+        fig.supxlabel(variable, fontsize=9)
+        fig.supylabel(ylabel, fontsize=9)
+    else:
+        axes[0].set_xlabel(variable)
+        axes[0].set_ylabel(ylabel)
+    fig.suptitle(f"{variable}{'' if by is None else f' by {by}'}: {_random_label(include_random)}", fontsize=9,
+                 x=0.02 if facet else 0.5, ha="left" if facet else "center")
+    fig.tight_layout()
+    return fig
+
+
+def _match(col: pd.Series, value) -> np.ndarray:
+    if isinstance(value, float):
+        return np.isclose(col.to_numpy(dtype=float), value)
+    return (col.astype(str) == str(value)).to_numpy()
+
+
+def plot_comparisons(fit, variables, by=True, contrast=None, comparison: str = "difference", include_random=True,
+                     kind: str = "mean", prob: float | None = None):
+    """The comparisons table drawn: each contrast's posterior mean and HDI beside REML's estimate ±1.96 SE.
+
+    Draws :meth:`BayesFit.comparisons`' rows, one per contrast (and ``by``
+    group), with a reference line at no change (0 for a difference, 1 for a
+    ratio).
+
+    Parameters
+    ----------
+    fit : BayesFit
+    variables : str, list of str or dict
+        As :meth:`BayesFit.comparisons`.
+    by : True, str or list of str
+        True (default): each comparison averaged over the fitted rows
+        (marginaleffects's ``avg_comparisons``); column names: averaged within
+        each of their groups. (Per-row comparisons, ``by=None``, are a table,
+        not a picture.)
+    contrast, comparison, include_random, kind, prob
+        As :meth:`BayesFit.comparisons`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The posterior's intervals carry the gid ``posterior``, REML's points
+        the gid ``reml``.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> cbpp = bayesmer.datasets.load("cbpp")
+    >>> fit = bayesmer.fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+    ...                    family="binomial", draws=200, tune=200, chains=2, seed=1, progress=False)
+    >>> fig = bayesmer.plots.plot_comparisons(fit, "period")     # periods 2-4 against 1, probability scale
+    """
+    plt = _plt()
+    if by is None or by is False:
+        raise ValueError("plot_comparisons draws averaged comparisons: by=True or column names "
+                         "(fit.comparisons(..., by=None) gives the per-row table)")
+    table = fit.comparisons(variables, by=by, contrast=contrast, comparison=comparison,
+                            include_random=include_random, kind=kind, prob=prob)
+    lo, hi = _hdi_columns(table)
+    by_cols = [] if by is True else ([by] if isinstance(by, str) else list(by))
+    labels = []
+    for _, row in table.iterrows():
+        text = f"{row['term']}: {row['contrast']}"
+        if by_cols:
+            text += " | " + ", ".join(f"{c}={row[c]}" for c in by_cols)
+        labels.append(text)
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(6.5, 0.38 * n + 1.3))
+    y = np.arange(n)[::-1].astype(float)
+    post = ax.hlines(y + 0.12, table[lo], table[hi], color="C0", lw=2.5, label=f"posterior mean, "
+                     f"{round(100 * (prob or 0.94))}% HDI")
+    post.set_gid("posterior")
+    ax.plot(table["mean"], y + 0.12, "o", color="C0", ms=5)
+    reml = ax.errorbar(table["reml"], y - 0.12, xerr=1.96 * table["reml_se"], fmt="s", ms=4, color="C1", capsize=2,
+                       label="REML ±1.96 SE")
+    reml.lines[0].set_gid("reml")
+    ax.axvline(1.0 if comparison == "ratio" else 0.0, color="0.5", lw=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_ylim(-0.6, n - 0.4)
+    what = "ratio" if comparison == "ratio" else "difference"
+    ax.set_xlabel(f"{what} in {_response_label(fit, kind)}", fontsize=9)
+    ax.set_title(_random_label(include_random), fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---- predictive checks --------------------------------------------------------
+
+PPC_KINDS = ("dens", "stat", "grouped", "bars")
+_MAX_GROUP_PANELS = 12
+
+
+def _prop_zero(x):
+    return np.mean(x == 0, axis=-1)
+
+
+_prop_zero.__name__ = "proportion of zeros"
+
+_STATS = {"sd": "std", "zeros": _prop_zero, "prop_zero": _prop_zero}
+
+
+def _ppc_tree(data, group: str, seed):
+    """The tree holding ``group`` (drawing the posterior predictive of a fit without one) and the response name."""
+    import xarray as xr
+
+    if group not in ("posterior_predictive", "prior_predictive"):
+        raise ValueError(f"group must be 'posterior_predictive' or 'prior_predictive', not {group!r}")
+    if isinstance(data, xr.DataTree):
+        tree = data
+    elif hasattr(data, "idata"):
+        tree = data.idata
+        if group not in tree.children and group == "posterior_predictive":
+            tree = data.posterior_predictive(seed=seed).idata
+    else:
+        raise TypeError(f"plot_ppc takes a BayesFit or a DataTree, not {type(data).__name__}")
+    if group not in tree.children:
+        raise ValueError(f"no {group} group: bayesmer.prior_predictive(formula, data, priors=...) draws one "
+                         "before fitting (or fit with sample_prior=True)")
+    names = list(tree[group].data_vars)
+    if len(names) != 1:
+        raise ValueError(f"the {group} group has {len(names)} variables ({names}); plot_ppc draws one response")
+    return tree, names[0]
+
+
+def _integer_valued(tree, group, name) -> bool:
+    y = np.asarray(tree[group][name].values)
+    if "observed_data" in tree.children:
+        y = np.concatenate([y.ravel(), np.asarray(tree["observed_data"][name].values).ravel()])
+    return bool(np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+
+
+def plot_ppc(data, kind: str = "dens", group: str = "posterior_predictive", by: str | None = None,
+             stat="mean", ndraws: int = 50, levels=None, prob: float = 0.94, seed=None):
+    """Posterior or prior predictive checks: densities, a statistic, per group, or bars for counts.
+
+    Parameters
+    ----------
+    data : BayesFit or xarray.DataTree
+        A fit (its ``posterior_predictive`` group, drawn by
+        :meth:`BayesFit.posterior_predictive` when missing), or a tree with
+        ``group`` and ``observed_data``, such as :func:`bayesmer.prior_predictive`'s.
+    kind : {"dens", "stat", "grouped", "bars"}
+        ``"dens"``: the observed density over ``ndraws`` replicated ones
+        (arviz-plots' ``plot_ppc_dist``; ECDFs for an integer-valued
+        response). ``"stat"``: a statistic's predictive distribution with
+        the observed value marked (arviz-plots' ``plot_ppc_tstat``).
+        ``"grouped"``: ``"dens"`` with a panel per level of ``by``.
+        ``"bars"``: counts and ordinal categories (bayesplot's ``ppc_bars``):
+        the observed frequency of each value as bars, the replications'
+        median frequency and ``prob`` equal-tailed interval as points with
+        error bars; for an integer-valued response.
+    group : {"posterior_predictive", "prior_predictive"}
+        Which replications; with ``"prior_predictive"`` the observed data
+        are drawn too, for scale.
+    by : str, optional
+        ``kind="grouped"``: a column of the tree's ``constant_data`` (a
+        factor or grouping column).
+    stat : str, float or callable
+        ``kind="stat"``: ``"mean"``, ``"median"``, ``"sd"``, ``"var"``,
+        ``"min"``, ``"max"``, ``"iqr"``, ``"mad"``, ``"zeros"`` (the
+        proportion of zeros), a quantile in (0, 1), or a function of the
+        1-D array of a data set.
     ndraws : int
-        Replicated data sets drawn.
+        Replicated data sets overlaid (``"dens"``, ``"grouped"``).
+    levels : list, optional
+        ``kind="grouped"``: the levels to draw; by default all, or the first
+        12 in sort order when there are more.
+    prob : float
+        ``kind="bars"``: the interval's probability.
     seed : int, optional
-        For the replications.
-    kind : {"posterior", "prior"}
-        ``"posterior"`` replicates from the posterior (the stored
-        ``posterior_predictive`` group when there is one, else
-        :meth:`BayesFit.predict` with ``kind="response"``); ``"prior"`` needs
-        the ``prior_predictive`` group, from ``bayesmer.fit(..., sample_prior=True)``.
+        For the replications drawn when the fit has none.
 
     Returns
     -------
     arviz_plots.PlotCollection
+        ``pc.viz["figure"].item()`` is the matplotlib figure. With
+        ``kind="bars"`` the observed bars carry the gid ``observed`` and the
+        replications' points the gid ``predictive``.
 
     Examples
     --------
@@ -285,20 +643,114 @@ def plot_ppc(fit, ndraws: int = 50, seed=None, kind: str = "posterior"):
     >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
     ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
     >>> pc = bayesmer.plots.plot_ppc(fit, ndraws=20, seed=1)
+    >>> pc = bayesmer.plots.plot_ppc(fit, kind="stat", stat="sd", seed=1)
+    >>> pc = bayesmer.plots.plot_ppc(fit, kind="grouped", by="Subject", levels=["308", "309"], seed=1)
     """
     import arviz_plots as azp
+
+    if kind not in PPC_KINDS:
+        hint = " (the group is group='posterior_predictive' or 'prior_predictive')" if kind in ("posterior", "prior") \
+            else ""
+        raise ValueError(f"kind must be one of {', '.join(PPC_KINDS)}, not {kind!r}{hint}")
+    tree, name = _ppc_tree(data, group, seed)
+    has_obs = "observed_data" in tree.children and name in tree["observed_data"].data_vars
+    discrete = _integer_valued(tree, group, name)
+    if kind == "bars":
+        if not discrete:
+            raise ValueError(f"kind='bars' is for counts and ordinal categories: the response {name!r} is not "
+                             "integer-valued; use kind='dens'")
+        return _ppc_bars(tree, group, name, prob, has_obs)
+    if kind == "stat":
+        t_stat = _STATS.get(stat, stat) if isinstance(stat, str) else stat
+        visuals = {"observed_tstat": {}} if (group == "prior_predictive" and has_obs) else {}
+        return azp.plot_ppc_tstat(tree, group=group, var_names=[name], t_stat=t_stat, visuals=visuals,
+                                  backend="matplotlib")
+    visuals = {"observed_dist": {}} if (group == "prior_predictive" and has_obs) else {}
+    dist_kind = "ecdf" if discrete else "kde"
+    if kind == "dens":
+        return azp.plot_ppc_dist(tree, group=group, var_names=[name], num_samples=ndraws, kind=dist_kind,
+                                 visuals=visuals, backend="matplotlib")
+    # grouped: the rows' obs coordinate relabelled by the group's values; arviz-plots facets on
+    # unique coordinate values and pools the rows that share one
+    if by is None:
+        raise ValueError("kind='grouped' needs by=, a column of the model's data (e.g. a grouping factor)")
+    const = tree["constant_data"] if "constant_data" in tree.children else None
+    if const is None or by not in const.data_vars:
+        have = [] if const is None else list(const.data_vars)
+        raise ValueError(f"by={by!r} is not a column of the tree's constant_data; it has {have}")
+    values = np.asarray(const[by].values).astype(str)
+    all_levels = sorted(set(values), key=lambda v: (len(v), v) if v.isdigit() else (0, v))
+    if levels is None:
+        levels = all_levels[:_MAX_GROUP_PANELS]
+    levels = [str(v) for v in levels]
+    unknown = [v for v in levels if v not in all_levels]
+    if unknown:
+        raise ValueError(f"levels {unknown} are not values of {by!r}")
+    keep = np.flatnonzero(np.isin(values, levels))
+    sub = {}
+    for g in (group, "observed_data") if has_obs else (group,):
+        ds = tree[g].to_dataset()[[name]].isel(obs=keep)
+        sub[g] = ds.assign_coords(obs=values[keep]).rename({"obs": by})
     import xarray as xr
 
-    if kind not in ("posterior", "prior"):
-        raise ValueError(f"kind must be 'posterior' or 'prior', not {kind!r}")
-    group = f"{kind}_predictive"
-    tree = fit.idata
-    if group not in tree.children:
-        if kind == "prior":
-            raise ValueError("the fit has no prior_predictive group: refit with bayesmer.fit(..., sample_prior=True)")
-        pred = fit.predict(kind="response", seed=seed)
-        tree = xr.DataTree.from_dict(
-            {"posterior_predictive": pred["predictions"].to_dataset(),
-             "observed_data": tree["observed_data"].to_dataset()}
-        )
-    return azp.plot_ppc_dist(tree, group=group, num_samples=ndraws, backend="matplotlib")
+    sub_tree = xr.DataTree.from_dict(sub)
+    ncol = min(4, len(levels))
+    nrow = -(-len(levels) // ncol)
+    pc = azp.plot_ppc_dist(sub_tree, group=group, var_names=[name], num_samples=ndraws, kind=dist_kind,
+                           visuals=visuals | {"title": {"size": 9}}, cols=[by], col_wrap=ncol,
+                           figure_kwargs={"figsize": (3.0 * ncol, 2.3 * nrow + 0.4)}, backend="matplotlib")
+    fig = pc.viz["figure"].item()
+    shown = f"{len(levels)} of {len(all_levels)} levels" if len(levels) < len(all_levels) else "each level"
+    fig.suptitle(f"{group.replace('_', ' ')} check by {by} ({shown})", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return pc
+
+
+def _ppc_bars(tree, group, name, prob, has_obs):
+    """bayesplot's ppc_bars: observed frequencies as bars, the replications' as points with intervals.
+
+    matplotlib inside an arviz-plots PlotCollection: arviz-plots' nearest,
+    ``plot_ppc_rootogram``, draws the observed frequencies as points on a
+    square-root scale, not as bars.
+    """
+    import xarray as xr
+    from arviz_plots import PlotCollection
+
+    yrep = np.asarray(tree[group][name].values)
+    yrep = np.rint(yrep.reshape(-1, yrep.shape[-1])).astype(np.int64)
+    y = np.rint(np.asarray(tree["observed_data"][name].values)).astype(np.int64) if has_obs else None
+    lo = int(yrep.min() if y is None else min(yrep.min(), y.min()))
+    top = int(np.ceil(np.quantile(yrep, 0.995)))
+    hi = top if y is None else max(int(y.max()), top)
+    overflow = hi - lo + 1 > 100  # a wide prior predictive: the tail pooled in the last bar
+    if overflow:
+        hi = lo + 99
+    K = hi - lo + 1
+    S = yrep.shape[0]
+    idx = np.clip(yrep - lo, 0, K - 1) + K * np.arange(S)[:, None]
+    freq = np.bincount(idx.ravel(), minlength=S * K).reshape(S, K)
+    a = (1 - prob) / 2
+    med, qlo, qhi = np.quantile(freq, [0.5, a, 1 - a], axis=0)
+    x = np.arange(lo, hi + 1)
+    ds = xr.Dataset({name: (("value",), med)}, coords={"value": x})
+    pc = PlotCollection.wrap(ds, cols=["__variable__"], backend="matplotlib",
+                             figure_kwargs={"figsize": (6, 4)})
+    ax = pc.get_target(name, {})
+    if y is not None:
+        obs = np.bincount(np.clip(y - lo, 0, K - 1), minlength=K)
+        bars = ax.bar(x, obs, width=0.8, color="C0", alpha=0.45, label="observed")
+        for bar in bars:
+            bar.set_gid("observed")
+    pts = ax.errorbar(x, med, yerr=[med - qlo, qhi - med], fmt="o", ms=3.5, color="k", capsize=2, lw=1,
+                      label=f"{'prior' if group == 'prior_predictive' else 'posterior'} predictive: median, "
+                            f"{round(100 * prob)}% interval")
+    pts.lines[0].set_gid("predictive")
+    if K <= 25:
+        ax.set_xticks(x)
+    if overflow:
+        ticks = np.unique(np.linspace(lo, hi, 6).round().astype(int))
+        ax.set_xticks(ticks, [str(t) for t in ticks[:-1]] + [f"≥{hi}"])
+    ax.set_xlabel(name)
+    ax.set_ylabel("count of rows")
+    ax.legend(fontsize=7)
+    return pc

@@ -18,7 +18,7 @@ import xarray as xr
 from . import checking, io
 from . import naming as nm
 from .builder import BuiltModel, build_glmm, build_model
-from .design import Design, new_data
+from .design import Design, build_design, new_data
 from .errors import PredictionError
 from .priors import PriorSet
 from .protocol import varcorr_table, variance_shares
@@ -1046,6 +1046,133 @@ class BayesFit:
         new = xr.DataTree.from_dict(groups)
         new.attrs = dict(self.idata.attrs)
         return dataclasses.replace(self, idata=new)
+
+    def update(self, formula: str | None = None, priors: dict | None = None, data=None, **settings) -> "BayesFit":
+        """Refit a changed model, the fit's other settings kept (brms's ``update``).
+
+        What carries over unless given anew: the data; the priors you set
+        (those that differ from the data-scaled defaults; the defaults
+        themselves are recomputed for the new model and data); every
+        setting in ``fit.settings`` (``draws``, ``tune``, ``chains``,
+        ``seed``, ``sampler``, ``strategy``, ``method``, ``backend``,
+        ``target_accept``, ``family``, ``link``); a binomial or Poisson
+        fit's ``weights=`` and ``offset=`` when given as a column name or
+        an expression (arrays do not carry over: pass them again). Not
+        carried: ``progress``, ``log_likelihood``,
+        ``sample_posterior_predictive`` and ``sample_prior``, which take
+        :func:`bayesmer.fit`'s defaults unless given. This fit is not
+        changed.
+
+        Parameters
+        ----------
+        formula : str, optional
+            The new model's whole formula (no ``.`` shorthand).
+        priors : dict, optional
+            Overrides as :func:`bayesmer.fit` takes them, merged over the
+            carried ones: a key here replaces every carried slot it covers
+            (``"b"`` replaces a carried ``"Days"``). A carried prior whose
+            slot the new model lacks is dropped with a warning, and so are
+            all carried priors when ``family`` changes (their scale does).
+        data : DataFrame, optional
+            New data; by default the fitted data (the columns the formula
+            read: a new formula reading other columns needs ``data=``).
+        **settings
+            :func:`bayesmer.fit`'s keyword arguments (``draws=``, ``seed=``,
+            ``family=``, ``progress=``, ...).
+
+        Returns
+        -------
+        BayesFit
+
+        Raises
+        ------
+        SettingsError
+            An argument :func:`bayesmer.fit` does not take.
+
+        Examples
+        --------
+        >>> import bayesmer
+        >>> sleep = bayesmer.datasets.load("sleepstudy")
+        >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
+        ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
+        >>> fit2 = fit.update(priors={"Days": "Normal(10, 1)"}, progress=False)
+        >>> fit2.priors.to_dict()["Days"], fit2.settings["draws"]
+        ('Normal(10.0, 1.0)', 200)
+        >>> fit3 = fit.update("Reaction ~ 1 + (1 | Subject)", progress=False)
+        >>> list(fit3.reml.fixef.index)
+        ['(Intercept)']
+        """
+        # the pipeline (design -> REML -> priors -> model -> draws) sits above the results: the one
+        # call upward, looked up when called, as prior_sweep's refit
+        from .api import fit as refit
+
+        kwargs, old_priors = _update_arguments(self, formula, priors, data, settings)
+        formula_, data_ = kwargs.pop("formula"), kwargs.pop("data")
+        return refit(formula_, data_, priors=old_priors, **kwargs)
+
+
+_UPDATE_EXTRA = ("progress", "log_likelihood", "sample_posterior_predictive", "sample_prior", "weights", "offset")
+
+
+def _update_arguments(fit: BayesFit, formula, priors, data, settings: dict) -> tuple[dict, dict | None]:
+    """:meth:`BayesFit.update`'s arguments to :func:`bayesmer.fit`: (keyword arguments, priors)."""
+    import warnings
+
+    from .errors import SettingsError
+    from .priors import default_priors, slots_of
+
+    unknown = [k for k in settings if k not in fit.settings and k not in _UPDATE_EXTRA]
+    if unknown:
+        raise SettingsError(f"update: unknown argument {unknown[0]!r}; it takes formula, priors, data and "
+                            f"{', '.join([*fit.settings, *_UPDATE_EXTRA])}")
+    gd = fit.glmm
+    kwargs = dict(fit.settings)
+    family_changed = "family" in settings and settings["family"] != kwargs["family"]
+    if family_changed and "link" not in settings:
+        kwargs["link"] = None  # the old family's link need not be the new one's
+    kwargs.update(settings)
+    if gd is not None and kwargs["family"] != "gaussian":
+        for name, spec in (("weights", gd.weights_spec), ("offset", gd.offset_spec)):
+            if spec is not None:
+                kwargs.setdefault(name, spec)
+    model_changed = formula is not None or data is not None or family_changed
+    if formula is None:
+        formula = gd.formula if gd is not None else str(fit.design.formula)
+    if data is None:
+        if gd is not None:
+            data = gd.frame
+        else:
+            data = fit.design.frame if fit.design.frame is not None else fit.design.source[0].obj  # not in memory
+    kwargs["formula"], kwargs["data"] = formula, data
+    # the priors set by hand: those that differ from the defaults of the fitted model and data
+    defaults = default_priors(gd if gd is not None else fit.design, family=fit.family).to_dict()
+    carried = {k: v for k, v in fit.priors.to_dict().items() if defaults.get(k) != v}
+    new_model, family = None, kwargs["family"]
+    if model_changed and (carried or priors):
+        if family == "gaussian":
+            new_model = build_design(formula, data)
+        else:
+            from .family import get_family
+            from .glmer_fit import glmm_design
+
+            new_model = glmm_design(formula, data, get_family(family, kwargs["link"]))
+    fam = None if family == "gaussian" else family
+    dropped = []
+    if carried and family_changed:
+        dropped, carried = list(carried), {}
+    elif carried and new_model is not None:
+        slots = default_priors(new_model, family=fam).to_dict()
+        dropped = [k for k in carried if k not in slots]
+        carried = {k: v for k, v in carried.items() if k in slots}
+    if dropped:
+        why = "its family changed" if family_changed else "the new model has no such slot"
+        warnings.warn(f"update: the prior(s) of {', '.join(dropped)} do not carry over ({why})", UserWarning,
+                      stacklevel=4)
+    if priors:
+        model = new_model if new_model is not None else (gd if gd is not None else fit.design)
+        covered = {slot for key in priors for slot in slots_of(model, key, family=fam)} if carried else set()
+        carried = {k: v for k, v in carried.items() if k not in covered} | dict(priors)
+    return kwargs, (carried or None)
 
 
 def _new_values(spec, df: pd.DataFrame, what: str, arg: str) -> np.ndarray:
