@@ -326,9 +326,10 @@ def plot_predictions(fit, variable: str, by: str | None = None, include_random=N
         6 values) or a panel each (more). A factor's levels; a number's mean
         and mean ± 1 SD (as brms).
     include_random : {None, True, False, "integrated"}, optional
-        As :meth:`BayesFit.predictions`. None (default): True when ``by`` is
-        a grouping column (one line per group, with its effects), else False
-        (brms's ``re_formula = NA``: the population line).
+        As :meth:`BayesFit.predictions`. None (default): True when
+        ``variable`` or ``by`` is a grouping column (a line or a point per
+        group, with its effects), else False (brms's ``re_formula = NA``:
+        the population line).
     kind : {"mean", "link"}
         The expected response (a probability, a rate) or the linear predictor.
     prob : float, optional
@@ -364,7 +365,7 @@ def plot_predictions(fit, variable: str, by: str | None = None, include_random=N
     if by == variable:
         raise ValueError(f"by must differ from the variable ({variable!r})")
     if include_random is None:
-        include_random = by is not None and by in _grouping_columns(fit)
+        include_random = bool({variable, by} & _grouping_columns(fit))
     numeric = _is_numeric(frame[variable])
     if numeric:
         xs = np.linspace(float(frame[variable].min()), float(frame[variable].max()), n_points)
@@ -687,17 +688,18 @@ def plot_ppc(data, kind: str = "dens", group: str = "posterior_predictive", by: 
     if unknown:
         raise ValueError(f"levels {unknown} are not values of {by!r}")
     keep = np.flatnonzero(np.isin(values, levels))
+    dim = by if by not in ("chain", "draw", "sample") else f"{by}_"  # arviz-plots' own dimension names
     sub = {}
     for g in (group, "observed_data") if has_obs else (group,):
         ds = tree[g].to_dataset()[[name]].isel(obs=keep)
-        sub[g] = ds.assign_coords(obs=values[keep]).rename({"obs": by})
+        sub[g] = ds.assign_coords(obs=values[keep]).rename({"obs": dim})
     import xarray as xr
 
     sub_tree = xr.DataTree.from_dict(sub)
     ncol = min(4, len(levels))
     nrow = -(-len(levels) // ncol)
     pc = azp.plot_ppc_dist(sub_tree, group=group, var_names=[name], num_samples=ndraws, kind=dist_kind,
-                           visuals=visuals | {"title": {"size": 9}}, cols=[by], col_wrap=ncol,
+                           visuals=visuals | {"title": {"size": 9}}, cols=[dim], col_wrap=ncol,
                            figure_kwargs={"figsize": (3.0 * ncol, 2.3 * nrow + 0.4)}, backend="matplotlib")
     fig = pc.viz["figure"].item()
     shown = f"{len(levels)} of {len(all_levels)} levels" if len(levels) < len(all_levels) else "each level"
