@@ -350,7 +350,6 @@ def plot_predictions(fit, variable: str, by: str | None = None, include_random=N
     >>> sleep = bayesmer.datasets.load("sleepstudy")
     >>> fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep,
     ...                    draws=200, tune=200, chains=2, seed=1, progress=False)
-    >>> fig = bayesmer.plots.plot_predictions(fit, "Days")
     >>> fig = bayesmer.plots.plot_predictions(fit, "Days", by="Subject")   # a panel per subject
     >>> len(fig.axes)
     18
