@@ -466,8 +466,8 @@ def prior_predictive(
             warnings.filterwarnings("ignore", message=".*Potential.*")
             pri = pm.sample_prior_predictive(draws=settings.draws, model=built.model, random_seed=settings.seed)
         prior = _ds(pri["prior"])
-        prior = prior.drop_vars([v for v in prior.data_vars if v in built.hidden or v.startswith("z_")
-                                 or v.startswith("corr_chol_") or v.startswith("b_")])
+        keep = [v for v in prior.data_vars if v not in built.hidden and not v.startswith(("z_", "corr_chol_", "b_"))]
+        prior = prior[keep]  # and the coordinates of only these
         pp = _ds(pri["prior_predictive"])
         observed = xr.Dataset({built.response: (("obs",), _counts(gd))}, coords={"obs": np.arange(len(gd.y))})
         const = constant_data(gd.design, gd.frame)

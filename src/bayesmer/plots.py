@@ -306,7 +306,7 @@ def _random_label(include_random) -> str:
 
 def plot_predictions(fit, variable: str, by: str | None = None, include_random=None, kind: str = "mean",
                      prob: float | None = None, n_points: int = _GRID_POINTS):
-    """Conditional effects (brms's ``conditional_effects``): the prediction over one variable, REML beside the posterior.
+    """Conditional effects (brms's ``conditional_effects``): the prediction over a variable, REML beside the posterior.
 
     The other columns are held at their mean (numbers) or most frequent
     value (factors, grouping columns), as :func:`bayesmer.datagrid` does;
