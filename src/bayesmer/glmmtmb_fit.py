@@ -20,10 +20,11 @@ import pandas as pd
 from .design import Design, DesignError
 from .families import FamilyError, ResponseFamily, get_family
 from .formula import Formula
-from .glmer_fit import _coef_table, _design, _evaluate, _Response, _rformat, _split_response
+from .glmm_design import Response, evaluate_column, frame_design, split_response
 from .engine.laplace import LaplaceModel, fit_laplace
 from .engine.theta import theta_to_T
 from .protocol import varcorr_from_covs
+from .rprint import coef_table, rformat
 from ._threads import one_blas_thread
 
 __all__ = ["FamilyFit", "glmmtmb"]
@@ -181,7 +182,7 @@ class FamilyFit:
                 rows.append([t.name if j == 0 else "", nm, c[j, j], s[j], cr])
         if self._sigma is not None:
             rows.append(["Residual", "", self._sigma**2, self._sigma, ""])
-        vs, ss = _rformat([r[2] for r in rows], 4), _rformat([r[3] for r in rows], 4)
+        vs, ss = rformat([r[2] for r in rows], 4), rformat([r[3] for r in rows], 4)
         has_corr = any(r[4] for r in rows)
         table = [["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if has_corr else [])]
         table += [[r[0], r[1], v, s] + ([r[4]] if has_corr else []) for r, v, s in zip(rows, vs, ss)]
@@ -194,17 +195,17 @@ class FamilyFit:
                 lines += ["", f"{d.name} ({fam.name}): {self.dpars[d.name]:.4g}"]
         lines += ["", "Conditional model:"]
         if len(self.fixef):
-            lines.extend(_coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
+            lines.extend(coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
         if "zi" in self.dpars.index:
             est, se = self.zi_logit()
             lines += ["", "Zero-inflation model:"]
-            lines.extend(_coef_table(np.array([est]), np.array([se]), ["(Intercept)"]))
+            lines.extend(coef_table(np.array([est]), np.array([se]), ["(Intercept)"]))
         if fam.name == "cumulative":
             lines += ["", "Threshold coefficients:"]
             names = list(fam.threshold_names())
             est, se = self.dpars.to_numpy(), self.dpars_se.to_numpy()
-            cells = _rformat(np.round(np.concatenate([est, se]), 4), 4)
-            zs = _rformat(np.round(est / se, 3), 4)
+            cells = rformat(np.round(np.concatenate([est, se]), 4), 4)
+            zs = rformat(np.round(est / se, 3), 4)
             w0 = max(len(n) for n in names)
             lines.append(" " * w0 + "  Estimate Std. Error z value")
             for i, nm in enumerate(names):
@@ -301,7 +302,7 @@ def glmmtmb(
         raise FamilyError(f"REML is available for 'lognormal' (and lmer's Gaussian), not {fam.name!r}")
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    lhs, f = _split_response(formula)
+    lhs, f = split_response(formula)
     n = len(data)
     if lhs in data.columns:
         col = data[lhs]
@@ -312,11 +313,11 @@ def glmmtmb(
     else:
         if fam.name == "cumulative":
             raise FamilyError(f"the cumulative response {lhs!r} must be a column of the data")
-        y_all = _evaluate(lhs, data, f"the response {lhs!r}")
+        y_all = evaluate_column(lhs, data, f"the response {lhs!r}")
     if offset is None:
         off_all = np.zeros(n)
     elif isinstance(offset, str):
-        off_all = _evaluate(offset, data, f"offset={offset!r}")
+        off_all = evaluate_column(offset, data, f"offset={offset!r}")
     else:
         off_all = np.asarray(offset, dtype=float).reshape(-1)
     if fam.name == "lognormal":
@@ -325,7 +326,7 @@ def glmmtmb(
         with np.errstate(divide="ignore", invalid="ignore"):
             y_all = np.log(y_all)
     wt_all = np.ones(n)
-    design, terms, pos = _design(f, data, _Response(y_all, wt_all, lhs), off_all)
+    design, terms, pos = frame_design(f, data, Response(y_all, wt_all, lhs), off_all)
     y, off = y_all[pos], off_all[pos]
     if design.offset is not None:
         off = off + np.asarray(design.offset, dtype=float)

@@ -692,7 +692,7 @@ def default_priors(design, data=None, family=None) -> PriorSet:
         if data is None:
             raise PriorError("default_priors(formula, data): the data are needed to scale the priors")
         if family is not None and get_family(family).name != "gaussian":
-            from .glmer_fit import glmm_design
+            from .glmm_design import glmm_design
 
             design = glmm_design(design, data, get_family(family))
         else:

@@ -21,10 +21,10 @@ effects' block does not depend on how θ and the dpars are parameterised at
 the optimum). Where the gradient's dense ``q x min(q, n)`` solve would be
 too large, differences of the objective alone are used.
 
-``Λ'Z'DZΛ + I`` is assembled and factored by :mod:`bayesmer.glmer`'s
-blocked Cholesky (``_Laplace.lam_z``/``factor``, ``_BlockChol``), imported
-rather than copied: ZΛ is one CSR row of K entries per observation, the
-first (largest) term makes k x k diagonal blocks, the rest one dense block.
+``Λ'Z'DZΛ + I`` is assembled and factored by :mod:`.blocks`, as lme4's PIRLS
+(:mod:`.pirls`) factors its ``Λ'Z'WZΛ + I``: ZΛ is one CSR row of K entries
+per observation, the first (largest) term makes k x k diagonal blocks, the
+rest one dense block.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import numpy as np
 import scipy.optimize as sopt
 
 from ..families.base import ResponseFamily
+from .blocks import RowBlocks
 from .theta import n_theta, tri_index
 
 __all__ = ["LaplaceModel", "LaplaceResult", "fit_laplace", "fd_hessian"]
@@ -56,19 +57,14 @@ class LaplaceModel:
     """
 
     def __init__(self, X, y, wt, offset, terms, family: ResponseFamily):
-        from ..family import get_family as _glm_family
-        from ..glmer_fit import _Laplace
-
-        n = len(y)
-        # glmer's structure of ZΛ and of the blocks of Λ'Z'WZΛ + I (its family is not used here)
-        self._s = _Laplace(np.asarray(X, float), np.ones(n), np.ones(n), np.zeros(n), terms,
-                           _glm_family("poisson"), 1e-7)
+        # ZΛ by rows and the blocks of Λ'Z'DZΛ + I
+        self.blocks = RowBlocks(terms, len(y))
         self.X, self.y, self.wt, self.offset, self.family = np.asarray(X, float), y, wt, offset, family
         self.terms = terms
         self.ks = [t.k for t in terms]
         self.nth = n_theta(self.ks)
         self.p = self.X.shape[1]
-        self.q = self._s.q
+        self.q = self.blocks.q
         self.u = np.zeros(self.q)  # warm start of the inner Newton
         self.n_evals = 0  # objective evaluations
         self.n_grads = 0  # gradient evaluations (each one mode and its solves)
@@ -82,9 +78,9 @@ class LaplaceModel:
     def mode(self, beta, theta, dp, u0=None):
         """û, η, the factor of H at û and h(û); raises InnerError."""
         fam, y, wt = self.family, self.y, self.wt
-        A = self._s.lam_z(theta)
+        A = self.blocks.lam_z(theta)
         At = A.T
-        data = A.data.reshape(-1, self._s.K)
+        data = A.data.reshape(-1, self.blocks.K)
         fixed = self.offset + self.X @ beta
         u = np.zeros(self.q) if u0 is None else u0.copy()
         eta = fixed + A @ u
@@ -101,9 +97,9 @@ class LaplaceModel:
             if not np.all(np.isfinite(W)):
                 raise InnerError("non-finite second derivative")
             try:  # Newton on the exact Hessian while it is positive definite
-                L = self._s.factor(data, W)
+                L = self.blocks.factor(data, W)
             except np.linalg.LinAlgError:  # else a descent direction: D clamped where log p is not concave
-                L = self._s.factor(data, np.maximum(W, 1e-10))
+                L = self.blocks.factor(data, np.maximum(W, 1e-10))
             g = At @ d1 - u
             step = L.bwd(L.fwd(g))
             dec = float(g @ step)
@@ -125,7 +121,7 @@ class LaplaceModel:
         else:
             raise InnerError("Newton's method did not converge in 100 iterations")
         d1, d2 = fam.derivs(y, eta, dp, wt)
-        L = self._s.factor(data, -d2)  # the exact Hessian at the mode (LinAlgError when not PD)
+        L = self.blocks.factor(data, -d2)  # the exact Hessian at the mode (LinAlgError when not PD)
         return u, eta, L, h
 
     def objective(self, x) -> float:
@@ -166,9 +162,9 @@ class LaplaceModel:
         except (InnerError, np.linalg.LinAlgError):
             return np.full(len(x), np.nan)
         self.u = u
-        A = self._s.lam_z(theta)
-        data = A.data.reshape(-1, self._s.K)
-        cols = self._s.cols
+        A = self.blocks.lam_z(theta)
+        data = A.data.reshape(-1, self.blocks.K)
+        cols = self.blocks.cols
         d1, d2 = fam.derivs(y, eta, dp, wt)
         D = -d2
         de = 1e-4 * np.maximum(1.0, np.abs(eta))
