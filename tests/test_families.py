@@ -115,6 +115,7 @@ def test_lognormal_reml():
     sds = fit.varcorr.query("kind == 'sd' and group != 'Residual'")["value"]
     assert _rel(sds, list(ref["sd"]["Subject"].values())) < 1e-4
     assert abs(fit.dpars["sigma"] / ref["dpars"]["sigma"] - 1) < 1e-4
+    assert abs(fit.dpars_se["sigma"] / ref["dpars_se"]["sigma"] - 1) < 1e-4
     with pytest.raises(FamilyError, match="REML is available for 'lognormal'"):
         glmmtmb(ref["formula"], d, "Gamma", REML=True)
 
@@ -148,6 +149,8 @@ def test_lognormal_log_scale(fits):
     ref, fit = fits["lognormal"]
     assert fit.varcorr["group"].iloc[-1] == "Residual"
     assert abs(fit.loglik + np.log(fit.y).sum() - ref["loglik_log_scale"]) < 1e-3
+    # sigma's SE as glmmTMB's Gaussian fit of log(y) gives it (delta method from its dispersion's)
+    assert abs(fit.dpars_se["sigma"] / ref["dpars_se"]["sigma"] - 1) < 1e-4
 
 
 def test_summary_prints(fits):

@@ -21,8 +21,9 @@ from .design import Design, DesignError
 from .families import FamilyError, ResponseFamily, get_family
 from .formula import Formula
 from .glmm_design import Response, evaluate_column, frame_design, split_response
-from .engine.laplace import LaplaceModel, fit_laplace
-from .engine.theta import theta_to_T
+from .engine.laplace import LaplaceModel, fd_hessian, fit_laplace
+from .engine.profiled import Profiled
+from .engine.theta import theta_to_T, tri_index
 from .protocol import varcorr_from_covs
 from .rprint import coef_table, rformat
 from ._threads import one_blas_thread
@@ -57,7 +58,8 @@ class FamilyFit:
     dpars, dpars_se : Series
         The family's parameters with brms's names (``shape``, ``zi``, ``phi``,
         ``sigma``, ``nu``, ``Intercept[k]``) on their natural scale, and their
-        SEs from the same Hessian (delta method for lognormal's sigma: NaN).
+        SEs from the same Hessian (lognormal's sigma: the delta method from
+        the Hessian in log sigma, see :func:`_lognormal_sigma_se`).
     theta : ndarray
         Per term the column-major lower triangle of the random effects'
         covariance factor (Σ = TT'; for lognormal lme4's relative θ).
@@ -408,6 +410,7 @@ def _fit_lognormal(fam, design: Design, terms, formula_text: str, REML: bool) ->
     ll = float(fit.loglik) - float(z.sum())
     k_par = len(fit.fixef) + len(fit.theta) + 1
     sigma = float(fit.sigma)
+    sigma_se = _lognormal_sigma_se(design, np.asarray(fit.theta, float), sigma, REML)
     covs = fit.cov_matrices()
     ngroups = dict(fit.ngroups)
     return FamilyFit(
@@ -415,10 +418,56 @@ def _fit_lognormal(fam, design: Design, terms, formula_text: str, REML: bool) ->
         fixef=pd.Series(np.asarray(fit.fixef, float), index=pd.Index(design.fixed_names), name="Estimate"),
         se=pd.Series(np.asarray(fit.se, float), index=pd.Index(design.fixed_names), name="Std. Error"),
         dpars=pd.Series([sigma], index=["sigma"], name="Estimate"),
-        dpars_se=pd.Series([np.nan], index=["sigma"], name="Std. Error"),
+        dpars_se=pd.Series([sigma_se], index=["sigma"], name="Std. Error"),
         theta=np.asarray(fit.theta), loglik=ll, aic=float(-2 * ll + 2 * k_par),
         bic=float(-2 * ll + math.log(len(z)) * k_par), df_resid=int(len(z) - k_par), nobs=len(z),
         ngroups=ngroups, converged=bool(fit.converged), n_evaluations=int(fit.n_evaluations),
         method="REML" if REML else "ML", _vcov=np.asarray(fit.vcov, float), _covs=covs,
         _u=None, _eta=np.asarray(fit.fitted()), _sigma=sigma, _ranef_lmer=dict(fit.ranef),
     )
+
+
+def _lognormal_sigma_se(design: Design, theta: np.ndarray, sigma: float, REML: bool) -> float:
+    """lognormal's SE of sigma as glmmTMB gives it: from the Hessian of -2 log L in (θ, log σ), delta method.
+
+    glmmTMB fits the Gaussian of log(y) with β, θ and log σ (its dispersion
+    parameter) and reports the inverse Hessian; the variance of log σ it gives
+    is the same in any parameterisation of the covariances (here lme4's
+    relative θ) and with β profiled out (ML: n log(2πσ²) + log|L|² + r²/σ²;
+    REML, β integrated out: (n - p) log(2πσ²) + log|L|² + log|RX|² + r²/σ²,
+    from the engine's factorisation). A θ diagonal at 0 (a singular fit)
+    leaves the Hessian, as in :func:`glmmtmb`. NaN where the Hessian is not
+    positive definite.
+    """
+    prob = Profiled.from_design(design, reml=REML)
+    n, p = prob.n, prob.p
+    ks = [t.k for t in design.terms]
+    lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in (tri_index(k) for k in ks)])
+    free = ~((lower == 0) & (theta <= 1e-6))
+    m = n - p if REML else n
+
+    def f(x):
+        th = theta.copy()
+        th[free] = x[:-1]
+        fz = prob.factor(th)
+        if fz is None:
+            return np.inf
+        Pen = fz.Pen
+        ldx = 0.0
+        if p:
+            Pxx = Pen[:p, :p]
+            r2 = float(Pen[p, p] - Pen[p, :p] @ np.linalg.solve(Pxx, Pen[:p, p]))
+            ldx = float(np.linalg.slogdet(Pxx)[1]) if REML else 0.0
+        else:
+            r2 = float(Pen[0, 0])
+        return m * (math.log(2 * math.pi) + 2 * x[-1]) + fz.logdet + ldx + r2 * math.exp(-2 * x[-1])
+
+    x = np.append(theta[free], math.log(sigma))
+    _, H = fd_hessian(f, x)
+    try:
+        V = np.linalg.inv(H / 2)  # -log L is half the deviance
+    except np.linalg.LinAlgError:
+        return float("nan")
+    v = float(V[-1, -1])
+    return sigma * math.sqrt(v) if np.isfinite(v) and v > 0 else float("nan")
+
