@@ -36,6 +36,7 @@ from .glmm_design import (  # noqa: F401  (GlmmData, RESPONSE_COLUMN, parse_glmm
 from ._threads import one_blas_thread
 from .protocol import varcorr_from_covs
 from .rprint import coef_table, corr_table, rformat
+from .engine.numdiff import central_grad, fd_hessian
 from .engine.pirls import LaplaceDeviance, PirlsError
 from .engine.theta import theta_to_T as _theta_to_T, tri_index as _tri_index
 
@@ -57,33 +58,9 @@ class SeparationError(PirlsError):
     or factor level perfectly (or quasi-) separates the responses; the message names it."""
 
 
-def _deriv12(f, x: np.ndarray, fx: float, delta: float = _DELTA):
-    """lme4's ``deriv12``: central-difference gradient and Hessian, step ``delta``."""
-    m = len(x)
-    g = np.empty(m)
-    H = np.empty((m, m))
-    for j in range(m):
-        e = np.zeros(m)
-        e[j] = delta
-        fa, fs = f(x + e), f(x - e)
-        H[j, j] = (fa - 2 * fx + fs) / delta**2
-        g[j] = (fa - fs) / (2 * delta)
-        for i in range(j):
-            e2 = np.zeros(m)
-            e2[i] = delta
-            v = f(x + e2 + e) - f(x + e2 - e) - f(x - e2 + e) + f(x - e2 - e)
-            H[i, j] = H[j, i] = v / (4 * delta**2)
-    return g, H
-
-
-def _central_grad(f, x: np.ndarray) -> np.ndarray:
-    h = 1e-5 * np.maximum(1.0, np.abs(x))
-    g = np.empty(len(x))
-    for j in range(len(x)):
-        e = np.zeros(len(x))
-        e[j] = h[j]
-        g[j] = (f(x + e) - f(x - e)) / (2 * h[j])
-    return g
+def _deriv12(f, x: np.ndarray, fx: float):
+    """lme4's ``deriv12``: central-difference gradient and Hessian, one absolute step (1e-4)."""
+    return fd_hessian(f, x, fx, h=np.full(len(x), _DELTA))
 
 
 def _settled(g: np.ndarray, H: np.ndarray) -> bool:
@@ -171,7 +148,8 @@ def _optimize(prob: LaplaceDeviance, lower: np.ndarray):
 
     xz0 = np.concatenate([res1.x, np.zeros(len(beta1))]) if r1.RX is not None else x0
     res = sopt.minimize(
-        fe, xz0, jac=lambda x: _central_grad(fe, x), method="L-BFGS-B", bounds=bounds,
+        fe, xz0, jac=lambda x: central_grad(fe, x, 1e-5 * np.maximum(1.0, np.abs(x))), method="L-BFGS-B",
+        bounds=bounds,
         options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 1000},
     )
     f = prob.f_all

@@ -21,7 +21,8 @@ from .design import Design, DesignError
 from .families import FamilyError, ResponseFamily, get_family
 from .formula import Formula
 from .glmm_design import Response, evaluate_column, frame_design, split_response
-from .engine.laplace import LaplaceModel, fd_hessian, fit_laplace
+from .engine.laplace import LaplaceModel, fit_laplace
+from .engine.numdiff import fd_hessian
 from .engine.profiled import Profiled
 from .engine.theta import theta_to_T, tri_index
 from .protocol import varcorr_from_covs

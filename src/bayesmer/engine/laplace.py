@@ -36,9 +36,10 @@ import scipy.optimize as sopt
 
 from ..families.base import ResponseFamily
 from .blocks import RowBlocks
+from .numdiff import central_grad, fd_hessian, forward_grad, grad_hessian
 from .theta import n_theta, tri_index
 
-__all__ = ["LaplaceModel", "LaplaceResult", "fit_laplace", "fd_hessian"]
+__all__ = ["LaplaceModel", "LaplaceResult", "fit_laplace"]
 
 
 class InnerError(RuntimeError):
@@ -248,47 +249,6 @@ class LaplaceModel:
         return x0 if x0 is not None else np.concatenate([beta, theta, fam.pack(dp)])
 
 
-def _central_grad(f, x, h=None):
-    h = 1e-6 * np.maximum(1.0, np.abs(x)) if h is None else h
-    g = np.empty(len(x))
-    for j in range(len(x)):
-        e = np.zeros(len(x))
-        e[j] = h[j]
-        g[j] = (f(x + e) - f(x - e)) / (2 * h[j])
-    return g
-
-
-def _forward_grad(f, x):
-    fx = f(x)
-    h = 1e-7 * np.maximum(1.0, np.abs(x))
-    g = np.empty(len(x))
-    for j in range(len(x)):
-        e = np.zeros(len(x))
-        e[j] = h[j]
-        g[j] = (f(x + e) - fx) / h[j]
-    return g
-
-
-def fd_hessian(f, x, fx=None, rel=1e-4):
-    """Central-difference gradient and Hessian of f at x (steps ``rel * max(1, |x|)``)."""
-    m = len(x)
-    fx = f(x)  # afresh, with the neighbours' warm start (a value from elsewhere may differ by 1e-12)
-    h = rel * np.maximum(1.0, np.abs(x))
-    g, H = np.empty(m), np.empty((m, m))
-    for j in range(m):
-        ej = np.zeros(m)
-        ej[j] = h[j]
-        fa, fs = f(x + ej), f(x - ej)
-        g[j] = (fa - fs) / (2 * h[j])
-        H[j, j] = (fa - 2 * fx + fs) / h[j] ** 2
-        for i in range(j):
-            ei = np.zeros(m)
-            ei[i] = h[i]
-            v = f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
-            H[i, j] = H[j, i] = v / (4 * h[i] * h[j])
-    return g, H
-
-
 @dataclass(frozen=True)
 class LaplaceResult:
     """The optimum: x = (β, θ, dpars unconstrained), -log L, its Hessian there, û and η."""
@@ -305,18 +265,6 @@ class LaplaceResult:
     n_grads: int = 0
 
 
-def _grad_hessian(grad, r, rel=1e-4):
-    """Central differences of an analytic gradient: the Hessian, symmetrised."""
-    m = len(r)
-    h = rel * np.maximum(1.0, np.abs(r))
-    H = np.empty((m, m))
-    for j in range(m):
-        e = np.zeros(m)
-        e[j] = h[j]
-        H[:, j] = (grad(r + e) - grad(r - e)) / (2 * h[j])
-    return (H + H.T) / 2
-
-
 def _damped_newton(f, grad, x, fx, lo, iters=50):
     """Newton steps on a difference Hessian of ``grad``, its eigenvalues kept positive, halved until f falls.
 
@@ -326,7 +274,7 @@ def _damped_newton(f, grad, x, fx, lo, iters=50):
         g = grad(x)
         if not np.all(np.isfinite(g)):
             break
-        H = _grad_hessian(grad, x, 1e-5)
+        H = grad_hessian(grad, x, 1e-5)
         w, V = np.linalg.eigh(H)
         w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.max(np.abs(w))))
         step = -V @ ((V.T @ g) / w)
@@ -380,7 +328,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
         dp_of = lambda z: model.family.unpack(to_x(np.concatenate([head, z]))[p + nth :])  # noqa: E731
         return model.gradient(np.maximum(to_x(r), lo), dpar_map=(r[p + nth :], dp_of))
 
-    jac = (lambda x: model.gradient(x)) if analytic else (lambda x: _forward_grad(f, x))
+    jac = (lambda x: model.gradient(x)) if analytic else (lambda x: forward_grad(f, x))
     # near the optimum by L-BFGS-B; the Newton steps below finish the work
     # (restarted while the gradient is large: a line search that met the edge of
     # the region where the density is finite, e.g. eta <= 0 under an inverse
@@ -408,7 +356,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
 
     def both(r):
         if analytic:
-            return grad_r(r, 1e-5), _grad_hessian(grad_r, r)
+            return grad_r(r, 1e-5), grad_hessian(grad_r, r)
         return fd_hessian(fr, r)
 
     r = from_x(x)
@@ -433,7 +381,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
         r, fx = cand, fc
         if np.max(np.abs(t * step) / np.maximum(1.0, np.abs(r[free]))) < 1e-10:
             break
-        g = grad_r(r, 1e-5) if analytic else _central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
+        g = grad_r(r, 1e-5) if analytic else central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
     if np.max(np.abs(r - r_h) / np.maximum(1.0, np.abs(r))) > 1e-7:
         g, H = both(r)
     x = np.maximum(to_x(r), lo)
