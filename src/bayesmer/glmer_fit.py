@@ -679,10 +679,4 @@ def _vcov(H, nth, prob: LaplaceDeviance, theta, beta, messages: list[str]) -> np
         "variance-covariance matrix computed from finite-difference Hessian is\n"
         "not positive definite or contains NA values: falling back to var-cov estimated from RX"
     )
-    A = prob.lam_z(theta)
-    r = prob.pirls(theta, beta)
-    L, mu = r.L, r.mu
-    W = prob.wt * prob.link.mu_eta(r.eta) ** 2 / prob.family.variance(mu)
-    WX = W[:, None] * prob.X
-    RZX = L.fwd(A.T @ WX)
-    return np.linalg.inv(prob.X.T @ WX - RZX.T @ RZX)
+    return np.linalg.inv(prob.rx_crossprod(theta, beta))

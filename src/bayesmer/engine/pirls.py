@@ -147,6 +147,16 @@ class LaplaceDeviance:
     def f_exact(self, par: np.ndarray) -> float:
         return self.laplace(par[: self.nth], par[self.nth :], exact=True)
 
+    def rx_crossprod(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """``RX'RX = X'WX - RZX'RZX`` at the modes given (θ, β): β's precision by the Schur complement
+        (lme4's ``vcov`` from RX, its fallback where the finite-difference Hessian is not positive definite)."""
+        A = self.lam_z(theta)
+        r = self.pirls(theta, beta)
+        W = self.wt * self.link.mu_eta(r.eta) ** 2 / self.family.variance(r.mu)
+        WX = W[:, None] * self.X
+        RZX = r.L.fwd(A.T @ WX)
+        return self.X.T @ WX - RZX.T @ RZX
+
     def set_lp0(self, r: PirlsResult) -> None:
         """Start later PIRLS from this one's linear predictor (lme4's ``lp0 <- pp$linPred(1)``)."""
         self.lp0 = r.eta - self.offset
