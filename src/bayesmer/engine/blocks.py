@@ -9,10 +9,15 @@ sparse-sparse product); :class:`BlockChol` factors them in MixedModels.jl's
 blocked form (the first term's ``k x k`` diagonal blocks, then one dense block
 for the other terms).
 
-This is the one copy of the weighted factorisation. The Gaussian engine's
-compiled factorisation (:mod:`._kernel`, ``factor_a``/``factor_b``) factors
-the same blocked form from O(levels) sufficient statistics made once; here W
-changes at every step, so the blocks are made from the rows each time.
+This is the one copy of the weighted factorisation, but not yet the engine's
+one kernel: the Gaussian engine's compiled factorisation (:mod:`._kernel`,
+``factor_a``/``chol_dense``/``factor_b`` on :class:`.collapsed.CollapsedStats`)
+factors the same blocked form from O(levels) sufficient statistics made once.
+To serve PIRLS it would need those statistics with row weights W (made again
+at every step), the random effects mapped between its order (terms grouped by
+grouping factor) and this one (the first term, then the rest), and for
+glmmTMB's gradient solves with P on any right-hand side (it solves only for
+``Λ'Z'R`` and gives P⁻¹'s diagonal blocks).
 """
 
 from __future__ import annotations
