@@ -34,7 +34,7 @@ from .glmm_design import (  # noqa: F401  (GlmmData, RESPONSE_COLUMN, parse_glmm
     RESPONSE_COLUMN, GlmmData, evaluate_column, glmm_design, parse_glmm_formula, parse_response,
 )
 from ._threads import one_blas_thread
-from .protocol import varcorr_from_covs
+from .protocol import ranef_from_modes, varcorr_from_covs
 from .rprint import coef_table, corr_table, rformat
 from .engine.numdiff import central_grad, fd_hessian
 from .engine.pirls import LaplaceDeviance, PirlsError
@@ -293,14 +293,7 @@ class GlmerFit:
     @functools.cached_property
     def ranef(self) -> dict:
         """Per term, levels x columns: the conditional modes ``b = Λû``."""
-        out, pos = {}, 0
-        Ts = _theta_to_T(self.theta, [t.k for t in self.terms])
-        for t, T in zip(self.terms, Ts):
-            size = t.n_levels * t.k
-            b = self._u[pos : pos + size].reshape(t.n_levels, t.k) @ T.T
-            pos += size
-            out[t.name] = pd.DataFrame(b, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
-        return out
+        return ranef_from_modes(self._u, _theta_to_T(self.theta, [t.k for t in self.terms]), self.terms)
 
     def fitted(self) -> np.ndarray:
         """Conditional means μ at the conditional modes (the response scale)."""

@@ -25,7 +25,7 @@ from .engine.laplace import LaplaceModel, fit_laplace
 from .engine.numdiff import fd_hessian
 from .engine.profiled import Profiled
 from .engine.theta import theta_to_T, tri_index
-from .protocol import varcorr_from_covs
+from .protocol import ranef_from_modes, varcorr_from_covs
 from .rprint import coef_table, rformat
 from ._threads import one_blas_thread
 
@@ -151,16 +151,9 @@ class FamilyFit:
     @functools.cached_property
     def ranef(self) -> dict:
         """Per term, levels x columns: the conditional modes ``b = Λû`` (lognormal: on the log scale)."""
-        out, pos = {}, 0
         if self._u is None:
             return self._ranef_lmer
-        Ts = theta_to_T(self.theta, [t.k for t in self.terms])
-        for t, T in zip(self.terms, Ts):
-            size = t.n_levels * t.k
-            b = self._u[pos : pos + size].reshape(t.n_levels, t.k) @ T.T
-            pos += size
-            out[t.name] = pd.DataFrame(b, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
-        return out
+        return ranef_from_modes(self._u, theta_to_T(self.theta, [t.k for t in self.terms]), self.terms)
 
     def summary(self) -> str:
         """The fit laid out as glmmTMB's ``summary()`` (clmm's for ``cumulative``)."""
