@@ -17,7 +17,8 @@ from typing import ClassVar, Mapping
 import numpy as np
 from scipy import special, stats
 
-from .design import build_design, moments
+from .design import moments
+from .sources import build_design
 from .errors import BayesmerError
 from .naming import corr_slot, sd_label
 
