@@ -104,7 +104,7 @@ def child_bayesmer(path: str, formula: str, engine: str, draws: int, tune: int, 
     import warnings
 
     from bayesmer.builder import build_model
-    from bayesmer.design import build_design
+    from bayesmer.sources import build_design
     from bayesmer.lmer import fit_reml
     from bayesmer.priors import resolve_priors
     from bayesmer.sampling import sample

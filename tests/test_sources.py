@@ -19,7 +19,8 @@ import pytest
 from conftest import load_data
 
 from bayesmer import sources
-from bayesmer.design import DesignError, build_design
+from bayesmer import build_design
+from bayesmer.design import DesignError
 from bayesmer.engine.collapsed import CollapsedStats
 from bayesmer.lmer import fit_reml
 

@@ -16,7 +16,7 @@ _warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", 
 # public name -> the submodule that owns it.
 _OWNERS = {
     "simulate_clark": "datasets", "simulate_ogorek": "datasets",
-    "Design": "design", "DesignError": "design", "ReTerm": "design", "build_design": "design",
+    "Design": "design", "DesignError": "design", "ReTerm": "design", "build_design": "sources",
     "Formula": "formula", "FormulaError": "formula", "RandomTerm": "formula", "parse_formula": "formula",
     "RemlFit": "lmer", "fit_reml": "lmer", "reml": "lmer",
     "GlmerFit": "glmer_fit", "glmer": "glmer_fit",

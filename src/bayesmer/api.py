@@ -12,7 +12,7 @@ import pandas as pd
 from .builder import build_glmm, build_model
 from .checking import CheckError, SweepResult
 from .errors import BayesmerError, LoadError, SettingsError
-from .design import build_design
+from .sources import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
 from .family import get_family

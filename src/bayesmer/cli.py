@@ -190,7 +190,7 @@ def _parse_prior_flags(flags: list[str]) -> dict[str, str]:
 
 def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: str, settings: dict) -> None:
     """Resolve the priors against the design now, so a bad name fails before sampling."""
-    from .design import build_design
+    from .sources import build_design
     from .family import get_family
     from .glmer_fit import glmm_design
     from .priors import PriorError, resolve_priors

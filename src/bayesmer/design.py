@@ -1060,10 +1060,10 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
         whatever their dtype. pandas' extension dtypes (``Int64``,
         ``Float64``, ``boolean``, ``string``/``str``, ``category``,
         pyarrow-backed ones) are read as the NumPy dtype with the same values
-        would be, ``pd.NA`` as a missing value. A path or glob of Parquet files, a Dask, Polars
-        or Spark DataFrame, a Polars LazyFrame or a DuckDB relation gives a
-        design without rows, its statistics computed where the data live
-        (:func:`bayesmer.sources.build_source_design`).
+        would be, ``pd.NA`` as a missing value. Data not in memory (a path or
+        glob of Parquet files, a Dask, Polars or Spark DataFrame, a Polars
+        LazyFrame or a DuckDB relation) go through :func:`bayesmer.build_design`
+        (:func:`bayesmer.sources.build_design`), which builds on this one.
 
     Returns
     -------
@@ -1093,11 +1093,8 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     """
     f = parse_formula(formula)
     if not isinstance(data, pd.DataFrame):
-        from .sources import build_source_design, is_source  # below this module: it builds on it
-
-        if is_source(data):
-            return build_source_design(f, data)
-        raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__} (data not in memory: "
+                          f"bayesmer.build_design, bayesmer.fit and bayesmer.reml read them)")
     if len(data) == 0:
         raise DesignError("the data frame is empty: it has no rows to fit")
     used = _used_columns(f, data)

@@ -20,10 +20,13 @@ import pandas as pd
 from .design import Design, DesignError
 from .families import FamilyError, ResponseFamily, get_family
 from .formula import Formula
-from .glmer_fit import _coef_table, _design, _evaluate, _Response, _rformat, _split_response
+from .glmm_design import Response, evaluate_column, frame_design, split_response
 from .engine.laplace import LaplaceModel, fit_laplace
-from .engine.theta import theta_to_T
-from .protocol import varcorr_from_covs
+from .engine.numdiff import fd_hessian
+from .engine.profiled import Profiled
+from .engine.theta import theta_to_T, tri_index
+from .protocol import ranef_from_modes, varcorr_from_covs
+from .rprint import coef_table, rformat
 from ._threads import one_blas_thread
 
 __all__ = ["FamilyFit", "glmmtmb"]
@@ -56,7 +59,8 @@ class FamilyFit:
     dpars, dpars_se : Series
         The family's parameters with brms's names (``shape``, ``zi``, ``phi``,
         ``sigma``, ``nu``, ``Intercept[k]``) on their natural scale, and their
-        SEs from the same Hessian (delta method for lognormal's sigma: NaN).
+        SEs from the same Hessian (lognormal's sigma: the delta method from
+        the Hessian in log sigma, see :func:`_lognormal_sigma_se`).
     theta : ndarray
         Per term the column-major lower triangle of the random effects'
         covariance factor (Σ = TT'; for lognormal lme4's relative θ).
@@ -147,16 +151,9 @@ class FamilyFit:
     @functools.cached_property
     def ranef(self) -> dict:
         """Per term, levels x columns: the conditional modes ``b = Λû`` (lognormal: on the log scale)."""
-        out, pos = {}, 0
         if self._u is None:
             return self._ranef_lmer
-        Ts = theta_to_T(self.theta, [t.k for t in self.terms])
-        for t, T in zip(self.terms, Ts):
-            size = t.n_levels * t.k
-            b = self._u[pos : pos + size].reshape(t.n_levels, t.k) @ T.T
-            pos += size
-            out[t.name] = pd.DataFrame(b, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
-        return out
+        return ranef_from_modes(self._u, theta_to_T(self.theta, [t.k for t in self.terms]), self.terms)
 
     def summary(self) -> str:
         """The fit laid out as glmmTMB's ``summary()`` (clmm's for ``cumulative``)."""
@@ -181,7 +178,7 @@ class FamilyFit:
                 rows.append([t.name if j == 0 else "", nm, c[j, j], s[j], cr])
         if self._sigma is not None:
             rows.append(["Residual", "", self._sigma**2, self._sigma, ""])
-        vs, ss = _rformat([r[2] for r in rows], 4), _rformat([r[3] for r in rows], 4)
+        vs, ss = rformat([r[2] for r in rows], 4), rformat([r[3] for r in rows], 4)
         has_corr = any(r[4] for r in rows)
         table = [["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] if has_corr else [])]
         table += [[r[0], r[1], v, s] + ([r[4]] if has_corr else []) for r, v, s in zip(rows, vs, ss)]
@@ -194,17 +191,17 @@ class FamilyFit:
                 lines += ["", f"{d.name} ({fam.name}): {self.dpars[d.name]:.4g}"]
         lines += ["", "Conditional model:"]
         if len(self.fixef):
-            lines.extend(_coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
+            lines.extend(coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
         if "zi" in self.dpars.index:
             est, se = self.zi_logit()
             lines += ["", "Zero-inflation model:"]
-            lines.extend(_coef_table(np.array([est]), np.array([se]), ["(Intercept)"]))
+            lines.extend(coef_table(np.array([est]), np.array([se]), ["(Intercept)"]))
         if fam.name == "cumulative":
             lines += ["", "Threshold coefficients:"]
             names = list(fam.threshold_names())
             est, se = self.dpars.to_numpy(), self.dpars_se.to_numpy()
-            cells = _rformat(np.round(np.concatenate([est, se]), 4), 4)
-            zs = _rformat(np.round(est / se, 3), 4)
+            cells = rformat(np.round(np.concatenate([est, se]), 4), 4)
+            zs = rformat(np.round(est / se, 3), 4)
             w0 = max(len(n) for n in names)
             lines.append(" " * w0 + "  Estimate Std. Error z value")
             for i, nm in enumerate(names):
@@ -301,7 +298,7 @@ def glmmtmb(
         raise FamilyError(f"REML is available for 'lognormal' (and lmer's Gaussian), not {fam.name!r}")
     if not isinstance(data, pd.DataFrame):
         raise DesignError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    lhs, f = _split_response(formula)
+    lhs, f = split_response(formula)
     n = len(data)
     if lhs in data.columns:
         col = data[lhs]
@@ -312,11 +309,11 @@ def glmmtmb(
     else:
         if fam.name == "cumulative":
             raise FamilyError(f"the cumulative response {lhs!r} must be a column of the data")
-        y_all = _evaluate(lhs, data, f"the response {lhs!r}")
+        y_all = evaluate_column(lhs, data, f"the response {lhs!r}")
     if offset is None:
         off_all = np.zeros(n)
     elif isinstance(offset, str):
-        off_all = _evaluate(offset, data, f"offset={offset!r}")
+        off_all = evaluate_column(offset, data, f"offset={offset!r}")
     else:
         off_all = np.asarray(offset, dtype=float).reshape(-1)
     if fam.name == "lognormal":
@@ -325,7 +322,7 @@ def glmmtmb(
         with np.errstate(divide="ignore", invalid="ignore"):
             y_all = np.log(y_all)
     wt_all = np.ones(n)
-    design, terms, pos = _design(f, data, _Response(y_all, wt_all, lhs), off_all)
+    design, terms, pos = frame_design(f, data, Response(y_all, wt_all, lhs), off_all)
     y, off = y_all[pos], off_all[pos]
     if design.offset is not None:
         off = off + np.asarray(design.offset, dtype=float)
@@ -407,6 +404,7 @@ def _fit_lognormal(fam, design: Design, terms, formula_text: str, REML: bool) ->
     ll = float(fit.loglik) - float(z.sum())
     k_par = len(fit.fixef) + len(fit.theta) + 1
     sigma = float(fit.sigma)
+    sigma_se = _lognormal_sigma_se(design, np.asarray(fit.theta, float), sigma, REML)
     covs = fit.cov_matrices()
     ngroups = dict(fit.ngroups)
     return FamilyFit(
@@ -414,10 +412,56 @@ def _fit_lognormal(fam, design: Design, terms, formula_text: str, REML: bool) ->
         fixef=pd.Series(np.asarray(fit.fixef, float), index=pd.Index(design.fixed_names), name="Estimate"),
         se=pd.Series(np.asarray(fit.se, float), index=pd.Index(design.fixed_names), name="Std. Error"),
         dpars=pd.Series([sigma], index=["sigma"], name="Estimate"),
-        dpars_se=pd.Series([np.nan], index=["sigma"], name="Std. Error"),
+        dpars_se=pd.Series([sigma_se], index=["sigma"], name="Std. Error"),
         theta=np.asarray(fit.theta), loglik=ll, aic=float(-2 * ll + 2 * k_par),
         bic=float(-2 * ll + math.log(len(z)) * k_par), df_resid=int(len(z) - k_par), nobs=len(z),
         ngroups=ngroups, converged=bool(fit.converged), n_evaluations=int(fit.n_evaluations),
         method="REML" if REML else "ML", _vcov=np.asarray(fit.vcov, float), _covs=covs,
         _u=None, _eta=np.asarray(fit.fitted()), _sigma=sigma, _ranef_lmer=dict(fit.ranef),
     )
+
+
+def _lognormal_sigma_se(design: Design, theta: np.ndarray, sigma: float, REML: bool) -> float:
+    """lognormal's SE of sigma as glmmTMB gives it: from the Hessian of -2 log L in (θ, log σ), delta method.
+
+    glmmTMB fits the Gaussian of log(y) with β, θ and log σ (its dispersion
+    parameter) and reports the inverse Hessian; the variance of log σ it gives
+    is the same in any parameterisation of the covariances (here lme4's
+    relative θ) and with β profiled out (ML: n log(2πσ²) + log|L|² + r²/σ²;
+    REML, β integrated out: (n - p) log(2πσ²) + log|L|² + log|RX|² + r²/σ²,
+    from the engine's factorisation). A θ diagonal at 0 (a singular fit)
+    leaves the Hessian, as in :func:`glmmtmb`. NaN where the Hessian is not
+    positive definite.
+    """
+    prob = Profiled.from_design(design, reml=REML)
+    n, p = prob.n, prob.p
+    ks = [t.k for t in design.terms]
+    lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in (tri_index(k) for k in ks)])
+    free = ~((lower == 0) & (theta <= 1e-6))
+    m = n - p if REML else n
+
+    def f(x):
+        th = theta.copy()
+        th[free] = x[:-1]
+        fz = prob.factor(th)
+        if fz is None:
+            return np.inf
+        Pen = fz.Pen
+        ldx = 0.0
+        if p:
+            Pxx = Pen[:p, :p]
+            r2 = float(Pen[p, p] - Pen[p, :p] @ np.linalg.solve(Pxx, Pen[:p, p]))
+            ldx = float(np.linalg.slogdet(Pxx)[1]) if REML else 0.0
+        else:
+            r2 = float(Pen[0, 0])
+        return m * (math.log(2 * math.pi) + 2 * x[-1]) + fz.logdet + ldx + r2 * math.exp(-2 * x[-1])
+
+    x = np.append(theta[free], math.log(sigma))
+    _, H = fd_hessian(f, x)
+    try:
+        V = np.linalg.inv(H / 2)  # -log L is half the deviance
+    except np.linalg.LinAlgError:
+        return float("nan")
+    v = float(V[-1, -1])
+    return sigma * math.sqrt(v) if np.isfinite(v) and v > 0 else float("nan")
+

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ._threads import one_blas_thread
-from .design import Design, build_design, nonfinite_advice
+from .design import Design, nonfinite_advice
+from .sources import build_design
 from .errors import FitError
 from .engine.optimize import OptSettings, OptSummary, optimize
 from .engine.profiled import Profiled, estimates

@@ -64,7 +64,8 @@ import pandas as pd
 
 from . import datasets
 from . import settings as st
-from .design import DesignError, build_design
+from .design import DesignError
+from .sources import build_design
 from .errors import BayesmerError, SettingsError
 from .formula import FormulaError, parse_formula
 

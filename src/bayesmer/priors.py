@@ -17,7 +17,8 @@ from typing import ClassVar, Mapping
 import numpy as np
 from scipy import special, stats
 
-from .design import build_design, moments
+from .design import moments
+from .sources import build_design
 from .errors import BayesmerError
 from .naming import corr_slot, sd_label
 
@@ -692,7 +693,7 @@ def default_priors(design, data=None, family=None) -> PriorSet:
         if data is None:
             raise PriorError("default_priors(formula, data): the data are needed to scale the priors")
         if family is not None and get_family(family).name != "gaussian":
-            from .glmer_fit import glmm_design
+            from .glmm_design import glmm_design
 
             design = glmm_design(design, data, get_family(family))
         else:

@@ -16,7 +16,7 @@ import pandas as pd
 from . import naming as nm
 from .design import moments
 
-__all__ = ["MixedFit", "Indexable", "varcorr_table", "variance_shares"]
+__all__ = ["MixedFit", "Indexable", "varcorr_table", "variance_shares", "ranef_from_modes"]
 
 VARCORR_COLUMNS = ["group", "kind", "term1", "term2", "value"]
 
@@ -99,6 +99,22 @@ def varcorr_from_covs(owner, covs: dict, sigma: float | None) -> pd.DataFrame:
             r = c / np.outer(s, s)
         corrs[t.name] = np.where(np.outer(s, s) > 0, r, np.nan)[np.triu_indices(t.k, 1)]
     return varcorr_table(owner, sds, corrs, sigma)
+
+
+def ranef_from_modes(u: np.ndarray, Ts, terms) -> dict[str, pd.DataFrame]:
+    """Per term, levels x columns: the conditional modes ``b = Λû`` of a Laplace fit.
+
+    ``u`` is the spherical modes in the Laplace fits' order (term by term, each
+    level's ``k`` values together: :class:`bayesmer.engine.blocks.RowBlocks`),
+    ``Ts`` each term's covariance factor; once for glmer's and glmmTMB's fits.
+    """
+    out, pos = {}, 0
+    for t, T in zip(terms, Ts):
+        size = t.n_levels * t.k
+        b = u[pos : pos + size].reshape(t.n_levels, t.k) @ T.T
+        pos += size
+        out[t.name] = pd.DataFrame(b, index=pd.Index(t.levels, name=t.name), columns=list(t.terms))
+    return out
 
 
 def variance_shares(design, covs: dict, sigma) -> dict[str, np.ndarray]:

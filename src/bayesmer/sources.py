@@ -41,9 +41,11 @@ from .design import (
     CONTEXT, Design, DesignError, ReTerm, _LazySpec, _check_finite, _check_varies, _logical, _matrix, _parse,
     _r_column, _r_names_for, _required, _simple_matrix,
 )
+from .design import build_design as build_frame_design
 from .formula import Formula, factor_code, parse_formula, to_formulaic
 
-__all__ = ["RawSums", "Source", "as_source", "is_source", "build_source_design", "iter_design_chunks"]
+__all__ = ["RawSums", "Source", "as_source", "is_source", "build_design", "build_source_design",
+           "iter_design_chunks"]
 
 # rows per chunk streamed through this process (Polars, DuckDB, Parquet): measured on 30M rows of
 # Parquet, the peak memory of the two passes was 1.6 GB at 2M rows a chunk, 0.9 GB at 250k, as fast
@@ -885,6 +887,32 @@ def _check_columns(f: Formula, src: Source) -> list[str]:
             if lacking:
                 raise DesignError(f"Parquet file {path!r} lacks column(s) {lacking} that the formula reads")
     return used
+
+
+def build_design(formula: str | Formula, data) -> Design:
+    """Build the design of ``formula`` on ``data``, in memory or not (``bayesmer.build_design``).
+
+    A pandas DataFrame goes to :func:`bayesmer.design.build_design` (see it for
+    the rules); a path or glob of Parquet files, a Dask, Polars or Spark
+    DataFrame, a Polars LazyFrame or a DuckDB relation to
+    :func:`build_source_design`: a design without rows, its statistics computed
+    where the data live.
+
+    Raises
+    ------
+    FormulaError, DesignError
+        As :func:`bayesmer.design.build_design`; data of any other type.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> d = bayesmer.build_design("Yield ~ 1 + (1 | Batch)", bayesmer.datasets.load("dyestuff"))
+    >>> d.n, [t.group for t in d.terms]
+    (30, ['Batch'])
+    """
+    if is_source(data):
+        return build_source_design(formula, data)
+    return build_frame_design(formula, data)
 
 
 def build_source_design(formula: str | Formula, data, chunk_rows: int | None = None) -> Design:

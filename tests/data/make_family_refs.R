@@ -128,12 +128,19 @@ tmb("beta", bet, "y ~ x + (1 | g)", beta_family(),
 
 # lognormal: lmer(log(Reaction), REML = FALSE) on sleepstudy; logLik on the y scale
 data("sleepstudy", package = "lme4")
+# sigma's SE as glmmTMB gives it: its Gaussian fit of log(y), the inverse Hessian's variance of its
+# dispersion parameter (log sigma^2 in glmmTMB 1.1.5, log sigma in later versions), delta method
+lognormal_sigma_se <- function(reml) {
+  g <- glmmTMB(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = reml)
+  per_log_sigma <- if (abs(fixef(g)$disp[[1]] - 2 * log(sigma(g))) < 1e-6) 2 else 1
+  sigma(g) * sqrt(vcov(g, full = TRUE)["d~(Intercept)", "d~(Intercept)"]) / per_log_sigma
+}
 r <- timed(function() lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = FALSE))
 fit <- r$fit
 vc <- VarCorr(fit)$Subject
 ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(fit))))),
             sd = list(Subject = as.list(attr(vc, "stddev"))), corr = attr(vc, "correlation")[1, 2],
-            dpars = list(sigma = sigma(fit)),
+            dpars = list(sigma = sigma(fit)), dpars_se = list(sigma = lognormal_sigma_se(FALSE)),
             loglik = as.numeric(logLik(fit)) - sum(log(sleepstudy$Reaction)),
             loglik_log_scale = as.numeric(logLik(fit)), nobs = nobs(fit))
 ref$aic <- -2 * ref$loglik + 2 * 6
@@ -146,7 +153,8 @@ fit <- r$fit
 vc <- VarCorr(fit)$Subject
 ref <- list(fixef = as.list(fixef(fit)), se = as.list(sqrt(diag(as.matrix(vcov(fit))))),
             sd = list(Subject = as.list(attr(vc, "stddev"))), corr = attr(vc, "correlation")[1, 2],
-            dpars = list(sigma = sigma(fit)), reml_criterion_log_scale = REMLcrit(fit), nobs = nobs(fit))
+            dpars = list(sigma = sigma(fit)), dpars_se = list(sigma = lognormal_sigma_se(TRUE)),
+            reml_criterion_log_scale = REMLcrit(fit), nobs = nobs(fit))
 write_ref("lognormal_reml", sleepstudy, "Reaction ~ Days + (Days | Subject)",
           "lmer(log(Reaction) ~ Days + (Days | Subject), data = sleepstudy, REML = TRUE)", ref, r$seconds, data_name = "sleepstudy")
 

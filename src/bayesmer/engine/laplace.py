@@ -21,10 +21,10 @@ effects' block does not depend on how θ and the dpars are parameterised at
 the optimum). Where the gradient's dense ``q x min(q, n)`` solve would be
 too large, differences of the objective alone are used.
 
-``Λ'Z'DZΛ + I`` is assembled and factored by :mod:`bayesmer.glmer`'s
-blocked Cholesky (``_Laplace.lam_z``/``factor``, ``_BlockChol``), imported
-rather than copied: ZΛ is one CSR row of K entries per observation, the
-first (largest) term makes k x k diagonal blocks, the rest one dense block.
+``Λ'Z'DZΛ + I`` is assembled and factored by :mod:`.blocks`, as lme4's PIRLS
+(:mod:`.pirls`) factors its ``Λ'Z'WZΛ + I``: ZΛ is one CSR row of K entries
+per observation, the first (largest) term makes k x k diagonal blocks, the
+rest one dense block.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ import numpy as np
 import scipy.optimize as sopt
 
 from ..families.base import ResponseFamily
+from .blocks import RowBlocks
+from .numdiff import central_grad, fd_hessian, forward_grad, grad_hessian
 from .theta import n_theta, tri_index
 
-__all__ = ["LaplaceModel", "LaplaceResult", "fit_laplace", "fd_hessian"]
+__all__ = ["LaplaceModel", "LaplaceResult", "fit_laplace"]
 
 
 class InnerError(RuntimeError):
@@ -56,19 +58,14 @@ class LaplaceModel:
     """
 
     def __init__(self, X, y, wt, offset, terms, family: ResponseFamily):
-        from ..family import get_family as _glm_family
-        from ..glmer_fit import _Laplace
-
-        n = len(y)
-        # glmer's structure of ZΛ and of the blocks of Λ'Z'WZΛ + I (its family is not used here)
-        self._s = _Laplace(np.asarray(X, float), np.ones(n), np.ones(n), np.zeros(n), terms,
-                           _glm_family("poisson"), 1e-7)
+        # ZΛ by rows and the blocks of Λ'Z'DZΛ + I
+        self.blocks = RowBlocks(terms, len(y))
         self.X, self.y, self.wt, self.offset, self.family = np.asarray(X, float), y, wt, offset, family
         self.terms = terms
         self.ks = [t.k for t in terms]
         self.nth = n_theta(self.ks)
         self.p = self.X.shape[1]
-        self.q = self._s.q
+        self.q = self.blocks.q
         self.u = np.zeros(self.q)  # warm start of the inner Newton
         self.n_evals = 0  # objective evaluations
         self.n_grads = 0  # gradient evaluations (each one mode and its solves)
@@ -82,9 +79,9 @@ class LaplaceModel:
     def mode(self, beta, theta, dp, u0=None):
         """û, η, the factor of H at û and h(û); raises InnerError."""
         fam, y, wt = self.family, self.y, self.wt
-        A = self._s.lam_z(theta)
+        A = self.blocks.lam_z(theta)
         At = A.T
-        data = A.data.reshape(-1, self._s.K)
+        data = A.data.reshape(-1, self.blocks.K)
         fixed = self.offset + self.X @ beta
         u = np.zeros(self.q) if u0 is None else u0.copy()
         eta = fixed + A @ u
@@ -101,9 +98,9 @@ class LaplaceModel:
             if not np.all(np.isfinite(W)):
                 raise InnerError("non-finite second derivative")
             try:  # Newton on the exact Hessian while it is positive definite
-                L = self._s.factor(data, W)
+                L = self.blocks.factor(data, W)
             except np.linalg.LinAlgError:  # else a descent direction: D clamped where log p is not concave
-                L = self._s.factor(data, np.maximum(W, 1e-10))
+                L = self.blocks.factor(data, np.maximum(W, 1e-10))
             g = At @ d1 - u
             step = L.bwd(L.fwd(g))
             dec = float(g @ step)
@@ -125,7 +122,7 @@ class LaplaceModel:
         else:
             raise InnerError("Newton's method did not converge in 100 iterations")
         d1, d2 = fam.derivs(y, eta, dp, wt)
-        L = self._s.factor(data, -d2)  # the exact Hessian at the mode (LinAlgError when not PD)
+        L = self.blocks.factor(data, -d2)  # the exact Hessian at the mode (LinAlgError when not PD)
         return u, eta, L, h
 
     def objective(self, x) -> float:
@@ -166,9 +163,9 @@ class LaplaceModel:
         except (InnerError, np.linalg.LinAlgError):
             return np.full(len(x), np.nan)
         self.u = u
-        A = self._s.lam_z(theta)
-        data = A.data.reshape(-1, self._s.K)
-        cols = self._s.cols
+        A = self.blocks.lam_z(theta)
+        data = A.data.reshape(-1, self.blocks.K)
+        cols = self.blocks.cols
         d1, d2 = fam.derivs(y, eta, dp, wt)
         D = -d2
         de = 1e-4 * np.maximum(1.0, np.abs(eta))
@@ -252,47 +249,6 @@ class LaplaceModel:
         return x0 if x0 is not None else np.concatenate([beta, theta, fam.pack(dp)])
 
 
-def _central_grad(f, x, h=None):
-    h = 1e-6 * np.maximum(1.0, np.abs(x)) if h is None else h
-    g = np.empty(len(x))
-    for j in range(len(x)):
-        e = np.zeros(len(x))
-        e[j] = h[j]
-        g[j] = (f(x + e) - f(x - e)) / (2 * h[j])
-    return g
-
-
-def _forward_grad(f, x):
-    fx = f(x)
-    h = 1e-7 * np.maximum(1.0, np.abs(x))
-    g = np.empty(len(x))
-    for j in range(len(x)):
-        e = np.zeros(len(x))
-        e[j] = h[j]
-        g[j] = (f(x + e) - fx) / h[j]
-    return g
-
-
-def fd_hessian(f, x, fx=None, rel=1e-4):
-    """Central-difference gradient and Hessian of f at x (steps ``rel * max(1, |x|)``)."""
-    m = len(x)
-    fx = f(x)  # afresh, with the neighbours' warm start (a value from elsewhere may differ by 1e-12)
-    h = rel * np.maximum(1.0, np.abs(x))
-    g, H = np.empty(m), np.empty((m, m))
-    for j in range(m):
-        ej = np.zeros(m)
-        ej[j] = h[j]
-        fa, fs = f(x + ej), f(x - ej)
-        g[j] = (fa - fs) / (2 * h[j])
-        H[j, j] = (fa - 2 * fx + fs) / h[j] ** 2
-        for i in range(j):
-            ei = np.zeros(m)
-            ei[i] = h[i]
-            v = f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)
-            H[i, j] = H[j, i] = v / (4 * h[i] * h[j])
-    return g, H
-
-
 @dataclass(frozen=True)
 class LaplaceResult:
     """The optimum: x = (β, θ, dpars unconstrained), -log L, its Hessian there, û and η."""
@@ -309,18 +265,6 @@ class LaplaceResult:
     n_grads: int = 0
 
 
-def _grad_hessian(grad, r, rel=1e-4):
-    """Central differences of an analytic gradient: the Hessian, symmetrised."""
-    m = len(r)
-    h = rel * np.maximum(1.0, np.abs(r))
-    H = np.empty((m, m))
-    for j in range(m):
-        e = np.zeros(m)
-        e[j] = h[j]
-        H[:, j] = (grad(r + e) - grad(r - e)) / (2 * h[j])
-    return (H + H.T) / 2
-
-
 def _damped_newton(f, grad, x, fx, lo, iters=50):
     """Newton steps on a difference Hessian of ``grad``, its eigenvalues kept positive, halved until f falls.
 
@@ -330,7 +274,7 @@ def _damped_newton(f, grad, x, fx, lo, iters=50):
         g = grad(x)
         if not np.all(np.isfinite(g)):
             break
-        H = _grad_hessian(grad, x, 1e-5)
+        H = grad_hessian(grad, x, 1e-5)
         w, V = np.linalg.eigh(H)
         w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.max(np.abs(w))))
         step = -V @ ((V.T @ g) / w)
@@ -384,7 +328,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
         dp_of = lambda z: model.family.unpack(to_x(np.concatenate([head, z]))[p + nth :])  # noqa: E731
         return model.gradient(np.maximum(to_x(r), lo), dpar_map=(r[p + nth :], dp_of))
 
-    jac = (lambda x: model.gradient(x)) if analytic else (lambda x: _forward_grad(f, x))
+    jac = (lambda x: model.gradient(x)) if analytic else (lambda x: forward_grad(f, x))
     # near the optimum by L-BFGS-B; the Newton steps below finish the work
     # (restarted while the gradient is large: a line search that met the edge of
     # the region where the density is finite, e.g. eta <= 0 under an inverse
@@ -412,7 +356,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
 
     def both(r):
         if analytic:
-            return grad_r(r, 1e-5), _grad_hessian(grad_r, r)
+            return grad_r(r, 1e-5), grad_hessian(grad_r, r)
         return fd_hessian(fr, r)
 
     r = from_x(x)
@@ -437,7 +381,7 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
         r, fx = cand, fc
         if np.max(np.abs(t * step) / np.maximum(1.0, np.abs(r[free]))) < 1e-10:
             break
-        g = grad_r(r, 1e-5) if analytic else _central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
+        g = grad_r(r, 1e-5) if analytic else central_grad(fr, r, 1e-5 * np.maximum(1.0, np.abs(r)))
     if np.max(np.abs(r - r_h) / np.maximum(1.0, np.abs(r))) > 1e-7:
         g, H = both(r)
     x = np.maximum(to_x(r), lo)
