@@ -30,6 +30,8 @@ __all__ = [
     "HalfNormal",
     "HalfStudentT",
     "Exponential",
+    "Gamma",
+    "Beta",
     "LKJ",
     "BrmsPrior",
     "PriorSet",
@@ -308,6 +310,66 @@ class Exponential(Prior):
 
 
 @dataclass(frozen=True)
+class Gamma(Prior):
+    """Gamma(alpha, beta) on a positive parameter: shape alpha, rate beta (brms's ``gamma(a, b)``).
+
+    brms's default prior of a negative binomial's or Gamma's ``shape`` and a
+    beta family's ``phi`` is ``Gamma(0.01, 0.01)``; of Student's ``nu``,
+    ``Gamma(2, 0.1)`` (on nu >= 1).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Gamma(alpha=2.0, beta=0.1)
+    Gamma(alpha=2.0, beta=0.1)
+    >>> bayesmer.parse_prior("gamma(0.01, 0.01)").resolve("shape")
+    Gamma(alpha=0.01, beta=0.01)
+    >>> priors = {"shape": "Gamma(2, 0.5)"}
+    """
+
+    alpha: float
+    beta: float
+    support: ClassVar[str] = "positive"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+    @staticmethod
+    def _pymc(name, alpha, beta, dims=None):
+        import pymc as pm
+
+        return pm.Gamma(name, alpha=alpha, beta=beta, dims=dims)
+
+    def logp(self, x):
+        return stats.gamma.logpdf(x, self.alpha, scale=1.0 / self.beta)
+
+
+@dataclass(frozen=True)
+class Beta(Prior):
+    """Beta(alpha, beta) on a probability (the zero-inflation ``zi``; brms's ``beta(a, b)``).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Beta(alpha=1.0, beta=1.0)
+    Beta(alpha=1.0, beta=1.0)
+    >>> priors = {"zi": "Beta(1, 4)"}
+    """
+
+    alpha: float
+    beta: float
+    support: ClassVar[str] = "unit"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+    @staticmethod
+    def _pymc(name, alpha, beta, dims=None):
+        import pymc as pm
+
+        return pm.Beta(name, alpha=alpha, beta=beta, dims=dims)
+
+    def logp(self, x):
+        return stats.beta.logpdf(x, self.alpha, self.beta)
+
+
+@dataclass(frozen=True)
 class LKJ(Prior):
     """LKJ(eta) on a correlation matrix; eta = 1 is uniform.
 
@@ -348,7 +410,7 @@ class LKJ(Prior):
 
 
 FAMILIES: dict[str, type[Prior]] = {
-    c.__name__: c for c in (Normal, StudentT, HalfCauchy, HalfNormal, HalfStudentT, Exponential, LKJ)
+    c.__name__: c for c in (Normal, StudentT, HalfCauchy, HalfNormal, HalfStudentT, Exponential, Gamma, Beta, LKJ)
 }
 
 # brms's (Stan's) lower-case spellings: parameter names, in order
@@ -358,6 +420,7 @@ BRMS_FAMILIES: dict[str, tuple[str, ...]] = {
     "cauchy": ("mu", "sigma"),
     "exponential": ("lam",),
     "gamma": ("alpha", "beta"),
+    "beta": ("alpha", "beta"),
     "lkj": ("eta",),
     "lkj_corr_cholesky": ("eta",),
 }
@@ -427,9 +490,9 @@ class BrmsPrior(Prior):
                 return {"normal": HalfNormal, "cauchy": HalfCauchy}[f](a[-1]) if f != "student_t" else (
                     HalfStudentT(a[0], a[2]))
             if f == "gamma":
-                raise PriorError(f"{self}: bayesmer has no Gamma prior (brms uses gamma() for the Student "
-                                 "family's nu, which bayesmer does not fit); use HalfNormal, HalfStudentT, "
-                                 "HalfCauchy or Exponential")
+                return Gamma(*a)
+        if support == "unit" and f == "beta":
+            return Beta(*a)
         return self._refuse(slot)
 
     def _refuse(self, slot):
@@ -516,8 +579,15 @@ def parse_prior(text: str | Prior) -> Prior:
     return cls(**given, **kwargs)
 
 
-_SLOT_SUPPORT = {"fixed": "real", "sd": "positive", "sigma": "positive", "corr": "corr"}
+# the families' dpars (bayesmer.families) by brms's class: thresholds real, zi a probability
+_SLOT_SUPPORT = {"fixed": "real", "sd": "positive", "sigma": "positive", "corr": "corr", "shape": "positive",
+                 "phi": "positive", "nu": "positive", "zi": "unit", "Intercept": "real"}
 _SLOT_WORDS = {
+    "shape": "a positive parameter (Gamma, HalfNormal, HalfStudentT, HalfCauchy or Exponential)",
+    "phi": "a positive parameter (Gamma, HalfNormal, HalfStudentT, HalfCauchy or Exponential)",
+    "nu": "a positive parameter (Gamma, HalfNormal, HalfStudentT, HalfCauchy or Exponential)",
+    "zi": "a probability (Beta)",
+    "Intercept": "the thresholds (Normal or StudentT)",
     "fixed": "a fixed effect (Normal or StudentT)",
     "sd": "a standard deviation (HalfCauchy, HalfNormal, HalfStudentT or Exponential)",
     "sigma": "a standard deviation (HalfCauchy, HalfNormal, HalfStudentT or Exponential)",
