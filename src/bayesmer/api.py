@@ -346,6 +346,21 @@ def load(path) -> BayesFit:
 def _rebuild(tree, meta: dict, frame) -> BayesFit:
     """load()'s fit from what :func:`bayesmer.io.read` returns."""
     settings = Settings.from_mapping(meta["settings"])
+    if settings.family not in ("gaussian", "binomial", "poisson"):
+        from .familydata import family_data
+        from .families import get_family as get_response_family
+
+        fam = get_response_family(settings.family).with_link(settings.link)
+        with warnings.catch_warnings():
+            # the fit stated an ordinal response's order when it was made
+            warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")
+            fd = family_data(meta["formula"], frame, fam, offset=meta.get("offset"))
+        point = _family_point(fd, meta.get("offset"))
+        priors = resolve_priors(fd, meta["priors"], family=fd.family)
+        return BayesFit(
+            design=fd.design, reml=point, priors=priors, built=build_glmm(fd, priors, start=point), idata=tree,
+            timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings.to_dict(), glmm=fd,
+        )
     if settings.family != "gaussian":
         fam = get_family(settings.family, settings.link)
         gd = glmm_design(meta["formula"], frame, fam, weights=meta.get("weights"), offset=meta.get("offset"))
