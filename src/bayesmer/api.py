@@ -257,8 +257,8 @@ def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesF
         )
     fam = get_response_family(settings.family).with_link(settings.link)
     fd = family_data(formula, data, fam, offset=offset)
+    prior_set = resolve_priors(fd, priors, family=fd.family)  # a bad prior name fails before the point fit
     point = _family_point(fd, offset)
-    prior_set = resolve_priors(fd, priors, family=fd.family)
     built = build_glmm(fd, prior_set, start=point)
     sampled = sample_glmm(built, fd, **run)
     result = BayesFit(
