@@ -73,9 +73,15 @@ class BayesFit:
     strategy : {"marginal", "full", "glmm"}
     settings : dict
         The validated :class:`bayesmer.settings.Settings` of the fit, as a dict.
-    glmm : GlmmData or None
+    glmm : GlmmData, FamilyData or None
         A binomial or Poisson model's response, weights and offset (``reml``
-        is then lme4's Laplace fit, a :class:`~bayesmer.glmer_fit.GlmerFit`).
+        is then lme4's Laplace fit, a :class:`~bayesmer.glmer_fit.GlmerFit`);
+        a :mod:`bayesmer.families` model's (``reml`` glmmTMB's or clmm's
+        Laplace fit, a :class:`~bayesmer.glmmtmb_fit.FamilyFit`).
+    response_family : ResponseFamily or None
+        ``lognormal``'s family: the fit is the Gaussian model of log y
+        (``design``, ``reml`` and the draws on the log scale), its
+        ``log_likelihood``, ``observed_data`` and ``posterior_predictive`` on the y scale.
 
     Examples
     --------
@@ -96,11 +102,12 @@ class BayesFit:
     strategy: str = "marginal"
     settings: dict = field(default_factory=dict)
     glmm: object = None
+    response_family: object = None
 
     @property
     def family(self):
-        """The GLM family of a binomial or Poisson fit; None for the Gaussian."""
-        return None if self.glmm is None else self.glmm.family
+        """The family of a binomial, Poisson or :mod:`bayesmer.families` fit; None for the Gaussian."""
+        return self.response_family if self.glmm is None else self.glmm.family
 
     def __getstate__(self):
         # the PyMC model holds compiled closures that do not pickle; it is rebuilt on load
