@@ -726,8 +726,9 @@ def default_priors(design, data=None, family=None) -> PriorSet:
     design : Design or str
         A design, or a formula (then ``data`` is needed).
     data : DataFrame, optional
-    family : Family or str, optional
-        A binomial or Poisson family puts the priors on the link scale (below).
+    family : Family, ResponseFamily or str, optional
+        A binomial, Poisson or :mod:`bayesmer.families` family puts the
+        priors on the link scale (below).
 
     Gaussian, with ``s_y = sd(y)``:
 
@@ -753,6 +754,22 @@ def default_priors(design, data=None, family=None) -> PriorSet:
     clipped to (0.01, 0.99) or to at least 0.01; SDs ``HalfCauchy(1)`` on an
     intercept column and ``HalfCauchy(1 / sd(z))`` otherwise; ``LKJ(2)``; no
     residual SD.
+
+    A family of :mod:`bayesmer.families`: the fixed effects and SDs as for the
+    binomial and Poisson (the link scale's unit; for an identity link,
+    ``student``, the data's as for the Gaussian), the intercept centred at the
+    link of the mean response (``cumulative`` has none: its thresholds stand
+    for it); the family's own parameters get brms 2.18's defaults, overridden
+    by brms's class names in ``priors=``:
+
+    * ``shape`` (negbinomial, zero-inflated NB, Gamma) and ``phi`` (beta):
+      ``Gamma(0.01, 0.01)`` (brms's ``gamma(0.01, 0.01)``; rate parameterised);
+    * ``nu`` (student): ``Gamma(2, 0.1)`` on nu >= 1;
+    * ``zi`` (zero-inflated): ``Beta(1, 1)``;
+    * ``sigma`` (student, lognormal): ``HalfStudentT(3, s)``, ``s = max(2.5,
+      mad(y))`` (lognormal: of log y; lognormal's other priors are the
+      Gaussian model's of log y);
+    * ``Intercept`` (cumulative's thresholds, each): ``StudentT(3, 0, 2.5)``.
 
     Returns
     -------
