@@ -490,6 +490,8 @@ class BrmsPrior(Prior):
                 return {"normal": HalfNormal, "cauchy": HalfCauchy}[f](a[-1]) if f != "student_t" else (
                     HalfStudentT(a[0], a[2]))
             if f == "gamma":
+                if slot in ("sd", "sigma"):
+                    raise PriorError(_NO_GAMMA.format(prior=self, slot=slot))
                 return Gamma(*a)
         if support == "unit" and f == "beta":
             return Beta(*a)
@@ -595,6 +597,10 @@ _SLOT_WORDS = {
 }
 
 
+_NO_GAMMA = ("{prior} on {slot}: bayesmer has no Gamma prior for a standard deviation (Gamma is for the family "
+             "parameters shape, phi and nu, as brms uses it); use HalfNormal, HalfStudentT, HalfCauchy or Exponential")
+
+
 def _check_slot(prior: Prior, cls: str, where: str) -> Prior:
     if isinstance(prior, BrmsPrior):
         try:
@@ -603,6 +609,8 @@ def _check_slot(prior: Prior, cls: str, where: str) -> Prior:
             raise PriorError(f"{where}: {exc}") from None
     if prior.support != _SLOT_SUPPORT[cls]:
         raise PriorError(f"{prior} cannot be the prior of {where}: it needs {_SLOT_WORDS[cls]}")
+    if isinstance(prior, Gamma) and cls in ("sd", "sigma"):
+        raise PriorError(_NO_GAMMA.format(prior=prior, slot=where))
     return prior
 
 

@@ -426,8 +426,12 @@ class BayesFit:
                 f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
                 f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s{seed}; {point}"
             )
+        what = f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)"
+        if self.response_family is not None:
+            what = (f"Bayesian {self.response_family.name} mixed model (the Gaussian model of log y, {self.strategy} "
+                    "likelihood, NUTS; reml: lmer's ML fit of log y)")
         return (
-            f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)\n"
+            f"{what}\n"
             f"Formula: {d.formula}\n"
             f"Observations: {d.n}; groups: {groups}\n"
             f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
