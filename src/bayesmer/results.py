@@ -484,9 +484,14 @@ class BayesFit:
         ['(Intercept)', 'Days']
         """
         if prob is not None:
-            return _interval_table(self.draws(self.built.beta), pd.Index(list(self.design.fixed_names)), prob)
+            return _interval_table(self.draws(self.built.beta), pd.Index(list(self._fixed_names)), prob)
         beta = self.idata["posterior"][self.built.beta].mean(_SAMPLE)
-        return pd.Series(beta.to_numpy(), index=list(self.design.fixed_names), name="mean")
+        return pd.Series(beta.to_numpy(), index=list(self._fixed_names), name="mean")
+
+    @property
+    def _fixed_names(self) -> tuple:
+        """The sampled fixed effects' names (a cumulative model has no intercept column)."""
+        return tuple(self.glmm.fixed_names) if self.glmm is not None else tuple(self.design.fixed_names)
 
     def ranef(self, prob: float | None = None) -> dict[str, pd.DataFrame]:
         """Per term, posterior means of the random effects (levels x columns).
