@@ -11,7 +11,9 @@ Two equivalent parameterisations of the same posterior over (β, σ, Ψ):
   Gaussian conditional, one draw per posterior draw.
 * ``"full"``: the random effects are explicit, non-centred
   (``z ~ N(0, 1)``, ``b = z L'`` with ``L = diag(sd) chol(corr)``): the
-  cross-check.
+  cross-check. nutpie samples it on the engine's compiled GLMM density with
+  the Gaussian family (:class:`~bayesmer.engine.glmm.GlmmSpec`), the PyMC
+  model being the same model for PyMC's tools.
 
 A binomial or Poisson model (:func:`build_glmm`) keeps b explicit (no exact
 marginal exists), each term centred or non-centred as the data call for

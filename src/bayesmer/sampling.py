@@ -593,11 +593,11 @@ def sample(
     sampler : {"nutpie", "pymc"}
     progress : bool
     backend : {"auto", "engine", "pytensor", "numba"}
-        For nutpie. ``"engine"`` (what ``"auto"`` picks for the marginal
-        model) hands nutpie the engine's numba-compiled collapsed density as a
-        C pointer: compiled once per machine, no compile per data set, no
-        Python call per gradient, chains in parallel. ``"pytensor"`` (what
-        ``"auto"`` picks for ``"full"``) hands nutpie the PyMC model's
+        For nutpie. ``"engine"`` (what ``"auto"`` picks) hands nutpie the
+        engine's numba-compiled density as a C pointer (the collapsed one for
+        the marginal model, the GLMM kernel with the Gaussian family for
+        ``"full"``): compiled once per machine, no compile per data set, no
+        Python call per gradient, chains in parallel. ``"pytensor"`` hands nutpie the PyMC model's
         PyTensor function on the C linker (a Python call per gradient, chains
         one after another); ``"numba"`` is ``nutpie.compile_pymc_model``
         (10-40 s to compile for every new data set).
