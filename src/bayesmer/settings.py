@@ -13,7 +13,7 @@ from numbers import Integral, Real
 
 from .errors import SettingsError
 
-__all__ = ["draw_seed", "family_links", "LINKS", "FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
+__all__ = ["draw_seed", "LINKS", "FAMILIES", "METHODS", "STRATEGIES", "SAMPLERS", "BACKENDS", "CHOICES", "SECTION", "Settings", "check"]
 
 METHODS = ("REML", "ML")
 STRATEGIES = ("auto", "marginal", "full")
@@ -22,9 +22,7 @@ BACKENDS = ("auto", "engine", "pytensor", "numba")
 #: the GLM families and their links, the canonical link first (bayesmer.family implements them);
 #: kept here, in a module that imports no numerics, so the command line's help needs none
 LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
-#: the families lme4 fits: the Gaussian linear mixed model and family.py's GLM families. Every
-#: family a setting takes is one of bayesmer.families (brms's names and their aliases), the one
-#: owner of the names: :func:`check` reads its registry, imported when a family is checked
+#: the response families: the Gaussian linear mixed model and family.py's GLM families
 FAMILIES = ("gaussian", *LINKS)
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -32,6 +30,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "strategy": STRATEGIES,
     "sampler": SAMPLERS,
     "backend": BACKENDS,
+    "family": FAMILIES,
 }
 # least value of the integer settings; tune >= 1: NUTS without a single tuning
 # step keeps its initial step size, which is not a posterior sample
@@ -68,6 +67,8 @@ def check(name: str, value):
         if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
             raise SettingsError(f"{name} must be an integer >= {least}, got {value!r}")
         return int(value)
+    if name == "family" and value not in FAMILIES:
+        return _response_family_name(value)
     if name in CHOICES:
         valid = CHOICES[name]
         if name == "method" and isinstance(value, str):
@@ -75,18 +76,12 @@ def check(name: str, value):
         if value not in valid:
             raise SettingsError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
         return value
-    if name == "family":
-        from .families import FamilyError, family_names, get_family
-
-        try:
-            if isinstance(value, str):
-                return get_family(value).name  # brms's name of an alias ("nbinom2" -> "negbinomial")
-        except FamilyError:
-            pass
-        raise SettingsError(f"family must be one of {', '.join(family_names())}, got {value!r}")
     if name == "link":
-        if value is not None and value not in _all_links():
-            raise SettingsError(f"link must be one of {', '.join(_all_links())}, got {value!r}")
+        from .families.base import LINKS as FAMILY_LINKS
+
+        valid = sorted({"identity"} | {link for links in LINKS.values() for link in links} | set(FAMILY_LINKS))
+        if value is not None and value not in valid:
+            raise SettingsError(f"link must be one of {', '.join(valid)}, got {value!r}")
         return value
     if name == "target_accept":
         if isinstance(value, bool) or not isinstance(value, Real) or not 0 < value < 1:
@@ -95,40 +90,19 @@ def check(name: str, value):
     raise SettingsError(f"unknown setting {name!r}; the settings are {', '.join(SECTION)}")
 
 
-def _all_links() -> list[str]:
-    from .families import FAMILIES as registry
+def _response_family_name(value) -> str:
+    """brms's name of a family of :mod:`bayesmer.families` (its registry: the one owner of the names and
+    aliases; imported here only when a family beyond :data:`FAMILIES` is asked for)."""
+    from .families import FamilyError, get_family
 
-    return sorted({"identity"} | {link for links in LINKS.values() for link in links}
-                  | {link for f in registry.values() for link in (f.links or (f.link,))})
-
-
-def family_links(family: str) -> tuple[str, ...]:
-    """The links family ``family`` (brms's name or an alias) takes, its default first.
-
-    ``binomial`` and ``poisson`` take :data:`LINKS` (lme4's, which
-    :mod:`bayesmer.family` implements); the Gaussian the identity; the other
-    families of :mod:`bayesmer.families` their own ``links``.
-
-    Parameters
-    ----------
-    family : str
-
-    Returns
-    -------
-    tuple of str
-
-    Examples
-    --------
-    >>> from bayesmer.settings import family_links
-    >>> family_links("binomial"), family_links("gamma"), family_links("cumulative")
-    (('logit', 'probit', 'cloglog'), ('log', 'inverse'), ('logit', 'probit'))
-    """
-    from .families import get_family
-
-    fam = get_family(check("family", family))
-    if fam.name in LINKS:
-        return LINKS[fam.name]
-    return tuple(fam.links) or (fam.link,)
+    if not isinstance(value, str):
+        raise SettingsError(f"family must be a family's name, got {value!r}")
+    try:
+        name = get_family(value).name
+    except FamilyError as exc:
+        raise SettingsError(f"family must be one of {', '.join(FAMILIES)} or a family of bayesmer.families: "
+                            f"{exc}") from None
+    return {"bernoulli": "binomial"}.get(name, name)
 
 
 def draw_seed() -> int:
@@ -159,13 +133,11 @@ class Settings:
     target_accept : float
         In (0, 1).
     family : str
-        A family of :mod:`bayesmer.families` by brms's name (an alias is
-        stored as brms's name): ``gaussian``, ``binomial``, ``poisson``,
-        ``negbinomial``, ``zero_inflated_poisson``, ...
+        ``"gaussian"``, ``"binomial"``, ``"poisson"`` or any family of
+        :mod:`bayesmer.families` by brms's name or an alias (kept as brms's name).
     link : str or None
         The family's link (its canonical one when None): binomial ``logit``,
-        ``probit``, ``cloglog``; Poisson ``log``; Gamma ``log``, ``inverse``;
-        cumulative ``logit``, ``probit`` (:func:`family_links`); none for the Gaussian.
+        ``probit``, ``cloglog``; Poisson ``log``; none for the Gaussian.
 
     Examples
     --------
@@ -195,8 +167,15 @@ class Settings:
         if self.family == "gaussian":
             if self.link not in (None, "identity"):
                 raise SettingsError(f"the gaussian family takes the identity link only, got link={self.link!r}")
-        elif self.link is not None and self.link not in family_links(self.family):
-            raise SettingsError(f"link must be one of {', '.join(family_links(self.family))} for family "
+        elif self.family not in LINKS:
+            from .families import FamilyError, get_family
+
+            try:
+                get_family(self.family).with_link(self.link)
+            except FamilyError as exc:
+                raise SettingsError(str(exc)) from None
+        elif self.link is not None and self.link not in LINKS[self.family]:
+            raise SettingsError(f"link must be one of {', '.join(LINKS[self.family])} for family "
                                 f"{self.family!r}, got {self.link!r}")
 
     @classmethod
