@@ -28,7 +28,8 @@ __all__ = ["BayesFit", "diagnose", "PREDICTION_KINDS"]
 
 _SAMPLE = ("chain", "draw")
 _COLUMNS = ["reml", "reml_se", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"]
-PREDICTION_KINDS = ("link", "mean", "response")
+#: what predict() returns: the linear predictor, the mean, new responses; the category probabilities (cumulative)
+PREDICTION_KINDS = ("link", "mean", "response", "probs")
 
 
 def _stack(post: xr.Dataset, name: str) -> np.ndarray:
@@ -621,6 +622,7 @@ class BayesFit:
         summary: bool = False,
         offset=None,
         weights=None,
+        point: bool = False,
     ):
         """Posterior draws of the mean or of new responses on ``newdata``, in a DataTree.
 
@@ -637,13 +639,25 @@ class BayesFit:
             rows' offset (the formula's ``offset()`` and ``offset=`` given as a
             column or expression) and, for ``kind="response"``, its trials
             (the ``cbind`` total, ``weights=``) from ``newdata``.
-        kind : {"mean", "response", "link"}
+        kind : {"mean", "response", "link", "probs"}
             ``"link"``: the linear predictor ``X beta + Z b`` (+ offset);
             ``"mean"``: the expected response, its inverse link (variable
             ``mu``; the same as ``"link"`` for the Gaussian; a probability or
             a rate for the binomial and Poisson); ``"response"``: new
             observations (the mean plus ``N(0, sigma^2)`` noise; binomial
             successes in the row's trials, Poisson counts), named as the response.
+            The families of :mod:`bayesmer.families`: ``"mean"`` is E[y]
+            given the draw's parameters: ``exp(eta)`` (negbinomial, Gamma
+            with the log link), ``(1 - zi) exp(eta)`` (zero-inflated),
+            ``exp(eta + sigma^2 / 2)`` (lognormal), ``logit^-1(eta)`` (beta),
+            ``eta`` (student), and for ``cumulative`` the expected category
+            number ``sum_k k P(Y = k)`` (eta has no intercept there: the
+            thresholds stand for it); ``"response"`` draws from the family
+            (``cumulative``: category numbers 1..K, their labels the
+            ``category`` coordinate). ``"probs"`` (``cumulative`` only): each
+            category's probability ``P(Y = k) = F(Intercept[k] - eta) -
+            F(Intercept[k-1] - eta)``, variable ``probs`` over (chain, draw,
+            obs, category) with the categories' labels.
         include_random : bool
             Add the random effects; False gives the population mean ``X beta``.
         sample_new_groups : bool
@@ -660,13 +674,23 @@ class BayesFit:
             ``weights=`` as :func:`bayesmer.fit` takes them (a column of
             ``newdata`` or one value per row), in place of the fit's own
             spelling; needed when the fit was given arrays.
+        point : bool
+            A binomial, Poisson or :mod:`bayesmer.families` model: the point
+            fit's (``fit.reml``, glmer's or glmmTMB's maximum likelihood)
+            prediction instead of the posterior's: its fixed effects,
+            conditional modes (zero for a level not in the fitted data) and
+            family parameters. ``"response"`` draws one new response per row.
 
         Returns
         -------
         xarray.DataTree or DataFrame
             The fit's tree (not modified) plus ``predictions`` (chain, draw,
-            obs) and ``predictions_constant_data`` (the columns of
-            ``newdata`` the formula reads).
+            obs; ``category`` too for ``"probs"``) and
+            ``predictions_constant_data`` (the columns of ``newdata`` the
+            formula reads). With ``summary=True`` a DataFrame (for
+            ``"probs"`` one row per row and category, indexed by both). With
+            ``point=True`` a Series indexed like ``newdata``'s rows (for
+            ``"probs"`` a DataFrame, one column per category, its label).
 
         Notes
         -----
@@ -691,9 +715,16 @@ class BayesFit:
         """
         if kind not in PREDICTION_KINDS:
             raise PredictionError(f"kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")
+        fam_name = getattr(self.family, "name", "gaussian")
+        if kind == "probs" and fam_name != "cumulative":
+            raise PredictionError(f"kind='probs' gives the category probabilities of a cumulative (ordinal) model; "
+                                  f"this is a {fam_name} model: use kind='mean'")
         if self.glmm is not None:
             return _predict_glmm(self, newdata, kind, include_random, sample_new_groups, seed, summary,
-                                 offset, weights)
+                                 offset, weights, point)
+        if point:
+            raise PredictionError("point=True is for binomial, Poisson and bayesmer.families models; the Gaussian "
+                                  "model's REML fit gives its fitted values with fit.reml.fitted()")
         if offset is not None or weights is not None:
             raise PredictionError("offset= and weights= are for binomial and Poisson fits; a Gaussian model's "
                                   "offset is the formula's offset(...), read from newdata")
@@ -760,20 +791,30 @@ class BayesFit:
             eta = eta + sigma[:, None] * rng.standard_normal(eta.shape)
         return self._prediction_tree(eta, df, kind, include_random, summary)
 
-    def _prediction_tree(self, eta, df, kind, include_random, summary):
+    def _prediction_tree(self, eta, df, kind, include_random, summary, levels=()):
         d = self.design
         post = self.idata["posterior"]
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         if summary:
+            if kind == "probs":  # one row per (row, category)
+                S, n, K = eta.shape
+                index = pd.MultiIndex.from_product([df.index, list(levels)], names=[df.index.name, nm.CATEGORY_DIM])
+                return _interval_table(eta.reshape(S, n * K), index)
             return _interval_table(eta, df.index)
         response = self.built.response if self.glmm is not None else d.response
-        name = {"response": response, "mean": nm.mean_var(response), "link": nm.link_var(response)}[kind]
+        name = {"response": response, "mean": nm.mean_var(response), "link": nm.link_var(response),
+                "probs": "probs" if response != "probs" else "probs_category"}[kind]
         sampler = self.settings.get("sampler", "nutpie")
-        pred = xr.Dataset(
-            {name: ((*_SAMPLE, nm.OBS_DIM), eta.reshape(n_chain, n_draw, -1))},
-            coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))},
-            attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)),
-        )
+        coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))}
+        if kind == "probs":
+            var = ((*_SAMPLE, nm.OBS_DIM, nm.CATEGORY_DIM), eta.reshape(n_chain, n_draw, len(df), -1))
+            coords[nm.CATEGORY_DIM] = list(levels)
+        else:
+            var = ((*_SAMPLE, nm.OBS_DIM), eta.reshape(n_chain, n_draw, -1))
+            if kind == "response" and levels:  # category numbers 1..K; their labels as a coordinate
+                coords[nm.CATEGORY_DIM] = list(levels)
+        pred = xr.Dataset({name: var}, coords=coords,
+                          attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)))
         if self.glmm is not None:
             used = self.glmm.frame.columns
         else:
@@ -1124,13 +1165,87 @@ def _new_trials(gd, df: pd.DataFrame, weights) -> np.ndarray:
     return trials * prior
 
 
+def _is_response_family(fam) -> bool:
+    from .families import ResponseFamily
+
+    return isinstance(fam, ResponseFamily)
+
+
+def _point_parts(fit: BayesFit):
+    """The point fit's (``fit.reml``) fixed effects ``(1, p)``, per term effects ``(1, levels, k)`` and dpars."""
+    point, gd = fit.reml, fit.glmm
+    fixef = point.fixef() if callable(point.fixef) and not isinstance(point.fixef, pd.Series) else point.fixef
+    names = list(gd.fixed_names)
+    beta = np.asarray(pd.Series(fixef).reindex(names), dtype=float)[None, :]
+    if np.isnan(beta).any():
+        raise PredictionError("the point fit has no estimates (it failed); predict from the posterior (point=False)")
+    ranef = point.ranef() if callable(point.ranef) else point.ranef
+    bs = {t.name: np.asarray(ranef[t.name].reindex(list(t.levels)), dtype=float)[None] for t in gd.terms}
+    dp = {}
+    if _is_response_family(gd.family):
+        for d in gd.family.dpars:
+            if d.transform == "ordered":
+                v = [point.dpars[f"{d.name}[{i + 1}]"] for i in range(gd.family.dpar_size(d))]
+                dp[d.name] = np.asarray(v, dtype=float)[None, :]
+            else:
+                dp[d.name] = np.array([float(point.dpars[d.name])])
+    return beta, bs, dp
+
+
+def _category_probs(fam, eta: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """P(Y = k), k = 1..K, of a cumulative model: ``F(tau_k - eta) - F(tau_{k-1} - eta)``, shape (S, n, K).
+
+    ``eta`` (S, n), ``tau`` (S, K-1) the draws' thresholds; ``F`` the inverse link (logistic or normal).
+    """
+    cdf = fam.linkinv(tau[:, None, :] - eta[:, :, None])
+    S, n, _ = cdf.shape
+    cdf = np.concatenate([np.zeros((S, n, 1)), cdf, np.ones((S, n, 1))], axis=2)
+    return np.clip(np.diff(cdf, axis=2), 0.0, 1.0)
+
+
+def _family_mean(fam, eta: np.ndarray, dp: dict) -> np.ndarray:
+    """E[y] per draw and row (S, n) from the family's ``mean``, the draws' dpars broadcast over rows."""
+    if fam.name == "cumulative":
+        probs = _category_probs(fam, eta, dp["Intercept"])
+        return probs @ np.arange(1, probs.shape[2] + 1, dtype=float)
+    return np.asarray(fam.mean(eta, {k: np.asarray(v)[:, None] for k, v in dp.items()}), dtype=float)
+
+
+def _family_response(fam, eta: np.ndarray, dp: dict, rng) -> np.ndarray:
+    """New responses drawn from the family (its ``rvs``), draw by draw: (S, n)."""
+    out = np.empty_like(eta)
+    for s in range(eta.shape[0]):
+        out[s] = fam.rvs(eta[s], {k: v[s] for k, v in dp.items()}, None, rng)
+    return out
+
+
+def _point_result(values: np.ndarray, df: pd.DataFrame, kind: str, name: str, levels=()):
+    """The point fit's prediction: a Series per row, or for ``"probs"`` a DataFrame with a column per category."""
+    if kind == "probs":
+        return pd.DataFrame(values[0], index=df.index, columns=pd.Index(list(levels), name=nm.CATEGORY_DIM))
+    if kind == "response" and levels:
+        return pd.Series(pd.Categorical.from_codes(values[0].astype(int) - 1, categories=list(levels), ordered=True),
+                         index=df.index, name=name)
+    return pd.Series(values[0], index=df.index, name=name)
+
+
 def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary,
-                  offset=None, weights=None):
-    """BayesFit.predict for a binomial or Poisson fit (see there)."""
+                  offset=None, weights=None, point=False):
+    """BayesFit.predict for a binomial, Poisson or :mod:`bayesmer.families` fit (see there)."""
     gd, m = fit.glmm, fit.built
     post = fit.idata["posterior"].to_dataset()
     S = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
+    family_fit = _is_response_family(gd.family)
+    if point:
+        if summary:
+            raise PredictionError("summary=True summarises draws; point=True gives one value per row")
+        beta_pt, b_pt, dp = _point_parts(fit)
+        S = 1
+    elif family_fit:
+        from .sampling import family_draws
+
+        dp = family_draws(post, gd.family, m.dpars)
     if newdata is None:
         if offset is not None or weights is not None:
             raise PredictionError("offset= and weights= are for newdata; the fitted rows have their own")
@@ -1139,15 +1254,24 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
         if not isinstance(newdata, pd.DataFrame):
             raise PredictionError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
         new, df = None, newdata
-    beta = _stack(post, m.beta) if gd.design.p else np.zeros((S, 0))
+    def effects(t):
+        return b_pt[t.name] if point else _stack(post, m.b[t.name])
+
+    if point:
+        beta = beta_pt
+    else:
+        beta = _stack(post, m.beta) if gd.p else np.zeros((S, 0))
     if new is not None:
         X, off, weights = gd.X, gd.offset, gd.weights
         Zs = [t.Z for t in gd.terms] if include_random else []
         codes = [t.codes for t in gd.terms] if include_random else []
-        bs = [_stack(post, m.b[t.name]) for t in gd.terms] if include_random else []
+        bs = [effects(t) for t in gd.terms] if include_random else []
     else:
         nd = new_data(gd.design, df)
         X = nd.X
+        keep = getattr(gd, "_keep", None)  # cumulative: no intercept column (the thresholds stand for it)
+        if keep is not None and X.shape[1] != len(keep):
+            X = np.asarray(X, dtype=float)[:, keep]
         off = np.zeros(len(df)) if nd.offset is None else np.asarray(nd.offset, dtype=float)
         off = off + _new_offset(gd, df, offset)
         if kind == "response" and gd.family.name == "binomial":
@@ -1157,7 +1281,7 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
             if len(gd.terms) != len(gd.design.terms):
                 raise PredictionError("prediction on new data with a one-level-per-row term is not supported")
             for t, c, Z, keys in zip(gd.terms, nd.codes, nd.Z, nd.keys):
-                b = _stack(post, m.b[t.name])
+                b = effects(t)
                 new_lv = c < 0
                 c = c.copy()
                 if new_lv.any():
@@ -1167,22 +1291,40 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
                             "sample_new_groups=True to draw their effects from the population"
                         )
                     new_keys, inv = np.unique(keys[new_lv].astype(str), return_inverse=True)
-                    L = fit.cov_factor(t.name)
-                    z = rng.standard_normal((S, len(new_keys), t.k))
-                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
+                    if point:  # the point fit's prediction for a new level: its effects at their mean, zero
+                        new_b = np.zeros((1, len(new_keys), t.k))
+                    else:
+                        L = fit.cov_factor(t.name)
+                        z = rng.standard_normal((S, len(new_keys), t.k))
+                        new_b = np.einsum("sgk,slk->sgl", z, L)
+                    b = np.concatenate([b, new_b], axis=1)
                     c[new_lv] = t.n_levels + inv
                 Zs.append(Z)
                 codes.append(c)
                 bs.append(b)
     eta = linear_predictor(X, Zs, codes, beta, bs) + off
-    if kind != "link":
-        eta = gd.family.link.linkinv(eta)
-    if kind == "response":
-        if gd.family.name == "binomial":
-            eta = rng.binomial(np.round(weights).astype(np.int64)[None, :], eta).astype(float)
-        else:
-            eta = rng.poisson(eta).astype(float)
-    return fit._prediction_tree(eta, df, kind, include_random, summary)
+    levels = tuple(getattr(gd.family, "levels", ()))
+    if family_fit:
+        fam = gd.family
+        if kind == "mean":
+            eta = _family_mean(fam, eta, dp)
+        elif kind == "probs":
+            eta = _category_probs(fam, eta, dp["Intercept"])
+        elif kind == "response":
+            eta = _family_response(fam, eta, dp, rng)
+    else:
+        if kind != "link":
+            eta = gd.family.link.linkinv(eta)
+        if kind == "response":
+            if gd.family.name == "binomial":
+                eta = rng.binomial(np.round(weights).astype(np.int64)[None, :], eta).astype(float)
+            else:
+                eta = rng.poisson(eta).astype(float)
+    if point:
+        name = {"response": m.response, "mean": nm.mean_var(m.response), "link": nm.link_var(m.response),
+                "probs": "probs"}[kind]
+        return _point_result(eta, df, kind, name, levels)
+    return fit._prediction_tree(eta, df, kind, include_random, summary, levels)
 
 
 
