@@ -193,10 +193,10 @@ def _parse_prior_flags(flags: list[str]) -> dict[str, str]:
 
 def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: str, settings: dict) -> None:
     """Resolve the priors against the design now, so a bad name fails before sampling."""
-    from .modelfile import prior_design
+    from .modelfile import _prior_design
     from .priors import PriorError, resolve_priors
 
-    design, family = prior_design(formula, data, settings.get("family"), settings.get("link"))
+    design, family = _prior_design(formula, data, settings.get("family"), settings.get("link"))
     for name, spec in priors.items():
         try:
             resolve_priors(design, {name: spec}, family=family)

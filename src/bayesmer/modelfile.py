@@ -245,7 +245,7 @@ def check_family(family=None, link=None) -> str | None:
     ('negbinomial', 'cumulative', 'binomial')
     >>> check_family("Gamma", "probit")             # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
-    SettingsError: link must be one of log, inverse for family 'Gamma', got 'probit'
+    SettingsError: unknown link 'probit' for family 'Gamma'; its links are ['log', 'inverse']
     """
     values = st.Settings(**({"family": family} if family is not None else {}), link=link)
     return values.family if family is not None else None
@@ -546,7 +546,7 @@ def load_data(spec: ModelSpecFile) -> pd.DataFrame:
     return df
 
 
-def prior_design(formula: str, data: pd.DataFrame, family=None, link=None):
+def _prior_design(formula: str, data: pd.DataFrame, family=None, link=None):
     """The design and the family that a model's priors are named against (for :func:`check_priors` and the CLI).
 
     Returns ``(design, family)``: lme4's binomial and Poisson get glmer's
@@ -581,7 +581,7 @@ def check_priors(spec: ModelSpecFile, data: pd.DataFrame) -> None:
     from .priors import PriorError, resolve_priors
 
     try:
-        design, family = prior_design(spec.formula, data, spec.family, spec.link)
+        design, family = _prior_design(spec.formula, data, spec.family, spec.link)
     except (FormulaError, DesignError, FamilyError) as exc:
         raise _err(spec.path, "model", "formula", str(exc)) from None
     for section, items in (("priors", spec.priors), ("sensitivity", [(k, v[0]) for k, v in spec.sensitivity])):
