@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from .builder import build_glmm, build_model
 from .checking import CheckError, SweepResult
@@ -257,8 +258,10 @@ def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesF
         )
     fam = get_response_family(settings.family).with_link(settings.link)
     fd = family_data(formula, data, fam, offset=offset)
+    if fam.name == "lognormal":
+        return _fit_lognormal(fd, priors, settings, offset, run)
+    prior_set = resolve_priors(fd, priors, family=fd.family)  # a bad prior name fails before the point fit
     point = _family_point(fd, offset)
-    prior_set = resolve_priors(fd, priors, family=fd.family)
     built = build_glmm(fd, prior_set, start=point)
     sampled = sample_glmm(built, fd, **run)
     result = BayesFit(
@@ -273,6 +276,59 @@ def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesF
         glmm=fd,
     )
     diagnose(result, stacklevel=4)
+    return result
+
+
+def _log_design(fd):
+    """The Gaussian design of log y for a lognormal model: the response column holds log y."""
+    from .design import DesignError
+
+    if fd.label not in fd.frame.columns:
+        raise DesignError(f"lognormal: the response {fd.label!r} must be a column of the data (not an expression)")
+    frame = fd.frame.copy()
+    frame[fd.label] = np.log(frame[fd.label].to_numpy(dtype=float))
+    return build_design(fd.formula, frame)
+
+
+def _lognormal_groups(tree, design, fd):
+    """The y scale's groups of a lognormal fit: log_likelihood with the Jacobian -log y_i, observed and
+    predictive values exp(.) of the log scale's, constant_data the columns as given."""
+    from .sampling import constant_data
+
+    name = design.response
+    logy = np.asarray(design.y, dtype=float)
+    groups = {k: v.to_dataset() for k, v in tree.children.items()}
+    if "log_likelihood" in groups:
+        ds = groups["log_likelihood"]
+        groups["log_likelihood"] = ds.assign({name: ds[name] - logy})
+    for g in ("observed_data", "posterior_predictive"):
+        if g in groups:
+            ds = groups[g]
+            groups[g] = ds.assign({name: np.exp(ds[name])})
+    if "constant_data" in groups:
+        attrs = groups["constant_data"].attrs
+        groups["constant_data"] = constant_data(design, fd.frame.reset_index(drop=True))
+        groups["constant_data"].attrs = attrs
+    new = xr.DataTree.from_dict(groups)
+    new.attrs = dict(tree.attrs)
+    return new
+
+
+def _fit_lognormal(fd, priors, settings, offset, run) -> BayesFit:
+    """lognormal: the exact Gaussian marginal engine on log y (b and β integrated out as the Gaussian fit's),
+    the point fit lmer(log y) by ML as glmmTMB's; the groups on the y scale (:func:`_lognormal_groups`)."""
+    if offset is not None:
+        raise SettingsError("a lognormal model takes offset(...) in the formula, not offset=")
+    design = _log_design(fd)
+    reml = fit_reml(design, method="ML")
+    prior_set = resolve_priors(design, priors, family="lognormal")
+    built = build_model(design, prior_set, strategy=settings.strategy, start=reml)
+    sampled = sample(built, design, **run)
+    result = BayesFit(
+        design=design, reml=reml, priors=prior_set, built=built, idata=_lognormal_groups(sampled.idata, design, fd),
+        timings=sampled.timings, strategy=built.strategy, settings=settings.to_dict(), response_family=fd.family,
+    )
+    diagnose(result, stacklevel=5)
     return result
 
 
@@ -346,6 +402,30 @@ def load(path) -> BayesFit:
 def _rebuild(tree, meta: dict, frame) -> BayesFit:
     """load()'s fit from what :func:`bayesmer.io.read` returns."""
     settings = Settings.from_mapping(meta["settings"])
+    if settings.family not in ("gaussian", "binomial", "poisson"):
+        from .familydata import family_data
+        from .families import get_family as get_response_family
+
+        fam = get_response_family(settings.family).with_link(settings.link)
+        if fam.name == "lognormal":
+            fd = family_data(meta["formula"], frame, fam)
+            design = _log_design(fd)
+            reml = fit_reml(design, method="ML")
+            priors = resolve_priors(design, meta["priors"], family="lognormal")
+            built = build_model(design, priors, strategy=meta["strategy"], start=reml)
+            return BayesFit(design=design, reml=reml, priors=priors, built=built, idata=tree,
+                            timings=meta.get("timings", {}), strategy=meta["strategy"],
+                            settings=settings.to_dict(), response_family=fd.family)
+        with warnings.catch_warnings():
+            # the fit stated an ordinal response's order when it was made
+            warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")
+            fd = family_data(meta["formula"], frame, fam, offset=meta.get("offset"))
+        point = _family_point(fd, meta.get("offset"))
+        priors = resolve_priors(fd, meta["priors"], family=fd.family)
+        return BayesFit(
+            design=fd.design, reml=point, priors=priors, built=build_glmm(fd, priors, start=point), idata=tree,
+            timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings.to_dict(), glmm=fd,
+        )
     if settings.family != "gaussian":
         fam = get_family(settings.family, settings.link)
         gd = glmm_design(meta["formula"], frame, fam, weights=meta.get("weights"), offset=meta.get("offset"))

@@ -981,7 +981,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
     family_params = ("shape", "nu", "phi", "zi", "sigma", "Intercept", "zoi", "coi", "hu", "alpha", "disc")
     for key in overrides:
         levels[key] = level(key)
-        if levels[key] is None and key in family_params and base.family != "gaussian":
+        if levels[key] is None and key in family_params and base.family not in ("gaussian", "binomial", "poisson"):
             own = list(dpars) or "none"
             raise PriorError(f"{key!r} is not a parameter of the {base.family} family (an unknown family "
                              f"parameter in priors); its family parameters are {own}")

@@ -235,6 +235,7 @@ def _compile_glmm(built: BuiltModel):
         if name == nm.THRESHOLDS and fam.name == "cumulative":
             shapes.append((fam.n_thresholds,))
             dims[name] = (nm.THRESHOLD_DIM,)
+            coords[nm.THRESHOLD_DIM] = pd.Index(np.arange(1, fam.n_thresholds + 1))  # nutpie: no list of ints
         else:
             shapes.append(())
     return compile_density(spec, names, shapes, dims, coords, x0)
