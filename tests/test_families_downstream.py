@@ -183,6 +183,52 @@ def test_simulate_from_the_point_fit(zip_run):
     assert (sims.to_numpy() == 0).mean() > zi  # the inflated zeros and the Poisson's
 
 
+# ---- cumulative: category probabilities on the posterior and the point fit --------
+
+
+@pytest.fixture(scope="module")
+def wine_fit():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bayesmer.fit("rating ~ temp + contact + (1 | judge)", bayesmer.datasets.load("wine"),
+                            family="cumulative", draws=100, tune=100, chains=1, seed=1, progress=False)
+
+
+def test_predict_cumulative_probabilities(wine_fit):
+    fit = wine_fit
+    tree = fit.predict(kind="probs")["predictions"]
+    assert list(tree["category"].values) == ["1", "2", "3", "4", "5"]
+    probs = tree["probs"].values.reshape(100, 72, 5)
+    np.testing.assert_allclose(probs.sum(axis=2), 1.0, rtol=1e-12)
+    # by the formula, from each draw's thresholds and linear predictor
+    eta = fit.predict(kind="link")["predictions"]["eta"].values.reshape(100, 72)
+    tau = fit.draws("Intercept").reshape(100, 4)
+    cdf = np.concatenate([np.zeros((100, 72, 1)), sc.expit(tau[:, None, :] - eta[:, :, None]), np.ones((100, 72, 1))], 2)
+    np.testing.assert_allclose(probs, np.diff(cdf, axis=2), rtol=1e-10, atol=1e-14)
+    mean = fit.predict(kind="mean")["predictions"]["mu"].values.reshape(100, 72)
+    np.testing.assert_allclose(mean, probs @ np.arange(1, 6), rtol=1e-12)
+    y = fit.predict(kind="response", seed=1)["predictions"]
+    assert set(np.unique(y["rating"].values)) <= {1.0, 2.0, 3.0, 4.0, 5.0} and list(y["category"].values)[0] == "1"
+    table = fit.predict(kind="probs", summary=True)
+    assert table.shape == (72 * 5, 4) and list(table.index.get_level_values("category")[:5]) == ["1", "2", "3", "4", "5"]
+    # without the judges' effects: the population's probabilities, the same for rows alike in temp and contact
+    pop = fit.predict(kind="probs", include_random=False)["predictions"]["probs"].values.reshape(100, 72, 5)
+    wine = bayesmer.datasets.load("wine")
+    same = ((wine["temp"] == wine["temp"][0]) & (wine["contact"] == wine["contact"][0])).to_numpy()
+    np.testing.assert_allclose(pop[:, same], np.broadcast_to(pop[:, [0]], pop[:, same].shape), rtol=1e-12)
+
+
+def test_predict_cumulative_point_fit_is_clmms(wine_fit):
+    """point=True: clmm's probabilities at its estimates and the judges' conditional modes (fit to 1e-4)."""
+    ref = R_PRED["wine"]
+    probs = wine_fit.predict(kind="probs", point=True)
+    assert list(probs.columns) == ref["categories"] and probs.shape == (72, 5)
+    np.testing.assert_allclose(probs.to_numpy(), ref["probs"], rtol=1e-3, atol=2e-5)
+    np.testing.assert_allclose(wine_fit.predict(kind="link", point=True), ref["eta"], rtol=1e-3, atol=2e-4)
+    draws = wine_fit.predict(kind="response", point=True, seed=1)
+    assert draws.dtype == "category" and draws.cat.ordered and len(draws) == 72
+
+
 # ---- the families' formulas on a fixed point ------------------------------------
 
 
