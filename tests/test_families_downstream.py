@@ -229,6 +229,26 @@ def test_predict_cumulative_point_fit_is_clmms(wine_fit):
     assert draws.dtype == "category" and draws.cat.ordered and len(draws) == 72
 
 
+# ---- lognormal: the Gaussian model of log y, predicted on the y scale --------------
+
+
+def test_predict_lognormal_on_the_y_scale(sleep):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayesmer.fit("Reaction ~ Days + (Days | Subject)", sleep, family="lognormal", draws=100, tune=100,
+                           chains=1, seed=1, progress=False)
+    eta = fit.predict(kind="link")["predictions"]["eta"].values.reshape(100, -1)
+    mean = fit.predict(kind="mean")["predictions"]["mu"].values.reshape(100, -1)
+    sigma = fit.draws("sigma").reshape(-1)
+    np.testing.assert_allclose(mean, np.exp(eta + sigma[:, None] ** 2 / 2), rtol=1e-12)
+    y = fit.predict(kind="response", seed=1)["predictions"]["Reaction"].values.reshape(100, -1)
+    assert (y > 0).all()
+    assert abs(np.log(y).mean() - eta.mean()) < 5 * np.log(y).std() / np.sqrt(y.size)
+    ref = R_PRED["sleepstudy_lognormal"]  # lmer(log(Reaction), REML = FALSE) and its lognormal mean
+    np.testing.assert_allclose(fit.predict(kind="link", point=True), ref["link"], rtol=1e-5)
+    np.testing.assert_allclose(fit.predict(kind="mean", point=True), ref["mean"], rtol=1e-4)
+
+
 # ---- the families' formulas on a fixed point ------------------------------------
 
 

@@ -672,7 +672,8 @@ class BayesFit:
             a rate for the binomial and Poisson); ``"response"``: new
             observations (the mean plus ``N(0, sigma^2)`` noise; binomial
             successes in the row's trials, Poisson counts), named as the response.
-            The families of :mod:`bayesmer.families`: ``"mean"`` is E[y]
+            The families of :mod:`bayesmer.families`: ``"link"`` is on the
+            log scale for ``lognormal``, ``"mean"`` is E[y]
             given the draw's parameters: ``exp(eta)`` (negbinomial, Gamma
             with the log link), ``(1 - zi) exp(eta)`` (zero-inflated),
             ``exp(eta + sigma^2 / 2)`` (lognormal), ``logit^-1(eta)`` (beta),
@@ -701,11 +702,11 @@ class BayesFit:
             ``newdata`` or one value per row), in place of the fit's own
             spelling; needed when the fit was given arrays.
         point : bool
-            A binomial, Poisson or :mod:`bayesmer.families` model: the point
-            fit's (``fit.reml``, glmer's or glmmTMB's maximum likelihood)
-            prediction instead of the posterior's: its fixed effects,
-            conditional modes (zero for a level not in the fitted data) and
-            family parameters. ``"response"`` draws one new response per row.
+            The point fit's (``fit.reml``: lme4's REML or ML, glmer's or
+            glmmTMB's maximum likelihood) prediction instead of the
+            posterior's: its fixed effects, conditional modes (zero for a
+            level not in the fitted data or a missing one) and family
+            parameters. ``"response"`` draws one new response per row.
 
         Returns
         -------
@@ -748,16 +749,15 @@ class BayesFit:
         if self.glmm is not None:
             return _predict_glmm(self, newdata, kind, include_random, sample_new_groups, seed, summary,
                                  offset, weights, point)
-        if point:
-            raise PredictionError("point=True is for binomial, Poisson and bayesmer.families models; the Gaussian "
-                                  "model's REML fit gives its fitted values with fit.reml.fitted()")
+        if point and summary:
+            raise PredictionError("summary=True summarises draws; point=True gives one value per row")
         if offset is not None or weights is not None:
             raise PredictionError("offset= and weights= are for binomial and Poisson fits; a Gaussian model's "
                                   "offset is the formula's offset(...), read from newdata")
         d, m = self.design, self.built
         post = self.idata["posterior"].to_dataset()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        S = n_chain * n_draw
+        S = 1 if point else n_chain * n_draw
         if newdata is None and getattr(d, "sums", None) is not None:
             raise PredictionError("the fitted data are not in memory: pass newdata (a pandas DataFrame, e.g. "
                                   "one chunk of them), or fit with sample_posterior_predictive=True")
@@ -780,12 +780,19 @@ class BayesFit:
                         filled[c] = filled[c].astype(object).where(filled[c].notna(), "\0unknown")
         nd = new_data(d, filled)
         rng = np.random.default_rng(seed)
-        beta = _stack(post, m.beta) if d.p else np.zeros((S, 0))
+        if point:  # the REML (ML) fit's estimates and conditional modes
+            beta = np.asarray(pd.Series(self.reml.fixef).reindex(list(d.fixed_names)), dtype=float)[None, :]
+            ranef = self.reml.ranef() if callable(self.reml.ranef) else self.reml.ranef
+        else:
+            beta = _stack(post, m.beta) if d.p else np.zeros((S, 0))
         Zs, codes, bs = [], [], []
         extra = np.zeros((S, len(df)))
         if include_random:
             for t, c, Z, keys in zip(d.terms, nd.codes, nd.Z, nd.keys):
-                b = _stack(post, m.b[t.name])
+                if point:
+                    b = np.asarray(ranef[t.name].reindex(list(t.levels)), dtype=float)[None]
+                else:
+                    b = _stack(post, m.b[t.name])
                 unknown = missing_group[t.name]
                 new = (c < 0) & ~unknown
                 c = c.copy()
@@ -797,12 +804,16 @@ class BayesFit:
                             f"{', '.join(map(repr, new_keys[:5]))}{' ...' if len(new_keys) > 5 else ''}; "
                             "pass sample_new_groups=True to draw their effects from the population"
                         )
-                    L = self.cov_factor(t.name)
-                    z = rng.standard_normal((S, len(new_keys), t.k))
-                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
+                    if point:  # the point fit's prediction for a new level: its effects at their mean, zero
+                        new_b = np.zeros((1, len(new_keys), t.k))
+                    else:
+                        L = self.cov_factor(t.name)
+                        z = rng.standard_normal((S, len(new_keys), t.k))
+                        new_b = np.einsum("sgk,slk->sgl", z, L)
+                    b = np.concatenate([b, new_b], axis=1)
                     c[new] = t.n_levels + inv
                 c[unknown] = -1
-                if kind == "response" and unknown.any():
+                if kind == "response" and unknown.any() and not point:
                     L = self.cov_factor(t.name)
                     z = rng.standard_normal((S, int(unknown.sum()), t.k))
                     extra[:, unknown] += np.einsum("sgk,slk,gl->sg", z, L, Z[unknown])
@@ -812,9 +823,17 @@ class BayesFit:
         eta = linear_predictor(nd.X, Zs, codes, beta, bs) + extra
         if nd.offset is not None:
             eta = eta + nd.offset
+        sigma = np.array([float(self.reml.sigma)]) if point else _stack(post, m.sigma)
         if kind == "response":
-            sigma = _stack(post, m.sigma)
             eta = eta + sigma[:, None] * rng.standard_normal(eta.shape)
+        if fam_name == "lognormal":  # the Gaussian model of log y: the y scale's mean and draws
+            if kind == "mean":
+                eta = np.exp(eta + sigma[:, None] ** 2 / 2)
+            elif kind == "response":
+                eta = np.exp(eta)
+        if point:
+            name = {"response": d.response, "mean": nm.mean_var(d.response), "link": nm.link_var(d.response)}[kind]
+            return _point_result(eta, df, kind, name)
         return self._prediction_tree(eta, df, kind, include_random, summary)
 
     def _prediction_tree(self, eta, df, kind, include_random, summary, levels=()):
