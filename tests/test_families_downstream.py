@@ -218,6 +218,15 @@ def test_predict_cumulative_probabilities(wine_fit):
     np.testing.assert_allclose(pop[:, same], np.broadcast_to(pop[:, [0]], pop[:, same].shape), rtol=1e-12)
 
 
+def test_predict_after_save_and_load(wine_fit, tmp_path):
+    wine_fit.save(tmp_path / "wine.nc")
+    back = bayesmer.load(tmp_path / "wine.nc")
+    for kind in ("probs", "mean"):
+        np.testing.assert_array_equal(back.predict(kind=kind, point=True), wine_fit.predict(kind=kind, point=True))
+    np.testing.assert_array_equal(back.predict(kind="probs")["predictions"]["probs"].values,
+                                  wine_fit.predict(kind="probs")["predictions"]["probs"].values)
+
+
 def test_predict_cumulative_point_fit_is_clmms(wine_fit):
     """point=True: clmm's probabilities at its estimates and the judges' conditional modes (fit to 1e-4)."""
     ref = R_PRED["wine"]
