@@ -314,3 +314,29 @@ def test_fit_refuses_an_ordinal_response_without_order_or_with_an_unseen_categor
     df["y"] = pd.Categorical(df["y"], categories=["lo", "mid", "hi", "top"], ordered=True)
     with pytest.raises(FamilyError, match="never takes.*top"):
         bayesmer.fit("y ~ x + (1 | g)", df, family="cumulative", progress=False)
+
+
+def test_lognormal_is_the_gaussian_engine_on_log_y():
+    """lognormal: lmer's ML fit of log y beside the marginal posterior (b and β integrated out); its pointwise
+    log-likelihood is scipy's lognormal density of y (the Gaussian's of log y less log y); draws on the y scale."""
+    ref = json.loads((DATA / "family_lognormal.json").read_text())
+    sleep = pd.read_csv(DATA / "family_sleepstudy.csv", dtype={"Subject": str})
+    fit = _quiet(ref["formula"], sleep, family="lognormal", draws=200, tune=200, sample_posterior_predictive=True)
+    assert fit.family.name == "lognormal" and fit.strategy == "marginal"
+    s = fit.summary()
+    for name, v in ref["fixef"].items():
+        row = s.loc[("fixed", "", name)]
+        assert row["reml"] == pytest.approx(v, rel=1e-4)
+        assert abs(row["mean"] - v) < 2 * row["sd"]
+    assert s.loc[("sigma", "Residual", "sigma"), "reml"] == pytest.approx(ref["dpars"]["sigma"], rel=1e-4)
+    post = fit.idata["posterior"]
+    y = sleep["Reaction"].to_numpy()
+    np.testing.assert_allclose(fit.idata["observed_data"]["Reaction"].to_numpy(), y, rtol=1e-12)
+    beta = post["beta"].isel(chain=1, draw=3).to_numpy()
+    b = post["b_Subject"].isel(chain=1, draw=3).to_numpy()
+    t = fit.design.terms[0]
+    eta = fit.design.X @ beta + np.sum(t.Z * b[t.codes], axis=1)
+    sigma = float(post["sigma"].isel(chain=1, draw=3))
+    np.testing.assert_allclose(fit.idata["log_likelihood"]["Reaction"].isel(chain=1, draw=3).to_numpy(),
+                               st.lognorm.logpdf(y, sigma, scale=np.exp(eta)), rtol=1e-9)
+    assert np.all(fit.idata["posterior_predictive"]["Reaction"].to_numpy() > 0)

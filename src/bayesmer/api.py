@@ -67,13 +67,30 @@ def fit(
         brms's, e.g. ``{"b": "Normal(0, 50)", "sd(Subject)": "HalfNormal(10)"}``;
         :func:`bayesmer.default_priors` lists them, see
         :func:`bayesmer.priors.resolve_priors`.
-    family : {"gaussian", "binomial", "poisson"}
-        A binomial or Poisson model is fitted beside lme4's ``glmer`` (Laplace)
-        and sampled with b explicit (see :func:`bayesmer.builder.build_glmm`);
-        the priors are on the link scale (:func:`bayesmer.default_priors`).
+    family : str
+        ``"gaussian"``, ``"binomial"``, ``"poisson"``, or a family of
+        :mod:`bayesmer.families` by brms's name or an alias (bambi's):
+        ``negbinomial``, ``zero_inflated_poisson``, ``zero_inflated_negbinomial``,
+        ``student``, ``Gamma``, ``lognormal``, ``beta``, ``cumulative``. A binomial or
+        Poisson model is fitted beside lme4's ``glmer`` (Laplace), a family's
+        beside glmmTMB's Laplace fit (ordinal::clmm's for ``cumulative``,
+        :func:`bayesmer.glmmtmb`, ``fit.reml``), and sampled with b explicit on
+        the compiled density (see :func:`bayesmer.builder.build_glmm`); the
+        family's own parameters are sampled with them (variables named as
+        brms names them: ``shape``, ``nu``, ``phi``, ``zi``, ``sigma``, the
+        thresholds ``Intercept`` over dim ``threshold``). The priors are on the
+        link scale (:func:`bayesmer.default_priors`). ``lognormal`` is the
+        Gaussian model of log y, sampled by the exact marginal engine (b and β
+        integrated out) beside lmer's ML fit of log y; its ``log_likelihood``
+        (with the Jacobian ``-log y``), ``observed_data`` and
+        ``posterior_predictive`` are on the y scale. A ``cumulative`` response
+        is an ordered categorical (a numeric column is ordered by value, with
+        a warning stating the order); its draws are the categories 1..K, the
+        labels the groups' ``category`` coordinate.
     link : str, optional
         The binomial's ``"logit"`` (default), ``"probit"`` or ``"cloglog"``;
-        the Poisson's ``"log"``.
+        the Poisson's ``"log"``; ``"inverse"`` for Gamma, ``"probit"`` for
+        cumulative.
     weights, offset : str or array-like, optional
         As :func:`bayesmer.glmer`: prior weights (the binomial's numbers of
         trials for a proportion response) and a known part of the linear
@@ -136,6 +153,18 @@ def fit(
     ...                     family="binomial", draws=200, tune=200, chains=2, seed=1, progress=False)
     >>> gfit.family.name
     'binomial'
+
+    A negative binomial model beside glmmTMB's fit, its ``shape`` by brms's name:
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> g = np.repeat(np.arange(12), 10)
+    >>> mu = np.exp(1.0 + rng.normal(0, 0.5, 12)[g])
+    >>> counts = pd.DataFrame({"y": rng.negative_binomial(2.0, 2.0 / (2.0 + mu)), "g": g.astype(str)})
+    >>> nbfit = bayesmer.fit("y ~ 1 + (1 | g)", counts, family="negbinomial", priors={"shape": "gamma(2, 0.5)"},
+    ...                      draws=200, tune=200, chains=2, seed=1, progress=False)   # doctest: +SKIP
+    >>> nbfit.summary().loc["dpar"].index.tolist()                                      # doctest: +SKIP
+    [('', 'shape')]
     """
     settings = Settings(
         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,

@@ -427,8 +427,12 @@ class BayesFit:
                 f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
                 f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s{seed}; {point}"
             )
+        what = f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)"
+        if self.response_family is not None:
+            what = (f"Bayesian {self.response_family.name} mixed model (the Gaussian model of log y, {self.strategy} "
+                    "likelihood, NUTS; reml: lmer's ML fit of log y)")
         return (
-            f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)\n"
+            f"{what}\n"
             f"Formula: {d.formula}\n"
             f"Observations: {d.n}; groups: {groups}\n"
             f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
@@ -481,9 +485,14 @@ class BayesFit:
         ['(Intercept)', 'Days']
         """
         if prob is not None:
-            return _interval_table(self.draws(self.built.beta), pd.Index(list(self.design.fixed_names)), prob)
+            return _interval_table(self.draws(self.built.beta), pd.Index(list(self._fixed_names)), prob)
         beta = self.idata["posterior"][self.built.beta].mean(_SAMPLE)
-        return pd.Series(beta.to_numpy(), index=list(self.design.fixed_names), name="mean")
+        return pd.Series(beta.to_numpy(), index=list(self._fixed_names), name="mean")
+
+    @property
+    def _fixed_names(self) -> tuple:
+        """The sampled fixed effects' names (a cumulative model has no intercept column)."""
+        return tuple(self.glmm.fixed_names) if self.glmm is not None else tuple(self.design.fixed_names)
 
     def ranef(self, prob: float | None = None) -> dict[str, pd.DataFrame]:
         """Per term, posterior means of the random effects (levels x columns).
