@@ -17,7 +17,8 @@ from .sources import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
 from .family import get_family
-from .glmer_fit import SeparationError, failed_fit, fit_glmer, glmm_design
+from .glmer_fit import SeparationError, failed_fit, fit_glmer
+from .glmm_design import glmm_design
 from .lmer import fit_reml
 from .results import BayesFit, diagnose
 from .sampling import sample, sample_glmm

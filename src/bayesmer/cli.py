@@ -87,8 +87,11 @@ def _sampling(p: argparse.ArgumentParser) -> None:
         "strategy": ("{" + ",".join(st.STRATEGIES) + "}", "marginal integrates the random effects out"),
         "method": ("{" + ",".join(st.METHODS) + "}", "criterion of the exact fit reported beside the posterior"),
         "backend": ("{" + ",".join(st.BACKENDS) + "}", "how nutpie evaluates the model"),
-        "family": ("{" + ",".join(st.FAMILIES) + "}", "the response's family (binomial, poisson: beside lme4's glmer)"),
-        "link": ("LINK", "the family's link: logit, probit, cloglog (binomial), log (poisson)"),
+        "family": ("FAMILY", "the response's family, by brms's name or an alias (bayesmer.families.family_names()): "
+                   "binomial, poisson (beside lme4's glmer), negbinomial, zero_inflated_poisson, "
+                   "zero_inflated_negbinomial, student, Gamma, lognormal, beta, cumulative (beside glmmTMB, clmm)"),
+        "link": ("LINK", "the family's link: logit, probit, cloglog (binomial), log (poisson), inverse (Gamma), "
+                 "probit (cumulative)"),
     }
     for name in st.SECTION:
         metavar, text = helps[name]
@@ -190,17 +193,10 @@ def _parse_prior_flags(flags: list[str]) -> dict[str, str]:
 
 def _check_prior_names(formula: str, data: pd.DataFrame, priors: dict, where: str, settings: dict) -> None:
     """Resolve the priors against the design now, so a bad name fails before sampling."""
-    from .sources import build_design
-    from .family import get_family
-    from .glmer_fit import glmm_design
+    from .modelfile import _prior_design
     from .priors import PriorError, resolve_priors
 
-    family = None
-    if settings.get("family") not in (None, "gaussian"):
-        family = get_family(settings["family"], settings.get("link"))
-        design = glmm_design(formula, data, family)
-    else:
-        design = build_design(formula, data)
+    design, family = _prior_design(formula, data, settings.get("family"), settings.get("link"))
     for name, spec in priors.items():
         try:
             resolve_priors(design, {name: spec}, family=family)
@@ -216,12 +212,19 @@ def _fit(args, formula: str, data: pd.DataFrame, priors: dict, settings: dict):
 
 
 def _settings(args, base: dict) -> dict:
-    """The model file's settings, overridden by the flags given."""
+    """The model file's settings, overridden by the flags given (the family and its link checked together)."""
+    from .modelfile import check_family
+
     out = dict(base)
     for key in st.SECTION:
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
+    try:  # the link is one of the family's (the file's family with a flag's link, say)
+        check_family(out.get("family"), out.get("link"))
+    except BayesmerError as exc:
+        flags = " ".join(f"--{k} {getattr(args, k)}" for k in ("family", "link") if getattr(args, k, None) is not None)
+        raise CommandError(f"{flags or 'family'}: {exc}") from None
     return out
 
 

@@ -5,12 +5,19 @@ lme4 reference fits were made from), read with :mod:`importlib.resources` so
 they work from an installed wheel as well as from a checkout.
 
 ``bayesmer.datasets.list()`` names them and ``bayesmer.datasets.load(name)``
-returns one as a DataFrame with its grouping columns categorical.
+returns one as a DataFrame with its grouping columns categorical. The example
+data sets of the response families (``epilepsy``, ``salamanders``, ``wine``,
+``gamma_sim``, ``beta_sim``) were written by R
+(``tests/data/make_family_datasets.R``) with their factors' levels beside them
+(``<name>.levels.json``): their factors load with R's levels in R's order,
+ordered where R's are (``wine``'s ``rating``).
 """
 
 from __future__ import annotations
 
 from importlib import resources
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -39,6 +46,17 @@ _DATASETS: dict[str, tuple[tuple[str, ...], str]] = {
     "clark_slopes": (("clus",), "Clark's simulation: random intercepts and slopes, 100 clusters of 10"),
     # period is a factor in lme4's cbpp: categorical here too
     "cbpp": (("herd", "period"), "lme4: contagious bovine pleuropneumonia cases (incidence of size) in 15 herds over 4 periods"),
+    # the response families' examples: their factors come from <name>.levels.json, as R holds them
+    "epilepsy": ((), "brms (GPL-2): seizure counts of 59 epilepsy patients over 4 visits, treatment Trt "
+                     "(Thall and Vail 1990); negative binomial"),
+    "salamanders": ((), "glmmTMB (AGPL-3): salamander counts at 23 sites (mined or not), 7 species "
+                        "(Price et al. 2016); zero-inflated counts"),
+    "wine": ((), "ordinal (GPL >= 2): bitterness rating 1 < ... < 5 of 8 wines (temp, contact) by 9 judges "
+                 "(Randall 1989); cumulative (ordinal)"),
+    "gamma_sim": ((), "simulated in R, set.seed(20261203): y ~ Gamma(shape 3, mean exp(1 + 0.3 x + b_g)), "
+                      "b_g ~ N(0, 0.4^2), 40 groups g of 6; Gamma"),
+    "beta_sim": ((), "simulated in R, set.seed(20261204): y ~ Beta(mean plogis(-0.5 + 0.6 x + b_g), "
+                     "precision phi 12), b_g ~ N(0, 0.5^2), 30 groups g of 8; beta"),
 }
 
 
@@ -100,7 +118,10 @@ def load(name: str) -> pd.DataFrame:
     -------
     DataFrame
         Grouping columns (e.g. ``Subject``, ``Batch``) are categorical; a
-        grouping column of numbers keeps its numbers as categories.
+        grouping column of numbers keeps its numbers as categories. A data
+        set written by R with its levels (the families' examples) has every
+        factor categorical with R's level labels in R's order, ordered where
+        R's factor is ordered (``wine``'s ``rating``: ``1 < 2 < 3 < 4 < 5``).
 
     Raises
     ------
@@ -113,13 +134,23 @@ def load(name: str) -> pd.DataFrame:
     >>> sleep = bayesmer.datasets.load("sleepstudy")
     >>> sleep.shape, str(sleep["Subject"].dtype)
     ((180, 3), 'category')
+    >>> wine = bayesmer.datasets.load("wine")
+    >>> wine["rating"].cat.ordered, list(wine["rating"].cat.categories)
+    (True, ['1', '2', '3', '4', '5'])
     """
     groups, _ = _DATASETS[_check_name(name)]
-    source = resources.files("bayesmer").joinpath("data", f"{name}.csv")
-    with resources.as_file(source) as path:
+    folder = resources.files("bayesmer").joinpath("data")
+    with resources.as_file(folder.joinpath(f"{name}.csv")) as path:
         df = pd.read_csv(path)
     for col in groups:
         df[col] = df[col].astype("category")
+    levels = folder.joinpath(f"{name}.levels.json")
+    if levels.is_file():
+        for col, spec in json.loads(levels.read_text()).items():
+            values = df[col].astype(str).where(df[col].notna())
+            df[col] = pd.Categorical(values, categories=spec["levels"], ordered=bool(spec["ordered"]))
+            if df[col].isna().sum() != values.isna().sum():  # a value that is not one of R's levels
+                raise DatasetError(f"the bundled data set {name!r}: column {col!r} has values outside its levels")
     return df
 
 

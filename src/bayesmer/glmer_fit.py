@@ -49,9 +49,6 @@ _HESS_TOL = 1e-6  # glmerControl(check.conv.hess)
 _DELTA = 1e-4  # lme4's deriv12 step
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 
-# results.py reads a GLMM's response and offset expressions by these names (now glmm_design's)
-_evaluate, _lhs = evaluate_column, parse_response
-
 
 class SeparationError(PirlsError):
     """A binomial (or Poisson) fit without a finite optimum: a fixed-effect column

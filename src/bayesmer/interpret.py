@@ -461,7 +461,8 @@ def _null_intercept(fit) -> float:
     """The intercept of the model refitted without its fixed effects (insight's null model, for the Poisson)."""
     import warnings
 
-    from .glmer_fit import glmer, parse_glmm_formula
+    from .glmer_fit import glmer
+    from .glmm_design import parse_glmm_formula
 
     gd = fit.glmm
     lhs, f = parse_glmm_formula(gd.formula)

@@ -13,8 +13,9 @@ Schema (every section but ``[data]`` and ``[model]`` is optional)::
     formula = "Reaction ~ Days + (Days | Subject)"   # required
     name = "sleepstudy"         # optional, default the file's stem
     description = "..."         # optional
-    family = "gaussian"         # optional: "binomial" or "poisson" (GLMM, beside glmer)
-    link = "logit"              # optional: the family's link (probit, cloglog, log)
+    family = "gaussian"         # optional: any family of bayesmer.families, by brms's
+                                #   name or an alias ("negbinomial", "zip", "t", "ordinal", ...)
+    link = "logit"              # optional: one of the family's links (probit, cloglog, log, inverse)
     method = "REML"             # optional: "REML" or "ML" for the exact fit
     strategy = "auto"           # optional: "auto", "marginal" (random effects
                                 #   integrated out) or "full", passed to fit()
@@ -60,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import datasets
@@ -77,6 +79,7 @@ __all__ = [
     "load_model_file",
     "load_data",
     "check_priors",
+    "check_family",
     "outside_folder",
     "prepare_hsb",
 ]
@@ -212,6 +215,43 @@ def _setting(path, table: dict, key: str):
         raise _err(path, st.SECTION[key], key, str(exc)) from None
 
 
+def check_family(family=None, link=None) -> str | None:
+    """Check a family and its link together, as :class:`bayesmer.Settings` does; brms's name of the family.
+
+    The names are those of :mod:`bayesmer.families` (brms's and their
+    aliases), checked by :func:`bayesmer.settings.check`; the link must be one
+    of the family's (:func:`bayesmer.settings.family_links`).
+
+    Parameters
+    ----------
+    family : str or None
+        None: the Gaussian linear mixed model.
+    link : str or None
+        None: the family's default link.
+
+    Returns
+    -------
+    str or None
+        brms's name of the family, None for ``family=None``.
+
+    Raises
+    ------
+    SettingsError
+        The message :func:`bayesmer.fit` gives for the same values.
+
+    Examples
+    --------
+    >>> from bayesmer.modelfile import check_family
+    >>> check_family("nbinom2"), check_family("ordinal", "probit"), check_family("binomial", "cloglog")
+    ('negbinomial', 'cumulative', 'binomial')
+    >>> check_family("Gamma", "probit")             # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    SettingsError: unknown link 'probit' for family 'Gamma'; its links are ['log', 'inverse']
+    """
+    values = st.Settings(**({"family": family} if family is not None else {}), link=link)
+    return values.family if family is not None else None
+
+
 def _parse_prior(path, section: str, key: str, text) -> str:
     from .priors import PriorError, parse_prior
 
@@ -268,7 +308,7 @@ def load_model_file(path) -> ModelSpecFile:
             parse_formula(formula)
         else:
             # lme4's binomial responses (cbind(s, f)) are read by glmer, not the Gaussian parser
-            from .glmer_fit import parse_glmm_formula
+            from .glmm_design import parse_glmm_formula
 
             parse_glmm_formula(formula)
     except FormulaError as exc:
@@ -282,6 +322,11 @@ def load_model_file(path) -> ModelSpecFile:
     _unknown(path, "sampler", sampler_t, _SAMPLER_KEYS)
     tables = {"model": model_t, "sampler": sampler_t}
     settings = {key: _setting(path, tables[sec], key) for key, sec in st.SECTION.items()}
+    if settings["link"] is not None:  # the link is one of the family's
+        try:
+            check_family(settings["family"], settings["link"])
+        except SettingsError as exc:
+            raise _err(path, "model", "link", str(exc)) from None
 
     sens_t = _table(doc, path, "sensitivity", required=False)
     sensitivity = []
@@ -502,6 +547,28 @@ def load_data(spec: ModelSpecFile) -> pd.DataFrame:
     return df
 
 
+def _prior_design(formula: str, data: pd.DataFrame, family=None, link=None):
+    """The design and the family that a model's priors are named against (for :func:`check_priors` and the CLI).
+
+    Returns ``(design, family)``: lme4's binomial and Poisson get glmer's
+    design and their :mod:`bayesmer.family` family; the other families of
+    :mod:`bayesmer.families` the formula's design (its columns checked against
+    the data; the response is the family's to read, when the model is fitted)
+    and brms's name of the family; the Gaussian its design and None.
+    """
+    from .family import get_family
+    from .glmm_design import RESPONSE_COLUMN, glmm_design, parse_glmm_formula
+
+    name = check_family(family, link)
+    if name in st.LINKS:
+        fam = get_family(name, link)
+        return glmm_design(formula, data, fam), fam
+    if name not in (None, "gaussian"):
+        _, f = parse_glmm_formula(formula)
+        return build_design(f, data.assign(**{RESPONSE_COLUMN: np.arange(len(data), dtype=float)})), name
+    return build_design(formula, data), None
+
+
 def check_priors(spec: ModelSpecFile, data: pd.DataFrame) -> None:
     """Check the formula against the data and the prior names against its design.
 
@@ -511,17 +578,11 @@ def check_priors(spec: ModelSpecFile, data: pd.DataFrame) -> None:
         Naming ``[model] formula`` (an unknown column, say) or the
         ``[priors]``/``[sensitivity]`` name at fault, with the valid names.
     """
-    from .family import FamilyError, get_family
-    from .glmer_fit import glmm_design
+    from .family import FamilyError
     from .priors import PriorError, resolve_priors
 
-    family = None
     try:
-        if spec.family not in (None, "gaussian"):
-            family = get_family(spec.family, spec.link)
-            design = glmm_design(spec.formula, data, family)
-        else:
-            design = build_design(spec.formula, data)
+        design, family = _prior_design(spec.formula, data, spec.family, spec.link)
     except (FormulaError, DesignError, FamilyError) as exc:
         raise _err(spec.path, "model", "formula", str(exc)) from None
     for section, items in (("priors", spec.priors), ("sensitivity", [(k, v[0]) for k, v in spec.sensitivity])):

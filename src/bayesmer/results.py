@@ -28,7 +28,8 @@ __all__ = ["BayesFit", "diagnose", "PREDICTION_KINDS"]
 
 _SAMPLE = ("chain", "draw")
 _COLUMNS = ["reml", "reml_se", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "ess_tail", "r_hat"]
-PREDICTION_KINDS = ("link", "mean", "response")
+#: what predict() returns: the linear predictor, the mean, new responses; the category probabilities (cumulative)
+PREDICTION_KINDS = ("link", "mean", "response", "probs")
 
 
 def _stack(post: xr.Dataset, name: str) -> np.ndarray:
@@ -656,6 +657,7 @@ class BayesFit:
         summary: bool = False,
         offset=None,
         weights=None,
+        point: bool = False,
     ):
         """Posterior draws of the mean or of new responses on ``newdata``, in a DataTree.
 
@@ -672,13 +674,26 @@ class BayesFit:
             rows' offset (the formula's ``offset()`` and ``offset=`` given as a
             column or expression) and, for ``kind="response"``, its trials
             (the ``cbind`` total, ``weights=``) from ``newdata``.
-        kind : {"mean", "response", "link"}
+        kind : {"mean", "response", "link", "probs"}
             ``"link"``: the linear predictor ``X beta + Z b`` (+ offset);
             ``"mean"``: the expected response, its inverse link (variable
             ``mu``; the same as ``"link"`` for the Gaussian; a probability or
             a rate for the binomial and Poisson); ``"response"``: new
             observations (the mean plus ``N(0, sigma^2)`` noise; binomial
             successes in the row's trials, Poisson counts), named as the response.
+            The families of :mod:`bayesmer.families`: ``"link"`` is on the
+            log scale for ``lognormal``, ``"mean"`` is E[y]
+            given the draw's parameters: ``exp(eta)`` (negbinomial, Gamma
+            with the log link), ``(1 - zi) exp(eta)`` (zero-inflated),
+            ``exp(eta + sigma^2 / 2)`` (lognormal), ``logit^-1(eta)`` (beta),
+            ``eta`` (student), and for ``cumulative`` the expected category
+            number ``sum_k k P(Y = k)`` (eta has no intercept there: the
+            thresholds stand for it); ``"response"`` draws from the family
+            (``cumulative``: category numbers 1..K, their labels the
+            ``category`` coordinate). ``"probs"`` (``cumulative`` only): each
+            category's probability ``P(Y = k) = F(Intercept[k] - eta) -
+            F(Intercept[k-1] - eta)``, variable ``probs`` over (chain, draw,
+            obs, category) with the categories' labels.
         include_random : bool
             Add the random effects; False gives the population mean ``X beta``.
         sample_new_groups : bool
@@ -695,13 +710,23 @@ class BayesFit:
             ``weights=`` as :func:`bayesmer.fit` takes them (a column of
             ``newdata`` or one value per row), in place of the fit's own
             spelling; needed when the fit was given arrays.
+        point : bool
+            The point fit's (``fit.reml``: lme4's REML or ML, glmer's or
+            glmmTMB's maximum likelihood) prediction instead of the
+            posterior's: its fixed effects, conditional modes (zero for a
+            level not in the fitted data or a missing one) and family
+            parameters. ``"response"`` draws one new response per row.
 
         Returns
         -------
         xarray.DataTree or DataFrame
             The fit's tree (not modified) plus ``predictions`` (chain, draw,
-            obs) and ``predictions_constant_data`` (the columns of
-            ``newdata`` the formula reads).
+            obs; ``category`` too for ``"probs"``) and
+            ``predictions_constant_data`` (the columns of ``newdata`` the
+            formula reads). With ``summary=True`` a DataFrame (for
+            ``"probs"`` one row per row and category, indexed by both). With
+            ``point=True`` a Series indexed like ``newdata``'s rows (for
+            ``"probs"`` a DataFrame, one column per category, its label).
 
         Notes
         -----
@@ -726,16 +751,22 @@ class BayesFit:
         """
         if kind not in PREDICTION_KINDS:
             raise PredictionError(f"kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")
+        fam_name = getattr(self.family, "name", "gaussian")
+        if kind == "probs" and fam_name != "cumulative":
+            raise PredictionError(f"kind='probs' gives the category probabilities of a cumulative (ordinal) model; "
+                                  f"this is a {fam_name} model: use kind='mean'")
         if self.glmm is not None:
             return _predict_glmm(self, newdata, kind, include_random, sample_new_groups, seed, summary,
-                                 offset, weights)
+                                 offset, weights, point)
+        if point and summary:
+            raise PredictionError("summary=True summarises draws; point=True gives one value per row")
         if offset is not None or weights is not None:
             raise PredictionError("offset= and weights= are for binomial and Poisson fits; a Gaussian model's "
                                   "offset is the formula's offset(...), read from newdata")
         d, m = self.design, self.built
         post = self.idata["posterior"].to_dataset()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        S = n_chain * n_draw
+        S = 1 if point else n_chain * n_draw
         if newdata is None and getattr(d, "sums", None) is not None:
             raise PredictionError("the fitted data are not in memory: pass newdata (a pandas DataFrame, e.g. "
                                   "one chunk of them), or fit with sample_posterior_predictive=True")
@@ -758,12 +789,19 @@ class BayesFit:
                         filled[c] = filled[c].astype(object).where(filled[c].notna(), "\0unknown")
         nd = new_data(d, filled)
         rng = np.random.default_rng(seed)
-        beta = _stack(post, m.beta) if d.p else np.zeros((S, 0))
+        if point:  # the REML (ML) fit's estimates and conditional modes
+            beta = np.asarray(pd.Series(self.reml.fixef).reindex(list(d.fixed_names)), dtype=float)[None, :]
+            ranef = self.reml.ranef() if callable(self.reml.ranef) else self.reml.ranef
+        else:
+            beta = _stack(post, m.beta) if d.p else np.zeros((S, 0))
         Zs, codes, bs = [], [], []
         extra = np.zeros((S, len(df)))
         if include_random:
             for t, c, Z, keys in zip(d.terms, nd.codes, nd.Z, nd.keys):
-                b = _stack(post, m.b[t.name])
+                if point:
+                    b = np.asarray(ranef[t.name].reindex(list(t.levels)), dtype=float)[None]
+                else:
+                    b = _stack(post, m.b[t.name])
                 unknown = missing_group[t.name]
                 new = (c < 0) & ~unknown
                 c = c.copy()
@@ -775,12 +813,16 @@ class BayesFit:
                             f"{', '.join(map(repr, new_keys[:5]))}{' ...' if len(new_keys) > 5 else ''}; "
                             "pass sample_new_groups=True to draw their effects from the population"
                         )
-                    L = self.cov_factor(t.name)
-                    z = rng.standard_normal((S, len(new_keys), t.k))
-                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
+                    if point:  # the point fit's prediction for a new level: its effects at their mean, zero
+                        new_b = np.zeros((1, len(new_keys), t.k))
+                    else:
+                        L = self.cov_factor(t.name)
+                        z = rng.standard_normal((S, len(new_keys), t.k))
+                        new_b = np.einsum("sgk,slk->sgl", z, L)
+                    b = np.concatenate([b, new_b], axis=1)
                     c[new] = t.n_levels + inv
                 c[unknown] = -1
-                if kind == "response" and unknown.any():
+                if kind == "response" and unknown.any() and not point:
                     L = self.cov_factor(t.name)
                     z = rng.standard_normal((S, int(unknown.sum()), t.k))
                     extra[:, unknown] += np.einsum("sgk,slk,gl->sg", z, L, Z[unknown])
@@ -790,25 +832,43 @@ class BayesFit:
         eta = linear_predictor(nd.X, Zs, codes, beta, bs) + extra
         if nd.offset is not None:
             eta = eta + nd.offset
+        sigma = np.array([float(self.reml.sigma)]) if point else _stack(post, m.sigma)
         if kind == "response":
-            sigma = _stack(post, m.sigma)
             eta = eta + sigma[:, None] * rng.standard_normal(eta.shape)
+        if fam_name == "lognormal":  # the Gaussian model of log y: the y scale's mean and draws
+            if kind == "mean":
+                eta = np.exp(eta + sigma[:, None] ** 2 / 2)
+            elif kind == "response":
+                eta = np.exp(eta)
+        if point:
+            name = {"response": d.response, "mean": nm.mean_var(d.response), "link": nm.link_var(d.response)}[kind]
+            return _point_result(eta, df, kind, name)
         return self._prediction_tree(eta, df, kind, include_random, summary)
 
-    def _prediction_tree(self, eta, df, kind, include_random, summary):
+    def _prediction_tree(self, eta, df, kind, include_random, summary, levels=()):
         d = self.design
         post = self.idata["posterior"]
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         if summary:
+            if kind == "probs":  # one row per (row, category)
+                S, n, K = eta.shape
+                index = pd.MultiIndex.from_product([df.index, list(levels)], names=[df.index.name, nm.CATEGORY_DIM])
+                return _interval_table(eta.reshape(S, n * K), index)
             return _interval_table(eta, df.index)
         response = self.built.response if self.glmm is not None else d.response
-        name = {"response": response, "mean": nm.mean_var(response), "link": nm.link_var(response)}[kind]
+        name = {"response": response, "mean": nm.mean_var(response), "link": nm.link_var(response),
+                "probs": "probs" if response != "probs" else "probs_category"}[kind]
         sampler = self.settings.get("sampler", "nutpie")
-        pred = xr.Dataset(
-            {name: ((*_SAMPLE, nm.OBS_DIM), eta.reshape(n_chain, n_draw, -1))},
-            coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))},
-            attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)),
-        )
+        coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(len(df))}
+        if kind == "probs":
+            var = ((*_SAMPLE, nm.OBS_DIM, nm.CATEGORY_DIM), eta.reshape(n_chain, n_draw, len(df), -1))
+            coords[nm.CATEGORY_DIM] = list(levels)
+        else:
+            var = ((*_SAMPLE, nm.OBS_DIM), eta.reshape(n_chain, n_draw, -1))
+            if kind == "response" and levels:  # category numbers 1..K; their labels as a coordinate
+                coords[nm.CATEGORY_DIM] = list(levels)
+        pred = xr.Dataset({name: var}, coords=coords,
+                          attrs=group_attrs(sampler, kind=kind, include_random=int(include_random)))
         if self.glmm is not None:
             used = self.glmm.frame.columns
         else:
@@ -1192,7 +1252,7 @@ def _update_arguments(fit: BayesFit, formula, priors, data, settings: dict) -> t
             new_model = build_design(formula, data)
         else:
             from .family import get_family
-            from .glmer_fit import glmm_design
+            from .glmm_design import glmm_design
 
             new_model = glmm_design(formula, data, get_family(family, kwargs["link"]))
     fam = None if family == "gaussian" else family
@@ -1239,7 +1299,7 @@ def _family_predictive(fit: BayesFit, seed) -> xr.Dataset:
 
 def _new_values(spec, df: pd.DataFrame, what: str, arg: str) -> np.ndarray:
     """A GLMM's ``offset=`` or ``weights=`` on new rows: a column or expression of ``df``, or one value per row."""
-    from .glmer_fit import _evaluate
+    from .glmm_design import evaluate_column as _evaluate
 
     if isinstance(spec, str):
         try:
@@ -1281,7 +1341,7 @@ def _new_trials(gd, df: pd.DataFrame, weights) -> np.ndarray:
     may be left out when the total does not depend on it (``s + (n - s)``).
     """
     from .formula import Call, deparse, variables
-    from .glmer_fit import _evaluate, _lhs
+    from .glmm_design import evaluate_column as _evaluate, parse_response as _lhs
 
     spec = weights if weights is not None else _array_spec(gd.weights_spec, "weights", df)
     prior = np.ones(len(df)) if spec is None else _new_values(spec, df, "weights (trials)", "weights")
@@ -1313,13 +1373,87 @@ def _new_trials(gd, df: pd.DataFrame, weights) -> np.ndarray:
     return trials * prior
 
 
+def _is_response_family(fam) -> bool:
+    from .families import ResponseFamily
+
+    return isinstance(fam, ResponseFamily)
+
+
+def _point_parts(fit: BayesFit):
+    """The point fit's (``fit.reml``) fixed effects ``(1, p)``, per term effects ``(1, levels, k)`` and dpars."""
+    point, gd = fit.reml, fit.glmm
+    fixef = point.fixef() if callable(point.fixef) and not isinstance(point.fixef, pd.Series) else point.fixef
+    names = list(gd.fixed_names)
+    beta = np.asarray(pd.Series(fixef).reindex(names), dtype=float)[None, :]
+    if np.isnan(beta).any():
+        raise PredictionError("the point fit has no estimates (it failed); predict from the posterior (point=False)")
+    ranef = point.ranef() if callable(point.ranef) else point.ranef
+    bs = {t.name: np.asarray(ranef[t.name].reindex(list(t.levels)), dtype=float)[None] for t in gd.terms}
+    dp = {}
+    if _is_response_family(gd.family):
+        for d in gd.family.dpars:
+            if d.transform == "ordered":
+                v = [point.dpars[f"{d.name}[{i + 1}]"] for i in range(gd.family.dpar_size(d))]
+                dp[d.name] = np.asarray(v, dtype=float)[None, :]
+            else:
+                dp[d.name] = np.array([float(point.dpars[d.name])])
+    return beta, bs, dp
+
+
+def _category_probs(fam, eta: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """P(Y = k), k = 1..K, of a cumulative model: ``F(tau_k - eta) - F(tau_{k-1} - eta)``, shape (S, n, K).
+
+    ``eta`` (S, n), ``tau`` (S, K-1) the draws' thresholds; ``F`` the inverse link (logistic or normal).
+    """
+    cdf = fam.linkinv(tau[:, None, :] - eta[:, :, None])
+    S, n, _ = cdf.shape
+    cdf = np.concatenate([np.zeros((S, n, 1)), cdf, np.ones((S, n, 1))], axis=2)
+    return np.clip(np.diff(cdf, axis=2), 0.0, 1.0)
+
+
+def _family_mean(fam, eta: np.ndarray, dp: dict) -> np.ndarray:
+    """E[y] per draw and row (S, n) from the family's ``mean``, the draws' dpars broadcast over rows."""
+    if fam.name == "cumulative":
+        probs = _category_probs(fam, eta, dp["Intercept"])
+        return probs @ np.arange(1, probs.shape[2] + 1, dtype=float)
+    return np.asarray(fam.mean(eta, {k: np.asarray(v)[:, None] for k, v in dp.items()}), dtype=float)
+
+
+def _family_response(fam, eta: np.ndarray, dp: dict, rng) -> np.ndarray:
+    """New responses drawn from the family (its ``rvs``), draw by draw: (S, n)."""
+    out = np.empty_like(eta)
+    for s in range(eta.shape[0]):
+        out[s] = fam.rvs(eta[s], {k: v[s] for k, v in dp.items()}, None, rng)
+    return out
+
+
+def _point_result(values: np.ndarray, df: pd.DataFrame, kind: str, name: str, levels=()):
+    """The point fit's prediction: a Series per row, or for ``"probs"`` a DataFrame with a column per category."""
+    if kind == "probs":
+        return pd.DataFrame(values[0], index=df.index, columns=pd.Index(list(levels), name=nm.CATEGORY_DIM))
+    if kind == "response" and levels:
+        return pd.Series(pd.Categorical.from_codes(values[0].astype(int) - 1, categories=list(levels), ordered=True),
+                         index=df.index, name=name)
+    return pd.Series(values[0], index=df.index, name=name)
+
+
 def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary,
-                  offset=None, weights=None):
-    """BayesFit.predict for a binomial or Poisson fit (see there)."""
+                  offset=None, weights=None, point=False):
+    """BayesFit.predict for a binomial, Poisson or :mod:`bayesmer.families` fit (see there)."""
     gd, m = fit.glmm, fit.built
     post = fit.idata["posterior"].to_dataset()
     S = post.sizes["chain"] * post.sizes["draw"]
     rng = np.random.default_rng(seed)
+    family_fit = _is_response_family(gd.family)
+    if point:
+        if summary:
+            raise PredictionError("summary=True summarises draws; point=True gives one value per row")
+        beta_pt, b_pt, dp = _point_parts(fit)
+        S = 1
+    elif family_fit:
+        from .sampling import family_draws
+
+        dp = family_draws(post, gd.family, m.dpars)
     if newdata is None:
         if offset is not None or weights is not None:
             raise PredictionError("offset= and weights= are for newdata; the fitted rows have their own")
@@ -1328,15 +1462,24 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
         if not isinstance(newdata, pd.DataFrame):
             raise PredictionError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
         new, df = None, newdata
-    beta = _stack(post, m.beta) if gd.design.p else np.zeros((S, 0))
+    def effects(t):
+        return b_pt[t.name] if point else _stack(post, m.b[t.name])
+
+    if point:
+        beta = beta_pt
+    else:
+        beta = _stack(post, m.beta) if gd.p else np.zeros((S, 0))
     if new is not None:
         X, off, weights = gd.X, gd.offset, gd.weights
         Zs = [t.Z for t in gd.terms] if include_random else []
         codes = [t.codes for t in gd.terms] if include_random else []
-        bs = [_stack(post, m.b[t.name]) for t in gd.terms] if include_random else []
+        bs = [effects(t) for t in gd.terms] if include_random else []
     else:
         nd = new_data(gd.design, df)
         X = nd.X
+        keep = getattr(gd, "_keep", None)  # cumulative: no intercept column (the thresholds stand for it)
+        if keep is not None and X.shape[1] != len(keep):
+            X = np.asarray(X, dtype=float)[:, keep]
         off = np.zeros(len(df)) if nd.offset is None else np.asarray(nd.offset, dtype=float)
         off = off + _new_offset(gd, df, offset)
         if kind == "response" and gd.family.name == "binomial":
@@ -1346,7 +1489,7 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
             if len(gd.terms) != len(gd.design.terms):
                 raise PredictionError("prediction on new data with a one-level-per-row term is not supported")
             for t, c, Z, keys in zip(gd.terms, nd.codes, nd.Z, nd.keys):
-                b = _stack(post, m.b[t.name])
+                b = effects(t)
                 new_lv = c < 0
                 c = c.copy()
                 if new_lv.any():
@@ -1356,22 +1499,40 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
                             "sample_new_groups=True to draw their effects from the population"
                         )
                     new_keys, inv = np.unique(keys[new_lv].astype(str), return_inverse=True)
-                    L = fit.cov_factor(t.name)
-                    z = rng.standard_normal((S, len(new_keys), t.k))
-                    b = np.concatenate([b, np.einsum("sgk,slk->sgl", z, L)], axis=1)
+                    if point:  # the point fit's prediction for a new level: its effects at their mean, zero
+                        new_b = np.zeros((1, len(new_keys), t.k))
+                    else:
+                        L = fit.cov_factor(t.name)
+                        z = rng.standard_normal((S, len(new_keys), t.k))
+                        new_b = np.einsum("sgk,slk->sgl", z, L)
+                    b = np.concatenate([b, new_b], axis=1)
                     c[new_lv] = t.n_levels + inv
                 Zs.append(Z)
                 codes.append(c)
                 bs.append(b)
     eta = linear_predictor(X, Zs, codes, beta, bs) + off
-    if kind != "link":
-        eta = gd.family.link.linkinv(eta)
-    if kind == "response":
-        if gd.family.name == "binomial":
-            eta = rng.binomial(np.round(weights).astype(np.int64)[None, :], eta).astype(float)
-        else:
-            eta = rng.poisson(eta).astype(float)
-    return fit._prediction_tree(eta, df, kind, include_random, summary)
+    levels = tuple(getattr(gd.family, "levels", ()))
+    if family_fit:
+        fam = gd.family
+        if kind == "mean":
+            eta = _family_mean(fam, eta, dp)
+        elif kind == "probs":
+            eta = _category_probs(fam, eta, dp["Intercept"])
+        elif kind == "response":
+            eta = _family_response(fam, eta, dp, rng)
+    else:
+        if kind != "link":
+            eta = gd.family.link.linkinv(eta)
+        if kind == "response":
+            if gd.family.name == "binomial":
+                eta = rng.binomial(np.round(weights).astype(np.int64)[None, :], eta).astype(float)
+            else:
+                eta = rng.poisson(eta).astype(float)
+    if point:
+        name = {"response": m.response, "mean": nm.mean_var(m.response), "link": nm.link_var(m.response),
+                "probs": "probs"}[kind]
+        return _point_result(eta, df, kind, name, levels)
+    return fit._prediction_tree(eta, df, kind, include_random, summary, levels)
 
 
 

@@ -50,7 +50,11 @@ def _from_fit(fit, design: Design) -> dict:
             if t.k > 1 and t.name in covs:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     corr[t.name] = covs[t.name] / np.outer(sd[t.name], sd[t.name])
-        return {"fixef": {str(k): float(v) for k, v in fixef.items()}, "sd": sd, "corr": corr}
+        out = {"fixef": {str(k): float(v) for k, v in fixef.items()}, "sd": sd, "corr": corr}
+        dpars = getattr(fit, "dpars", None)
+        if isinstance(dpars, pd.Series) and len(dpars):  # a FamilyFit's family parameters (brms's names)
+            out["dpars"] = {str(k): float(v) for k, v in dpars.items()}
+        return out
     missing = [a for a in ("fixef", "sigma", "sd") if not hasattr(fit, a)]
     if missing:
         raise SimulationError(
@@ -94,8 +98,8 @@ def _check_keys(given: Mapping, names, what: str, valid: str) -> None:
         raise SimulationError(f"{what}: {'; '.join(parts)}; {valid}")
 
 
-def _fixef(value, design: Design) -> np.ndarray:
-    names = design.fixed_names
+def _fixef(value, design: Design, names=None) -> np.ndarray:
+    names = design.fixed_names if names is None else names
     if isinstance(value, pd.Series):
         value = {str(k): v for k, v in value.items()}
     if isinstance(value, Mapping):
@@ -185,7 +189,17 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1, fami
         ``"binomial"`` (logit, probit, cloglog) or ``"poisson"`` (log): the
         responses are drawn from the family at ``g⁻¹(Xβ + Zb + offset)``, and
         ``params`` needs no ``sigma`` (a glmer fit is read as it is). The
-        formula's response may be ``cbind(successes, failures)``.
+        formula's response may be ``cbind(successes, failures)``. Any other
+        family of :mod:`bayesmer.families` (``negbinomial``,
+        ``zero_inflated_poisson``, ``zero_inflated_negbinomial``, ``student``,
+        ``Gamma``, ``lognormal``, ``beta``, ``cumulative``, by brms's name or
+        an alias) draws from that family at ``η = Xβ + Zb + offset`` with its
+        parameters ``params["dpars"]`` (brms's names: ``{"shape": 2.0}``,
+        ``{"sigma": 0.5, "nu": 4}``, ``{"Intercept": [-1, 0.5, 2]}`` or
+        ``"Intercept[1]"``, ... for the thresholds of ``cumulative``, whose
+        ``η`` has no intercept); a :func:`bayesmer.glmmtmb` fit is read as it
+        is (its ``dpars`` included; its family and link when ``family`` is
+        not given).
     weights : str or array-like, optional
         The binomial's numbers of trials per row (a column name or values);
         one trial (a 0/1 response) when not given.
@@ -195,7 +209,9 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1, fami
     Series (nsim=1) or DataFrame with columns ``sim_1 .. sim_nsim``
         Indexed like the rows of ``data`` used (rows with missing covariates
         are dropped, as in fitting). The binomial's are numbers of successes,
-        the Poisson's counts.
+        the Poisson's counts; ``cumulative``'s are ordered categoricals with
+        the response's categories (those of ``data``'s response column, or
+        of the fit's, else ``1`` .. ``K``).
 
     Raises
     ------
@@ -215,14 +231,30 @@ def simulate(formula, data: pd.DataFrame, params, seed=None, nsim: int = 1, fami
     ...                          bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep), seed=1, nsim=3)
     >>> sims.shape
     (180, 3)
+    >>> counts = bayesmer.simulate("n ~ Days + (1 | Subject)", sleep,
+    ...                            {"fixef": [1.0, 0.2], "sd": {"Subject": [0.5]}, "dpars": {"shape": 2.0}},
+    ...                            family="negbinomial", seed=1)
+    >>> bool((counts >= 0).all() and (counts == counts.round()).all())
+    True
     """
     if not isinstance(nsim, (int, np.integer)) or nsim < 1:
         raise SimulationError(f"nsim must be a positive integer, got {nsim!r}")
     from .family import get_family
+    from .settings import LINKS, check
 
-    fam = None if family in (None, "gaussian") else get_family(family, link)
+    from .families import ResponseFamily
+
+    fit_family = getattr(params, "family", None)
+    if family is None and isinstance(fit_family, ResponseFamily):  # a glmmtmb fit: its family and link
+        family, link = fit_family.name, fit_family.link if link is None else link
+    name = None if family is None else check("family", family)  # brms's name of an alias
+    if name == "bernoulli":
+        name = "binomial"
+    if name not in (None, "gaussian", *LINKS):
+        return _simulate_family(formula, data, params, seed, nsim, name, link)
+    fam = None if name in (None, "gaussian") else get_family(name, link)
     if fam is not None:
-        from .glmer_fit import RESPONSE_COLUMN, parse_glmm_formula
+        from .glmm_design import RESPONSE_COLUMN, parse_glmm_formula
 
         label, f = parse_glmm_formula(formula)
         if not isinstance(data, pd.DataFrame):
@@ -305,3 +337,132 @@ def _trials(weights, data: pd.DataFrame, design: Design) -> np.ndarray:
         bad = design.frame.index[(values < 0) | (values != np.round(values))]
         raise SimulationError(f"the binomial's trials must be whole numbers >= 0: rows {list(bad[:10])}")
     return values.astype(np.int64)
+
+
+def _random_part(design: Design, terms, p: dict) -> list:
+    """Each term's covariance factor from ``p["sd"]``/``p["corr"]``, checked against the terms."""
+    sd_table = p["sd"] if terms else p.get("sd", {})
+    corr_table = p.get("corr") or {}
+    names = [t.name for t in terms]
+    if isinstance(sd_table, Mapping):
+        _check_keys(sd_table, names, "params['sd'] does not match the random-effect terms",
+                    "the terms are " + ", ".join(f"{t.name!r} {list(t.terms)}" for t in terms))
+    if isinstance(corr_table, Mapping):
+        extra = [k for k in corr_table if k not in names]
+        if extra:
+            raise SimulationError(f"params['corr'] has unknown term(s) {extra}; the terms are {names}")
+    return [_term_cov_factor(t, _lookup(sd_table, t.name, "sd", design), _lookup(corr_table, t.name, "corr", design))
+            for t in terms]
+
+
+def _family_dpars(fam, given, levels_k: int | None) -> dict:
+    """The family's parameters from ``params["dpars"]`` (brms's names), checked: a dict as the family reads it."""
+    if not isinstance(given, Mapping):
+        raise SimulationError(f"params['dpars'] must be a dict of the {fam.name} family's parameters "
+                              f"{fam.dpar_names()}, not {type(given).__name__}")
+    given = dict(given)
+    out = {}
+    for d in fam.dpars:
+        if d.transform == "ordered":
+            keys = sorted((k for k in given if k.startswith(f"{d.name}[")), key=lambda k: int(k[len(d.name) + 1:-1])
+                          if k[len(d.name) + 1:-1].isdigit() else -1)
+            if d.name in given:
+                value = np.asarray(given.pop(d.name), dtype=float).reshape(-1)
+            elif keys:
+                want = [f"{d.name}[{i + 1}]" for i in range(len(keys))]
+                if keys != want:
+                    raise SimulationError(f"params['dpars'] names thresholds {keys}; give {d.name}[1] .. "
+                                          f"{d.name}[K-1] (or {d.name!r}: a list)")
+                value = np.array([float(given.pop(k)) for k in keys])
+            else:
+                raise SimulationError(f"params['dpars'] lacks the thresholds {d.name!r} (K-1 increasing numbers) "
+                                      "of the cumulative family")
+            if value.size < 1 or not np.all(np.isfinite(value)) or np.any(np.diff(value) <= 0):
+                raise SimulationError(f"the thresholds {d.name} must be finite and increasing, got {value.tolist()}")
+            if levels_k is not None and value.size != levels_k - 1:
+                raise SimulationError(f"{value.size} threshold(s) {d.name} for {levels_k} categories; give "
+                                      f"{levels_k - 1}")
+            out[d.name] = value
+            continue
+        if d.name not in given:
+            raise SimulationError(f"params['dpars'] lacks {d.name!r}; the {fam.name} family's parameters are "
+                                  f"{fam.dpar_names()}")
+        value = np.asarray(given.pop(d.name), dtype=float)
+        if value.size != 1 or not np.isfinite(value) or not d.lower <= float(value) <= d.upper or (
+                d.transform in ("log", "logit") and float(value) in (d.lower, d.upper)) or (
+                d.transform == "log1m1" and float(value) <= 1):
+            raise SimulationError(f"params['dpars'][{d.name!r}] must be one number in the parameter's range "
+                                  f"({d.lower}, {d.upper}){' above 1' if d.transform == 'log1m1' else ''}, got "
+                                  f"{np.asarray(value).tolist()!r}")
+        out[d.name] = float(value)
+    if given:
+        raise SimulationError(f"params['dpars'] has unknown parameter(s) {sorted(given)}; the {fam.name} family's "
+                              f"parameters are {fam.dpar_names()}")
+    return out
+
+
+def _simulate_family(formula, data, params, seed, nsim: int, name: str, link):
+    """:func:`simulate` for a family of :mod:`bayesmer.families` other than lme4's (see there)."""
+    import dataclasses
+
+    from .families import FamilyError, get_family as get_response_family
+    from .glmm_design import RESPONSE_COLUMN, parse_glmm_formula
+
+    try:
+        fam = get_response_family(name).with_link(link)
+    except FamilyError as exc:
+        raise SimulationError(str(exc)) from None
+    if not isinstance(data, pd.DataFrame):
+        raise SimulationError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    label, f = parse_glmm_formula(formula)
+    design = build_design(f, data.assign(**{RESPONSE_COLUMN: np.arange(len(data), dtype=float)}))
+    names = list(design.fixed_names)
+    X = np.asarray(design.X, dtype=float)
+    if getattr(fam, "has_intercept", True) is False and "(Intercept)" in names:  # the thresholds stand for it
+        j = names.index("(Intercept)")
+        X, names = np.delete(X, j, axis=1), names[:j] + names[j + 1:]
+    p = _as_dict(params, design)
+    known = {"fixef", "sd", "corr", "dpars"}
+    unknown = sorted(set(p) - known)
+    if unknown:
+        raise SimulationError(f"unknown key(s) {unknown} in params for the {fam.name} family; the keys are "
+                              f"{sorted(known)} (its own parameters, e.g. sigma, go in 'dpars')")
+    missing = [k for k in ("fixef", "dpars") if k not in p] + (["sd"] if design.terms and "sd" not in p else [])
+    if missing:
+        raise SimulationError(f"params lack {missing}; the keys are 'fixef', 'sd', 'corr' and 'dpars' "
+                              f"(the {fam.name} family's {fam.dpar_names()})")
+    beta = _fixef(p["fixef"], design, names)
+    levels = ()
+    if fam.name == "cumulative":
+        fit_family = getattr(params, "family", None)
+        if getattr(fit_family, "levels", ()):
+            levels = tuple(fit_family.levels)
+        elif label in data.columns and isinstance(data[label].dtype, pd.CategoricalDtype):
+            levels = tuple(str(c) for c in data[label].cat.categories)
+    dp = _family_dpars(fam, p["dpars"], len(levels) if levels else None)
+    if fam.name == "cumulative":
+        levels = levels or tuple(str(k) for k in range(1, len(dp["Intercept"]) + 2))
+        fam = dataclasses.replace(fam, levels=levels)
+    factors = _random_part(design, design.terms, p)
+    rng = _rng(seed)
+    eta0 = X @ beta if len(names) else np.zeros(design.n)
+    if design.offset is not None:
+        eta0 = eta0 + design.offset
+    out = np.empty((design.n, nsim))
+    for s in range(nsim):
+        eta = eta0.copy()
+        for term, L in zip(design.terms, factors):
+            b = rng.standard_normal((term.n_levels, term.k)) @ L.T
+            eta += np.einsum("ij,ij->i", term.Z, b[term.codes])
+        out[:, s] = fam.rvs(eta, dp, None, rng)
+    index = design.frame.index
+    if fam.name == "cumulative":
+        def cat(col):
+            return pd.Categorical.from_codes(col.astype(int) - 1, categories=list(levels), ordered=True)
+
+        if nsim == 1:
+            return pd.Series(cat(out[:, 0]), index=index, name=label)
+        return pd.DataFrame({f"sim_{i + 1}": cat(out[:, i]) for i in range(nsim)}, index=index)
+    if nsim == 1:
+        return pd.Series(out[:, 0], index=index, name=label)
+    return pd.DataFrame(out, index=index, columns=[f"sim_{i + 1}" for i in range(nsim)])
