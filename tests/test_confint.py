@@ -1,0 +1,89 @@
+"""lme4's confint.merMod: profile intervals of the variance parameters and the fixed effects, Wald rows.
+
+References: tests/data/make_confint_refs.R (lme4 1.1-31's ``profile()`` and ``confint()``), on sleepstudy
+(correlated and uncorrelated slopes), Penicillin (crossed) and Dyestuff2 (an SD at 0: lower end 0).
+"""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import bayesmer
+from bayesmer.lmer import _VarProfiler, fit_reml
+
+from conftest import DATA
+
+REF = json.loads((DATA / "confint_profile.json").read_text())
+DATASETS = {"sleepstudy": "sleepstudy", "sleepstudy_uncorr": "sleepstudy", "penicillin": "penicillin",
+            "dyestuff2": "dyestuff2"}
+
+
+def _fit(id_, method="REML"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dyestuff2 is singular
+        return bayesmer.reml(REF[id_]["formula"], bayesmer.datasets.load(DATASETS[id_]), method=method)
+
+
+@pytest.mark.parametrize("id_", ["sleepstudy", "sleepstudy_uncorr", "penicillin", "dyestuff2"])
+def test_profile_intervals_match_lme4(id_):
+    ref = REF[id_]
+    ci = _fit(id_).confint(method="profile")
+    assert list(ci.columns) == ["2.5 %", "97.5 %"]
+    assert list(ci.index) == ref["names"]
+    # lme4 reads the ends off a spline through its profile; the must-show is 1e-3 relative
+    np.testing.assert_allclose(ci["2.5 %"], ref["lower"], rtol=1e-3, atol=1e-12)
+    np.testing.assert_allclose(ci["97.5 %"], ref["upper"], rtol=1e-3, atol=1e-12)
+
+
+def test_boundary_sd_has_lower_end_zero_and_other_levels():
+    ci = _fit("dyestuff2").confint(method="profile", level=0.8, parm="theta_", old_names=False)
+    ref = REF["dyestuff2"]
+    assert list(ci.index) == ref["new_names"][:2] == ["sd_(Intercept)|Batch", "sigma"]
+    assert ci.iloc[0, 0] == 0.0
+    assert list(ci.columns) == ["10 %", "90 %"]
+    np.testing.assert_allclose(ci["10 %"], ref["lower80"][:2], rtol=1e-3, atol=1e-12)
+    np.testing.assert_allclose(ci["90 %"], ref["upper80"][:2], rtol=1e-3)
+
+
+def test_profile_of_an_ml_fit_and_by_name():
+    # a REML fit is profiled on its ML refit, as lme4's profile(): the ML fit gives the same intervals
+    ref = REF["penicillin"]
+    ci = _fit("penicillin", method="ML").confint(method="profile", parm=["sd_(Intercept)|sample", ".sig01"],
+                                                  level=0.8)
+    assert list(ci.index) == [".sig02", ".sig01"]
+    np.testing.assert_allclose(ci["10 %"], [ref["lower80"][1], ref["lower80"][0]], rtol=1e-3)
+    np.testing.assert_allclose(ci["90 %"], [ref["upper80"][1], ref["upper80"][0]], rtol=1e-3)
+
+
+def test_the_profile_curve_itself_matches_lme4():
+    """zeta at lme4's own profile points (not only where it crosses the cut-off)."""
+    ref = REF["penicillin"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = fit_reml(_fit("penicillin").design, method="ML")
+    prof = _VarProfiler(ml)
+    np.testing.assert_allclose(prof.x0, ref["ml_sdcor"], rtol=1e-5)
+    np.testing.assert_allclose(prof.base, ref["ml_deviance"], rtol=1e-9)
+    for curve in ref["curve"]:
+        w = ref["names"].index(curve["par"])
+        cache = {prof.x0[w]: (0.0, prof.x0.copy())}
+        got = [prof.zeta(w, v, cache) for v in curve["value"]]
+        np.testing.assert_allclose(got, curve["zeta"], atol=5e-4)
+
+
+def test_wald_rows_and_errors():
+    fit = _fit("sleepstudy")
+    ci = fit.confint()
+    assert list(ci.index) == REF["sleepstudy"]["names"]
+    assert ci.iloc[:4].isna().all().all()  # lme4: NA for the variance parameters
+    se = fit.se["Days"]
+    np.testing.assert_allclose(ci.loc["Days"], fit.fixef()["Days"] + np.array([-1, 1]) * 1.959963984540054 * se)
+    assert list(fit.confint(old_names=False, parm="theta_").index) == REF["sleepstudy"]["new_names"][:4]
+    with pytest.raises(ValueError, match=r"unknown parm \['sd_Days'\]"):
+        fit.confint(parm=["sd_Days"])
+    with pytest.raises(ValueError, match="level must be between 0 and 1"):
+        fit.confint(level=95)
+    with pytest.raises(ValueError, match="method must be"):
+        fit.confint(method="bca")
