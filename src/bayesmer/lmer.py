@@ -30,7 +30,7 @@ from .formula import Formula
 from .settings import check as check_setting
 from .protocol import CallableDict, CallableFrame, CallableSeries, varcorr_table, variance_shares
 
-__all__ = ["RemlFit", "reml", "fit_reml", "satterthwaite", "confint", "anova"]
+__all__ = ["RemlFit", "reml", "fit_reml", "satterthwaite", "confint", "bootstrap", "anova"]
 
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 
@@ -371,22 +371,28 @@ class RemlFit:
         """
         return satterthwaite(self, L)
 
-    def confint(self, level: float = 0.95, method: str = "Wald", parm=None, old_names: bool = True) -> pd.DataFrame:
+    def confint(self, level: float = 0.95, method: str = "Wald", parm=None, old_names: bool = True,
+                nsim: int = 500, seed=None) -> pd.DataFrame:
         """Confidence intervals, as lme4's ``confint()``; see :func:`bayesmer.lmer.confint`.
 
         Parameters
         ----------
         level : float
             The confidence level.
-        method : {"Wald", "profile"}
+        method : {"Wald", "profile", "boot"}
             ``"Wald"``: estimate -/+ z times the SE (NaN for the variance
             parameters, as lme4); ``"profile"``: lme4's likelihood-profile
-            intervals, on the ML fit (a REML fit is refitted by ML, as lme4 does).
+            intervals, on the ML fit (a REML fit is refitted by ML, as lme4
+            does); ``"boot"``: percentile intervals of a parametric bootstrap.
         parm : None, "theta_", "beta_" or list of str
             All rows, the variance parameters, the fixed effects, or those named.
         old_names : bool
             ``.sig01``, ..., ``.sigma`` (lme4's ``oldNames = TRUE``) or
             ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``.
+        nsim : int
+            ``"boot"``: the number of simulations.
+        seed : int or numpy.random.Generator, optional
+            ``"boot"``: the simulations' seed.
 
         Returns
         -------
@@ -407,7 +413,7 @@ class RemlFit:
                          2.5 %  97.5 %
         sd_Days|Subject    3.8    8.75
         """
-        return confint(self, level, method, parm, old_names)
+        return confint(self, level, method, parm, old_names, nsim, seed)
 
 
 def _chunks(design):
@@ -666,8 +672,9 @@ def satterthwaite(fit: RemlFit, L=None) -> pd.DataFrame:
     return pd.DataFrame(rows, index=index, columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])
 
 
-def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names: bool = True) -> pd.DataFrame:
-    """Confidence intervals, as lme4's ``confint(fit, method = "Wald" | "profile")``.
+def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names: bool = True,
+            nsim: int = 500, seed=None) -> pd.DataFrame:
+    """Confidence intervals, as lme4's ``confint(fit, method = "Wald" | "profile" | "boot")``.
 
     The rows are lme4's: the variance parameters on the SD/correlation scale
     (per random-effect term the column-major lower triangle of its SD and
@@ -686,15 +693,17 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
     reaches the cut-off ends at the parameter's bound (an SD estimated at 0
     has lower end 0, as in lme4). For the variance parameters the deviance
     has beta profiled out; for a fixed effect the others are refitted with
-    its column moved into an offset.
+    its column moved into an offset. ``"boot"`` (a linear mixed model):
+    lme4's percentile intervals from a parametric bootstrap of ``nsim``
+    refits (:func:`bootstrap`; boot's ``norm.inter`` reads the quantiles).
 
     Parameters
     ----------
     fit : RemlFit or GlmerFit
     level : float
         The confidence level.
-    method : {"Wald", "profile"}
-        ``"profile"`` for a :class:`RemlFit` only.
+    method : {"Wald", "profile", "boot"}
+        ``"profile"`` and ``"boot"`` for a :class:`RemlFit` only.
     parm : None, "theta_", "beta_" or list of str
         The rows: all (default), the variance parameters, the fixed effects,
         or those named (lme4's old or new names of the variance parameters,
@@ -702,6 +711,10 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
     old_names : bool
         lme4's ``oldNames``: ``.sig01``, ..., ``.sigma`` (default) or
         ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``.
+    nsim : int
+        ``"boot"``: the number of simulations (lme4's default 500).
+    seed : int or numpy.random.Generator, optional
+        ``"boot"``: the simulations' seed.
 
     Returns
     -------
@@ -726,8 +739,8 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
     """
     from scipy import stats as st
 
-    if method not in ("Wald", "profile"):
-        raise ValueError(f"confint: method must be 'Wald' or 'profile', not {method!r}")
+    if method not in ("Wald", "profile", "boot"):
+        raise ValueError(f"confint: method must be 'Wald', 'profile' or 'boot', not {method!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
     fe = fit.fixef() if callable(fit.fixef) else fit.fixef
@@ -757,7 +770,12 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
         ends = [(np.nan, np.nan) if i < nv else (b[i - nv] - z * se[i - nv], b[i - nv] + z * se[i - nv]) for i in rows]
         return pd.DataFrame(ends, index=[names[i] for i in rows], columns=[lo, hi])
     if not is_lmm:
-        raise NotImplementedError("confint(method='profile') is implemented for linear mixed models (RemlFit)")
+        raise NotImplementedError(f"confint(method={method!r}) is implemented for linear mixed models (RemlFit)")
+    if method == "boot":
+        t = bootstrap(fit, nsim=nsim, seed=seed).to_numpy()
+        a = (1 - level) / 2
+        ends = [(_norm_inter(t[:, i], a), _norm_inter(t[:, i], 1 - a)) for i in rows]
+        return pd.DataFrame(ends, index=[names[i] for i in rows], columns=[lo, hi])
     if getattr(fit.design, "sums", None) is not None:
         raise ValueError("confint(method='profile') needs the rows in memory")
     if fit.method == "ML":
@@ -770,6 +788,86 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
     with one_blas_thread():
         ends = [prof.interval(i, z) if i < nv else _profile_beta(ml, i - nv, z) for i in rows]
     return pd.DataFrame(ends, index=[names[i] for i in rows], columns=[lo, hi])
+
+
+def _norm_inter(t: np.ndarray, alpha: float) -> float:
+    """boot's ``norm.inter``: the ``(R + 1) alpha``-th order statistic, interpolated on the normal
+    quantile scale between its neighbours (what ``boot.ci(type = "perc")`` reports)."""
+    from scipy import stats as st
+
+    t = np.sort(t[np.isfinite(t)])
+    R = len(t)
+    rk = (R + 1) * alpha
+    k = int(math.trunc(rk))
+    if k == rk:
+        return float(t[k - 1])
+    if k == 0:
+        return float(t[0])
+    if k >= R:
+        return float(t[-1])
+    q1, q2, q3 = st.norm.ppf(alpha), st.norm.ppf(k / (R + 1)), st.norm.ppf((k + 1) / (R + 1))
+    return float(t[k - 1] + (q1 - q2) / (q3 - q2) * (t[k] - t[k - 1]))
+
+
+def bootstrap(fit: RemlFit, nsim: int = 500, seed=None) -> pd.DataFrame:
+    """lme4's parametric bootstrap (``bootMer(fit, FUN, nsim)``, ``use.u = FALSE``): the statistics of
+    ``nsim`` refits to responses simulated from the fitted model.
+
+    Each simulation draws new random effects from ``N(0, Sigma)`` per level
+    and new residuals from ``N(0, sigma^2)`` around ``X beta`` (+ offset),
+    and refits by the fit's own method (REML or ML), as lme4's ``refit``.
+
+    Parameters
+    ----------
+    fit : RemlFit
+    nsim : int
+        The number of simulations.
+    seed : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    DataFrame
+        One row per simulation; the columns are lme4's ``confint`` rows
+        (``.sig01``, ..., ``.sigma``, then the fixed effects), the variance
+        parameters on the SD/correlation scale.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> from bayesmer.lmer import bootstrap
+    >>> dye = bayesmer.datasets.load("dyestuff")
+    >>> r = bayesmer.reml("Yield ~ 1 + (1 | Batch)", dye)
+    >>> bootstrap(r, nsim=20, seed=1).shape
+    (20, 3)
+    """
+    import dataclasses
+
+    if not isinstance(fit, RemlFit):
+        raise TypeError(f"bootstrap() takes a RemlFit, not {type(fit).__name__}")
+    if getattr(fit.design, "sums", None) is not None:
+        raise ValueError("the parametric bootstrap needs the rows in memory")
+    if int(nsim) != nsim or nsim < 1:
+        raise ValueError(f"nsim must be a positive whole number, got {nsim!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    d = fit.design
+    ks = tuple(t.k for t in d.terms)
+    mean = d.X @ fit.fixef.to_numpy() + (d.offset if d.offset is not None else 0.0)
+    factors = [_safe_chol(fit._covs[t.name]) for t in d.terms]
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular refits are part of the bootstrap distribution
+        for _ in range(int(nsim)):
+            y = mean + fit.sigma * rng.standard_normal(d.n)
+            for t, L in zip(d.terms, factors):
+                b = rng.standard_normal((t.n_levels, t.k)) @ L.T
+                y = y + np.einsum("ik,ik->i", t.Z, b[t.codes])
+            try:
+                r = fit_reml(dataclasses.replace(d, y=y), method=fit.method)
+            except (FitError, ValueError, np.linalg.LinAlgError):
+                rows.append(np.full(len(fit.theta) + 1 + d.p, np.nan))
+                continue
+            rows.append(np.r_[_theta_to_sdcor(r.theta, ks, r.sigma), r.fixef.to_numpy()])
+    return pd.DataFrame(rows, columns=_var_layout(d) + list(fit.fixef.index))
 
 
 def _profile_beta(ml: RemlFit, j: int, z: float) -> tuple[float, float]:

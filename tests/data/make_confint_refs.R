@@ -46,3 +46,16 @@ for (id in names(models)) {
                     curve = curve)
 }
 dump(out, "confint_profile.json")
+
+# lme4's parametric bootstrap percentile intervals (confint(method = "boot"), bootMer with use.u = FALSE,
+# boot.ci's "perc" type), with many simulations so that their own Monte Carlo error is small next to a
+# test's run of a few hundred: confint_boot.json
+set.seed(20261203)
+boot <- list(lme4_version = as.character(packageVersion("lme4")))
+fm <- lmer(Yield ~ 1 + (1 | Batch), lme4::Dyestuff)
+t0 <- proc.time()[["elapsed"]]
+ci <- suppressWarnings(confint(fm, method = "boot", nsim = 4000, quiet = TRUE))
+boot$dyestuff <- list(formula = "Yield ~ 1 + (1 | Batch)", REML = TRUE, nsim = 4000, names = rownames(ci),
+                      lower = unname(ci[, 1]), upper = unname(ci[, 2]),
+                      seconds = proc.time()[["elapsed"]] - t0)
+dump(boot, "confint_boot.json")
