@@ -8,7 +8,9 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats
 
 import bayesmer
 from bayesmer.lmer import _VarProfiler, _norm_inter, bootstrap, fit_reml
@@ -21,10 +23,16 @@ DATASETS = {"sleepstudy": "sleepstudy", "sleepstudy_uncorr": "sleepstudy", "peni
             "dyestuff2": "dyestuff2"}
 
 
+def _data(id_):
+    if id_ == "machines":
+        return pd.read_csv(DATA / "suite_machines.csv").astype({"Worker": str})
+    return bayesmer.datasets.load(DATASETS[id_])
+
+
 def _fit(id_, method="REML"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dyestuff2 is singular
-        return bayesmer.reml(REF[id_]["formula"], bayesmer.datasets.load(DATASETS[id_]), method=method)
+        return bayesmer.reml(REF[id_]["formula"], _data(id_), method=method)
 
 
 @pytest.mark.parametrize("id_", ["sleepstudy", "sleepstudy_uncorr", "penicillin", "dyestuff2"])
@@ -72,6 +80,36 @@ def test_the_profile_curve_itself_matches_lme4():
         cache = {prof.x0[w]: (0.0, prof.x0.copy())}
         got = [prof.zeta(w, v, cache) for v in curve["value"]]
         np.testing.assert_allclose(got, curve["zeta"], atol=5e-4)
+
+
+def test_three_by_three_term_names_sds_and_valid_correlations():
+    """Machines, (Machine | Worker): lme4's names and its SD and sigma rows. Its correlation rows are not
+    references: with three columns, correlations each in [-1, 1] need not make a valid matrix, and lme4's
+    profile maps such points to another matrix (it warns of non-monotonic profiles and reports -1 for a
+    correlation whose deviance has risen by 9 at -0.95). Ours searches over valid matrices only: at each
+    end the deviance has risen by exactly qchisq(0.95, 1), checked here by refitting with the
+    correlation held there from other starting points."""
+    ref = REF["machines"]
+    fit = _fit("machines")
+    assert list(fit.confint(parm="theta_").index) == ref["names"][:7]
+    assert list(fit.confint(parm="theta_", old_names=False).index) == ref["new_names"][:7]
+    ci = fit.confint(method="profile", parm=[".sig01", ".sigma"])
+    np.testing.assert_allclose(ci["2.5 %"], [ref["lower"][0], ref["lower"][6]], rtol=1e-3)
+    np.testing.assert_allclose(ci["97.5 %"], [ref["upper"][0], ref["upper"][6]], rtol=1e-3)
+    lo = fit.confint(method="profile", parm=[".sig03"]).iloc[0, 0]
+    assert -0.9 < lo < -0.8  # lme4: -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = _VarProfiler(fit_reml(fit.design, method="ML"))
+    cut = stats.chi2.ppf(0.95, 1)
+    rng = np.random.default_rng(1)
+    rises = []
+    for _ in range(4):
+        start = prof.x0 * np.r_[np.exp(rng.normal(0, 0.3, 6)), 1.0]
+        start[[1, 4]] = rng.uniform(-0.5, 0.5, 2)
+        start[2] = lo
+        rises.append(prof._inner(2, lo, start)[0] - prof.base)
+    np.testing.assert_allclose(min(rises), cut, rtol=1e-4)
 
 
 def test_wald_rows_and_errors():

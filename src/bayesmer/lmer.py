@@ -693,7 +693,11 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
     reaches the cut-off ends at the parameter's bound (an SD estimated at 0
     has lower end 0, as in lme4). For the variance parameters the deviance
     has beta profiled out; for a fixed effect the others are refitted with
-    its column moved into an offset. ``"boot"`` (a linear mixed model):
+    its column moved into an offset. With a term of three or more columns
+    the others are re-optimised over valid covariance matrices only (over
+    theta, the parameter held by a constraint): lme4 maps correlations
+    that make no valid matrix to another matrix, and its correlation rows
+    there can differ (it warns of non-monotonic profiles). ``"boot"`` (a linear mixed model):
     lme4's percentile intervals from a parametric bootstrap of ``nsim``
     refits (:func:`bootstrap`; boot's ``norm.inter`` reads the quantiles).
 
@@ -966,10 +970,14 @@ def _theta_to_sdcor(theta: np.ndarray, ks, sigma: float) -> np.ndarray:
 
 def _ml_deviance_sdcor(prob: Profiled, ks, x: np.ndarray) -> float:
     """-2 log-likelihood at (sd/cor, sigma) with beta at its optimum: log|P| + r2(theta) / sigma^2 + n log(2 pi sigma^2)."""
-    sigma = x[-1]
+    return _ml_deviance_theta(prob, _sdcor_to_theta(x, ks), x[-1])
+
+
+def _ml_deviance_theta(prob: Profiled, theta: np.ndarray, sigma: float) -> float:
+    """The same at (theta, sigma)."""
     if not sigma > 0:
         return np.inf
-    fz = prob.factor(_sdcor_to_theta(x, ks))
+    fz = prob.factor(theta)
     if fz is None:
         return np.inf
     p, Pen = prob.p, fz.Pen
@@ -1006,8 +1014,57 @@ class _VarProfiler:
         self.base = self.dev(self.x0)
         # the scale of each parameter for the difference steps
         self.scale = np.where(self.hi == 1.0, 0.1, np.maximum(np.abs(self.x0), 1e-2 * self.x0[-1]))
+        # with three or more columns in a term, correlations each in [-1, 1] need not make a valid
+        # (positive semi-definite) matrix: the search then runs over theta, always valid
+        self.in_theta = any(k >= 3 for k in self.ks)
+        th = _sdcor_to_theta(self.x0, self.ks)
+        self.zscale = np.r_[np.maximum(np.abs(th), 0.1 * max(np.abs(th).max(), 1e-3)), self.x0[-1]]
+
+    def _inner_theta(self, w: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """The others re-optimised over (theta, sigma) with the parameter held at v as an equality
+        constraint (SLSQP on central differences)."""
+        from .engine.theta import theta_lower
+
+        m = len(self.x0) - 1
+        th0 = _sdcor_to_theta(start, self.ks)
+        z0 = np.r_[th0, start[-1]] / self.zscale
+        lower = np.r_[theta_lower(self.ks), 1e-8 * self.x0[-1]] / self.zscale
+
+        def split(z):
+            zz = z * self.zscale
+            return zz[:m], zz[m]
+
+        def f(z):
+            th, sig = split(z)
+            return _ml_deviance_theta(self.prob, th, sig)
+
+        def con(z):
+            th, sig = split(z)
+            return (_theta_to_sdcor(th, self.ks, sig)[w] - v) / self.scale[w]
+
+        def central(fun):
+            def jac(z):
+                g = np.empty_like(z)
+                for i in range(len(z)):
+                    up, dn = z.copy(), z.copy()
+                    up[i] += 1e-6
+                    dn[i] = max(z[i] - 1e-6, lower[i])
+                    g[i] = (fun(up) - fun(dn)) / (up[i] - dn[i])
+                return g
+            return jac
+
+        res = self._so.minimize(f, z0, jac=central(f), method="SLSQP",
+                                bounds=[(lo, None) for lo in lower],
+                                constraints=[{"type": "eq", "fun": con, "jac": central(con)}],
+                                options={"ftol": 1e-12, "maxiter": 500})
+        th, sig = split(res.x)
+        x = _theta_to_sdcor(th, self.ks, sig)
+        x[w] = v
+        return float(res.fun), x
 
     def _inner(self, w: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        if self.in_theta:
+            return self._inner_theta(w, v, start)
         keep = np.arange(len(self.x0)) != w
         lo, hi, sc = self.lo[keep], self.hi[keep], self.scale[keep]
         x = self.x0.copy()

@@ -1,5 +1,6 @@
 # References for tests/test_confint.py (issue 18 item 4): lme4's confint.merMod(method = "profile").
-# Run from tests/data:  Rscript make_confint_refs.R      (writes confint_profile.json; about 10 s)
+# Run from tests/data:  Rscript make_confint_refs.R [profile] [boot]   (all when empty; the profiles take
+# about 30 s, writing confint_profile.json, the bootstrap a few minutes, writing confint_boot.json)
 # Needs r-cran-lme4 and r-cran-jsonlite.
 #
 # lme4's profile() refits a REML fit by ML (devfun2 calls refitML) and profiles the ML deviance with
@@ -11,6 +12,8 @@
 # For each model: the intervals (old and new names, levels 0.95 and 0.8), the ML fit's estimates on the
 # profile scale, and some rows of the profile itself (parameter value, zeta) for a check of the curve.
 suppressPackageStartupMessages({library(lme4); library(jsonlite)})
+only <- commandArgs(trailingOnly = TRUE)
+want <- function(id) !length(only) || id %in% only
 dump <- function(x, file) writeLines(toJSON(x, auto_unbox = TRUE, digits = 15, pretty = TRUE, na = "null"), file)
 
 models <- list(
@@ -18,15 +21,21 @@ models <- list(
   sleepstudy_uncorr = list(formula = "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)",
                            data = lme4::sleepstudy, REML = TRUE),
   penicillin = list(formula = "diameter ~ 1 + (1 | plate) + (1 | sample)", data = lme4::Penicillin, REML = TRUE),
-  dyestuff2 = list(formula = "Yield ~ 1 + (1 | Batch)", data = lme4::Dyestuff2, REML = TRUE)
+  dyestuff2 = list(formula = "Yield ~ 1 + (1 | Batch)", data = lme4::Dyestuff2, REML = TRUE),
+  # a 3 x 3 term: lme4's names; its SD and sigma rows (its correlation rows come with warnings of
+  # non-monotonic profiles: safe_chol maps correlations that make no valid matrix to another matrix)
+  machines = list(formula = "score ~ Machine + (Machine | Worker)",
+                  data = transform(read.csv("suite_machines.csv", stringsAsFactors = TRUE), Worker = factor(Worker)),
+                  REML = TRUE)
 )
+if (want("profile")) {
 out <- list(lme4_version = as.character(packageVersion("lme4")))
 for (id in names(models)) {
   m <- models[[id]]
   fm <- lmer(as.formula(m$formula), m$data, REML = m$REML)
-  pr <- profile(fm, signames = TRUE)
-  ci <- confint(pr, level = 0.95)
-  ci80 <- confint(pr, level = 0.8)
+  pr <- suppressWarnings(profile(fm, signames = TRUE))
+  ci <- suppressWarnings(confint(pr, level = 0.95))
+  ci80 <- suppressWarnings(confint(pr, level = 0.8))
   ml <- refitML(fm)
   newnames <- rownames(confint(fm, method = "Wald", oldNames = FALSE))
   # a few profile rows per variance parameter (the curve itself, away from the optimum)
@@ -46,10 +55,12 @@ for (id in names(models)) {
                     curve = curve)
 }
 dump(out, "confint_profile.json")
+}
 
 # lme4's parametric bootstrap percentile intervals (confint(method = "boot"), bootMer with use.u = FALSE,
 # boot.ci's "perc" type), with many simulations so that their own Monte Carlo error is small next to a
 # test's run of a few hundred: confint_boot.json
+if (want("boot")) {
 set.seed(20261203)
 boot <- list(lme4_version = as.character(packageVersion("lme4")))
 fm <- lmer(Yield ~ 1 + (1 | Batch), lme4::Dyestuff)
@@ -59,3 +70,4 @@ boot$dyestuff <- list(formula = "Yield ~ 1 + (1 | Batch)", REML = TRUE, nsim = 4
                       lower = unname(ci[, 1]), upper = unname(ci[, 2]),
                       seconds = proc.time()[["elapsed"]] - t0)
 dump(boot, "confint_boot.json")
+}
