@@ -31,7 +31,7 @@ from .formula import Formula
 from .settings import check as check_setting
 from .protocol import CallableDict, CallableFrame, CallableSeries, varcorr_table, variance_shares
 
-__all__ = ["RemlFit", "reml", "fit_reml", "satterthwaite", "confint", "anova"]
+__all__ = ["RemlFit", "reml", "fit_reml", "satterthwaite", "confint", "bootstrap", "anova"]
 
 _SINGULAR_MSG = "boundary (singular) fit: see help('isSingular')"
 
@@ -372,21 +372,34 @@ class RemlFit:
         """
         return satterthwaite(self, L)
 
-    def confint(self, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
-        """Intervals of the fixed effects, as lme4's ``confint()``; see :func:`bayesmer.lmer.confint`.
+    def confint(self, level: float = 0.95, method: str = "Wald", parm=None, old_names: bool = True,
+                nsim: int = 500, seed=None) -> pd.DataFrame:
+        """Confidence intervals, as lme4's ``confint()``; see :func:`bayesmer.lmer.confint`.
 
         Parameters
         ----------
         level : float
             The confidence level.
-        method : {"Wald", "profile"}
-            ``"Wald"``: estimate -/+ z times the SE; ``"profile"``: lme4's
-            likelihood-profile intervals (on the ML fit; fixed effects only).
+        method : {"Wald", "profile", "boot"}
+            ``"Wald"``: estimate -/+ z times the SE (NaN for the variance
+            parameters, as lme4); ``"profile"``: lme4's likelihood-profile
+            intervals, on the ML fit (a REML fit is refitted by ML, as lme4
+            does); ``"boot"``: percentile intervals of a parametric bootstrap.
+        parm : None, "theta_", "beta_" or list of str
+            All rows, the variance parameters, the fixed effects, or those named.
+        old_names : bool
+            ``.sig01``, ..., ``.sigma`` (lme4's ``oldNames = TRUE``) or
+            ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``.
+        nsim : int
+            ``"boot"``: the number of simulations.
+        seed : int or numpy.random.Generator, optional
+            ``"boot"``: the simulations' seed.
 
         Returns
         -------
         DataFrame
-            Indexed by the fixed effects; columns ``"2.5 %"`` and ``"97.5 %"`` for level 0.95.
+            lme4's rows (the variance parameters on the SD/correlation scale,
+            then the fixed effects); columns ``"2.5 %"`` and ``"97.5 %"`` for level 0.95.
 
         Examples
         --------
@@ -395,10 +408,13 @@ class RemlFit:
         >>> r = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
         >>> r.confint().round(2).loc["Days"].tolist()
         [7.44, 13.5]
-        >>> r.confint(method="profile").round(2).loc["Days"].tolist()   # lme4: 7.36, 13.58
+        >>> r.confint(method="profile", parm="beta_").round(2).loc["Days"].tolist()   # lme4: 7.36, 13.58
         [7.36, 13.58]
+        >>> r.confint(method="profile", parm=["sd_Days|Subject"], old_names=False).round(2)   # lme4: 3.80, 8.75
+                         2.5 %  97.5 %
+        sd_Days|Subject    3.8    8.75
         """
-        return confint(self, level, method)
+        return confint(self, level, method, parm, old_names, nsim, seed)
 
 
 def _chunks(design):
@@ -657,65 +673,215 @@ def satterthwaite(fit: RemlFit, L=None) -> pd.DataFrame:
     return pd.DataFrame(rows, index=index, columns=["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"])
 
 
-def confint(fit, level: float = 0.95, method: str = "Wald") -> pd.DataFrame:
-    """Intervals of the fixed effects, as lme4's ``confint(fit, method = "Wald" | "profile")`` (its fixed-effect rows).
+def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names: bool = True,
+            nsim: int = 500, seed=None) -> pd.DataFrame:
+    """Confidence intervals, as lme4's ``confint(fit, method = "Wald" | "profile" | "boot")``.
 
-    ``"Wald"``: ``est -/+ qnorm((1 + level) / 2) * se`` (a :class:`RemlFit`
-    or a :class:`~bayesmer.glmer_fit.GlmerFit`). ``"profile"`` (a linear mixed
-    model): as lme4, on the ML fit (a REML fit is refitted by ML), the values
-    of ``beta_j`` where ``zeta = sign(b - b_ml) sqrt(dev(b) - dev_ml)``, the
-    other parameters re-fitted at each ``b``, reaches ``-/+ qnorm((1 +
-    level) / 2)``; found by root finding (lme4 interpolates a spline through
-    its profile). The variance components' profile rows are not computed.
+    The rows are lme4's: the variance parameters on the SD/correlation scale
+    (per random-effect term the column-major lower triangle of its SD and
+    correlation matrix, ``.sig01``, ``.sig02``, ...; then ``.sigma``), then
+    the fixed effects.
+
+    ``"Wald"``: ``est -/+ qnorm((1 + level) / 2) * se`` for the fixed
+    effects, NaN for the variance parameters (as lme4); a :class:`RemlFit`
+    or a :class:`~bayesmer.glmer_fit.GlmerFit`. ``"profile"`` (a linear
+    mixed model): as lme4's ``profile()``, on the ML fit (a REML fit is
+    refitted by ML, as lme4 does), each parameter fixed in turn on a grid
+    and the others re-optimised; ``zeta = sign(x - x_ml) sqrt(dev(x) -
+    dev_ml)`` and the interval ends where ``zeta`` reaches ``-/+ qnorm((1 +
+    level) / 2)``, found by root finding (lme4 reads them off a spline
+    through its profile; the two agree to about 1e-5). A side that never
+    reaches the cut-off ends at the parameter's bound (an SD estimated at 0
+    has lower end 0, as in lme4). For the variance parameters the deviance
+    has beta profiled out; for a fixed effect the others are refitted with
+    its column moved into an offset. With a term of three or more columns
+    the others are re-optimised over valid covariance matrices only (over
+    theta, the parameter held by a constraint): lme4 maps correlations
+    that make no valid matrix to another matrix, and its correlation rows
+    there can differ (it warns of non-monotonic profiles). ``"boot"`` (a linear mixed model):
+    lme4's percentile intervals from a parametric bootstrap of ``nsim``
+    refits (:func:`bootstrap`; boot's ``norm.inter`` reads the quantiles).
 
     Parameters
     ----------
     fit : RemlFit or GlmerFit
     level : float
         The confidence level.
-    method : {"Wald", "profile"}
-        ``"profile"`` for a :class:`RemlFit` only.
+    method : {"Wald", "profile", "boot"}
+        ``"profile"`` and ``"boot"`` for a :class:`RemlFit` only.
+    parm : None, "theta_", "beta_" or list of str
+        The rows: all (default), the variance parameters, the fixed effects,
+        or those named (lme4's old or new names of the variance parameters,
+        the fixed effects' names). Only these are profiled.
+    old_names : bool
+        lme4's ``oldNames``: ``.sig01``, ..., ``.sigma`` (default) or
+        ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ``sigma``.
+    nsim : int
+        ``"boot"``: the number of simulations (lme4's default 500).
+    seed : int or numpy.random.Generator, optional
+        ``"boot"``: the simulations' seed.
 
     Returns
     -------
     DataFrame
-        Indexed by the fixed effects, columns ``"2.5 %"`` and ``"97.5 %"`` (for level 0.95).
+        One row per parameter, columns ``"2.5 %"`` and ``"97.5 %"`` (for level 0.95).
+
+    Raises
+    ------
+    ValueError
+        An unknown method, a level outside (0, 1) or an unknown name in ``parm``.
 
     Examples
     --------
     >>> import bayesmer
     >>> from bayesmer.lmer import confint
     >>> sleep = bayesmer.datasets.load("sleepstudy")
-    >>> confint(bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep), level=0.9).columns.tolist()
-    ['5 %', '95 %']
+    >>> r = bayesmer.reml("Reaction ~ Days + (Days | Subject)", sleep)
+    >>> confint(r, level=0.9).index.tolist()
+    ['.sig01', '.sig02', '.sig03', '.sigma', '(Intercept)', 'Days']
+    >>> confint(r, method="profile", parm=[".sigma"]).round(2).loc[".sigma"].tolist()   # lme4: 22.90, 28.86
+    [22.9, 28.86]
     """
     from scipy import stats as st
 
-    if method not in ("Wald", "profile"):
-        raise ValueError(f"confint: method must be 'Wald' or 'profile', not {method!r}")
+    if method not in ("Wald", "profile", "boot"):
+        raise ValueError(f"confint: method must be 'Wald', 'profile' or 'boot', not {method!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, got {level!r}")
     fe = fit.fixef() if callable(fit.fixef) else fit.fixef
+    is_lmm = isinstance(fit, RemlFit)
+    old = _var_layout(fit.design, use_sigma=is_lmm, old_names=True)
+    new = _var_layout(fit.design, use_sigma=is_lmm, old_names=False)
+    shown = old if old_names else new
+    names = shown + list(fe.index)
+    if parm is None:
+        rows = list(range(len(names)))
+    elif isinstance(parm, str) and parm in ("theta_", "beta_"):
+        rows = list(range(len(old))) if parm == "theta_" else list(range(len(old), len(names)))
+    else:
+        parm = [parm] if isinstance(parm, str) else list(parm)
+        lookup = {n: i for i, n in enumerate(old + list(fe.index))}
+        lookup.update({n: i for i, n in enumerate(new)})
+        bad = [p for p in parm if p not in lookup]
+        if bad:
+            raise ValueError(f"confint: unknown parm {bad}; the parameters are {old + new[:-1] + list(fe.index)}")
+        rows = [lookup[p] for p in parm]
     z = st.norm.ppf((1 + level) / 2)
     lo, hi = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
-    if method == "profile":
-        if not isinstance(fit, RemlFit):
-            raise NotImplementedError("confint(method='profile') is implemented for linear mixed models (RemlFit)")
-        rows = [_profile_beta(fit, j, z) for j in range(len(fe))]
-        return pd.DataFrame(rows, index=fe.index, columns=[lo, hi])
-    return pd.DataFrame({lo: fe - z * fit.se, hi: fe + z * fit.se}, index=fe.index)
+    nv = len(old)
+    if method == "Wald":
+        se = fit.se.to_numpy()
+        b = fe.to_numpy()
+        ends = [(np.nan, np.nan) if i < nv else (b[i - nv] - z * se[i - nv], b[i - nv] + z * se[i - nv]) for i in rows]
+        return pd.DataFrame(ends, index=[names[i] for i in rows], columns=[lo, hi])
+    if not is_lmm:
+        raise NotImplementedError(f"confint(method={method!r}) is implemented for linear mixed models (RemlFit)")
+    if method == "boot":
+        t = bootstrap(fit, nsim=nsim, seed=seed).to_numpy()
+        a = (1 - level) / 2
+        ends = [(_norm_inter(t[:, i], a), _norm_inter(t[:, i], 1 - a)) for i in rows]
+        return pd.DataFrame(ends, index=[names[i] for i in rows], columns=[lo, hi])
+    if getattr(fit.design, "sums", None) is not None:
+        raise ValueError("confint(method='profile') needs the rows in memory")
+    if fit.method == "ML":
+        ml = fit
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a singular refit: the REML fit has said so
+            ml = fit_reml(fit.design, method="ML")
+    prof = _VarProfiler(ml) if any(i < nv for i in rows) else None
+    with one_blas_thread():
+        ends = [prof.interval(i, z) if i < nv else _profile_beta(ml, i - nv, z) for i in rows]
+    return pd.DataFrame(ends, index=[names[i] for i in rows], columns=[lo, hi])
 
 
-def _profile_beta(fit: RemlFit, j: int, z: float) -> tuple[float, float]:
+def _norm_inter(t: np.ndarray, alpha: float) -> float:
+    """boot's ``norm.inter``: the ``(R + 1) alpha``-th order statistic, interpolated on the normal
+    quantile scale between its neighbours (what ``boot.ci(type = "perc")`` reports)."""
+    from scipy import stats as st
+
+    t = np.sort(t[np.isfinite(t)])
+    R = len(t)
+    rk = (R + 1) * alpha
+    k = int(math.trunc(rk))
+    if k == rk:
+        return float(t[k - 1])
+    if k == 0:
+        return float(t[0])
+    if k >= R:
+        return float(t[-1])
+    q1, q2, q3 = st.norm.ppf(alpha), st.norm.ppf(k / (R + 1)), st.norm.ppf((k + 1) / (R + 1))
+    return float(t[k - 1] + (q1 - q2) / (q3 - q2) * (t[k] - t[k - 1]))
+
+
+def bootstrap(fit: RemlFit, nsim: int = 500, seed=None) -> pd.DataFrame:
+    """lme4's parametric bootstrap (``bootMer(fit, FUN, nsim)``, ``use.u = FALSE``): the statistics of
+    ``nsim`` refits to responses simulated from the fitted model.
+
+    Each simulation draws new random effects from ``N(0, Sigma)`` per level
+    and new residuals from ``N(0, sigma^2)`` around ``X beta`` (+ offset),
+    and refits by the fit's own method (REML or ML), as lme4's ``refit``.
+
+    Parameters
+    ----------
+    fit : RemlFit
+    nsim : int
+        The number of simulations.
+    seed : int or numpy.random.Generator, optional
+
+    Returns
+    -------
+    DataFrame
+        One row per simulation; the columns are lme4's ``confint`` rows
+        (``.sig01``, ..., ``.sigma``, then the fixed effects), the variance
+        parameters on the SD/correlation scale.
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> from bayesmer.lmer import bootstrap
+    >>> dye = bayesmer.datasets.load("dyestuff")
+    >>> r = bayesmer.reml("Yield ~ 1 + (1 | Batch)", dye)
+    >>> bootstrap(r, nsim=20, seed=1).shape
+    (20, 3)
+    """
+    import dataclasses
+
+    if not isinstance(fit, RemlFit):
+        raise TypeError(f"bootstrap() takes a RemlFit, not {type(fit).__name__}")
+    if getattr(fit.design, "sums", None) is not None:
+        raise ValueError("the parametric bootstrap needs the rows in memory")
+    if int(nsim) != nsim or nsim < 1:
+        raise ValueError(f"nsim must be a positive whole number, got {nsim!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    d = fit.design
+    ks = tuple(t.k for t in d.terms)
+    mean = d.X @ fit.fixef.to_numpy() + (d.offset if d.offset is not None else 0.0)
+    factors = [_safe_chol(fit._covs[t.name]) for t in d.terms]
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular refits are part of the bootstrap distribution
+        for _ in range(int(nsim)):
+            y = mean + fit.sigma * rng.standard_normal(d.n)
+            for t, L in zip(d.terms, factors):
+                b = rng.standard_normal((t.n_levels, t.k)) @ L.T
+                y = y + np.einsum("ik,ik->i", t.Z, b[t.codes])
+            try:
+                r = fit_reml(dataclasses.replace(d, y=y), method=fit.method)
+            except (FitError, ValueError, np.linalg.LinAlgError):
+                rows.append(np.full(len(fit.theta) + 1 + d.p, np.nan))
+                continue
+            rows.append(np.r_[_theta_to_sdcor(r.theta, ks, r.sigma), r.fixef.to_numpy()])
+    return pd.DataFrame(rows, columns=_var_layout(d) + list(fit.fixef.index))
+
+
+def _profile_beta(ml: RemlFit, j: int, z: float) -> tuple[float, float]:
     """Where the signed root of the ML deviance's rise, beta_j fixed and the rest re-fitted, is -/+ z."""
     import dataclasses
 
     from scipy import optimize as so
 
-    d = fit.design
-    if getattr(d, "sums", None) is not None:
-        raise ValueError("confint(method='profile') needs the rows in memory")
-    ml = fit if fit.method == "ML" else fit_reml(d, method="ML")
+    d = ml.design
     keep = [c for c in range(d.p) if c != j]
     b0, step = float(ml.fixef.iloc[j]), 2.0 * float(ml.se.iloc[j])
 
@@ -736,6 +902,252 @@ def _profile_beta(fit: RemlFit, j: int, z: float) -> tuple[float, float]:
         out.append(so.brentq(lambda b: zeta(b) - sgn * z, min(b0, far), max(b0, far), xtol=1e-10))
     return out[0], out[1]
 
+
+# ---- lme4's profile of the variance parameters: sd/cor scale, the ML deviance with beta profiled ----
+def _var_layout(design: Design, use_sigma: bool = True, old_names: bool = True) -> list[str]:
+    """The variance parameters' names in lme4's order: per term the column-major lower triangle of its
+    SD/correlation matrix (``.sig01``, ... or ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``),
+    then ``.sigma`` (``sigma``)."""
+    from .engine.theta import tri_index
+
+    names = []
+    for t in design.terms:
+        r, c = tri_index(t.k)
+        for i, j in zip(r, c):
+            names.append(f"sd_{t.terms[i]}|{t.group}" if i == j else f"cor_{t.terms[i]}.{t.terms[j]}|{t.group}")
+    if use_sigma:
+        names.append("sigma")
+    if old_names:
+        names = [f".sig{i + 1:02d}" for i in range(len(names) - use_sigma)] + ([".sigma"] if use_sigma else [])
+    return names
+
+
+def _safe_chol(S: np.ndarray) -> np.ndarray:
+    """The lower Cholesky factor of a positive semi-definite S, a column of zeros where a pivot vanishes."""
+    k = S.shape[0]
+    L = np.zeros_like(S)
+    for j in range(k):
+        d = S[j, j] - L[j, :j] @ L[j, :j]
+        if d <= 1e-12 * max(S[j, j], 1e-300):
+            continue
+        L[j, j] = math.sqrt(d)
+        L[j + 1:, j] = (S[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+    return L
+
+
+def _sdcor_to_theta(x: np.ndarray, ks) -> np.ndarray:
+    """lme4's ``Sv_to_Cv``: (sd/cor per term, sigma) -> theta."""
+    from .engine.theta import tri_index
+
+    sigma, pos, out = x[-1], 0, []
+    for k in ks:
+        r, c = tri_index(k)
+        v = x[pos:pos + len(r)]
+        pos += len(r)
+        sd = np.zeros(k)
+        R = np.eye(k)
+        for (i, j), val in zip(zip(r, c), v):
+            if i == j:
+                sd[i] = val
+            else:
+                R[i, j] = R[j, i] = val
+        out.append(_safe_chol(R * np.outer(sd, sd))[r, c] / sigma)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _theta_to_sdcor(theta: np.ndarray, ks, sigma: float) -> np.ndarray:
+    """lme4's ``Cv_to_Sv``: theta -> (sd/cor per term, sigma); the correlation of a zero SD is 0."""
+    from .engine.theta import theta_to_T, tri_index
+
+    out = []
+    for k, T in zip(ks, theta_to_T(theta, ks)):
+        S = sigma**2 * T @ T.T
+        sd = np.sqrt(np.clip(np.diag(S), 0.0, None))
+        r, c = tri_index(k)
+        for i, j in zip(r, c):
+            out.append(sd[i] if i == j else (S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
+    return np.array(out + [sigma])
+
+
+def _ml_deviance_sdcor(prob: Profiled, ks, x: np.ndarray) -> float:
+    """-2 log-likelihood at (sd/cor, sigma) with beta at its optimum: log|P| + r2(theta) / sigma^2 + n log(2 pi sigma^2)."""
+    return _ml_deviance_theta(prob, _sdcor_to_theta(x, ks), x[-1])
+
+
+def _ml_deviance_theta(prob: Profiled, theta: np.ndarray, sigma: float) -> float:
+    """The same at (theta, sigma)."""
+    if not sigma > 0:
+        return np.inf
+    fz = prob.factor(theta)
+    if fz is None:
+        return np.inf
+    p, Pen = prob.p, fz.Pen
+    r2 = float(Pen[p, p] - (Pen[p, :p] @ np.linalg.solve(Pen[:p, :p], Pen[:p, p]) if p else 0.0))
+    return float(fz.logdet + r2 / sigma**2 + prob.n * math.log(2 * math.pi * sigma**2))
+
+
+def _var_bounds(design: Design) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's bounds on the sd/cor scale: SDs and sigma in [0, inf), correlations in [-1, 1]."""
+    from .engine.theta import tri_index
+
+    lo, hi = [], []
+    for t in design.terms:
+        r, c = tri_index(t.k)
+        lo.extend(np.where(r == c, 0.0, -1.0))
+        hi.extend(np.where(r == c, np.inf, 1.0))
+    return np.array(lo + [0.0]), np.array(hi + [np.inf])
+
+
+class _VarProfiler:
+    """zeta of one variance parameter: the others re-optimised (L-BFGS-B on central differences),
+    warm-started from the nearest point profiled so far."""
+
+    def __init__(self, ml: RemlFit):
+        from scipy import optimize as so
+
+        self._so = so
+        d = ml.design
+        self.ks = tuple(t.k for t in d.terms)
+        self.prob = Profiled.from_design(d, reml=False)
+        self.x0 = _theta_to_sdcor(ml.theta, self.ks, ml.sigma)
+        self.lo, self.hi = _var_bounds(d)
+        self.dev = functools.partial(_ml_deviance_sdcor, self.prob, self.ks)
+        self.base = self.dev(self.x0)
+        # the scale of each parameter for the difference steps
+        self.scale = np.where(self.hi == 1.0, 0.1, np.maximum(np.abs(self.x0), 1e-2 * self.x0[-1]))
+        # with three or more columns in a term, correlations each in [-1, 1] need not make a valid
+        # (positive semi-definite) matrix: the search then runs over theta, always valid
+        self.in_theta = any(k >= 3 for k in self.ks)
+        th = _sdcor_to_theta(self.x0, self.ks)
+        self.zscale = np.r_[np.maximum(np.abs(th), 0.1 * max(np.abs(th).max(), 1e-3)), self.x0[-1]]
+
+    def _inner_theta(self, w: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """The others re-optimised over (theta, sigma) with the parameter held at v as an equality
+        constraint (SLSQP on central differences)."""
+        from .engine.theta import theta_lower
+
+        m = len(self.x0) - 1
+        th0 = _sdcor_to_theta(start, self.ks)
+        z0 = np.r_[th0, start[-1]] / self.zscale
+        lower = np.r_[theta_lower(self.ks), 1e-8 * self.x0[-1]] / self.zscale
+
+        def split(z):
+            zz = z * self.zscale
+            return zz[:m], zz[m]
+
+        def f(z):
+            th, sig = split(z)
+            return _ml_deviance_theta(self.prob, th, sig)
+
+        def con(z):
+            th, sig = split(z)
+            return (_theta_to_sdcor(th, self.ks, sig)[w] - v) / self.scale[w]
+
+        def central(fun):
+            def jac(z):
+                g = np.empty_like(z)
+                for i in range(len(z)):
+                    up, dn = z.copy(), z.copy()
+                    up[i] += 1e-6
+                    dn[i] = max(z[i] - 1e-6, lower[i])
+                    g[i] = (fun(up) - fun(dn)) / (up[i] - dn[i])
+                return g
+            return jac
+
+        res = self._so.minimize(f, z0, jac=central(f), method="SLSQP",
+                                bounds=[(lo, None) for lo in lower],
+                                constraints=[{"type": "eq", "fun": con, "jac": central(con)}],
+                                options={"ftol": 1e-12, "maxiter": 500})
+        th, sig = split(res.x)
+        x = _theta_to_sdcor(th, self.ks, sig)
+        x[w] = v
+        return float(res.fun), x
+
+    def _inner(self, w: int, v: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+        if self.in_theta:
+            return self._inner_theta(w, v, start)
+        keep = np.arange(len(self.x0)) != w
+        lo, hi, sc = self.lo[keep], self.hi[keep], self.scale[keep]
+        x = self.x0.copy()
+        x[w] = v
+
+        def f(y):
+            x[keep] = y * sc
+            return self.dev(x)
+
+        def grad(y):
+            g = np.empty_like(y)
+            h = 1e-6
+            for i in range(len(y)):
+                up, dn = y.copy(), y.copy()
+                up[i] = min(y[i] + h, hi[i] / sc[i])
+                dn[i] = max(y[i] - h, lo[i] / sc[i])
+                g[i] = (f(up) - f(dn)) / (up[i] - dn[i])
+            return g
+
+        if not keep.any():
+            return self.dev(x), x
+        y0 = np.clip(start[keep], lo, hi) / sc
+        res = self._so.minimize(f, y0, jac=grad, method="L-BFGS-B", bounds=list(zip(lo / sc, hi / sc)),
+                                options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 500})
+        x[keep] = res.x * sc
+        return float(res.fun), x.copy()
+
+    def zeta(self, w: int, v: float, cache: dict) -> float:
+        if v in cache:
+            return cache[v][0]
+        # start from the line through the two nearest points profiled (the previous point alone when one)
+        near = sorted(cache, key=lambda u: abs(u - v))[:2]
+        start = cache[near[0]][1]
+        if len(near) == 2 and near[0] != near[1]:
+            (a, xa), (b, xb) = (near[0], cache[near[0]][1]), (near[1], cache[near[1]][1])
+            start = np.clip(xa + (xa - xb) * (v - a) / (a - b), self.lo, self.hi)
+        dev, x = self._inner(w, v, start)
+        z = math.copysign(math.sqrt(max(dev - self.base, 0.0)), v - self.x0[w])
+        cache[v] = (z, x)
+        return z
+
+    def _end(self, w: int, target: float, cache: dict) -> float:
+        """Where zeta = target on its side of the estimate, by safeguarded secant steps (zeta is close to
+        linear in the parameter); the bound where zeta never gets there."""
+        x0, sgn = self.x0[w], math.copysign(1.0, target)
+        bound = self.lo[w] if sgn < 0 else self.hi[w]
+        if x0 == bound:
+            return bound
+        if self.hi[w] == 1.0:  # a correlation
+            step = 0.25 * abs(bound - x0)
+        else:
+            step = 0.5 * x0 if x0 > 0 else 0.5 * self.x0[-1]
+        v, inside, outside = x0 + sgn * step, x0, None  # zeta short of the target at inside, past it at outside
+        for _ in range(60):
+            v = min(max(v, self.lo[w]), self.hi[w])
+            z = self.zeta(w, v, cache)
+            if abs(z - target) < 1e-5:
+                return v
+            if sgn * (z - target) < 0:
+                if v == bound:
+                    return bound
+                inside = v
+            else:
+                outside = v
+            side = sorted((u for u in cache if sgn * (u - x0) >= 0), key=lambda u: abs(cache[u][0] - target))[:2]
+            (a, za), (b, zb) = [(u, cache[u][0]) for u in side]
+            new = b + (target - zb) * (a - b) / (za - zb) if za != zb else np.nan
+            if outside is None:
+                # no bracket yet: extrapolate, at most four times as far out as the last point
+                far = x0 + 4 * (inside - x0) if inside != x0 else x0 + 2 * sgn * step
+                new = far if not np.isfinite(new) or sgn * (new - far) > 0 or sgn * (new - inside) <= 0 else new
+            elif not np.isfinite(new) or not min(inside, outside) < new < max(inside, outside):
+                new = 0.5 * (inside + outside)
+            if outside is not None and abs(outside - inside) < 1e-12 * max(abs(x0), 1.0):
+                return new
+            v = new
+        return v
+
+    def interval(self, w: int, z: float) -> tuple[float, float]:
+        """Where zeta = -z and +z; a side that never gets there ends at the parameter's bound (lme4's)."""
+        cache: dict = {self.x0[w]: (0.0, self.x0.copy())}
+        return self._end(w, -z, cache), self._end(w, z, cache)
 
 def anova(*fits) -> pd.DataFrame:
     """Likelihood-ratio tests of nested models, as lme4's ``anova(fit0, fit1, ...)``.

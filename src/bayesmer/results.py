@@ -774,15 +774,17 @@ class BayesFit:
         if not isinstance(df, pd.DataFrame):
             raise PredictionError(f"newdata must be a pandas DataFrame, not {type(df).__name__}")
         missing_group = {}
-        filled = df
+        src = df if include_random else _placeholder_groups(d, df)  # the rows new_data reads
+        filled = src
         for t in d.terms:
-            absent = [c for c in t.factors if c not in df.columns]
+            absent = [c for c in t.factors if c not in src.columns]
             if absent:
-                raise PredictionError(f"newdata lacks grouping column {absent[0]!r} of term {t.label}")
-            missing_group[t.name] = df[list(t.factors)].isna().any(axis=1).to_numpy()
+                raise PredictionError(f"newdata lacks grouping column {absent[0]!r} of term {t.label} "
+                                      "(include_random=False predicts without it)")
+            missing_group[t.name] = src[list(t.factors)].isna().any(axis=1).to_numpy()
         if any(v.any() for v in missing_group.values()):
             # a placeholder level, replaced by the population below; new_data refuses missing values
-            filled = df.copy()
+            filled = src.copy()
             for t in d.terms:
                 for c in t.factors:
                     if filled[c].isna().any():
@@ -1437,6 +1439,13 @@ def _point_result(values: np.ndarray, df: pd.DataFrame, kind: str, name: str, le
     return pd.Series(values[0], index=df.index, name=name)
 
 
+def _placeholder_groups(design: Design, df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a placeholder level in each grouping column it lacks: a population-level prediction
+    (``include_random=False``) does not read them."""
+    absent = [c for t in design.terms for c in t.factors if c not in df.columns]
+    return df.assign(**{c: "\0unknown" for c in dict.fromkeys(absent)}) if absent else df
+
+
 def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_groups, seed, summary,
                   offset=None, weights=None, point=False):
     """BayesFit.predict for a binomial, Poisson or :mod:`bayesmer.families` fit (see there)."""
@@ -1462,6 +1471,7 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
         if not isinstance(newdata, pd.DataFrame):
             raise PredictionError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}")
         new, df = None, newdata
+
     def effects(t):
         return b_pt[t.name] if point else _stack(post, m.b[t.name])
 
@@ -1475,7 +1485,7 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
         codes = [t.codes for t in gd.terms] if include_random else []
         bs = [effects(t) for t in gd.terms] if include_random else []
     else:
-        nd = new_data(gd.design, df)
+        nd = new_data(gd.design, df if include_random else _placeholder_groups(gd.design, df))
         X = nd.X
         keep = getattr(gd, "_keep", None)  # cumulative: no intercept column (the thresholds stand for it)
         if keep is not None and X.shape[1] != len(keep):
