@@ -144,6 +144,26 @@ class Profiled:
         """d(θ) and its exact gradient (0 in the rows of a singular term's factor)."""
         return self._evaluate(theta, True)
 
+    def _args(self, vec_diag):
+        R1, R2, RR = self.rhs
+        tt, tr, tc = self._tidx
+        return (np.ascontiguousarray(vec_diag, dtype=np.bool_), tt, tr, tc, self._tshape[0], self._tshape[1],
+                R1, R2, RR, self._st, self.stats.n, self.reml)
+
+    def fg(self, theta, vec_diag) -> tuple[float, np.ndarray, int]:
+        """d(θ) and its gradient in one compiled call: exact, or forward differences where a
+        diagonal marked in ``vec_diag`` is 0 (T⁻¹ does not exist there); and the evaluations used."""
+        d, g, k = _kernel.profiled_fg(np.asarray(theta, dtype=float), *self._args(vec_diag))
+        return float(d), g, int(k)
+
+    def minimize(self, theta0, lower, vec_diag, ftol: float, gtol: float, maxiter: int, maxfun: int):
+        """The whole bounded search in one compiled call (:func:`bayesmer.engine._kernel.profiled_minimize`):
+        (θ, d, gradient, evaluations, iterations, status)."""
+        x, d, g, nfev, it, status = _kernel.profiled_minimize(
+            np.asarray(theta0, dtype=float), np.asarray(lower, dtype=float), *self._args(vec_diag),
+            float(ftol), float(gtol), int(maxiter), int(maxfun))
+        return x, float(d), g, int(nfev), int(it), int(status)
+
 
 @dataclass(frozen=True, eq=False)
 class Estimates:
