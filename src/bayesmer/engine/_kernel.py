@@ -1019,6 +1019,23 @@ def profiled_minimize(theta0, lo, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR
 
 
 @nb.njit(**_JIT)
+def profiled_run(mode, theta, lo, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml,
+                 ftol, gtol, maxiter, maxfun):
+    """Every profiled-criterion call of a REML/ML fit through one compiled function, so that a
+    new process loads one cached library for them: ``mode`` 0 d(θ), 1 d and its gradient
+    (:func:`profiled_fg`), 2 the search from θ (:func:`profiled_minimize`). Returns
+    :func:`profiled_minimize`'s tuple."""
+    if mode == 2:
+        return profiled_minimize(theta, lo, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml,
+                                 ftol, gtol, maxiter, maxfun)
+    if mode == 1:
+        d, g, k = profiled_fg(theta, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml)
+        return theta.copy(), d, g, k, 0, 0
+    d, g = _theta_eval(theta, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml, False)
+    return theta.copy(), d, g, 1, 0, 0
+
+
+@nb.njit(**_JIT)
 def _residual_rhs(delta, integ, st):
     """R = r = e - Xδ as one right-hand side: (R1, R2, RR)."""
     A1X, A1e, A2X, A2e, XtX, Xte = st[_A1X], st[_A1E], st[_A2X], st[_A2E], st[_XTX], st[_XTE]
