@@ -914,6 +914,26 @@ def _plain_owned(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: _plain(frame[c]) for c in columns}, index=frame.index)
 
 
+def _plain_select(data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+    """``plain_frame(data, used)`` of complete rows and unique column names, built from the
+    columns (their values copied; text kept as NumPy's object dtype)."""
+    out = {}
+    for c in used:
+        col = data[c]
+        dt = col.dtype
+        if not (isinstance(dt, np.dtype) or (isinstance(dt, pd.CategoricalDtype)
+                                             and isinstance(dt.categories.dtype, np.dtype))):
+            col = _plain(col)
+            dt = col.dtype
+        if dt == object:
+            out[c] = pd.Series(col.to_numpy(dtype=object, copy=True), index=data.index, name=c, dtype=object)
+        elif isinstance(dt, pd.CategoricalDtype):
+            out[c] = col.array.copy()
+        else:
+            out[c] = col.to_numpy(copy=True)
+    return pd.DataFrame(out, index=data.index, copy=False)
+
+
 def _column(col: pd.Series, grouping: bool) -> Column:
     """How the design reads ``col`` (already plain): see :class:`Column`."""
     dt = col.dtype
@@ -1150,9 +1170,18 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     if len(data) == 0:
         raise DesignError("the data frame is empty: it has no rows to fit")
     used = _used_columns(f, data)
-    frame = data[used]
-    complete = frame.notna().all(axis=1).to_numpy()
+    if data.columns.is_unique:
+        # column by column: a take of the used columns costs more than a small fit
+        complete = np.ones(len(data), dtype=bool)
+        for c in used:
+            complete &= data[c].notna().to_numpy()
+        frame = None
+    else:
+        frame = data[used]
+        complete = frame.notna().all(axis=1).to_numpy()
     n_dropped = int((~complete).sum())
+    if n_dropped or frame is not None:
+        frame = data[used] if frame is None else frame
     if n_dropped:
         missing = [c for c in used if frame[c].isna().any()]
         warnings.warn(
@@ -1161,9 +1190,12 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
             stacklevel=2,
         )
         frame = frame.loc[complete]
-    if len(frame) == 0:
-        raise DesignError("no rows left after removing rows with missing values")
-    frame = _plain_owned(frame)  # complete rows: an Int64 column stays integer
+    if frame is None:
+        frame = _plain_select(data, used)  # every row complete
+    else:
+        if len(frame) == 0:
+            raise DesignError("no rows left after removing rows with missing values")
+        frame = _plain_owned(frame)  # complete rows: an Int64 column stays integer
 
     resp_cols = _required(f.response)
     for name in resp_cols:
