@@ -7,7 +7,11 @@ Run from the repository root::
 
 Every time is a whole fit from the data frame (formula parsing and design
 included), the median of several runs in this one process, each on a fresh
-copy of the data (mixedlm caches on the DataFrame object). lme4's times are
+copy of the data (mixedlm caches on the DataFrame object): wall time, and the
+process's CPU time (``time.process_time``), which a loaded machine inflates
+less. The reference fits are tests/data/*.json's lme4 fits and
+tests/data/suite_fits.jsonl's (lme4's, nlme's and MixedModels.jl's examples);
+those mixedlm cannot parse are left out of the comparison. lme4's times are
 those recorded with the reference fits (tests/data/*.json, lme4 1.1-31); the
 InstEval-shaped design is simulated here, so its lme4 entry is lme4's time on
 the real InstEval (about 11 s), for scale only.
@@ -55,17 +59,19 @@ STATSMODELS = {
 
 
 def _median_time(fn, data: pd.DataFrame, repeats: int) -> tuple[float, object]:
-    """Median time of ``fn(copy of data)``.
+    """Median wall time of ``fn(copy of data)`` (and the median CPU time in ``_median_time.cpu``).
 
     A fresh copy each run (made outside the clock): mixedlm answers a second
     fit on the very same DataFrame object from a cache in a few milliseconds.
     """
-    times, out = [], None
+    times, cpus, out = [], [], None
     for _ in range(repeats):
         fresh = data.copy(deep=True)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn(fresh)
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    _median_time.cpu = statistics.median(cpus)
     return statistics.median(times), out
 
 
@@ -143,25 +149,52 @@ def _agree(fit, m) -> float:
     return float(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1e-8)))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
-    args = ap.parse_args(argv)
-
-    load = os.getloadavg()
-    rows = []
+def _references():
+    """(reference, data) of every lme4 reference fit: tests/data/*.json's, then suite_fits.jsonl's."""
     for path in sorted(DATA.glob("*.json")):
         ref = json.loads(path.read_text())
         if "REML" not in ref or "lme4_seconds" not in ref:  # the lme4 fits only, not brms/glmer references
             continue
-        data = bayesmer.datasets.load(Path(ref["data"]).stem)
+        yield ref, bayesmer.datasets.load(Path(ref["data"]).stem)
+    for line in (DATA / "suite_fits.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        ref = dict(json.loads(line), REML=True)
+        ref["id"] = "suite_" + ref["id"]
+        stem = Path(ref["data"]).stem
+        df = (bayesmer.datasets.load(stem) if stem in bayesmer.datasets.list_datasets()
+              else pd.read_csv(DATA / ref["data"]))
+        for col, levels in ref.get("levels", {}).items():
+            df[col] = pd.Categorical(df[col].astype(str), categories=levels)
+        yield ref, df
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    ap.add_argument("--save", metavar="JSON", help="also save the rows (e.g. of a run on an older commit)")
+    ap.add_argument("--before", metavar="JSON", help="rows saved by --save from a run of an older commit, "
+                    "shown beside this run's (each run's ratios are its own, side by side)")
+    args = ap.parse_args(argv)
+
+    load = os.getloadavg()
+    rows = []
+    for ref, data in _references():
         method = "REML" if ref["REML"] else "ML"
+        # bayesmer and mixedlm alternate, so that both see the same load
         t_b, fit = _bayesmer(ref["formula"], data, method, args.repeats)
+        c_b = _median_time.cpu
+        try:
+            t_m, m = _mixedlm(ref["formula"], data, ref["REML"], args.repeats)
+            c_m = _median_time.cpu
+        except Exception as exc:  # a spelling mixedlm does not parse
+            print(f"  {ref['id']}: mixedlm: {exc}", file=sys.stderr)
+            t_m = c_m = m = None
         t_sm = _statsmodels(ref["id"], data, ref["REML"], max(1, args.repeats // 2))
-        t_m, m = _mixedlm(ref["formula"], data, ref["REML"], args.repeats)
         rows.append(dict(model=ref["id"], n=len(data), bayesmer=t_b, statsmodels=t_sm, mixedlm=t_m,
-                         lme4=ref["lme4_seconds"], agree=_agree(fit, m), evals=fit.n_evaluations))
+                         cpu_b=c_b, cpu_m=c_m, lme4=ref.get("lme4_seconds"),
+                         agree=None if m is None else _agree(fit, m), evals=fit.n_evaluations))
         print(f"  {ref['id']}: done", file=sys.stderr)
 
     big = [("insteval_simulated", simulate_insteval())]
@@ -175,12 +208,19 @@ def main(argv=None) -> int:
     for name, data in big:
         reps = max(1, min(3, args.repeats))
         t_b, fit = _bayesmer(formula, data, "REML", reps)
+        c_b = _median_time.cpu
         t_m, m = _mixedlm(formula, data, True, reps)
+        c_m = _median_time.cpu
         rows.append(dict(model=name, n=len(data), bayesmer=t_b, statsmodels=None, mixedlm=t_m,
-                         lme4=11.0, agree=_agree(fit, m), evals=fit.n_evaluations))
+                         cpu_b=c_b, cpu_m=c_m, lme4=11.0, agree=_agree(fit, m), evals=fit.n_evaluations))
         print(f"  {name}: done", file=sys.stderr)
 
     load_after = os.getloadavg()
+    if args.save:
+        Path(args.save).write_text(json.dumps(dict(rows=rows, load=[load[0], load_after[0]],
+                                                   bayesmer=str(Path(bayesmer.__file__).parent))))
+    before = json.loads(Path(args.before).read_text()) if args.before else None
+    old = {r["model"]: r for r in before["rows"]} if before else {}
     print(f"load average before {load[0]:.2f}, after {load_after[0]:.2f} (1-minute)", file=sys.stderr)
 
     def fmt(v):
@@ -189,15 +229,25 @@ def main(argv=None) -> int:
     def ratio(a, b):
         return "n/a" if a is None or b is None else f"{a / b:.1f}x"
 
-    head = ("| model | rows | bayesmer ms | statsmodels ms | mixedlm ms | lme4 ms (recorded) | "
-            "mixedlm / bayesmer | lme4 / bayesmer | statsmodels / bayesmer | evals | max rel diff vs mixedlm |")
-    lines = [head, "|" + "|".join(["---"] * 11) + "|"]
+    head = ("| model | rows | bayesmer ms | mixedlm ms | bayesmer CPU ms | mixedlm CPU ms | "
+            "mixedlm / bayesmer (wall) | mixedlm / bayesmer (CPU) | statsmodels ms | lme4 ms (recorded) | "
+            "lme4 / bayesmer | statsmodels / bayesmer | evals | max rel diff vs mixedlm |")
+    if before:
+        head += " before: bayesmer CPU ms | before: mixedlm / bayesmer (CPU) | CPU before / after |"
+    lines = [head, "|" + "|".join(["---"] * (17 if before else 14)) + "|"]
     for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['n']} | {fmt(r['bayesmer'])} | {fmt(r['statsmodels'])} | {fmt(r['mixedlm'])} | "
-            f"{fmt(r['lme4'])} | {ratio(r['mixedlm'], r['bayesmer'])} | {ratio(r['lme4'], r['bayesmer'])} | "
-            f"{ratio(r['statsmodels'], r['bayesmer'])} | {r['evals']} | {r['agree']:.1e} |"
+        agree = "n/a" if r["agree"] is None else f"{r['agree']:.1e}"
+        line = (
+            f"| {r['model']} | {r['n']} | {fmt(r['bayesmer'])} | {fmt(r['mixedlm'])} | {fmt(r['cpu_b'])} | "
+            f"{fmt(r['cpu_m'])} | {ratio(r['mixedlm'], r['bayesmer'])} | {ratio(r['cpu_m'], r['cpu_b'])} | "
+            f"{fmt(r['statsmodels'])} | {fmt(r['lme4'])} | {ratio(r['lme4'], r['bayesmer'])} | "
+            f"{ratio(r['statsmodels'], r['bayesmer'])} | {r['evals']} | {agree} |"
         )
+        if before:
+            o = old.get(r["model"], {})
+            line += (f" {fmt(o.get('cpu_b'))} | {ratio(o.get('cpu_m'), o.get('cpu_b'))} | "
+                     f"{ratio(o.get('cpu_b'), r['cpu_b'])} |")
+        lines.append(line)
     table = "\n".join(lines)
     print(table)
     if args.write:

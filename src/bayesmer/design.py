@@ -549,6 +549,8 @@ def _formulaic_factor(code: str) -> str:
 
 def _logical(frame: pd.DataFrame) -> frozenset[str]:
     """The frame's logical columns, which R's model.matrix codes as factors."""
+    if frame.columns.is_unique:  # one look at the dtypes, not a Series per column
+        return frozenset(c for c, dt in frame.dtypes.items() if pd.api.types.is_bool_dtype(dt))
     return frozenset(c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c]))
 
 
@@ -656,6 +658,7 @@ def _simple_matrix(terms, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] |
     cols: list[np.ndarray | None] = []
     names: list[str] = []
     values: dict[str, np.ndarray] = {}
+    spanned = False  # whether a column so far spans the intercept (formulaic's rank rule)
     for term in terms:
         factors = term.factors
         if not factors:
@@ -666,6 +669,22 @@ def _simple_matrix(terms, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] |
                 return None
             cols.append(None)
             names.append("Intercept")
+            spanned = True
+            continue
+        if (len(factors) == 1 and getattr(first.eval_method, "value", first.eval_method) == "lookup"
+                and first.expr in frame.columns and isinstance(frame[first.expr], pd.Series)
+                and not (isinstance(frame[first.expr].dtype, np.dtype) and frame[first.expr].dtype.kind in "iufb")):
+            enc = _simple_factor(frame[first.expr])
+            if enc is None or str(term) != first.expr:
+                return None
+            codes, levels = enc
+            # treatment contrasts, as formulaic: every level when nothing spans the intercept yet
+            shown = levels if not spanned else levels[1:]
+            fmt = "{}[{}]" if not spanned else "{}[T.{}]"
+            for lv in shown:
+                cols.append((codes == levels.index(lv)).astype(float))
+                names.append(fmt.format(first.expr, lv))
+            spanned = True
             continue
         prod = None
         for fa in factors:
@@ -690,6 +709,28 @@ def _simple_matrix(terms, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]] |
     for j, c in enumerate(cols):
         out[:, j] = 1.0 if c is None else c
     return out, names
+
+
+def _simple_factor(col: pd.Series) -> tuple[np.ndarray, list[str]] | None:
+    """Codes and levels of a text or categorical column as formulaic encodes it (the sorted
+    distinct strings, or the categories in order), or None where it might not (other values,
+    unused categories)."""
+    dt = col.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        cats = list(dt.categories)
+        if not all(isinstance(c, str) for c in cats):
+            return None
+        codes = col.cat.codes.to_numpy()
+        if (codes < 0).any() or np.bincount(codes, minlength=len(cats)).min(initial=1) == 0:
+            return None
+        return codes, cats
+    if dt != object:
+        return None
+    codes, uniques = pd.factorize(col, sort=True)
+    levels = list(uniques)
+    if (codes < 0).any() or not all(isinstance(v, str) for v in levels):
+        return None
+    return codes, levels
 
 
 def _used_columns(formula: Formula, data: pd.DataFrame) -> list[str]:
@@ -859,10 +900,38 @@ def _plain(col: pd.Series) -> pd.Series:
 def plain_frame(data: pd.DataFrame, columns=None) -> pd.DataFrame:
     """``data`` (its ``columns``, all by default) with every extension dtype read as NumPy's (see :func:`_plain`)."""
     columns = list(data.columns) if columns is None else list(columns)
-    frame = data[columns]
-    if all(isinstance(frame[c].dtype, np.dtype) for c in frame.columns if isinstance(frame[c], pd.Series)):
+    return _plain_owned(data[columns])
+
+
+def _plain_owned(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`plain_frame` of a frame the caller made itself (given back as it is when every dtype is NumPy's)."""
+    columns = list(frame.columns)
+    if frame.columns.is_unique:
+        if all(isinstance(dt, np.dtype) for dt in frame.dtypes):
+            return frame
+    elif all(isinstance(frame[c].dtype, np.dtype) for c in frame.columns if isinstance(frame[c], pd.Series)):
         return frame
     return pd.DataFrame({c: _plain(frame[c]) for c in columns}, index=frame.index)
+
+
+def _plain_select(data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+    """``plain_frame(data, used)`` of complete rows and unique column names, built from the
+    columns (their values copied; text kept as NumPy's object dtype)."""
+    out = {}
+    for c in used:
+        col = data[c]
+        dt = col.dtype
+        if not (isinstance(dt, np.dtype) or (isinstance(dt, pd.CategoricalDtype)
+                                             and isinstance(dt.categories.dtype, np.dtype))):
+            col = _plain(col)
+            dt = col.dtype
+        if dt == object:
+            out[c] = pd.Series(col.to_numpy(dtype=object, copy=True), index=data.index, name=c, dtype=object)
+        elif isinstance(dt, pd.CategoricalDtype):
+            out[c] = col.array.copy()
+        else:
+            out[c] = col.to_numpy(copy=True)
+    return pd.DataFrame(out, index=data.index, copy=False)
 
 
 def _column(col: pd.Series, grouping: bool) -> Column:
@@ -1098,9 +1167,18 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
     if len(data) == 0:
         raise DesignError("the data frame is empty: it has no rows to fit")
     used = _used_columns(f, data)
-    frame = data[used]
-    complete = frame.notna().all(axis=1).to_numpy()
+    if data.columns.is_unique:
+        # column by column: a take of the used columns costs more than a small fit
+        complete = np.ones(len(data), dtype=bool)
+        for c in used:
+            complete &= data[c].notna().to_numpy()
+        frame = None
+    else:
+        frame = data[used]
+        complete = frame.notna().all(axis=1).to_numpy()
     n_dropped = int((~complete).sum())
+    if n_dropped or frame is not None:
+        frame = data[used] if frame is None else frame
     if n_dropped:
         missing = [c for c in used if frame[c].isna().any()]
         warnings.warn(
@@ -1109,9 +1187,12 @@ def build_design(formula: str | Formula, data: pd.DataFrame) -> Design:
             stacklevel=2,
         )
         frame = frame.loc[complete]
-    if len(frame) == 0:
-        raise DesignError("no rows left after removing rows with missing values")
-    frame = plain_frame(frame)  # complete rows: an Int64 column stays integer
+    if frame is None:
+        frame = _plain_select(data, used)  # every row complete
+    else:
+        if len(frame) == 0:
+            raise DesignError("no rows left after removing rows with missing values")
+        frame = _plain_owned(frame)  # complete rows: an Int64 column stays integer
 
     resp_cols = _required(f.response)
     for name in resp_cols:

@@ -824,6 +824,217 @@ def profiled_eval(Tall, R1, R2, RR, st, n, reml, want_grad):
     return d, gT
 
 
+# ---- the REML/ML θ search in one compiled call (engine/optimize.py drives it) ----
+# θ sits in the kernel's (terms, kmax, kmax) factor array at (tt, tr, tc); vec_diag marks the
+# diagonals of several-column terms, where T⁻¹ (and so the exact gradient) does not exist at 0.
+
+
+@nb.njit(**_JIT)
+def _theta_eval(theta, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml, want_grad):
+    Tall = np.zeros((nterms, kmax, kmax))
+    m = theta.shape[0]
+    for i in range(m):
+        Tall[tt[i], tr[i], tc[i]] = theta[i]
+    d, gT = profiled_eval(Tall, R1, R2, RR, st, n, reml, want_grad)
+    g = np.zeros(m)
+    if not np.isfinite(d):
+        return np.inf, g
+    if want_grad:
+        for i in range(m):
+            g[i] = gT[tt[i], tr[i], tc[i]]
+    return d, g
+
+
+@nb.njit(**_JIT)
+def profiled_fg(theta, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml):
+    """d(θ) and its gradient: exact, or forward differences where a diagonal marked in
+    ``vec_diag`` is 0. Returns (d, g, evaluations of d used)."""
+    m = theta.shape[0]
+    fd = False
+    for i in range(m):
+        if vec_diag[i] and theta[i] < 1e-8:
+            fd = True
+    if not fd:
+        d, g = _theta_eval(theta, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml, True)
+        return d, g, 1
+    f0, g = _theta_eval(theta, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml, False)
+    for i in range(m):
+        h = 1e-7 * max(1.0, abs(theta[i]))
+        e = theta.copy()
+        e[i] += h
+        fi, _ = _theta_eval(e, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml, False)
+        g[i] = (fi - f0) / h
+    return f0, g, m + 1
+
+
+@nb.njit(**_JIT)
+def _proj_grad_max(x, g, lo):
+    """L-BFGS-B's measure: max |P(x - g) - x| with P the projection onto x >= lo."""
+    out = 0.0
+    for i in range(x.shape[0]):
+        v = x[i] - g[i]
+        if v < lo[i]:
+            v = lo[i]
+        out = max(out, abs(v - x[i]))
+    return out
+
+
+@nb.njit(**_JIT)
+def profiled_minimize(theta0, lo, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml,
+                      ftol, gtol, maxiter, maxfun):
+    """Minimise d(θ) over θ >= lo: projected BFGS (dense inverse Hessian, as θ has few
+    coordinates) with a backtracking Armijo search along the projected path, and L-BFGS-B's
+    stopping rules (relative reduction of d <= ftol, projected gradient <= gtol).
+
+    Returns (θ, d, g, evaluations, iterations, status): status 0 projected gradient small,
+    1 relative reduction small, 2 iteration limit, 3 evaluation limit, 4 no descent found,
+    5 d not finite at the start.
+    """
+    m = theta0.shape[0]
+    x = theta0.copy()
+    for i in range(m):
+        if x[i] < lo[i]:
+            x[i] = lo[i]
+    f, g, nfev = profiled_fg(x, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml)
+    if not np.isfinite(f):
+        return x, f, g, nfev, 0, 5
+    H = np.eye(m)
+    scaled = False  # H still the identity, not yet scaled by a curvature pair
+    it = 0
+    status = 2
+    d = np.zeros(m)
+    xn = np.zeros(m)
+    while True:
+        if _proj_grad_max(x, g, lo) <= gtol:
+            status = 0
+            break
+        if it >= maxiter:
+            status = 2
+            break
+        if nfev >= maxfun:
+            status = 3
+            break
+        # the coordinates held at their bound: at it with the gradient pointing out
+        gd = 0.0
+        for i in range(m):
+            d[i] = 0.0
+        for i in range(m):
+            if x[i] <= lo[i] and g[i] > 0.0:
+                continue
+            v = 0.0
+            for j in range(m):
+                if x[j] <= lo[j] and g[j] > 0.0:
+                    continue
+                v -= H[i, j] * g[j]
+            d[i] = v
+            gd += g[i] * v
+        if not gd < 0.0:
+            for i in range(m):
+                for j in range(m):
+                    H[i, j] = 1.0 if i == j else 0.0
+            scaled = False
+            gd = 0.0
+            for i in range(m):
+                d[i] = 0.0 if (x[i] <= lo[i] and g[i] > 0.0) else -g[i]
+                gd -= g[i] * g[i] if d[i] != 0.0 else 0.0
+            if not gd < 0.0:
+                status = 0
+                break
+        t = 1.0
+        if not scaled:
+            dmax = 0.0
+            for i in range(m):
+                dmax = max(dmax, abs(d[i]))
+            if dmax > 1.0:
+                t = 1.0 / dmax
+        ok = False
+        fn = np.inf
+        gn = g
+        for _ in range(60):
+            lin = 0.0
+            for i in range(m):
+                v = x[i] + t * d[i]
+                if v < lo[i]:
+                    v = lo[i]
+                xn[i] = v
+                lin += g[i] * (v - x[i])
+            fn, gn, ne = profiled_fg(xn, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml)
+            nfev += ne
+            if np.isfinite(fn) and fn <= f + 1e-4 * lin:
+                ok = True
+                break
+            if nfev >= maxfun:
+                break
+            # the minimum of the quadratic through f, the slope and fn, kept within [0.1t, 0.5t]
+            if np.isfinite(fn) and lin < 0.0:
+                tq = 0.5 * t * lin / (lin - (fn - f))
+                t = min(max(tq, 0.1 * t), 0.5 * t)
+            else:
+                t *= 0.25
+        if not ok:
+            if scaled and nfev < maxfun:
+                # start again from steepest descent before giving up
+                for i in range(m):
+                    for j in range(m):
+                        H[i, j] = 1.0 if i == j else 0.0
+                scaled = False
+                continue
+            status = 4 if nfev < maxfun else 3
+            break
+        s = xn - x
+        y = gn - g
+        fold = f
+        x = xn.copy()
+        f = fn
+        g = gn
+        it += 1
+        if fold - f <= ftol * max(abs(fold), abs(f), 1.0):
+            status = 1
+            break
+        sy = 0.0
+        yy = 0.0
+        ss = 0.0
+        for i in range(m):
+            sy += s[i] * y[i]
+            yy += y[i] * y[i]
+            ss += s[i] * s[i]
+        if sy > 1e-10 * math.sqrt(ss * yy):
+            if not scaled:
+                c = sy / yy
+                for i in range(m):
+                    for j in range(m):
+                        H[i, j] = c if i == j else 0.0
+                scaled = True
+            # H <- (I - ρsy')H(I - ρys') + ρss'
+            rho = 1.0 / sy
+            Hy = H @ y
+            yHy = 0.0
+            for i in range(m):
+                yHy += y[i] * Hy[i]
+            for i in range(m):
+                for j in range(m):
+                    H[i, j] += (-rho * (s[i] * Hy[j] + Hy[i] * s[j])
+                                + (rho * rho * yHy + rho) * s[i] * s[j])
+    return x, f, g, nfev, it, status
+
+
+@nb.njit(**_JIT)
+def profiled_run(mode, theta, lo, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml,
+                 ftol, gtol, maxiter, maxfun):
+    """Every profiled-criterion call of a REML/ML fit through one compiled function, so that a
+    new process loads one cached library for them: ``mode`` 0 d(θ), 1 d and its gradient
+    (:func:`profiled_fg`), 2 the search from θ (:func:`profiled_minimize`). Returns
+    :func:`profiled_minimize`'s tuple."""
+    if mode == 2:
+        return profiled_minimize(theta, lo, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml,
+                                 ftol, gtol, maxiter, maxfun)
+    if mode == 1:
+        d, g, k = profiled_fg(theta, vec_diag, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml)
+        return theta.copy(), d, g, k, 0, 0
+    d, g = _theta_eval(theta, tt, tr, tc, nterms, kmax, R1, R2, RR, st, n, reml, False)
+    return theta.copy(), d, g, 1, 0, 0
+
+
 @nb.njit(**_JIT)
 def _residual_rhs(delta, integ, st):
     """R = r = e - Xδ as one right-hand side: (R1, R2, RR)."""

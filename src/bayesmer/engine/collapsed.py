@@ -50,9 +50,13 @@ def _level_rows(A21: sp.csr_matrix, K1: int, row_start: np.ndarray, row_K: np.nd
     Returns (ptr (G1+1,), rows, vals (rows, K1)): A₂₁ restricted to those rows.
     """
     q2, q1 = A21.shape
-    G1 = q1 // K1
     coo = A21.tocoo()
-    g, j, r, v = coo.col // K1, coo.col % K1, coo.row, coo.data
+    return _level_rows_coo(coo.row, coo.col, coo.data, q2, q1 // K1, K1, row_start, row_K)
+
+
+def _level_rows_coo(r, col, v, q2: int, G1: int, K1: int, row_start: np.ndarray, row_K: np.ndarray):
+    """:func:`_level_rows` from A₂₁'s entries (dense row, column, value; repeated entries add up)."""
+    g, j = col // K1, col % K1
     # every touched row brings its whole level block (Λ₂' mixes within it)
     start = row_start[r]
     key = np.unique(g.astype(np.int64) * q2 + start)
@@ -61,8 +65,8 @@ def _level_rows(A21: sp.csr_matrix, K1: int, row_start: np.ndarray, row_K: np.nd
     full_g = np.repeat(kg, kK)
     full_r = np.repeat(ks, kK) + (np.arange(kK.sum()) - np.repeat(np.cumsum(kK) - kK, kK))
     full_key = full_g * q2 + full_r  # sorted: by level, then row
-    vals = np.zeros((full_key.size, K1))
-    np.add.at(vals, (np.searchsorted(full_key, g.astype(np.int64) * q2 + r), j), v)
+    at = np.searchsorted(full_key, g.astype(np.int64) * q2 + r) * K1 + j
+    vals = np.bincount(at, weights=v, minlength=full_key.size * K1).reshape(full_key.size, K1)
     ptr = np.searchsorted(full_g, np.arange(G1 + 1))
     return ptr.astype(np.int64), full_r.astype(np.int64), vals
 
@@ -162,8 +166,8 @@ class CollapsedStats:
             row_a.append(local % Kb)
             row_start.append(off + local - local % Kb)
             row_K.append(np.full(G * Kb, Kb))
+            mats.append((off + codes[:, None] * Kb + np.arange(Kb)[None, :], Z))
             off += G * Kb
-            mats.append(_sparse(codes, G, Z, n))
         q2 = off
         if q2 > DENSE_MAX:
             raise ValueError(
@@ -171,7 +175,31 @@ class CollapsedStats:
                 "their block is dense in the collapsed likelihood and would not fit in memory"
             )
         if q2:
-            Z2 = sp.hstack(mats, format="csr")
+            R2 = np.concatenate([r for r, _ in mats], axis=1)  # (n, K2): per row each column's dense row
+            V2 = np.concatenate([z for _, z in mats], axis=1)  # (n, K2): and its value
+            K2 = R2.shape[1]
+        if 0 < q2 <= 256:
+            # a small block: bins per pair of columns, no sparse matrices (their setup is most of a small fit)
+            A22 = np.zeros(q2 * q2)
+            A2X = np.zeros((q2, p))
+            A2e = np.zeros(q2)
+            for a in range(K2):
+                ra, va = R2[:, a], V2[:, a]
+                for b in range(K2):
+                    A22 += np.bincount(ra * q2 + R2[:, b], weights=va * V2[:, b], minlength=q2 * q2)
+                for c in range(p):
+                    A2X[:, c] += np.bincount(ra, weights=va * X[:, c], minlength=q2)
+                A2e += np.bincount(ra, weights=va * e, minlength=q2)
+            A22 = A22.reshape(q2, q2)
+            # A₂₁'s entries: (dense row, first-factor column, product) per row and pair of columns
+            c1 = codes1[:, None] * K1 + np.arange(K1)[None, :]  # (n, K1)
+            r21 = np.repeat(R2, K1, axis=1).reshape(-1)
+            col21 = np.tile(c1, (1, K2)).reshape(-1)
+            v21 = (V2[:, :, None] * Z1[:, None, :]).reshape(-1)
+            ptr, rows, vals = _level_rows_coo(r21, col21, v21, q2, G1, K1, np.concatenate(row_start),
+                                              np.concatenate(row_K))
+        elif q2:
+            Z2 = sp.csr_matrix((V2.reshape(-1), (np.repeat(np.arange(n), K2), R2.reshape(-1))), shape=(n, q2))
             Z2t = Z2.T.tocsr()
             A21 = (Z2t @ _sparse(codes1, G1, Z1, n)).tocsr()
             A22 = np.asarray((Z2t @ Z2).toarray())

@@ -2,7 +2,9 @@
 
 Modelled on MixedModels.jl's ``OptSummary``: :class:`OptSettings` holds every
 tolerance and bound of the search, :class:`OptSummary` what the search did.
-L-BFGS-B on the exact gradient, from lme4's start (Λ = I) or a moment start
+A bounded quasi-Newton search on the exact gradient (projected BFGS with
+L-BFGS-B's stopping rules, the whole search one compiled call:
+:func:`bayesmer.engine._kernel.profiled_minimize`), from lme4's start (Λ = I) or a moment start
 when that is better; a first pass keeps the diagonals off 0 (d is even in a
 scalar term's θ, so its gradient vanishes at 0 and a search can stall there),
 probes of small interior values for diagonals that end near 0, a snap to the
@@ -17,7 +19,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.optimize as sopt
 
 from .theta import theta_lower, theta_start
 
@@ -60,7 +61,7 @@ class OptSummary:
     n_evaluations: int
     gradient: np.ndarray = field(repr=False)
     settings: OptSettings = field(repr=False)
-    optimizer: str = "L-BFGS-B"
+    optimizer: str = "projected BFGS (compiled)"
 
 
 def _moment_start(design, theta0: np.ndarray) -> np.ndarray | None:
@@ -117,85 +118,75 @@ def _check_convergence(g: np.ndarray, H: np.ndarray | None, message: str, tol: f
     return converged, message
 
 
+_STATUS = (
+    "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+    "CONVERGENCE: RELATIVE REDUCTION OF F <= FTOL",
+    "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
+    "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+    "ABNORMAL: NO DESCENT FOUND IN THE LINE SEARCH",
+    "ABNORMAL: THE CRITERION IS NOT FINITE AT THE START",
+)
+
+
 def optimize(prob, design, settings: OptSettings = OptSettings()) -> OptSummary:
     """Minimise ``prob.deviance`` over θ within lme4's bounds.
 
-    ``prob`` has ``ks``, ``expensive``, ``deviance(θ)`` and ``deviance_grad(θ)``
-    (see :class:`bayesmer.engine.profiled.Profiled`).
+    ``prob`` has ``ks``, ``expensive``, ``deviance(θ)``, ``fg(θ, vec_diag)`` and
+    ``minimize(...)`` (see :class:`bayesmer.engine.profiled.Profiled`): each search is one
+    compiled call, with no Python per evaluation.
     """
     s = settings
     ks = prob.ks
     theta0 = theta_start(ks)
     lower = theta_lower(ks)
     diag = lower == 0
+    # where a diagonal of a several-column term is 0, T⁻¹ does not exist: forward differences there
     vec_diag = np.concatenate([np.full(k * (k + 1) // 2, k > 1) for k in ks]) & diag
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     n_evals = [0]
 
     def f(theta):
         n_evals[0] += 1
         return prob.deviance(theta)
 
-    last: list = [None, None]  # L-BFGS-B evaluates its last point again
-
     def fg(theta):
-        theta = np.asarray(theta, dtype=float)
-        key = theta.tobytes()
-        if key == last[0]:
-            f0, g0 = last[1]
-            return f0, g0.copy()
-        out = fg_eval(theta)
-        last[0], last[1] = key, (out[0], out[1].copy())
-        return out
+        d, g, k = prob.fg(theta, vec_diag)
+        n_evals[0] += k
+        return d, g
 
-    def fg_eval(theta):
-        # where a diagonal of a several-column term is 0, T⁻¹ does not exist: forward differences
-        if not np.any(vec_diag & (theta < 1e-8)):
-            n_evals[0] += 1
-            return prob.deviance_grad(theta)
-        f0 = f(theta)
-        g = np.empty_like(theta)
-        for i in range(len(theta)):
-            h = 1e-7 * max(1.0, abs(theta[i]))
-            e = np.zeros_like(theta)
-            e[i] = h
-            g[i] = (f(theta + e) - f0) / h
-        return f0, g
+    def search(x0, lo):
+        x, d, g, nfev, _, status = prob.minimize(x0, lo, vec_diag, s.ftol, s.gtol, s.maxiter, s.maxfun)
+        n_evals[0] += nfev
+        return x, d, g, _STATUS[status]
 
-    opts = {"ftol": s.ftol, "gtol": s.gtol, "maxiter": s.maxiter, "maxfun": s.maxfun}
     start = _moment_start(design, theta0)
     if start is not None:
         start = np.where(diag, np.maximum(start, 5 * s.floor), start)
         if f(start) < f(theta0):
             theta0 = start
-    res = sopt.minimize(
-        fg, theta0, jac=True, method="L-BFGS-B", options=opts,
-        bounds=[(s.floor if lo == 0 else b[0], None) for lo, b in zip(lower, bounds)],
-    )
-    if np.any(diag & (res.x <= s.floor * (1 + 1e-9))):
-        res = sopt.minimize(fg, res.x, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-    theta, fval = res.x, float(res.fun)
-    message = str(res.message)
+    theta, fval, g_all, message = search(theta0, np.where(diag, s.floor, lower))
+    if np.any(diag & (theta <= s.floor * (1 + 1e-9))):
+        theta, fval, g_all, message = search(theta, lower)
     near = diag & (theta < 1e-3)
     if near.any():
         probes = [(f(np.where(near, v, theta)), v) for v in s.probes]
         fp, v = min(probes)
         if fp < fval:
-            res_b = sopt.minimize(fg, np.where(near, v, theta), jac=True, method="L-BFGS-B",
-                                  bounds=bounds, options=opts)
-            if res_b.fun < fval - 1e-9:
-                theta, fval, message = res_b.x, float(res_b.fun), str(res_b.message)
+            x_b, f_b, g_b, msg_b = search(np.where(near, v, theta), lower)
+            if f_b < fval - 1e-9:
+                theta, fval, g_all, message = x_b, f_b, g_b, msg_b
     small = diag & (theta < s.snap_below)
     if small.any():
         snapped = np.where(small, 0.0, theta)
         fs = f(snapped)
         if fs <= fval + 1e-9:
             theta, fval = snapped, fs
+            g_all = None
     # Newton steps on the free coordinates with one forward-difference Hessian of the exact
     # gradient; the same Hessian scales lme4's convergence check
     free = ~(diag & (theta < 1e-6))
     idx = np.flatnonzero(free)
-    _, g_all = fg(theta)
+    if g_all is None:
+        _, g_all = fg(theta)
     g = g_all[idx]
     H = None
     tol = 1e-13 * max(1.0, abs(fval))

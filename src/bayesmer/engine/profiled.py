@@ -126,23 +126,42 @@ class Profiled:
     def factor(self, theta) -> Factorization | None:
         return factorize(self.stats, np.asarray(theta, dtype=float), self.ks, self.rhs)
 
-    def _evaluate(self, theta, want_grad: bool) -> tuple[float, np.ndarray]:
-        theta = np.asarray(theta, dtype=float)
-        Tall = np.zeros(self._tshape)
-        Tall[self._tidx] = theta
+    def _run(self, mode: int, theta, vec_diag=None, lower=None, settings=(0.0, 0.0, 0, 0)):
+        """One call of the compiled :func:`bayesmer.engine._kernel.profiled_run`."""
+        m = len(self._tidx[0])
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        vec_diag = np.zeros(m, dtype=np.bool_) if vec_diag is None else np.ascontiguousarray(vec_diag, dtype=np.bool_)
+        lower = np.zeros(m) if lower is None else np.ascontiguousarray(lower, dtype=np.float64)
         R1, R2, RR = self.rhs
-        d, gT = _kernel.profiled_eval(Tall, R1, R2, RR, self._st, self.stats.n, self.reml, want_grad)
-        if not np.isfinite(d):
-            return np.inf, np.zeros_like(theta)
-        return float(d), gT[self._tidx]
+        tt, tr, tc = self._tidx
+        ftol, gtol, maxiter, maxfun = settings
+        return _kernel.profiled_run(int(mode), theta, lower, vec_diag, tt, tr, tc, int(self._tshape[0]),
+                                    int(self._tshape[1]), R1, R2, RR, self._st, int(self.stats.n), bool(self.reml),
+                                    float(ftol), float(gtol), int(maxiter), int(maxfun))
 
     def deviance(self, theta) -> float:
         """lme4's REML criterion or ML deviance at θ (inf where undefined)."""
-        return self._evaluate(theta, False)[0]
+        d = self._run(0, theta)[1]
+        return float(d) if np.isfinite(d) else np.inf
 
     def deviance_grad(self, theta) -> tuple[float, np.ndarray]:
         """d(θ) and its exact gradient (0 in the rows of a singular term's factor)."""
-        return self._evaluate(theta, True)
+        _, d, g, _, _, _ = self._run(1, theta)
+        if not np.isfinite(d):
+            return np.inf, np.zeros_like(g)
+        return float(d), g
+
+    def fg(self, theta, vec_diag) -> tuple[float, np.ndarray, int]:
+        """d(θ) and its gradient in one compiled call: exact, or forward differences where a
+        diagonal marked in ``vec_diag`` is 0 (T⁻¹ does not exist there); and the evaluations used."""
+        _, d, g, k, _, _ = self._run(1, theta, vec_diag)
+        return float(d), g, int(k)
+
+    def minimize(self, theta0, lower, vec_diag, ftol: float, gtol: float, maxiter: int, maxfun: int):
+        """The whole bounded search in one compiled call (:func:`bayesmer.engine._kernel.profiled_minimize`):
+        (θ, d, gradient, evaluations, iterations, status)."""
+        x, d, g, nfev, it, status = self._run(2, theta0, vec_diag, lower, (ftol, gtol, maxiter, maxfun))
+        return x, float(d), g, int(nfev), int(it), int(status)
 
 
 @dataclass(frozen=True, eq=False)
