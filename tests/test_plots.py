@@ -6,6 +6,7 @@ against the data's, the prior predictive against its prior.
 """
 
 import os
+from pathlib import Path
 import warnings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -246,3 +247,43 @@ def test_update_carries_settings_and_changes_what_is_asked(sleep_fit):
     assert np.isclose(smaller.reml.fixef["(Intercept)"], LME4_SLEEP_INTERCEPT, rtol=1e-6)
     with pytest.raises(bayesmer.SettingsError, match="drawz"):
         sleep_fit.update(drawz=10)
+
+
+# ---- the families' model files ------------------------------------------------
+
+FAMILY_MODELS = sorted((Path(__file__).resolve().parents[1] / "models" / "families").glob("*.toml"))
+
+
+@pytest.fixture(scope="module", params=FAMILY_MODELS, ids=[p.stem for p in FAMILY_MODELS])
+def family_file_fit(request):
+    """Each family's model file with very short chains: the pictures, not the estimates, are checked."""
+    from bayesmer.modelfile import load_data, load_model_file
+
+    spec = load_model_file(request.param)
+    settings = {k: v for k, v in spec.settings().items() if k in ("seed", "family", "link")}
+    return quiet_fit(spec.formula, load_data(spec), priors=spec.prior_dict,
+                     **{"draws": 100, "tune": 150} | settings).posterior_predictive(seed=1)
+
+
+@pytest.mark.slow
+def test_plots_on_every_family_model_file(family_file_fit, tmp_path):
+    fit = family_file_fit
+    var = _x_variable(fit)
+    fig = _save(plots.plot_predictions(fit, var, n_points=8), tmp_path / "pred.png")
+    mean = np.concatenate([a.get_ydata() for a in _by_gid(fig, "posterior_mean")])
+    reml = np.concatenate([a.get_ydata() for a in _by_gid(fig, "reml")])
+    assert len(mean) == len(reml) > 1 and np.all(np.isfinite(mean)) and np.all(np.isfinite(reml))
+    ndraws = 6
+    fig = _save(plots.plot_ppc(fit, ndraws=ndraws), tmp_path / "dens.png")
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) >= ndraws + 1
+    y = np.asarray(fit.idata["observed_data"][fit.built.response].values)
+    if fit.family.name == "cumulative" or np.all(y == np.round(y)):
+        # counts and ordinal categories: the observed bars are the data's frequencies
+        fig = _save(plots.plot_ppc(fit, kind="bars", seed=1), tmp_path / "bars.png")
+        heights = [b.get_height() for b in _by_gid(fig, "observed")]
+        values = np.arange(y.min(), y.min() + len(heights))
+        assert heights == [np.sum(y == v) for v in values] and sum(heights) == len(y)
+    else:
+        fig = _save(plots.plot_ppc(fit, kind="stat", stat="sd"), tmp_path / "stat.png")
+        marks = [c.get_offsets()[:, 0] for c in fig.axes[0].collections if len(c.get_offsets()) == 1]
+        assert any(np.isclose(m[0], np.std(y)) for m in marks), (marks, np.std(y))
