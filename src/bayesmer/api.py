@@ -147,6 +147,8 @@ def fit(
                sampler=settings.sampler, progress=progress, backend=settings.backend,
                target_accept=settings.target_accept, log_likelihood=log_likelihood,
                sample_posterior_predictive=sample_posterior_predictive, sample_prior=sample_prior)
+    if settings.family not in ("gaussian", "binomial", "poisson"):
+        return _fit_family(formula, data, priors, settings, weights, offset, run)
     if settings.family != "gaussian":
         return _fit_glmm(formula, data, priors, settings, weights, offset, run)
     if weights is not None or offset is not None:
@@ -225,6 +227,55 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
     return result
 
 
+def _family_point(fd, offset):
+    """glmmTMB's (clmm's) Laplace fit of a :mod:`bayesmer.families` model: the reference beside the posterior."""
+    from .glmmtmb_fit import glmmtmb
+
+    with warnings.catch_warnings():
+        # family_data stated the order of an ordinal response already
+        warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")
+        return glmmtmb(fd.formula, _frame_rows(fd), family=fd.family, offset=fd.offset_spec if offset is None or
+                       isinstance(offset, str) else fd.frame["(offset)"].to_numpy())
+
+
+def _frame_rows(fd):
+    """The rows and columns the model reads (what a saved fit stores)."""
+    return fd.frame
+
+
+def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesFit:
+    """fit() for a family of :mod:`bayesmer.families`: glmmTMB's Laplace fit beside the posterior."""
+    from .familydata import family_data
+    from .families import get_family as get_response_family
+
+    if weights is not None:
+        raise SettingsError(f"weights= is for family='binomial' or 'poisson', not {settings.family!r}")
+    if settings.strategy in ("marginal", "full"):
+        raise SettingsError(
+            f"strategy={settings.strategy!r} is for the Gaussian family; a {settings.family} model keeps its "
+            "random effects explicit (strategy='auto')"
+        )
+    fam = get_response_family(settings.family).with_link(settings.link)
+    fd = family_data(formula, data, fam, offset=offset)
+    point = _family_point(fd, offset)
+    prior_set = resolve_priors(fd, priors, family=fd.family)
+    built = build_glmm(fd, prior_set, start=point)
+    sampled = sample_glmm(built, fd, **run)
+    result = BayesFit(
+        design=fd.design,
+        reml=point,
+        priors=prior_set,
+        built=built,
+        idata=sampled.idata,
+        timings=sampled.timings,
+        strategy=built.strategy,
+        settings=settings.to_dict(),
+        glmm=fd,
+    )
+    diagnose(result, stacklevel=4)
+    return result
+
+
 def _point_glmm(gd, stacklevel: int):
     """glmer's Laplace fit beside the posterior; on separation a stand-in, and a warning.
 
@@ -295,6 +346,21 @@ def load(path) -> BayesFit:
 def _rebuild(tree, meta: dict, frame) -> BayesFit:
     """load()'s fit from what :func:`bayesmer.io.read` returns."""
     settings = Settings.from_mapping(meta["settings"])
+    if settings.family not in ("gaussian", "binomial", "poisson"):
+        from .familydata import family_data
+        from .families import get_family as get_response_family
+
+        fam = get_response_family(settings.family).with_link(settings.link)
+        with warnings.catch_warnings():
+            # the fit stated an ordinal response's order when it was made
+            warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")
+            fd = family_data(meta["formula"], frame, fam, offset=meta.get("offset"))
+        point = _family_point(fd, meta.get("offset"))
+        priors = resolve_priors(fd, meta["priors"], family=fd.family)
+        return BayesFit(
+            design=fd.design, reml=point, priors=priors, built=build_glmm(fd, priors, start=point), idata=tree,
+            timings=meta.get("timings", {}), strategy=meta["strategy"], settings=settings.to_dict(), glmm=fd,
+        )
     if settings.family != "gaussian":
         fam = get_family(settings.family, settings.link)
         gd = glmm_design(meta["formula"], frame, fam, weights=meta.get("weights"), offset=meta.get("offset"))

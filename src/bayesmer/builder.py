@@ -93,6 +93,8 @@ class BuiltModel:
     start: dict = field(default_factory=dict)
 
     family: object = None
+    #: the family's own parameters' variables (brms's names), a :mod:`bayesmer.families` family's only
+    dpars: tuple = ()
 
     @property
     def integrate_beta(self) -> bool:
@@ -103,7 +105,7 @@ class BuiltModel:
     def hyper_names(self) -> list[str]:
         """The variables with a prior of their own: beta, sd_*, corr_*, sigma."""
         names = [self.beta, *self.sd.values(), *self.corr.values()]
-        return names + ([self.sigma] if self.sigma is not None else [])
+        return names + ([self.sigma] if self.sigma is not None else []) + list(self.dpars)
 
 
 def _vector(name: str, priors, dims: str):
@@ -309,9 +311,35 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
     )
 
 
+def _is_response_family(fam) -> bool:
+    from .families import ResponseFamily
+
+    return isinstance(fam, ResponseFamily)
+
+
+def _dpar_dict(fam, series) -> dict:
+    """The dpars as ``ResponseFamily`` takes them (thresholds an array) from a Series with brms's names."""
+    out = {}
+    for d in fam.dpars:
+        if d.transform == "ordered":
+            out[d.name] = np.array([float(series[nm.threshold_label(i + 1)]) for i in range(fam.dpar_size(d))])
+        else:
+            out[d.name] = float(series[d.name])
+    return out
+
+
 def _glmm_start(data, start, priors):
     """Starting values from the Laplace fit, moved off the boundary (sd 0, |corr| 1)."""
     out: dict = {nm.BETA: np.asarray(start.fixef.to_numpy(), dtype=float)}
+    fam = data.family
+    if _is_response_family(fam) and fam.dpars:
+        dp = _dpar_dict(fam, start.dpars)
+        z = fam.pack(dp)
+        # a dpar at its boundary (shape -> inf, zi -> 0) starts nearby instead
+        z = np.where(np.isfinite(z), np.clip(z, -8.0, 8.0), 0.0)
+        out["dpars_z"] = z
+        for name, v in fam.unpack(z).items():
+            out[name] = np.asarray(v, dtype=float)
     covs = start.cov_matrices()
     for t in data.terms:
         C = covs[t.name]
@@ -329,25 +357,40 @@ def _glmm_start(data, start, priors):
 
 
 def _working_weights(data, start) -> np.ndarray:
-    """The Laplace fit's IRLS weights ``w μ'(η)² / V(μ)`` at its conditional modes."""
+    """The Laplace fit's IRLS weights ``w μ'(η)² / V(μ)`` at its conditional modes (for a family of
+    :mod:`bayesmer.families`, the observed information ``-d²ℓ/dη²`` its ``derivs`` give, floored at 0)."""
     fam = data.family
+    if _is_response_family(fam):
+        dp = _dpar_dict(fam, start.dpars)
+        with np.errstate(all="ignore"):
+            d2 = fam.derivs(np.asarray(data.y, float), np.asarray(start._eta, float), dp)[1]
+        return np.where(np.isfinite(d2), np.maximum(-d2, 0.0), 0.0)
     mu = np.asarray(start.fitted(), dtype=float)
     eta = fam.link.linkfun(mu)
     return data.weights * fam.link.mu_eta(eta) ** 2 / np.maximum(fam.variance(mu), 1e-300)
 
 
 def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
-    """Build the posterior of a binomial or Poisson mixed model.
+    """Build the posterior of a binomial, Poisson or :mod:`bayesmer.families` mixed model.
 
     Parameters
     ----------
-    data : GlmmData
-        The design and response (:func:`bayesmer.glmer_fit.glmm_design`).
+    data : GlmmData or FamilyData
+        The design and response (:func:`bayesmer.glmer_fit.glmm_design`,
+        :func:`bayesmer.familydata.family_data`).
     priors : PriorSet
-        On the link scale (:func:`bayesmer.priors.default_priors` with the family).
-    start : GlmerFit
+        On the link scale (:func:`bayesmer.priors.default_priors` with the
+        family); a family's own parameters in ``priors.dpars``.
+    start : GlmerFit or FamilyFit
         The Laplace fit: its estimates start the chains and its conditional
         modes measure, per term, whether to centre (:func:`choose_centring`).
+        The family's parameters are PyMC variables with brms's names
+        (``shape``, ``nu``, ``phi``, ``zi``, ``sigma``; ``Intercept`` over
+        :data:`bayesmer.naming.THRESHOLD_DIM`), the likelihood PyMC's
+        distribution of the family (``NegativeBinomial(mu, alpha=shape)``,
+        ``ZeroInflatedPoisson(psi=1-zi)``, ``StudentT``, ``Gamma(shape,
+        shape/mu)``, ``Beta(mu phi, (1-mu) phi)``, ``OrderedLogistic`` /
+        ``OrderedProbit`` on the categories 0..K-1).
     centred : sequence of bool, optional
         Per term, overriding that choice.
 
@@ -371,13 +414,17 @@ def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
     try:
         vcov = np.asarray(start.vcov.to_numpy(), dtype=float)
         ok = vcov.size and np.all(np.isfinite(vcov))
-        spec = GlmmSpec.build(data.X, data.y, data.weights, data.offset, terms, fam, priors, centred,
+        spec = GlmmSpec.build(np.asarray(data.X, dtype=float), data.y, data.weights, data.offset, terms, fam, priors,
+                              centred,
                               beta_loc=init[nm.BETA] if ok else None, beta_cov=vcov if ok else None)
     except ValueError as err:
         raise BuildError(str(err)) from None
     design = data.design
     n = len(data.y)
-    coords: dict = {nm.FIXED_DIM: list(design.fixed_names), nm.OBS_DIM: np.arange(n)}
+    coords: dict = {nm.FIXED_DIM: list(data.fixed_names), nm.OBS_DIM: np.arange(n)}
+    family_fit = _is_response_family(fam)
+    if family_fit and fam.name == "cumulative":
+        coords[nm.THRESHOLD_DIM] = list(range(1, fam.n_thresholds + 1))
     for t in terms:
         coords[nm.level_dim(t.name)] = list(t.levels)
         coords[nm.term_dim(t.name)] = list(t.terms)
@@ -387,7 +434,7 @@ def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
     hidden: list[str] = []
     names_sd, names_corr, names_b = {}, {}, {}
     initial_point: dict = {}
-    successes = np.round(data.y * data.weights)
+    successes = None if family_fit else np.round(data.y * data.weights)
     with pm.Model(coords=coords) as model:
         fixed_priors = [p for _, p in priors.fixed]
         if fixed_priors:
@@ -417,7 +464,10 @@ def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
                 b = pm.Deterministic(b_name, pt.dot(z, L.T), dims=dims)
             names_b[t.name] = b_name
             eta = eta + pt.sum(t.Z * b[t.codes], axis=1)
-        if fam.name == "binomial":
+        if family_fit:
+            dp = _dpar_vars(fam, priors, init, initial_point, hidden)
+            _family_likelihood(fam, data, eta, dp)
+        elif fam.name == "binomial":
             p = _inverse_link(fam.link.name, eta)
             pm.Binomial(data.label, n=np.round(data.weights).astype("int64"), p=p, observed=successes, dims=nm.OBS_DIM)
         else:
@@ -437,7 +487,77 @@ def build_glmm(data, priors: PriorSet, start, centred=None) -> BuiltModel:
         hidden=tuple(hidden),
         start=init,
         family=fam,
+        dpars=tuple(d.name for d in fam.dpars) if family_fit else (),
     )
+
+
+def _dpar_vars(fam, priors, init, initial_point, hidden) -> dict:
+    """The family's parameters as PyMC variables, named as brms names them, with their priors."""
+    out = {}
+    for d in fam.dpars:
+        prior = priors.dpar_prior(d.name)
+        if d.transform == "ordered":
+            from pymc.distributions.transforms import ordered
+
+            out[d.name] = _ordered_var(d.name, prior, fam.dpar_size(d), ordered)
+        elif d.transform == "log1m1":
+            # brms's nu >= 1: the prior truncated below at 1 (its normalising constant is a constant)
+            out[d.name] = pm.Truncated(d.name, _prior_dist(prior), lower=d.lower)
+        else:
+            out[d.name] = prior.pymc(d.name)
+        if d.name in init:
+            initial_point[d.name] = np.asarray(init[d.name], dtype=float)
+    return out
+
+
+def _prior_dist(prior):
+    """An unnamed PyMC distribution of a prior (for ``pm.Truncated``)."""
+    import pymc as pm_
+
+    kinds = {"Gamma": lambda a, b: pm_.Gamma.dist(alpha=a, beta=b),
+             "HalfNormal": lambda s: pm_.HalfNormal.dist(sigma=s),
+             "HalfCauchy": lambda b: pm_.HalfCauchy.dist(beta=b),
+             "HalfStudentT": lambda nu, s: pm_.HalfStudentT.dist(nu=nu, sigma=s),
+             "Exponential": lambda lam: pm_.Exponential.dist(lam=lam)}
+    return kinds[type(prior).__name__](*prior.params())
+
+
+def _ordered_var(name, prior, m, ordered):
+    kinds = {"Normal": lambda mu, s: pm.Normal(name, mu=mu, sigma=s, dims=nm.THRESHOLD_DIM, transform=ordered,
+                                               initval=np.linspace(-1, 1, m)),
+             "StudentT": lambda nu, mu, s: pm.StudentT(name, nu=nu, mu=mu, sigma=s, dims=nm.THRESHOLD_DIM,
+                                                       transform=ordered, initval=np.linspace(-1, 1, m))}
+    return kinds[type(prior).__name__](*prior.params())
+
+
+def _family_likelihood(fam, data, eta, dp):
+    """The observed response's PyMC distribution for a family of :mod:`bayesmer.families`."""
+    name, y = data.label, np.asarray(data.y, dtype=float)
+    link = fam.link
+    if fam.name == "cumulative":
+        obs = (y - 1).astype("int64")
+        if link == "logit":
+            return pm.OrderedLogistic(name, eta=eta, cutpoints=dp["Intercept"], observed=obs, dims=nm.OBS_DIM,
+                                      compute_p=False)
+        return pm.OrderedProbit(name, eta=eta, cutpoints=dp["Intercept"], sigma=1.0, observed=obs,
+                                dims=nm.OBS_DIM, compute_p=False)
+    mu = {"log": pt.exp, "identity": lambda e: e, "logit": pm.math.invlogit, "inverse": lambda e: 1.0 / e}[link](eta)
+    kw = dict(observed=y, dims=nm.OBS_DIM)
+    if fam.name == "negbinomial":
+        return pm.NegativeBinomial(name, mu=mu, alpha=dp["shape"], **kw)
+    if fam.name == "zero_inflated_poisson":
+        return pm.ZeroInflatedPoisson(name, psi=1.0 - dp["zi"], mu=mu, **kw)
+    if fam.name == "zero_inflated_negbinomial":
+        return pm.ZeroInflatedNegativeBinomial(name, psi=1.0 - dp["zi"], mu=mu, alpha=dp["shape"], **kw)
+    if fam.name == "student":
+        return pm.StudentT(name, nu=dp["nu"], mu=mu, sigma=dp["sigma"], **kw)
+    if fam.name == "Gamma":
+        return pm.Gamma(name, alpha=dp["shape"], beta=dp["shape"] / mu, **kw)
+    if fam.name == "beta":
+        return pm.Beta(name, alpha=mu * dp["phi"], beta=(1.0 - mu) * dp["phi"], **kw)
+    if fam.name == "gaussian":
+        return pm.Normal(name, mu=mu, sigma=dp["sigma"], **kw)
+    raise BuildError(f"no PyMC model for family {fam.name!r}")
 
 
 def _inverse_link(link: str, eta):

@@ -12,7 +12,17 @@ corr. of two columns        ``corr_Subject``        ``corr((Intercept),Days|Subj
                             [``"(Intercept),Days"``]
 random effects              ``b_Subject``           ``b(Days|Subject)[308]``
 residual SD                 ``sigma``               ``sigma``
+a family's parameter        ``shape``, ``nu``,      ``shape`` ... (brms's names)
+                            ``phi``, ``zi``
+ordinal thresholds          ``Intercept``           ``Intercept[1]`` .. ``Intercept[K-1]``
+                            [threshold=1..K-1]
 ==========================  ======================  ===========================
+
+The family parameters (:mod:`bayesmer.families`) keep brms's names as they
+are; the thresholds of ``cumulative`` are one variable over
+:data:`THRESHOLD_DIM`, whose coordinates are the integers 1..K-1 (threshold k
+lies between categories k and k+1; the categories' labels are the
+``observed_data`` group's ``category`` coordinate, :data:`CATEGORY_DIM`).
 
 Dims are chosen so that no two variables share a dim at different positions:
 arviz-stats 1.3's ``summary`` of a whole tree mislabels rows when they do
@@ -30,6 +40,10 @@ __all__ = [
     "SIGMA",
     "FIXED_DIM",
     "OBS_DIM",
+    "THRESHOLDS",
+    "THRESHOLD_DIM",
+    "CATEGORY_DIM",
+    "threshold_label",
     "sd_var",
     "corr_var",
     "corr_chol_var",
@@ -52,6 +66,16 @@ BETA = "beta"
 SIGMA = "sigma"
 FIXED_DIM = "fixed"
 OBS_DIM = "obs"
+#: the thresholds of an ordinal model: variable ``Intercept`` over this dim, coordinates 1..K-1
+THRESHOLDS = "Intercept"
+THRESHOLD_DIM = "threshold"
+#: an ordinal response's categories (labels, in order) in the observed and predictive groups
+CATEGORY_DIM = "category"
+
+
+def threshold_label(k: int) -> str:
+    """``Intercept[k]``: brms's name of threshold k (1-based)."""
+    return f"{THRESHOLDS}[{int(k)}]"
 
 
 def sd_var(term: str) -> str:

@@ -30,6 +30,8 @@ __all__ = [
     "HalfNormal",
     "HalfStudentT",
     "Exponential",
+    "Gamma",
+    "Beta",
     "LKJ",
     "BrmsPrior",
     "PriorSet",
@@ -308,6 +310,66 @@ class Exponential(Prior):
 
 
 @dataclass(frozen=True)
+class Gamma(Prior):
+    """Gamma(alpha, beta) on a positive parameter: shape alpha, rate beta (brms's ``gamma(a, b)``).
+
+    brms's default prior of a negative binomial's or Gamma's ``shape`` and a
+    beta family's ``phi`` is ``Gamma(0.01, 0.01)``; of Student's ``nu``,
+    ``Gamma(2, 0.1)`` (on nu >= 1).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Gamma(alpha=2.0, beta=0.1)
+    Gamma(alpha=2.0, beta=0.1)
+    >>> bayesmer.parse_prior("gamma(0.01, 0.01)").resolve("shape")
+    Gamma(alpha=0.01, beta=0.01)
+    >>> priors = {"shape": "Gamma(2, 0.5)"}
+    """
+
+    alpha: float
+    beta: float
+    support: ClassVar[str] = "positive"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+    @staticmethod
+    def _pymc(name, alpha, beta, dims=None):
+        import pymc as pm
+
+        return pm.Gamma(name, alpha=alpha, beta=beta, dims=dims)
+
+    def logp(self, x):
+        return stats.gamma.logpdf(x, self.alpha, scale=1.0 / self.beta)
+
+
+@dataclass(frozen=True)
+class Beta(Prior):
+    """Beta(alpha, beta) on a probability (the zero-inflation ``zi``; brms's ``beta(a, b)``).
+
+    Examples
+    --------
+    >>> import bayesmer
+    >>> bayesmer.Beta(alpha=1.0, beta=1.0)
+    Beta(alpha=1.0, beta=1.0)
+    >>> priors = {"zi": "Beta(1, 4)"}
+    """
+
+    alpha: float
+    beta: float
+    support: ClassVar[str] = "unit"
+    _positive_fields: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+    @staticmethod
+    def _pymc(name, alpha, beta, dims=None):
+        import pymc as pm
+
+        return pm.Beta(name, alpha=alpha, beta=beta, dims=dims)
+
+    def logp(self, x):
+        return stats.beta.logpdf(x, self.alpha, self.beta)
+
+
+@dataclass(frozen=True)
 class LKJ(Prior):
     """LKJ(eta) on a correlation matrix; eta = 1 is uniform.
 
@@ -348,7 +410,7 @@ class LKJ(Prior):
 
 
 FAMILIES: dict[str, type[Prior]] = {
-    c.__name__: c for c in (Normal, StudentT, HalfCauchy, HalfNormal, HalfStudentT, Exponential, LKJ)
+    c.__name__: c for c in (Normal, StudentT, HalfCauchy, HalfNormal, HalfStudentT, Exponential, Gamma, Beta, LKJ)
 }
 
 # brms's (Stan's) lower-case spellings: parameter names, in order
@@ -358,6 +420,7 @@ BRMS_FAMILIES: dict[str, tuple[str, ...]] = {
     "cauchy": ("mu", "sigma"),
     "exponential": ("lam",),
     "gamma": ("alpha", "beta"),
+    "beta": ("alpha", "beta"),
     "lkj": ("eta",),
     "lkj_corr_cholesky": ("eta",),
 }
@@ -427,9 +490,9 @@ class BrmsPrior(Prior):
                 return {"normal": HalfNormal, "cauchy": HalfCauchy}[f](a[-1]) if f != "student_t" else (
                     HalfStudentT(a[0], a[2]))
             if f == "gamma":
-                raise PriorError(f"{self}: bayesmer has no Gamma prior (brms uses gamma() for the Student "
-                                 "family's nu, which bayesmer does not fit); use HalfNormal, HalfStudentT, "
-                                 "HalfCauchy or Exponential")
+                return Gamma(*a)
+        if support == "unit" and f == "beta":
+            return Beta(*a)
         return self._refuse(slot)
 
     def _refuse(self, slot):
@@ -516,8 +579,15 @@ def parse_prior(text: str | Prior) -> Prior:
     return cls(**given, **kwargs)
 
 
-_SLOT_SUPPORT = {"fixed": "real", "sd": "positive", "sigma": "positive", "corr": "corr"}
+# the families' dpars (bayesmer.families) by brms's class: thresholds real, zi a probability
+_SLOT_SUPPORT = {"fixed": "real", "sd": "positive", "sigma": "positive", "corr": "corr", "shape": "positive",
+                 "phi": "positive", "nu": "positive", "zi": "unit", "Intercept": "real"}
 _SLOT_WORDS = {
+    "shape": "a positive parameter (Gamma, HalfNormal, HalfStudentT, HalfCauchy or Exponential)",
+    "phi": "a positive parameter (Gamma, HalfNormal, HalfStudentT, HalfCauchy or Exponential)",
+    "nu": "a positive parameter (Gamma, HalfNormal, HalfStudentT, HalfCauchy or Exponential)",
+    "zi": "a probability (Beta)",
+    "Intercept": "the thresholds (Normal or StudentT)",
     "fixed": "a fixed effect (Normal or StudentT)",
     "sd": "a standard deviation (HalfCauchy, HalfNormal, HalfStudentT or Exponential)",
     "sigma": "a standard deviation (HalfCauchy, HalfNormal, HalfStudentT or Exponential)",
@@ -551,7 +621,12 @@ class PriorSet:
     corr : tuple of (term name, LKJ)
         One per term with more than one column.
     family : str
-        ``"gaussian"``, ``"binomial"`` or ``"poisson"``: whose scale the priors are on.
+        ``"gaussian"``, ``"binomial"``, ``"poisson"`` or a family of
+        :mod:`bayesmer.families`: whose scale the priors are on.
+    dpars : tuple of (name, Prior)
+        The family's own parameters by brms's class name (``shape``, ``nu``,
+        ``phi``, ``zi``, ``sigma``; ``Intercept``: every threshold of
+        ``cumulative``), on their natural scale.
 
     Examples
     --------
@@ -569,6 +644,11 @@ class PriorSet:
     sd: tuple[tuple[str, tuple[tuple[str, Prior], ...]], ...]
     corr: tuple[tuple[str, LKJ], ...]
     family: str = "gaussian"
+    dpars: tuple[tuple[str, Prior], ...] = ()
+
+    def dpar_prior(self, name: str) -> Prior:
+        """The prior of the family parameter ``name`` (brms's class name)."""
+        return dict(self.dpars)[name]
 
     def fixed_prior(self, name: str) -> Prior:
         return dict(self.fixed)[name]
@@ -588,6 +668,7 @@ class PriorSet:
         out += [("corr", corr_slot(term), show(p)) for term, p in self.corr]
         if self.sigma is not None:
             out.append(("sigma", "sigma", show(self.sigma)))
+        out += [(name, name, show(p)) for name, p in self.dpars]
         return out
 
     def to_dict(self) -> dict[str, str]:
@@ -598,19 +679,20 @@ class PriorSet:
         """The priors as a DataFrame: class, brms class, slot name (what ``priors=`` takes) and prior."""
         import pandas as pd
 
-        rows = [(c, _brms_class(c, n), n, p) for c, n, p in self.rows()]
+        dp = {n for n, _ in self.dpars}
+        rows = [(c, c if n in dp and c == n else _brms_class(c, n), n, p) for c, n, p in self.rows()]
         return pd.DataFrame(rows, columns=["class", "brms", "parameter", "prior"])
 
     @property
     def integrates_beta(self) -> bool:
         """Whether the fixed effects can be integrated out: a Gaussian model, every fixed-effect prior Normal."""
-        return self.family == "gaussian" and all(isinstance(p, Normal) for _, p in self.fixed)
+        return self.family in ("gaussian", "lognormal") and all(isinstance(p, Normal) for _, p in self.fixed)
 
     def beta_note(self) -> str:
         """How the marginal model treats the fixed effects under these priors, in one line."""
         if not self.fixed:
             return "fixed effects: none"
-        if self.family != "gaussian":
+        if self.family not in ("gaussian", "lognormal"):
             return f"fixed effects: sampled by NUTS with the random effects ({self.family} family, link scale)"
         if self.integrates_beta:
             return ("fixed effects: integrated out exactly (every prior Normal) and drawn after sampling "
@@ -688,19 +770,29 @@ def default_priors(design, data=None, family=None) -> PriorSet:
     """
     from .family import get_family
 
+    rfam = response_family(family)
     if not hasattr(design, "y"):  # a formula
         if data is None:
             raise PriorError("default_priors(formula, data): the data are needed to scale the priors")
-        if family is not None and get_family(family).name != "gaussian":
+        if rfam is not None:
+            from .familydata import family_data
+
+            design = family_data(design, data, rfam)
+            rfam = design.family
+        elif family is not None and get_family(family).name != "gaussian":
             from .glmer_fit import glmm_design
 
             design = glmm_design(design, data, get_family(family))
         else:
             design = build_design(design, data)
-    fam = None if family is None else get_family(family)
+    elif rfam is not None and getattr(design, "family", None) is not None:
+        rfam = design.family  # bound to the data (cumulative's categories)
+    fam = None if family is None or rfam is not None else get_family(family)
     glm = fam is not None and fam.name != "gaussian"
     m = moments(design)  # from the rows, or from the sums of data not in memory
-    if glm:
+    if rfam is not None and rfam.name != "lognormal":
+        sy, my = _family_scale(design, rfam, m)
+    elif glm:
         sy = 1.0
         my = _link_centre(design, fam)
     else:
@@ -737,7 +829,60 @@ def default_priors(design, data=None, family=None) -> PriorSet:
         sd.append((term.name, tuple(cols)))
         if term.k > 1:
             corr.append((term.name, LKJ(2.0)))
+    if rfam is not None:
+        if rfam.name == "lognormal":  # the Gaussian model of log y: its priors, brms's sigma
+            return PriorSet(tuple(fixed), _brms_sigma(design.y), tuple(sd), tuple(corr), "lognormal")
+        return PriorSet(tuple(fixed), None, tuple(sd), tuple(corr), rfam.name, _dpar_defaults(design, rfam))
     return PriorSet(tuple(fixed), None if glm else HalfCauchy(sy), tuple(sd), tuple(corr), fam.name if glm else "gaussian")
+
+
+_GLM_NAMES = ("gaussian", "binomial", "bernoulli", "poisson")
+
+
+def response_family(family):
+    """The :mod:`bayesmer.families` family ``family`` names, or None for lme4's gaussian/binomial/poisson."""
+    from .families import ResponseFamily, get_family as get_response_family
+
+    if family is None:
+        return None
+    if isinstance(family, ResponseFamily):
+        return None if family.name in _GLM_NAMES else family
+    if not isinstance(family, str):
+        return None  # a bayesmer.family Family
+    fam = get_response_family(family)
+    return None if fam.name in _GLM_NAMES else fam
+
+
+def _brms_scale(y) -> float:
+    """brms's scale of a default sigma prior: max(2.5, mad(y) rounded to 1 decimal)."""
+    y = np.asarray(y, dtype=float)
+    mad = 1.4826 * float(np.median(np.abs(y - np.median(y)))) if len(y) else 0.0
+    return max(2.5, round(mad, 1))
+
+
+def _brms_sigma(y) -> Prior:
+    """brms's default prior of sigma: student_t(3, 0, scale), half (:func:`_brms_scale`)."""
+    return HalfStudentT(3.0, _brms_scale(y))
+
+
+def _family_scale(data, fam, m) -> tuple[float, float]:
+    """The fixed effects' unit and intercept centre for a family: the data's for an identity link, else the link's."""
+    if fam.link == "identity":
+        sy = m.y_sd if m.y_sd > 0 else max(abs(m.y_mean), 1.0)
+        return sy, m.y_mean
+    off = getattr(data, "offset", None)
+    return 1.0, fam.init_eta(np.asarray(data.y, dtype=float)) - (float(np.mean(off)) if off is not None else 0.0)
+
+
+def _dpar_defaults(data, fam) -> tuple:
+    """brms's default priors of a family's dpars (brms 2.18, ``Dpar.prior``)."""
+    out = []
+    for d in fam.dpars:
+        if d.name == "sigma":
+            out.append((d.name, _brms_sigma(data.y)))
+        else:
+            out.append((d.name, parse_prior(d.prior).resolve(d.name)))
+    return tuple(out)
 
 
 def _link_centre(design, fam) -> float:
@@ -797,6 +942,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
         raise PriorError(f"priors must be a dict of name -> prior, not {type(overrides).__name__}")
     fixed = dict(base.fixed)
     sigma = base.sigma
+    dpars = dict(base.dpars)
     sd = {term: dict(cols) for term, cols in base.sd}
     corr = dict(base.corr)
     terms = {t.name: t for t in design.terms}
@@ -811,6 +957,8 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
     def level(key) -> int | None:
         if not isinstance(key, str):
             return None
+        if key in dpars:
+            return 0
         if key == "sigma" and sigma is None:
             return None
         if key in ("fixed", "sd", "sigma", "corr", "cor"):
@@ -827,10 +975,16 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
 
     valid = [c for c in CLASSES if c != "sigma" or sigma is not None] + ["Intercept"] * ("(Intercept)" in fixed) + [n for _, n, _ in base.rows() if n != "sigma"]
     valid += [f"sd({g})" for g in groups] + [f"cor({g})" for g in groups if group_terms("corr", g)]
+    valid += list(dpars)
     valid = list(dict.fromkeys(valid))
     levels = {}
+    family_params = ("shape", "nu", "phi", "zi", "sigma", "Intercept", "zoi", "coi", "hu", "alpha", "disc")
     for key in overrides:
         levels[key] = level(key)
+        if levels[key] is None and key in family_params and base.family != "gaussian":
+            own = list(dpars) or "none"
+            raise PriorError(f"{key!r} is not a parameter of the {base.family} family (an unknown family "
+                             f"parameter in priors); its family parameters are {own}")
         if key == "sigma" and sigma is None:
             raise PriorError("this family has no residual standard deviation: 'sigma' takes no prior")
         if levels[key] is None:
@@ -844,7 +998,9 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
 
     for key in sorted(overrides, key=lambda k: levels[k]):
         prior = parsed(key)
-        if key in ("fixed", "b"):
+        if key in dpars:
+            dpars[key] = _check_slot(prior, key, f"the {base.family} family's {key!r}")
+        elif key in ("fixed", "b"):
             prior = _check_slot(prior, "fixed", f"class {key!r}")
             fixed = {n: (prior if key == "fixed" or n != "(Intercept)" else p) for n, p in fixed.items()}
         elif key == "sd":
@@ -875,6 +1031,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
         tuple((t, tuple(cols.items())) for t, cols in sd.items()),
         tuple(corr.items()),
         base.family,
+        tuple(dpars.items()),
     )
 
 

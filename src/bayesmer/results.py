@@ -306,7 +306,7 @@ class BayesFit:
         """:meth:`_scalars` beside glmer's Laplace fit: its estimates and fixed-effect SEs, no sigma."""
         m, r = self.built, self.reml
         failed = getattr(r, "failed", None) is not None  # glmer found no optimum: NaN, not its start values
-        for name in self.design.fixed_names:
+        for name in self.glmm.fixed_names:
             add(("fixed", "", name), post[m.beta].sel({nm.FIXED_DIM: name}), np.nan if failed else r.fixef[name],
                 r.se[name])
         covs = r.cov_matrices()
@@ -322,6 +322,16 @@ class BayesFit:
                     rR = C / np.outer(rsd, rsd)
                 for p, ((i, j), label) in enumerate(zip(nm.pairs(t.k), nm.pair_labels(t.terms))):
                     add(("corr", t.name, label), R.isel({nm.pair_dim(t.name): p}), rR[i, j])
+        # a family's own parameters (brms's names) beside the Laplace fit's dpars and their SEs
+        for name in getattr(m, "dpars", ()):
+            v = post[name]
+            if nm.THRESHOLD_DIM in v.dims:
+                for k in v.coords[nm.THRESHOLD_DIM].to_numpy():
+                    label = nm.threshold_label(k)
+                    add(("dpar", "", label), v.sel({nm.THRESHOLD_DIM: k}), r.dpars.get(label, np.nan),
+                        r.dpars_se.get(label, np.nan))
+            else:
+                add(("dpar", "", name), v, r.dpars.get(name, np.nan), r.dpars_se.get(name, np.nan))
         return keys, xr.Dataset(data), reml_v, reml_se
 
     @property
@@ -342,10 +352,13 @@ class BayesFit:
         -------
         DataFrame
             Indexed by (component, group, name), component in fixed, sd, corr,
-            sigma (Gaussian only); columns reml, reml_se (fixed effects: lme4's;
+            sigma (Gaussian only), dpar (a :mod:`bayesmer.families` family's
+            own parameters by brms's names: ``shape``, ``nu``, ``phi``, ``zi``,
+            ``sigma``, ``Intercept[1]``..); columns reml, reml_se (fixed effects: lme4's;
             SDs, correlations and sigma: :meth:`RemlFit.varcorr_se`, NaN above
             its row limit or on a singular fit; a GLMM's: glmer's Laplace
-            estimates, SEs for the fixed effects only), mean, sd, hdi_3%,
+            estimates, SEs for the fixed effects only; a family's: glmmTMB's
+            (clmm's) Laplace fit, ``fit.reml.dpars`` and ``dpars_se``), mean, sd, hdi_3%,
             hdi_97% (94% HDI), ess_bulk, ess_tail, r_hat.
 
         Examples
@@ -393,8 +406,14 @@ class BayesFit:
         seed = "" if seed is None else f"; seed {seed}"
         if self.glmm is not None:
             fam = self.glmm.family
-            what = f"Bayesian generalized linear mixed model ({fam.name}, {fam.link.name} link; NUTS)"
+            link = fam.link if isinstance(fam.link, str) else fam.link.name
+            what = f"Bayesian generalized linear mixed model ({fam.name}, {link} link; NUTS)"
             point = "reml: lme4's glmer (Laplace)"
+            if getattr(self.built, "dpars", ()):
+                point = ("reml: ordinal::clmm's fit (Laplace)" if fam.name == "cumulative"
+                         else "reml: glmmTMB's fit (Laplace)")
+                if fam.name == "cumulative":
+                    point += f"; categories {' < '.join(fam.levels)}"
             return (
                 f"{what}\nFormula: {self.glmm.formula}\nObservations: {d.n}; groups: {groups}\n"
                 f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
@@ -1037,15 +1056,42 @@ class BayesFit:
         """
         import dataclasses
 
-        tree = self.predict(kind="response", seed=seed)
-        pred = tree["predictions"].to_dataset()
         name = self.built.response if self.glmm is not None else self.design.response
-        pp = xr.Dataset({name: pred[name]}, attrs=group_attrs(self.settings.get("sampler", "nutpie")))
+        if getattr(self.built, "dpars", ()):  # a bayesmer.families family: drawn from the family itself
+            pp = _family_predictive(self, seed)
+            pp.attrs = group_attrs(self.settings.get("sampler", "nutpie"))
+        else:
+            tree = self.predict(kind="response", seed=seed)
+            pred = tree["predictions"].to_dataset()
+            pp = xr.Dataset({name: pred[name]}, attrs=group_attrs(self.settings.get("sampler", "nutpie")))
         groups = {k: v.to_dataset() for k, v in self.idata.children.items()}
         groups["posterior_predictive"] = pp
         new = xr.DataTree.from_dict(groups)
         new.attrs = dict(self.idata.attrs)
         return dataclasses.replace(self, idata=new)
+
+
+def _family_predictive(fit: BayesFit, seed) -> xr.Dataset:
+    """New observations on the fitted rows of a :mod:`bayesmer.families` model, one per draw (``rvs``);
+    an ordinal model's are the categories 1..K, their labels the ``category`` coordinate."""
+    from .sampling import _family_rows, _glmm_rows, family_draws
+
+    gd, m = fit.glmm, fit.built
+    post = fit.idata["posterior"].to_dataset()
+    c, d = post.sizes["chain"], post.sizes["draw"]
+    beta = _stack(post, m.beta) if gd.p else np.zeros((c * d, 0))
+    bs = [_stack(post, m.b[t.name]) for t in gd.terms]
+    eta = _glmm_rows(gd, beta, bs, link=False)
+    dp = family_draws(post, gd.family, m.dpars)
+    rng = np.random.default_rng(seed)
+    fam = gd.family
+    yrep = _family_rows(fam, gd.y, eta, dp, gd.weights, lambda y, e, dd, w: fam.rvs(e, dd, w, rng))
+    n = len(gd.y)
+    pp = xr.Dataset({m.response: ((*_SAMPLE, nm.OBS_DIM), yrep.reshape(c, d, n))},
+                    coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(n)})
+    if fam.name == "cumulative":
+        pp = pp.assign_coords({nm.CATEGORY_DIM: list(fam.levels)})
+    return pp
 
 
 def _new_values(spec, df: pd.DataFrame, what: str, arg: str) -> np.ndarray:

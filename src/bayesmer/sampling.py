@@ -208,7 +208,8 @@ def _compile_glmm(built: BuiltModel):
     init = built.start
     terms = list(built.sd)
     x0 = spec.initial_x(init[built.beta], [init[built.sd[t]] for t in terms],
-                        [init[nm.corr_chol_var(t)] for t in terms], [init[built.b[t]] for t in terms])
+                        [init[nm.corr_chol_var(t)] for t in terms], [init[built.b[t]] for t in terms],
+                        init.get("dpars_z"))
     coords = {k: list(v) for k, v in built.model.coords.items() if k != nm.OBS_DIM}
     names, shapes, dims = [], [], {}
     if spec.p:
@@ -228,6 +229,15 @@ def _compile_glmm(built: BuiltModel):
         names.append(built.b[t])
         shapes.append((int(G), int(k)))
         dims[built.b[t]] = (nm.level_dim(t), nm.effect_dim(t))
+    fam = built.family
+    for name in built.dpars:  # the family's parameters, natural scale, last (GlmmSpec's order)
+        names.append(name)
+        if name == nm.THRESHOLDS and fam.name == "cumulative":
+            shapes.append((fam.n_thresholds,))
+            dims[name] = (nm.THRESHOLD_DIM,)
+            coords[nm.THRESHOLD_DIM] = pd.Index(np.arange(1, fam.n_thresholds + 1))  # nutpie: no list of ints
+        else:
+            shapes.append(())
     return compile_density(spec, names, shapes, dims, coords, x0)
 
 
@@ -534,7 +544,11 @@ def _log_prior(post: xr.Dataset, built: BuiltModel, terms) -> xr.Dataset:
             out[built.corr[t.name]] = (_SAMPLE, pri.corr_prior(t.name).logp(R))
     if built.sigma is not None:
         out[built.sigma] = (_SAMPLE, pri.sigma.logp(post[built.sigma].to_numpy()))
-    return xr.Dataset(out, coords={k: post.coords[k] for k in post.coords if k in ("chain", "draw", "fixed") or k.endswith("_term")})
+    for name in getattr(built, "dpars", ()):
+        v = post[name].transpose(*_SAMPLE, ...)
+        out[name] = (v.dims, np.asarray(pri.dpar_prior(name).logp(v.to_numpy())))
+    keep = ("chain", "draw", "fixed", nm.THRESHOLD_DIM)
+    return xr.Dataset(out, coords={k: post.coords[k] for k in post.coords if k in keep or k.endswith("_term")})
 
 
 def _new_rng(seed):
@@ -716,15 +730,33 @@ def _counts(data) -> np.ndarray:
     return np.round(data.y * data.weights) if data.family.name == "binomial" else data.y
 
 
-def _glmm_rows(data, beta, bs, chunk=200):
-    """μ per draw and row, ``(S, n)``."""
+def _glmm_rows(data, beta, bs, chunk=200, link=True):
+    """μ (``link=False``: η) per draw and row, ``(S, n)``."""
     S = beta.shape[0]
     out = np.empty((S, len(data.y)))
     for lo in range(0, S, chunk):
         s = slice(lo, min(S, lo + chunk))
-        eta = linear_predictor(data.X, [t.Z for t in data.terms], [t.codes for t in data.terms],
-                               beta[s], [b[s] for b in bs]) + data.offset
-        out[s] = data.family.link.linkinv(eta)
+        eta = linear_predictor(np.asarray(data.X, dtype=float), [t.Z for t in data.terms],
+                               [t.codes for t in data.terms], beta[s], [b[s] for b in bs]) + data.offset
+        out[s] = data.family.link.linkinv(eta) if link else eta
+    return out
+
+
+def family_draws(post: xr.Dataset, fam, names) -> dict:
+    """The dpars per draw, as :mod:`bayesmer.families` takes them (``(S,)``; thresholds ``(S, K-1)``)."""
+    out = {}
+    for name in names:
+        v = post[name].transpose(*_SAMPLE, ...).to_numpy()
+        out[name] = v.reshape(-1, *v.shape[2:])
+    return out
+
+
+def _family_rows(fam, y, eta, dp, wt, fn, chunk=200) -> np.ndarray:
+    """``fn(y, eta_s, dp_s, wt)`` per draw s (row by row of draws, the dpars broadcast), ``(S, n)``."""
+    S = eta.shape[0]
+    out = np.empty_like(eta)
+    for s in range(S):
+        out[s] = fn(y, eta[s], {k: v[s] for k, v in dp.items()}, wt)
     return out
 
 
@@ -768,20 +800,37 @@ def sample_glmm(
     sample_coords = {"chain": post.coords["chain"], "draw": post.coords["draw"], "obs": obs}
     fam = data.family
     want_ll = log_likelihood if log_likelihood is not None else S * n <= _LOGLIK_AUTO_LIMIT
-    mu = _glmm_rows(data, beta, bs) if (want_ll or sample_posterior_predictive) else None
+    from .families import ResponseFamily
+
+    family_fit = isinstance(fam, ResponseFamily)
+    need = want_ll or sample_posterior_predictive
+    mu = _glmm_rows(data, beta, bs, link=not family_fit) if need else None
     name = built.response
+    dp = family_draws(post, fam, built.dpars) if family_fit else None
+    y = np.asarray(data.y, dtype=float)
     if want_ll:
-        ll = fam.loglik(data.y[None, :], mu, data.weights[None, :])
+        if family_fit:  # the family's own density, every constant included
+            ll = _family_rows(fam, y, mu, dp, data.weights, lambda y_, e, d, w: w * fam.logpdf(y_, e, d, w))
+        else:
+            ll = fam.loglik(data.y[None, :], mu, data.weights[None, :])
         groups["log_likelihood"] = xr.Dataset({name: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, n))},
                                               coords=sample_coords)
     groups["log_prior"] = _log_prior(post, built, data.terms)
-    groups["observed_data"] = xr.Dataset({name: (("obs",), _counts(data))}, coords={"obs": obs})
+    observed = xr.Dataset({name: (("obs",), _counts(data) if not family_fit else y)}, coords={"obs": obs})
+    if family_fit and fam.name == "cumulative":
+        # the categories 1..K as numbers; their labels, in order, as a coordinate (naming.CATEGORY_DIM)
+        observed = observed.assign_coords({nm.CATEGORY_DIM: list(fam.levels)})
+    groups["observed_data"] = observed
     groups["constant_data"] = constant_data(data.design, data.frame)
     if sample_posterior_predictive:
-        groups["posterior_predictive"] = xr.Dataset(
-            {name: (("chain", "draw", "obs"), _draw_counts(fam, mu, data.weights, rng).reshape(n_chain, n_draw, n))},
-            coords=sample_coords,
-        )
+        if family_fit:
+            yrep = _family_rows(fam, y, mu, dp, data.weights, lambda y_, e, d, w: fam.rvs(e, d, w, rng))
+        else:
+            yrep = _draw_counts(fam, mu, data.weights, rng)
+        pp = xr.Dataset({name: (("chain", "draw", "obs"), yrep.reshape(n_chain, n_draw, n))}, coords=sample_coords)
+        if family_fit and fam.name == "cumulative":
+            pp = pp.assign_coords({nm.CATEGORY_DIM: list(fam.levels)})
+        groups["posterior_predictive"] = pp
     if sample_prior:
         n_prior = 500 if sample_prior is True else int(sample_prior)
         with warnings.catch_warnings():

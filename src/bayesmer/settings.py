@@ -67,6 +67,8 @@ def check(name: str, value):
         if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
             raise SettingsError(f"{name} must be an integer >= {least}, got {value!r}")
         return int(value)
+    if name == "family" and value not in FAMILIES:
+        return _response_family_name(value)
     if name in CHOICES:
         valid = CHOICES[name]
         if name == "method" and isinstance(value, str):
@@ -75,7 +77,9 @@ def check(name: str, value):
             raise SettingsError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
         return value
     if name == "link":
-        valid = sorted({"identity"} | {link for links in LINKS.values() for link in links})
+        from .families.base import LINKS as FAMILY_LINKS
+
+        valid = sorted({"identity"} | {link for links in LINKS.values() for link in links} | set(FAMILY_LINKS))
         if value is not None and value not in valid:
             raise SettingsError(f"link must be one of {', '.join(valid)}, got {value!r}")
         return value
@@ -84,6 +88,21 @@ def check(name: str, value):
             raise SettingsError(f"target_accept must be a number between 0 and 1 (exclusive), got {value!r}")
         return float(value)
     raise SettingsError(f"unknown setting {name!r}; the settings are {', '.join(SECTION)}")
+
+
+def _response_family_name(value) -> str:
+    """brms's name of a family of :mod:`bayesmer.families` (its registry: the one owner of the names and
+    aliases; imported here only when a family beyond :data:`FAMILIES` is asked for)."""
+    from .families import FamilyError, get_family
+
+    if not isinstance(value, str):
+        raise SettingsError(f"family must be a family's name, got {value!r}")
+    try:
+        name = get_family(value).name
+    except FamilyError as exc:
+        raise SettingsError(f"family must be one of {', '.join(FAMILIES)} or a family of bayesmer.families: "
+                            f"{exc}") from None
+    return {"bernoulli": "binomial"}.get(name, name)
 
 
 def draw_seed() -> int:
@@ -113,7 +132,9 @@ class Settings:
     backend : {"auto", "engine", "pytensor", "numba"}
     target_accept : float
         In (0, 1).
-    family : {"gaussian", "binomial", "poisson"}
+    family : str
+        ``"gaussian"``, ``"binomial"``, ``"poisson"`` or any family of
+        :mod:`bayesmer.families` by brms's name or an alias (kept as brms's name).
     link : str or None
         The family's link (its canonical one when None): binomial ``logit``,
         ``probit``, ``cloglog``; Poisson ``log``; none for the Gaussian.
@@ -146,6 +167,13 @@ class Settings:
         if self.family == "gaussian":
             if self.link not in (None, "identity"):
                 raise SettingsError(f"the gaussian family takes the identity link only, got link={self.link!r}")
+        elif self.family not in LINKS:
+            from .families import FamilyError, get_family
+
+            try:
+                get_family(self.family).with_link(self.link)
+            except FamilyError as exc:
+                raise SettingsError(str(exc)) from None
         elif self.link is not None and self.link not in LINKS[self.family]:
             raise SettingsError(f"link must be one of {', '.join(LINKS[self.family])} for family "
                                 f"{self.family!r}, got {self.link!r}")

@@ -34,7 +34,7 @@ from numba import types
 from numba.extending import get_cython_function_address, intrinsic
 
 # Scalar prior families, by code (the priors module maps its classes to them).
-NORMAL, STUDENT_T, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, EXPONENTIAL = range(6)
+NORMAL, STUDENT_T, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, EXPONENTIAL, GAMMA, BETA = range(8)
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
@@ -1024,6 +1024,17 @@ def _prior(code, par, x):
         lp = (_LOG2 + math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * math.log(nu * math.pi)
               - math.log(s) - 0.5 * (nu + 1.0) * math.log1p(z * z / nu))
         return lp, -(nu + 1.0) * z / (s * (nu + z * z))
+    if code == GAMMA:  # shape a, rate b (brms's gamma(a, b))
+        a, b = par[0], par[1]
+        if x <= 0.0:
+            return -np.inf, 0.0
+        return a * math.log(b) - math.lgamma(a) + (a - 1.0) * math.log(x) - b * x, (a - 1.0) / x - b
+    if code == BETA:
+        a, b = par[0], par[1]
+        if x <= 0.0 or x >= 1.0:
+            return -np.inf, 0.0
+        return (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + (a - 1.0) * math.log(x)
+                + (b - 1.0) * math.log1p(-x)), (a - 1.0) / x - (b - 1.0) / (1.0 - x)
     # EXPONENTIAL
     lam = par[0]
     return math.log(lam) - lam * x, -lam
@@ -1196,10 +1207,21 @@ def expand(x, out, meta, term_k):
 # x = [β (p), per term (log sd_t (k_t), z_t (k_t(k_t-1)/2)), per term its G_t x k_t
 # effects], where a non-centred term holds u (b_g = Λ_t u_g, u ~ N(0, I)) and a
 # centred term holds b itself (b_g ~ N(0, Λ_t Λ_t')). Λ_t = diag(sd_t) chol(R_t).
-# The likelihood leaves out its constants (log binomial coefficients, log y!).
+# Then the family's dpars (meta[5] of them, their transforms meta[6:]), unconstrained.
+# The binomial's and Poisson's rows leave out their constants (log binomial
+# coefficients, log y!); the other families' keep them.
 
 BINOMIAL_LOGIT, BINOMIAL_PROBIT, BINOMIAL_CLOGLOG, POISSON_LOG = range(4)
+# The families of bayesmer.families (each module holds the reference log density and its
+# eta-derivatives; tests/test_family_posterior.py checks these rows against family.logpdf).
+# Their rows keep every normalising constant, so the pointwise log-likelihood is the true one.
+(NEGBINOMIAL, ZERO_INFLATED_POISSON, ZERO_INFLATED_NEGBINOMIAL, STUDENT, GAMMA_LOG, GAMMA_INVERSE, BETA_LOGIT,
+ CUMULATIVE_LOGIT, CUMULATIVE_PROBIT, GAUSSIAN) = range(4, 14)
+# The dpars' transforms to the unconstrained coordinates NUTS moves (families.base.Dpar.transform):
+# log x; logit x; log(x - 1) (student's nu >= 1); ordered thresholds: the first free, then log increments.
+TR_LOG, TR_LOGIT, TR_LOG1M1, TR_ORDERED_FIRST, TR_ORDERED_NEXT = range(5)
 _SQRT2 = math.sqrt(2.0)
+_LOGPI = math.log(math.pi)
 
 
 @nb.njit(**_JIT)
@@ -1253,6 +1275,222 @@ def _family_ll(fam, y, w, e):
 
 
 @nb.njit(**_JIT)
+def _digamma(x):
+    """ψ(x) for x > 0: the recurrence up to 10, then the asymptotic series (error below 1e-14)."""
+    r = 0.0
+    while x < 10.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    return r + math.log(x) - 0.5 / x - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (
+        1.0 / 240.0 - f * (1.0 / 132.0)))))
+
+
+@nb.njit(**_JIT)
+def _log_sigmoid(t):
+    """log(1 / (1 + exp(-t))) = -softplus(-t)."""
+    return -(max(-t, 0.0) + math.log1p(math.exp(-abs(t))))
+
+
+@nb.njit(**_JIT)
+def _log1mexp(d):
+    """log(1 - exp(d)) for d <= 0 (Mächler's switch at -log 2)."""
+    if d > -_LOG2:
+        return math.log(-math.expm1(d))
+    return math.log1p(-math.exp(d))
+
+
+@nb.njit(**_JIT)
+def _logaddexp(a, b):
+    m = max(a, b)
+    if m == -np.inf:
+        return -np.inf
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+@nb.njit(**_JIT)
+def _cum_logcdf(probit, t):
+    """(log F(t), log f(t)) of the cumulative model's link distribution (t finite)."""
+    if probit:
+        return _log_ndtr(t)[0], -0.5 * t * t - 0.5 * _LOG2PI
+    lF = _log_sigmoid(t)
+    return lF, lF + _log_sigmoid(-t)
+
+
+@nb.njit(**_JIT)
+def _cumulative_row(probit, k, e, dp, gdp, w):
+    """One row of the cumulative model (reference: families/cumulative.py): P(Y = k) = F(τ_k - η) - F(τ_{k-1} - η).
+
+    log P is taken on the side where the difference does not cancel: log F(a) + log(1 - F(b)/F(a)),
+    or with the survival function when both lie in the upper tail."""
+    K1 = dp.shape[0]
+    has_a = k <= K1
+    has_b = k >= 2
+    a = dp[k - 1] - e if has_a else np.inf
+    b = dp[k - 2] - e if has_b else -np.inf
+    if has_b and (not has_a or b > -a):  # the upper tail: S(b) - S(a), S(t) = F(-t)
+        lSb = _cum_logcdf(probit, -b)[0]
+        if has_a:
+            lp = lSb + _log1mexp(_cum_logcdf(probit, -a)[0] - lSb)
+        else:
+            lp = lSb
+    else:
+        lFa = _cum_logcdf(probit, a)[0]
+        if has_b:
+            lp = lFa + _log1mexp(_cum_logcdf(probit, b)[0] - lFa)
+        else:
+            lp = lFa
+    fa = math.exp(_cum_logcdf(probit, a)[1] - lp) if has_a else 0.0  # f(a) / P
+    fb = math.exp(_cum_logcdf(probit, b)[1] - lp) if has_b else 0.0
+    if has_a:
+        gdp[k - 1] += w * fa
+    if has_b:
+        gdp[k - 2] -= w * fb
+    return w * lp, -w * (fa - fb)
+
+
+@nb.njit(**_JIT)
+def _family_row(fam, y, w, e, dp, gdp):
+    """(w ℓ(y; η, dpars), w dℓ/dη) of one row of a bayesmer.families family, w dℓ/d(dpar) added to gdp.
+
+    dp holds the dpars' natural values in the family's order (families/<family>.py, whose
+    ``logpdf`` and ``derivs`` are the references)."""
+    if fam == NEGBINOMIAL or fam == ZERO_INFLATED_NEGBINOMIAL:
+        # families/negbinomial.py: Var = μ + μ²/k
+        if e > 700.0:
+            return -np.inf, 0.0
+        k = dp[0]
+        mu = math.exp(e)
+        lkm = math.log(k + mu)
+        lk = math.log(k)
+        f0 = k * (lk - lkm)  # log P(0)
+        if fam == ZERO_INFLATED_NEGBINOMIAL:
+            zi = dp[1]
+            l1mz = math.log1p(-zi)
+            if y == 0.0:
+                # families/zero_inflated_poisson.py zi_mix: P(0) = zi + (1 - zi) f(0)
+                ls = _logaddexp(math.log(zi), l1mz + f0)
+                r = math.exp(l1mz + f0 - ls)
+                gdp[0] += w * r * (lk - lkm + mu / (k + mu))
+                gdp[1] += w * (1.0 - math.exp(f0)) * math.exp(-ls)
+                return w * ls, w * r * (-k * mu / (k + mu))
+            gdp[1] -= w / (1.0 - zi)
+        else:
+            l1mz = 0.0
+        ll = (math.lgamma(y + k) - math.lgamma(k) - math.lgamma(y + 1.0) + f0 + y * e - y * lkm + l1mz)
+        gdp[0] += w * (_digamma(y + k) - _digamma(k) + lk - lkm + (mu - y) / (k + mu))
+        return w * ll, w * (y - (y + k) * mu / (k + mu))
+    if fam == ZERO_INFLATED_POISSON:
+        if e > 700.0:
+            return -np.inf, 0.0
+        zi = dp[0]
+        mu = math.exp(e)
+        if y == 0.0:
+            ls = _logaddexp(math.log(zi), math.log1p(-zi) - mu)
+            r = math.exp(math.log1p(-zi) - mu - ls)
+            gdp[0] += w * (-math.expm1(-mu)) * math.exp(-ls)
+            return w * ls, -w * r * mu
+        gdp[0] -= w / (1.0 - zi)
+        return w * (math.log1p(-zi) + y * e - mu - math.lgamma(y + 1.0)), w * (y - mu)
+    if fam == STUDENT:
+        # families/student.py: dpars (sigma, nu)
+        s, nu = dp[0], dp[1]
+        r = (y - e) / s
+        q = r * r / nu
+        ll = (math.lgamma(0.5 * (nu + 1.0)) - math.lgamma(0.5 * nu) - 0.5 * (math.log(nu) + _LOGPI)
+              - math.log(s) - 0.5 * (nu + 1.0) * math.log1p(q))
+        den = nu + r * r
+        gdp[0] += w * (-1.0 + (nu + 1.0) * r * r / den) / s
+        gdp[1] += w * (0.5 * _digamma(0.5 * (nu + 1.0)) - 0.5 * _digamma(0.5 * nu) - 0.5 / nu
+                       - 0.5 * math.log1p(q) + 0.5 * (nu + 1.0) * r * r / (nu * den))
+        return w * ll, w * (nu + 1.0) * r / (s * den)
+    if fam == GAMMA_LOG or fam == GAMMA_INVERSE:
+        # families/gamma.py: y ~ Gamma(shape k, rate k / μ)
+        k = dp[0]
+        ly = math.log(y)
+        if fam == GAMMA_LOG:
+            if e < -700.0:
+                return -np.inf, 0.0
+            t = y * math.exp(-e)  # y / μ
+            lmu = e
+            d = k * (t - 1.0)
+        else:
+            if e <= 0.0:
+                return -np.inf, 0.0
+            t = y * e
+            lmu = -math.log(e)
+            d = k * (1.0 / e - y)
+        ll = k * math.log(k) - math.lgamma(k) + (k - 1.0) * ly - k * t - k * lmu
+        gdp[0] += w * (math.log(k) + 1.0 - _digamma(k) + ly - t - lmu)
+        return w * ll, w * d
+    if fam == BETA_LOGIT:
+        # families/beta.py: shape1 = μφ, shape2 = (1 - μ)φ
+        phi = dp[0]
+        mu = 1.0 / (1.0 + math.exp(-e)) if e >= 0 else math.exp(e) / (1.0 + math.exp(e))
+        nmu = 1.0 / (1.0 + math.exp(e)) if e <= 0 else math.exp(-e) / (1.0 + math.exp(-e))
+        a, b = mu * phi, nmu * phi
+        if a <= 0.0 or b <= 0.0:
+            return -np.inf, 0.0
+        ly, l1y = math.log(y), math.log1p(-y)
+        ll = math.lgamma(phi) - math.lgamma(a) - math.lgamma(b) + (a - 1.0) * ly + (b - 1.0) * l1y
+        da, db = _digamma(a), _digamma(b)
+        gdp[0] += w * (_digamma(phi) - mu * da - nmu * db + mu * ly + nmu * l1y)
+        return w * ll, w * phi * (ly - l1y - da + db) * mu * nmu
+    if fam == CUMULATIVE_LOGIT or fam == CUMULATIVE_PROBIT:
+        return _cumulative_row(fam == CUMULATIVE_PROBIT, int(y), e, dp, gdp, w)
+    # GAUSSIAN: families/glm.py
+    s = dp[0]
+    r = (y - e) / s
+    gdp[0] += w * (r * r - 1.0) / s
+    return w * (-0.5 * r * r - math.log(s) - 0.5 * _LOG2PI), w * r / s
+
+
+@nb.njit(**_JIT)
+def _dpars_natural(z, tr, out):
+    """The dpars' natural values from their unconstrained coordinates; returns the log Jacobian."""
+    lj = 0.0
+    for j in range(z.shape[0]):
+        c = tr[j]
+        if c == TR_LOG:
+            out[j] = math.exp(z[j])
+            lj += z[j]
+        elif c == TR_LOGIT:
+            out[j] = 1.0 / (1.0 + math.exp(-z[j])) if z[j] >= 0 else math.exp(z[j]) / (1.0 + math.exp(z[j]))
+            lj += _log_sigmoid(z[j]) + _log_sigmoid(-z[j])
+        elif c == TR_LOG1M1:
+            out[j] = 1.0 + math.exp(z[j])
+            lj += z[j]
+        elif c == TR_ORDERED_FIRST:
+            out[j] = z[j]
+        else:
+            out[j] = out[j - 1] + math.exp(z[j])
+            lj += z[j]
+    return lj
+
+
+@nb.njit(**_JIT)
+def _dpars_grad(z, tr, val, gval, gz):
+    """gz = d(log density)/dz from d/d(natural value) gval, the log Jacobians' derivatives included."""
+    nd = z.shape[0]
+    acc = 0.0  # Σ of gval over the thresholds above j (ordered: val_j moves every later threshold)
+    for j in range(nd - 1, -1, -1):
+        c = tr[j]
+        if c == TR_LOG:
+            gz[j] = gval[j] * val[j] + 1.0
+        elif c == TR_LOGIT:
+            gz[j] = gval[j] * val[j] * (1.0 - val[j]) + 1.0 - 2.0 * val[j]
+        elif c == TR_LOG1M1:
+            gz[j] = gval[j] * (val[j] - 1.0) + 1.0
+        elif c == TR_ORDERED_NEXT:
+            acc += gval[j]
+            gz[j] = acc * math.exp(z[j]) + 1.0
+        else:
+            acc += gval[j]
+            gz[j] = acc
+            acc = 0.0
+
+
+@nb.njit(**_JIT)
 def _glmm_beta(x, p, bshift, bchol):
     """β = shift + C γ from the first p coordinates γ of x (C lower triangular)."""
     beta = np.empty(p)
@@ -1273,7 +1511,7 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
     Laplace fit's covariance of β), which NUTS's diagonal mass matrix cannot do itself:
     an uncentred covariate and its intercept are strongly correlated. The Jacobian is constant.
     """
-    n, p, nterm, kmax, fam = meta[0], meta[1], meta[2], meta[3], meta[4]
+    n, p, nterm, kmax, fam, nd = meta[0], meta[1], meta[2], meta[3], meta[4], meta[5]
     grad[:] = 0.0
     lp = 0.0
     beta = _glmm_beta(x, p, bshift, bchol)
@@ -1294,6 +1532,12 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
         bpos[t] = pos - b0
         pos += term_G[t] * term_k[t]
     nb_ = pos - b0
+    # the family's dpars: the last nd coordinates, their priors after the SDs'
+    d0 = pos
+    tr = meta[6:6 + nd]
+    dval = np.empty(nd)
+    gdp = np.zeros(nd)
+    lp += _dpars_natural(x[d0:d0 + nd], tr, dval)
     Lam = np.zeros((nterm, kmax, kmax))
     Lc = np.zeros((nterm, kmax, kmax))
     sds = np.zeros((nterm, kmax))
@@ -1305,6 +1549,10 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
         for a in range(k):
             for c in range(a + 1):
                 Lam[t, a, c] = sds[t, a] * Lc[t, a, c]
+    for j in range(nd):
+        l, d = _prior(codes[ci + j], par[ci + j], dval[j])
+        lp += l
+        gdp[j] += d
     B = np.empty(nb_)
     gB = np.zeros(nb_)
     gLam = np.zeros((nterm, kmax, kmax))
@@ -1357,7 +1605,10 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
             base = bpos[t] + g * term_k[t]
             for a in range(term_k[t]):
                 e += Z[i, zo + a] * B[base + a]
-        l, d = _family_ll(fam, y[i], wt[i], e)
+        if fam <= POISSON_LOG:
+            l, d = _family_ll(fam, y[i], wt[i], e)
+        else:
+            l, d = _family_row(fam, y[i], wt[i], e, dval, gdp)
         if not np.isfinite(l):
             return -np.inf
         lp += l
@@ -1392,13 +1643,15 @@ def glmm_logp_grad(x, grad, meta, codes, par, eta, y, wt, off, X, term_k, term_G
         for a in range(c, p):
             acc += bchol[a, c] * gbeta[a]
         grad[c] = acc
+    if nd:
+        _dpars_grad(x[d0:d0 + nd], tr, dval, gdp, grad[d0:d0 + nd])
     return lp
 
 
 @nb.njit(**_JIT)
 def glmm_expand(x, out, meta, term_k, term_G, term_cent, bshift, bchol):
-    """x -> [β, per term (sd_t, corr_t pairs), per term b_t (G_t x k_t, row-major)]."""
-    p, nterm = meta[1], meta[2]
+    """x -> [β, per term (sd_t, corr_t pairs), per term b_t (G_t x k_t, row-major), the dpars' natural values]."""
+    p, nterm, nd = meta[1], meta[2], meta[5]
     beta = _glmm_beta(x, p, bshift, bchol)
     for c in range(p):
         out[c] = beta[c]
@@ -1441,6 +1694,8 @@ def glmm_expand(x, out, meta, term_k, term_G, term_cent, bshift, bchol):
                     out[o + g * k + a] = acc
         o += G * k
         pos += G * k
+    if nd:
+        _dpars_natural(x[pos:pos + nd], meta[6:6 + nd], out[o:o + nd])
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernel import (
-    _LAYOUT, EXPONENTIAL, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, NORMAL, STUDENT_T, c_entry_points, expand,
+    _LAYOUT, BETA, EXPONENTIAL, GAMMA, HALF_CAUCHY, HALF_NORMAL, HALF_STUDENT_T, NORMAL, STUDENT_T, c_entry_points, expand,
     logp_grad,
 )
 from .collapsed import CollapsedStats
@@ -37,6 +37,8 @@ PRIOR_CODES = {
     "HalfNormal": HALF_NORMAL,
     "HalfStudentT": HALF_STUDENT_T,
     "Exponential": EXPONENTIAL,
+    "Gamma": GAMMA,
+    "Beta": BETA,
 }
 
 

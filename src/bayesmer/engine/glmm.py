@@ -15,12 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._kernel import (
-    _GLMM_LAYOUT, BINOMIAL_CLOGLOG, BINOMIAL_LOGIT, BINOMIAL_PROBIT, POISSON_LOG, glmm_entry_points, glmm_expand,
-    glmm_logp_grad,
+    _GLMM_LAYOUT, BETA_LOGIT, BINOMIAL_CLOGLOG, BINOMIAL_LOGIT, BINOMIAL_PROBIT, CUMULATIVE_LOGIT, CUMULATIVE_PROBIT,
+    GAMMA_INVERSE, GAMMA_LOG, GAUSSIAN, NEGBINOMIAL, POISSON_LOG, STUDENT, TR_LOG, TR_LOG1M1, TR_LOGIT,
+    TR_ORDERED_FIRST, TR_ORDERED_NEXT, ZERO_INFLATED_NEGBINOMIAL, ZERO_INFLATED_POISSON, glmm_entry_points,
+    glmm_expand, glmm_logp_grad,
 )
 from .density import PRIOR_CODES
 
-__all__ = ["GlmmSpec", "FAMILY_CODES", "choose_centring", "CENTRE_ABOVE"]
+__all__ = ["GlmmSpec", "FAMILY_CODES", "choose_centring", "CENTRE_ABOVE", "dpar_layout"]
 
 #: (family, link) -> the kernel's code
 FAMILY_CODES = {
@@ -28,7 +30,40 @@ FAMILY_CODES = {
     ("binomial", "probit"): BINOMIAL_PROBIT,
     ("binomial", "cloglog"): BINOMIAL_CLOGLOG,
     ("poisson", "log"): POISSON_LOG,
+    # bayesmer.families' families (their dpars the last coordinates of x)
+    ("negbinomial", "log"): NEGBINOMIAL,
+    ("zero_inflated_poisson", "log"): ZERO_INFLATED_POISSON,
+    ("zero_inflated_negbinomial", "log"): ZERO_INFLATED_NEGBINOMIAL,
+    ("student", "identity"): STUDENT,
+    ("Gamma", "log"): GAMMA_LOG,
+    ("Gamma", "inverse"): GAMMA_INVERSE,
+    ("beta", "logit"): BETA_LOGIT,
+    ("cumulative", "logit"): CUMULATIVE_LOGIT,
+    ("cumulative", "probit"): CUMULATIVE_PROBIT,
+    ("gaussian", "identity"): GAUSSIAN,
 }
+
+_TRANSFORMS = {"log": TR_LOG, "logit": TR_LOGIT, "log1m1": TR_LOG1M1}
+
+
+def _family_key(family) -> tuple[str, str]:
+    """(name, link) of a family of bayesmer.family (link an object) or bayesmer.families (link a string)."""
+    link = family.link if isinstance(family.link, str) else family.link.name
+    return family.name, link
+
+
+def dpar_layout(family) -> tuple[list[str], np.ndarray]:
+    """The dpars' coordinate labels (brms's names, ``Intercept[k]``) and kernel transform codes."""
+    labels, tr = [], []
+    for d in getattr(family, "dpars", ()):
+        m = family.dpar_size(d)
+        if d.transform == "ordered":
+            labels += [f"{d.name}[{i + 1}]" for i in range(m)]
+            tr += [TR_ORDERED_FIRST] + [TR_ORDERED_NEXT] * (m - 1)
+        else:
+            labels.append(d.name)
+            tr.append(_TRANSFORMS[d.transform])
+    return labels, np.array(tr, dtype=np.int64)
 
 #: A term is centred when its median level's data outweigh its prior this many times over,
 #: in the direction they say least about (see :func:`choose_centring`).
@@ -74,7 +109,8 @@ class GlmmSpec:
     Attributes
     ----------
     meta : ndarray of int64
-        n, p, terms, kmax, family code.
+        n, p, terms, kmax, family code, nd (the family's dpar coordinates), then
+        the nd transform codes (``_kernel.TR_*``).
     codes, par : ndarray
         Prior family codes and parameters: each fixed effect, then each term's SDs.
     eta : ndarray (terms,)
@@ -118,14 +154,19 @@ class GlmmSpec:
         return int(self.meta[1])
 
     @property
+    def nd(self) -> int:
+        """The family's dpar coordinates (the last of x)."""
+        return int(self.meta[5])
+
+    @property
     def n_hyper(self) -> int:
         k = self.term_k
         return int(np.sum(k + k * (k - 1) // 2))
 
     @property
     def ndim(self) -> int:
-        """Length of x: β, per term k log-SDs and k(k-1)/2 partial correlations, then every effect."""
-        return self.p + self.n_hyper + int(np.sum(self.term_G * self.term_k))
+        """Length of x: β, per term k log-SDs and k(k-1)/2 partial correlations, every effect, the dpars."""
+        return self.p + self.n_hyper + int(np.sum(self.term_G * self.term_k)) + self.nd
 
     @property
     def n_expanded(self) -> int:
@@ -150,8 +191,9 @@ class GlmmSpec:
                     self.bshift, self.bchol)
         return out
 
-    def initial_x(self, beta, sds, corr_chols, bs) -> np.ndarray:
-        """The unconstrained vector of given constrained values (b per term as (G, k))."""
+    def initial_x(self, beta, sds, corr_chols, bs, dpars_z=None) -> np.ndarray:
+        """The unconstrained vector of given constrained values (b per term as (G, k); the dpars unconstrained,
+        as ``ResponseFamily.pack`` gives them)."""
         from .nuts import _partial_corr_coords
 
         beta = np.asarray(beta, dtype=float).reshape(-1)
@@ -167,6 +209,8 @@ class GlmmSpec:
         for b, Lam, cent in zip(bs, Lams, self.term_cent):
             b = np.asarray(b, dtype=float)
             x.append((b if cent else np.clip(np.linalg.solve(Lam, b.T).T, -5, 5)).reshape(-1))
+        if self.nd:
+            x.append(np.asarray(dpars_z, dtype=float).reshape(self.nd))
         return np.concatenate(x)
 
     @classmethod
@@ -177,19 +221,26 @@ class GlmmSpec:
         ----------
         terms : sequence of ReTerm
             Codes and raw columns per term.
-        family : Family
+        family : Family or ResponseFamily
+            A family of :mod:`bayesmer.family` (binomial, Poisson) or of
+            :mod:`bayesmer.families` (its dpars' priors ``priors.dpars``).
         centred : sequence of bool
             Per term (see :func:`choose_centring`).
         beta_loc, beta_cov : ndarray, optional
             Where β's posterior is and its covariance, roughly (the Laplace
             fit's): NUTS then moves β in those coordinates.
         """
-        key = (family.name, family.link.name)
+        key = _family_key(family)
         if key not in FAMILY_CODES:
-            raise ValueError(f"no posterior density for family {family.name!r} with link {family.link.name!r}")
+            raise ValueError(f"no posterior density for family {key[0]!r} with link {key[1]!r}")
+        labels, tr = dpar_layout(family)
         scalar = [p for _, p in priors.fixed]
         for t in terms:
             scalar += list(priors.sd_priors(t.name))
+        if labels:
+            dp = dict(getattr(priors, "dpars", ()))
+            for lab in labels:
+                scalar.append(dp[lab] if lab in dp else dp[lab.split("[")[0]])
         codes = np.array([PRIOR_CODES[type(p).__name__] for p in scalar], dtype=np.int64)
         par = np.zeros((len(scalar), 3))
         for i, p in enumerate(scalar):
@@ -207,7 +258,7 @@ class GlmmSpec:
         ks = np.array([t.k for t in terms], dtype=np.int64)
         f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
         return cls(
-            meta=np.array([n, X.shape[1], len(terms), int(ks.max()), FAMILY_CODES[key]], dtype=np.int64),
+            meta=np.concatenate([[n, p, len(terms), int(ks.max()), FAMILY_CODES[key], len(tr)], tr]).astype(np.int64),
             codes=codes,
             par=par,
             eta=np.array([priors.corr_prior(t.name).eta if t.k > 1 else 1.0 for t in terms]),

@@ -184,6 +184,10 @@ class ResponseFamily:
         """Var(y | mu, dpars)."""
         raise NotImplementedError
 
+    def rvs(self, eta, dp, wt=None, rng=None) -> np.ndarray:  # pragma: no cover
+        """Draws of y given eta and the dpars, one per row (posterior predictive, simulation)."""
+        raise NotImplementedError(f"no random draws for family {self.name!r}")
+
     # -- parameters
     def dpar_names(self) -> list[str]:
         """The names of the dpars as brms names them (thresholds ``Intercept[k]``)."""

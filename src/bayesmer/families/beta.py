@@ -47,6 +47,12 @@ class Beta(ResponseFamily):
     def variance(self, mu, dp):
         return mu * (1 - mu) / (1 + dp["phi"])
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        mu, phi = sc.expit(eta), dp["phi"]
+        # a draw can round to exactly 0 or 1 in floating point where the family's density is 0
+        return np.clip(rng.beta(mu * phi, (1 - mu) * phi), 1e-300, 1 - np.finfo(float).epsneg)
+
     def init_dpars(self, y, wt=None):
         m, v = float(np.mean(y)), float(np.var(y))
         return {"phi": max(m * (1 - m) / v - 1, 1.0) if v > 0 else 10.0}

@@ -97,6 +97,22 @@ class Cumulative(ResponseFamily):
         probs = np.diff(np.concatenate([np.zeros((len(F), 1)), cdf], axis=1), axis=1)
         return probs @ np.arange(1, len(tau) + 2)
 
+    def probs(self, eta, dp) -> np.ndarray:
+        """P(Y = k | eta), rows x K categories."""
+        tau = np.asarray(dp["Intercept"], dtype=float)
+        F = _cdf_pdf_dpdf(self.link, tau[None, :] - np.asarray(eta, dtype=float).reshape(-1, 1))[0]
+        cdf = np.concatenate([np.zeros((len(F), 1)), F, np.ones((len(F), 1))], axis=1)
+        return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
+
+    def rvs(self, eta, dp, wt=None, rng=None):
+        """Categories 1..K (their labels are :attr:`levels`)."""
+        rng = np.random.default_rng(rng)
+        tau = np.asarray(dp["Intercept"], dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        F = _cdf_pdf_dpdf(self.link, tau[None, :] - eta.reshape(-1, 1))[0]
+        u = rng.random((eta.size, 1))
+        return (1.0 + np.sum(u > F, axis=1)).reshape(eta.shape)
+
     def variance(self, mu, dp):
         raise NotImplementedError("the cumulative family's variance depends on eta, not on the mean alone")
 

@@ -48,6 +48,11 @@ class GammaFamily(ResponseFamily):
     def variance(self, mu, dp):
         return mu**2 / dp["shape"]
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        k = dp["shape"]
+        return rng.gamma(k, self.linkinv(eta) / k)
+
     def init_dpars(self, y, wt=None):
         m, v = float(np.mean(y)), float(np.var(y))
         return {"shape": m * m / v if v > 0 else 1.0}

@@ -44,6 +44,11 @@ class Gaussian(ResponseFamily):
     def init_dpars(self, y, wt=None):
         return {"sigma": float(np.std(y)) or 1.0}
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        eta = np.asarray(eta, dtype=float)
+        return eta + dp["sigma"] * rng.standard_normal(eta.shape)
+
 
 @dataclass(frozen=True)
 class Binomial(ResponseFamily):
@@ -66,6 +71,13 @@ class Binomial(ResponseFamily):
     def variance(self, mu, dp):
         return mu * (1 - mu)
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        """Proportions of successes in ``wt`` trials (one for bernoulli)."""
+        rng = np.random.default_rng(rng)
+        eta = np.asarray(eta, dtype=float)
+        n = np.ones(eta.shape, dtype=np.int64) if wt is None else np.round(wt).astype(np.int64)
+        return rng.binomial(n, sc.expit(eta)) / np.maximum(n, 1)
+
     def check_response(self, y, column, index):
         _glm_family("binomial").validate(y, np.ones_like(y), column, index)
 
@@ -87,6 +99,9 @@ class Poisson(ResponseFamily):
 
     def variance(self, mu, dp):
         return mu
+
+    def rvs(self, eta, dp, wt=None, rng=None):
+        return np.random.default_rng(rng).poisson(np.exp(eta)).astype(float)
 
     def check_response(self, y, column, index):
         self._check_counts(y, column, index)

@@ -43,6 +43,11 @@ class Lognormal(ResponseFamily):
         # mu is the mean on the y scale
         return (np.exp(dp["sigma"] ** 2) - 1) * mu**2
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        eta = np.asarray(eta, dtype=float)
+        return np.exp(eta + dp["sigma"] * rng.standard_normal(eta.shape))
+
     def init_dpars(self, y, wt=None):
         return {"sigma": float(np.std(np.log(y))) or 1.0}
 

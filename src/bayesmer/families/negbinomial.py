@@ -47,6 +47,12 @@ class NegBinomial(ResponseFamily):
     def variance(self, mu, dp):
         return mu + mu**2 / dp["shape"]
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        k = dp["shape"]
+        # a Poisson of a Gamma(k, μ/k) mean: NB with Var = μ + μ²/k
+        return rng.poisson(rng.gamma(k, np.exp(eta) / k)).astype(float)
+
     def init_dpars(self, y, wt=None):
         m, v = float(np.mean(y)), float(np.var(y))
         return {"shape": m**2 / (v - m) if v > m * 1.01 else 10.0}

@@ -48,6 +48,11 @@ class Student(ResponseFamily):
         nu = dp["nu"]
         return np.full(np.shape(mu), dp["sigma"] ** 2 * nu / (nu - 2) if nu > 2 else np.inf)
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        eta = np.asarray(eta, dtype=float)
+        return eta + dp["sigma"] * rng.standard_t(dp["nu"], size=eta.shape)
+
     def init_dpars(self, y, wt=None):
         return {"sigma": float(np.std(y)) or 1.0, "nu": 10.0}
 

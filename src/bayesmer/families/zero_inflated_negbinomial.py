@@ -45,6 +45,13 @@ class ZeroInflatedNegBinomial(ResponseFamily):
         zi, k = dp["zi"], dp["shape"]
         return (1 - zi) * mu * (1 + mu / k + zi * mu)
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        eta = np.asarray(eta, dtype=float)
+        k = dp["shape"]
+        y = rng.poisson(rng.gamma(k, np.exp(eta) / k)).astype(float)
+        return np.where(rng.random(eta.shape) < dp["zi"], 0.0, y)
+
     def init_dpars(self, y, wt=None):
         p0 = float(np.mean(y == 0))
         return {"shape": 1.0, "zi": min(max(p0 / 4, 0.05), 0.5)}

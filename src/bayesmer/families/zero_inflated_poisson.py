@@ -64,6 +64,12 @@ class ZeroInflatedPoisson(ResponseFamily):
         zi = dp["zi"]
         return (1 - zi) * mu * (1 + zi * mu)
 
+    def rvs(self, eta, dp, wt=None, rng=None):
+        rng = np.random.default_rng(rng)
+        eta = np.asarray(eta, dtype=float)
+        y = rng.poisson(np.exp(eta)).astype(float)
+        return np.where(rng.random(eta.shape) < dp["zi"], 0.0, y)
+
     def init_dpars(self, y, wt=None):
         p0 = float(np.mean(y == 0))
         return {"zi": min(max(p0 / 2, 0.05), 0.5)}
