@@ -226,7 +226,8 @@ DESIGNS = {
 FAMILY_DESIGNS = ("negbinomial", "cumulative")
 
 
-def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0) -> dict:
+def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0,
+        checkpoint=None) -> dict:
     out = {"ranks": [], "divergences": [], "seconds": []}
     for rep in range(first, first + reps):
         rng = np.random.default_rng([seed, rep])
@@ -236,15 +237,26 @@ def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kw = {} if design.family == "gaussian" else {"family": design.family}
-            fit = bayesmer.fit(
-                design.formula, data, priors=design.priors, draws=draws, tune=tune, chains=2,
-                seed=seed * 100_000 + rep, strategy=strategy, progress=False, **kw,
-            )
+            try:
+                fit = bayesmer.fit(
+                    design.formula, data, priors=design.priors, draws=draws, tune=tune, chains=2,
+                    seed=seed * 100_000 + rep, strategy=strategy, progress=False, **kw,
+                )
+            except Exception as exc:  # noqa: BLE001 - a family fit that fails is a result: counted, its data kept
+                if design.family == "gaussian":
+                    raise
+                out.setdefault("failed", []).append({"rep": rep, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                design.results.mkdir(parents=True, exist_ok=True)
+                data.to_csv(design.results / f"failed_{design.family}_{seed}_{rep}.csv", index=False)
+                print(f"  rep {rep} failed: {type(exc).__name__}: {exc}", flush=True)
+                continue
         out["seconds"].append(time.perf_counter() - t0)
         out["ranks"].append(design.ranks(fit, truth))
         out["divergences"].append(int(np.asarray(fit.idata["sample_stats"]["diverging"].values).sum()))
         if (rep - first) % 20 == 19:
             print(f"  {strategy}: {rep - first + 1}/{reps} replications", flush=True)
+            if checkpoint:
+                checkpoint(out)
     return out
 
 
@@ -301,15 +313,18 @@ def main_family(args) -> None:
         load_before = _load()
         print(f"{args.family}: {args.reps} replications, load {load_before}", flush=True)
         t0 = time.perf_counter()
-        res = run(design, "auto", args.reps, args.seed, args.draws, args.tune, args.first)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, check=False).stdout.strip()
-        res.update(formula=design.formula, family=design.family, priors=design.priors, design=args.family,
-                   reps=args.reps, first=args.first, draws=args.draws, tune=args.tune, chains=2, seed=args.seed,
-                   thinned_to=THIN_TO, load_before=load_before, load_after=_load(), cpus=os.cpu_count(),
-                   wall_s=time.perf_counter() - t0, commit=commit,
-                   when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-        path.write_text(json.dumps(res, indent=1))
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+        def save(res, done=False):  # every 20 replications too, so that a stopped run keeps what it did
+            res = dict(res, formula=design.formula, family=design.family, priors=design.priors, design=args.family,
+                       reps=args.reps, first=args.first, draws=args.draws, tune=args.tune, chains=2, seed=args.seed,
+                       thinned_to=THIN_TO, load_before=load_before, load_after=_load(), cpus=os.cpu_count(),
+                       wall_s=time.perf_counter() - t0, commit=commit, when=when, complete=done)
+            path.write_text(json.dumps(res, indent=1))
+
+        save(run(design, "auto", args.reps, args.seed, args.draws, args.tune, args.first, checkpoint=save), True)
     report_family(design, args.family)
 
 
@@ -319,6 +334,7 @@ def report_family(design: Design, family: str) -> None:
     if not parts:
         raise SystemExit(f"no sbc_{family}*.json results to report")
     ranks = np.array([r for p in parts for r in p["ranks"]])
+    failed = [f for p in parts for f in p.get("failed", [])]
     div = [d for p in parts for d in p["divergences"]]
     secs = [x for p in parts for x in p["seconds"]]
     first = parts[0]
@@ -328,7 +344,8 @@ def report_family(design: Design, family: str) -> None:
              f"strategy; priors {design.priors}; 2 chains x {first['draws']} draws ({first['tune']} tune) per fit; "
              f"rank of the true value among {THIN_TO} thinned draws, 10 bins; chi-square uniformity test per "
              "parameter (pass: p > 0.01).", "",
-             "Run: " + "; ".join(f"{p['when']}, commit {p['commit']}, {len(p['ranks'])} replications in "
+             "Run: " + "; ".join(f"{p['when']}, commit {p['commit']}, {len(p['ranks'])} replications"
+                                 f"{'' if p.get('complete', True) else ' (stopped before the end)'} in "
                                  f"{p['wall_s']:.0f} s, load (1/5/15 min) {p['load_before']} before and "
                                  f"{p['load_after']} after, {p['cpus']} CPUs" for p in parts) + ".", "",
              "| parameter | replications | chi2 p-value | bin counts |", "|---|---|---|---|"]
@@ -338,6 +355,9 @@ def report_family(design: Design, family: str) -> None:
         per[name] = {"p_value": p, "counts": counts.tolist()}
         lines.append(f"| {name} | {len(ranks)} | {p:.3f} | {' '.join(map(str, counts))} |")
     ok = all(v["p_value"] > 0.01 for v in per.values())
+    if failed:
+        lines += ["", f"Fits that raised (not in the ranks; their data in `sbc_families/failed_{family}_<seed>_<rep>.csv`): "
+                  f"{len(failed)}: " + "; ".join(f"rep {f['rep']}: {f['error'][:150]}" for f in failed)]
     lines += ["", f"Fits with divergences: {sum(d > 0 for d in div)} of {len(div)}; median {np.median(secs):.2f} s "
               f"per fit (max {np.max(secs):.1f} s).", "",
               f"Every parameter uniform at p > 0.01: {'yes' if ok else 'NO'}."]
