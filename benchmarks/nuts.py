@@ -566,7 +566,7 @@ def run_bayesmer_family(m, draws, tune, chains):
     ess, rhat = {}, {}
     for r in m["ref"]["summary"]:  # the parameters of brms's reference: fixed effects, SDs, family parameters
         a = _family_draws(fit, r["bayesmer"])
-        ess[r["variable"]] = {"bulk": float(azs.ess(a, method="bulk")), "tail": float(azs.ess(a, method="tail"))}
+        ess[r["variable"]] = {"bulk": float(azs.ess(a, method="bulk")), "tail": float(azs.ess(a, method="tail", prob=(0.05, 0.95)))}
         rhat[r["variable"]] = float(azs.rhat(a))
     eb, at_b = _min_at({k: v["bulk"] for k, v in ess.items()})
     et, at_t = _min_at({k: v["tail"] for k, v in ess.items()})
