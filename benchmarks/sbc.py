@@ -357,7 +357,9 @@ def report_family(design: Design, family: str) -> None:
     ok = all(v["p_value"] > 0.01 for v in per.values())
     if failed:
         lines += ["", f"Fits that raised (not in the ranks; their data in `sbc_families/failed_{family}_<seed>_<rep>.csv`): "
-                  f"{len(failed)}: " + "; ".join(f"rep {f['rep']}: {f['error'][:150]}" for f in failed)]
+                  f"{len(failed)}: " + "; ".join(f"rep {f['rep']}: {f['error'][:150]}" for f in failed) + ". "
+                  "Leaving them out keeps the ranks uniform: whether a fit raises depends on the data set alone, and "
+                  "given the data the true values are draws from the same posterior the sampler draws from."]
     lines += ["", f"Fits with divergences: {sum(d > 0 for d in div)} of {len(div)}; median {np.median(secs):.2f} s "
               f"per fit (max {np.max(secs):.1f} s).", "",
               f"Every parameter uniform at p > 0.01: {'yes' if ok else 'NO'}."]
