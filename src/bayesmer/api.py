@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from .builder import build_glmm, build_model
 from .checking import CheckError, SweepResult
@@ -66,13 +67,30 @@ def fit(
         brms's, e.g. ``{"b": "Normal(0, 50)", "sd(Subject)": "HalfNormal(10)"}``;
         :func:`bayesmer.default_priors` lists them, see
         :func:`bayesmer.priors.resolve_priors`.
-    family : {"gaussian", "binomial", "poisson"}
-        A binomial or Poisson model is fitted beside lme4's ``glmer`` (Laplace)
-        and sampled with b explicit (see :func:`bayesmer.builder.build_glmm`);
-        the priors are on the link scale (:func:`bayesmer.default_priors`).
+    family : str
+        ``"gaussian"``, ``"binomial"``, ``"poisson"``, or a family of
+        :mod:`bayesmer.families` by brms's name or an alias (bambi's):
+        ``negbinomial``, ``zero_inflated_poisson``, ``zero_inflated_negbinomial``,
+        ``student``, ``Gamma``, ``lognormal``, ``beta``, ``cumulative``. A binomial or
+        Poisson model is fitted beside lme4's ``glmer`` (Laplace), a family's
+        beside glmmTMB's Laplace fit (ordinal::clmm's for ``cumulative``,
+        :func:`bayesmer.glmmtmb`, ``fit.reml``), and sampled with b explicit on
+        the compiled density (see :func:`bayesmer.builder.build_glmm`); the
+        family's own parameters are sampled with them (variables named as
+        brms names them: ``shape``, ``nu``, ``phi``, ``zi``, ``sigma``, the
+        thresholds ``Intercept`` over dim ``threshold``). The priors are on the
+        link scale (:func:`bayesmer.default_priors`). ``lognormal`` is the
+        Gaussian model of log y, sampled by the exact marginal engine (b and β
+        integrated out) beside lmer's ML fit of log y; its ``log_likelihood``
+        (with the Jacobian ``-log y``), ``observed_data`` and
+        ``posterior_predictive`` are on the y scale. A ``cumulative`` response
+        is an ordered categorical (a numeric column is ordered by value, with
+        a warning stating the order); its draws are the categories 1..K, the
+        labels the groups' ``category`` coordinate.
     link : str, optional
         The binomial's ``"logit"`` (default), ``"probit"`` or ``"cloglog"``;
-        the Poisson's ``"log"``.
+        the Poisson's ``"log"``; ``"inverse"`` for Gamma, ``"probit"`` for
+        cumulative.
     weights, offset : str or array-like, optional
         As :func:`bayesmer.glmer`: prior weights (the binomial's numbers of
         trials for a proportion response) and a known part of the linear
@@ -135,6 +153,18 @@ def fit(
     ...                     family="binomial", draws=200, tune=200, chains=2, seed=1, progress=False)
     >>> gfit.family.name
     'binomial'
+
+    A negative binomial model beside glmmTMB's fit, its ``shape`` by brms's name:
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> g = np.repeat(np.arange(12), 10)
+    >>> mu = np.exp(1.0 + rng.normal(0, 0.5, 12)[g])
+    >>> counts = pd.DataFrame({"y": rng.negative_binomial(2.0, 2.0 / (2.0 + mu)), "g": g.astype(str)})
+    >>> nbfit = bayesmer.fit("y ~ 1 + (1 | g)", counts, family="negbinomial", priors={"shape": "gamma(2, 0.5)"},
+    ...                      draws=200, tune=200, chains=2, seed=1, progress=False)   # doctest: +SKIP
+    >>> nbfit.summary().loc["dpar"].index.tolist()                                      # doctest: +SKIP
+    [('', 'shape')]
     """
     settings = Settings(
         draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, strategy=strategy,
@@ -257,8 +287,10 @@ def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesF
         )
     fam = get_response_family(settings.family).with_link(settings.link)
     fd = family_data(formula, data, fam, offset=offset)
+    if fam.name == "lognormal":
+        return _fit_lognormal(fd, priors, settings, offset, run)
+    prior_set = resolve_priors(fd, priors, family=fd.family)  # a bad prior name fails before the point fit
     point = _family_point(fd, offset)
-    prior_set = resolve_priors(fd, priors, family=fd.family)
     built = build_glmm(fd, prior_set, start=point)
     sampled = sample_glmm(built, fd, **run)
     result = BayesFit(
@@ -273,6 +305,59 @@ def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesF
         glmm=fd,
     )
     diagnose(result, stacklevel=4)
+    return result
+
+
+def _log_design(fd):
+    """The Gaussian design of log y for a lognormal model: the response column holds log y."""
+    from .design import DesignError
+
+    if fd.label not in fd.frame.columns:
+        raise DesignError(f"lognormal: the response {fd.label!r} must be a column of the data (not an expression)")
+    frame = fd.frame.copy()
+    frame[fd.label] = np.log(frame[fd.label].to_numpy(dtype=float))
+    return build_design(fd.formula, frame)
+
+
+def _lognormal_groups(tree, design, fd):
+    """The y scale's groups of a lognormal fit: log_likelihood with the Jacobian -log y_i, observed and
+    predictive values exp(.) of the log scale's, constant_data the columns as given."""
+    from .sampling import constant_data
+
+    name = design.response
+    logy = np.asarray(design.y, dtype=float)
+    groups = {k: v.to_dataset() for k, v in tree.children.items()}
+    if "log_likelihood" in groups:
+        ds = groups["log_likelihood"]
+        groups["log_likelihood"] = ds.assign({name: ds[name] - logy})
+    for g in ("observed_data", "posterior_predictive"):
+        if g in groups:
+            ds = groups[g]
+            groups[g] = ds.assign({name: np.exp(ds[name])})
+    if "constant_data" in groups:
+        attrs = groups["constant_data"].attrs
+        groups["constant_data"] = constant_data(design, fd.frame.reset_index(drop=True))
+        groups["constant_data"].attrs = attrs
+    new = xr.DataTree.from_dict(groups)
+    new.attrs = dict(tree.attrs)
+    return new
+
+
+def _fit_lognormal(fd, priors, settings, offset, run) -> BayesFit:
+    """lognormal: the exact Gaussian marginal engine on log y (b and β integrated out as the Gaussian fit's),
+    the point fit lmer(log y) by ML as glmmTMB's; the groups on the y scale (:func:`_lognormal_groups`)."""
+    if offset is not None:
+        raise SettingsError("a lognormal model takes offset(...) in the formula, not offset=")
+    design = _log_design(fd)
+    reml = fit_reml(design, method="ML")
+    prior_set = resolve_priors(design, priors, family="lognormal")
+    built = build_model(design, prior_set, strategy=settings.strategy, start=reml)
+    sampled = sample(built, design, **run)
+    result = BayesFit(
+        design=design, reml=reml, priors=prior_set, built=built, idata=_lognormal_groups(sampled.idata, design, fd),
+        timings=sampled.timings, strategy=built.strategy, settings=settings.to_dict(), response_family=fd.family,
+    )
+    diagnose(result, stacklevel=5)
     return result
 
 
@@ -351,6 +436,15 @@ def _rebuild(tree, meta: dict, frame) -> BayesFit:
         from .families import get_family as get_response_family
 
         fam = get_response_family(settings.family).with_link(settings.link)
+        if fam.name == "lognormal":
+            fd = family_data(meta["formula"], frame, fam)
+            design = _log_design(fd)
+            reml = fit_reml(design, method="ML")
+            priors = resolve_priors(design, meta["priors"], family="lognormal")
+            built = build_model(design, priors, strategy=meta["strategy"], start=reml)
+            return BayesFit(design=design, reml=reml, priors=priors, built=built, idata=tree,
+                            timings=meta.get("timings", {}), strategy=meta["strategy"],
+                            settings=settings.to_dict(), response_family=fd.family)
         with warnings.catch_warnings():
             # the fit stated an ordinal response's order when it was made
             warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")

@@ -11,7 +11,9 @@ Two equivalent parameterisations of the same posterior over (β, σ, Ψ):
   Gaussian conditional, one draw per posterior draw.
 * ``"full"``: the random effects are explicit, non-centred
   (``z ~ N(0, 1)``, ``b = z L'`` with ``L = diag(sd) chol(corr)``): the
-  cross-check.
+  cross-check. nutpie samples it on the engine's compiled GLMM density with
+  the Gaussian family (:class:`~bayesmer.engine.glmm.GlmmSpec`), the PyMC
+  model being the same model for PyMC's tools.
 
 A binomial or Poisson model (:func:`build_glmm`) keeps b explicit (no exact
 marginal exists), each term centred or non-centred as the data call for
@@ -70,7 +72,9 @@ class BuiltModel:
     density : DensitySpec, GlmmSpec or None
         Under ``"marginal"``: the sufficient statistics and priors the engine
         samples (``density.integrate_beta`` says whether β is integrated out);
-        under ``"glmm"`` the GLMM's arrays, priors and per-term centring.
+        under ``"glmm"`` the GLMM's arrays, priors and per-term centring;
+        under ``"full"`` the same compiled GLMM density with the Gaussian
+        family (sigma its last coordinate), every term non-centred.
     priors : PriorSet
     start : dict of str to ndarray
         The same starting values by parameter (``beta``, ``sigma``, ``sd_<term>``,
@@ -248,13 +252,15 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
         if t.k > 1:
             coords[nm.pair_dim(t.name)] = nm.pair_labels(t.terms)
     init = _start_values(design, priors, start)
+    if strategy == "full":
+        density = _full_density(design, priors, init, start)
     hidden: list[str] = []
     names_sd, names_corr, names_b = {}, {}, {}
     initial_point: dict = {}
 
     with pm.Model(coords=coords) as model:
         fixed_priors = [p for _, p in priors.fixed]
-        if density is not None and density.integrate_beta:
+        if strategy == "marginal" and density.integrate_beta:
             # β is integrated out: not a variable of the model, drawn after sampling
             beta = pt.as_tensor(density.mu0)
         elif fixed_priors:
@@ -309,6 +315,29 @@ def build_model(design, priors: PriorSet, strategy: str = "auto", start=None) ->
         hidden=tuple(hidden),
         start=init,
     )
+
+
+def _full_density(design, priors, init, start) -> GlmmSpec:
+    """``"full"``'s compiled density: the GLMM kernel with the Gaussian family (every term non-centred, as the
+    PyMC model's), β moved in the REML fit's coordinates, sigma its last coordinate."""
+    from .families import gaussian
+
+    n = design.n
+    off = np.zeros(n) if getattr(design, "offset", None) is None else np.asarray(design.offset, dtype=float)
+    vcov = None
+    if start is not None and design.p:
+        try:
+            vcov = np.asarray(getattr(start, "vcov"), dtype=float)
+        except (TypeError, ValueError, AttributeError):
+            vcov = None
+        if vcov is not None and (vcov.shape != (design.p, design.p) or not np.all(np.isfinite(vcov))):
+            vcov = None
+    try:
+        return GlmmSpec.build(np.asarray(design.X, dtype=float).reshape(n, -1), np.asarray(design.y, dtype=float),
+                              np.ones(n), off, design.terms, gaussian, priors, [False] * len(design.terms),
+                              beta_loc=init[nm.BETA] if vcov is not None else None, beta_cov=vcov)
+    except ValueError as err:
+        raise BuildError(f"strategy='full': {err}") from None
 
 
 def _is_response_family(fam) -> bool:

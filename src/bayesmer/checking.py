@@ -47,12 +47,13 @@ def _hyper_draws(fit) -> dict[str, np.ndarray]:
     """Hyperparameter draws keyed by their labels (:mod:`bayesmer.naming`), shape (chain, draw)."""
     post = fit.idata["posterior"]
     d = fit.design
-    out: dict[str, np.ndarray] = {}
-    if d.p:
-        beta = post[nm.BETA].values
-        for j, name in enumerate(d.fixed_names):
-            out[name] = beta[..., j]
     glmm = getattr(fit, "glmm", None)
+    fixed_names = d.fixed_names if glmm is None else glmm.fixed_names  # cumulative's X has no intercept
+    out: dict[str, np.ndarray] = {}
+    if len(fixed_names):
+        beta = post[nm.BETA].values
+        for j, name in enumerate(fixed_names):
+            out[name] = beta[..., j]
     for t in (d.terms if glmm is None else glmm.terms):
         sd = post[nm.sd_var(t.name)].values
         for c, col in enumerate(t.terms):
@@ -63,6 +64,13 @@ def _hyper_draws(fit) -> dict[str, np.ndarray]:
                 out[nm.corr_label(t.terms[i], t.terms[j], t.name)] = corr[..., p]
     if glmm is None:
         out[nm.SIGMA] = post[nm.SIGMA].values
+    for name in getattr(fit.built, "dpars", ()):  # a family's own parameters, brms's labels
+        v = post[name].values
+        if v.ndim == 3:
+            for k in range(v.shape[-1]):
+                out[nm.threshold_label(k + 1)] = v[..., k]
+        else:
+            out[name] = v
     return out
 
 

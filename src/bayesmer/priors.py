@@ -490,6 +490,8 @@ class BrmsPrior(Prior):
                 return {"normal": HalfNormal, "cauchy": HalfCauchy}[f](a[-1]) if f != "student_t" else (
                     HalfStudentT(a[0], a[2]))
             if f == "gamma":
+                if slot in ("sd", "sigma"):
+                    raise PriorError(_NO_GAMMA.format(prior=self, slot=slot))
                 return Gamma(*a)
         if support == "unit" and f == "beta":
             return Beta(*a)
@@ -595,6 +597,10 @@ _SLOT_WORDS = {
 }
 
 
+_NO_GAMMA = ("{prior} on {slot}: bayesmer has no Gamma prior for a standard deviation (Gamma is for the family "
+             "parameters shape, phi and nu, as brms uses it); use HalfNormal, HalfStudentT, HalfCauchy or Exponential")
+
+
 def _check_slot(prior: Prior, cls: str, where: str) -> Prior:
     if isinstance(prior, BrmsPrior):
         try:
@@ -603,6 +609,8 @@ def _check_slot(prior: Prior, cls: str, where: str) -> Prior:
             raise PriorError(f"{where}: {exc}") from None
     if prior.support != _SLOT_SUPPORT[cls]:
         raise PriorError(f"{prior} cannot be the prior of {where}: it needs {_SLOT_WORDS[cls]}")
+    if isinstance(prior, Gamma) and cls in ("sd", "sigma"):
+        raise PriorError(_NO_GAMMA.format(prior=prior, slot=where))
     return prior
 
 
@@ -726,8 +734,9 @@ def default_priors(design, data=None, family=None) -> PriorSet:
     design : Design or str
         A design, or a formula (then ``data`` is needed).
     data : DataFrame, optional
-    family : Family or str, optional
-        A binomial or Poisson family puts the priors on the link scale (below).
+    family : Family, ResponseFamily or str, optional
+        A binomial, Poisson or :mod:`bayesmer.families` family puts the
+        priors on the link scale (below).
 
     Gaussian, with ``s_y = sd(y)``:
 
@@ -753,6 +762,22 @@ def default_priors(design, data=None, family=None) -> PriorSet:
     clipped to (0.01, 0.99) or to at least 0.01; SDs ``HalfCauchy(1)`` on an
     intercept column and ``HalfCauchy(1 / sd(z))`` otherwise; ``LKJ(2)``; no
     residual SD.
+
+    A family of :mod:`bayesmer.families`: the fixed effects and SDs as for the
+    binomial and Poisson (the link scale's unit; for an identity link,
+    ``student``, the data's as for the Gaussian), the intercept centred at the
+    link of the mean response (``cumulative`` has none: its thresholds stand
+    for it); the family's own parameters get brms 2.18's defaults, overridden
+    by brms's class names in ``priors=``:
+
+    * ``shape`` (negbinomial, zero-inflated NB, Gamma) and ``phi`` (beta):
+      ``Gamma(0.01, 0.01)`` (brms's ``gamma(0.01, 0.01)``; rate parameterised);
+    * ``nu`` (student): ``Gamma(2, 0.1)`` on nu >= 1;
+    * ``zi`` (zero-inflated): ``Beta(1, 1)``;
+    * ``sigma`` (student, lognormal): ``HalfStudentT(3, s)``, ``s = max(2.5,
+      mad(y))`` (lognormal: of log y; lognormal's other priors are the
+      Gaussian model's of log y);
+    * ``Intercept`` (cumulative's thresholds, each): ``StudentT(3, 0, 2.5)``.
 
     Returns
     -------
@@ -981,7 +1006,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
     family_params = ("shape", "nu", "phi", "zi", "sigma", "Intercept", "zoi", "coi", "hu", "alpha", "disc")
     for key in overrides:
         levels[key] = level(key)
-        if levels[key] is None and key in family_params and base.family != "gaussian":
+        if levels[key] is None and key in family_params and base.family not in ("gaussian", "binomial", "poisson"):
             own = list(dpars) or "none"
             raise PriorError(f"{key!r} is not a parameter of the {base.family} family (an unknown family "
                              f"parameter in priors); its family parameters are {own}")

@@ -73,9 +73,15 @@ class BayesFit:
     strategy : {"marginal", "full", "glmm"}
     settings : dict
         The validated :class:`bayesmer.settings.Settings` of the fit, as a dict.
-    glmm : GlmmData or None
+    glmm : GlmmData, FamilyData or None
         A binomial or Poisson model's response, weights and offset (``reml``
-        is then lme4's Laplace fit, a :class:`~bayesmer.glmer_fit.GlmerFit`).
+        is then lme4's Laplace fit, a :class:`~bayesmer.glmer_fit.GlmerFit`);
+        a :mod:`bayesmer.families` model's (``reml`` glmmTMB's or clmm's
+        Laplace fit, a :class:`~bayesmer.glmmtmb_fit.FamilyFit`).
+    response_family : ResponseFamily or None
+        ``lognormal``'s family: the fit is the Gaussian model of log y
+        (``design``, ``reml`` and the draws on the log scale), its
+        ``log_likelihood``, ``observed_data`` and ``posterior_predictive`` on the y scale.
 
     Examples
     --------
@@ -96,11 +102,12 @@ class BayesFit:
     strategy: str = "marginal"
     settings: dict = field(default_factory=dict)
     glmm: object = None
+    response_family: object = None
 
     @property
     def family(self):
-        """The GLM family of a binomial or Poisson fit; None for the Gaussian."""
-        return None if self.glmm is None else self.glmm.family
+        """The family of a binomial, Poisson or :mod:`bayesmer.families` fit; None for the Gaussian."""
+        return self.response_family if self.glmm is None else self.glmm.family
 
     def __getstate__(self):
         # the PyMC model holds compiled closures that do not pickle; it is rebuilt on load
@@ -419,8 +426,12 @@ class BayesFit:
                 f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
                 f"compile {t.get('compile', 0):.1f} s, sampling {t.get('sampling', 0):.1f} s{seed}; {point}"
             )
+        what = f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)"
+        if self.response_family is not None:
+            what = (f"Bayesian {self.response_family.name} mixed model (the Gaussian model of log y, {self.strategy} "
+                    "likelihood, NUTS; reml: lmer's ML fit of log y)")
         return (
-            f"Bayesian linear mixed model ({self.strategy} likelihood, NUTS)\n"
+            f"{what}\n"
             f"Formula: {d.formula}\n"
             f"Observations: {d.n}; groups: {groups}\n"
             f"Draws: {post.sizes['chain']} chains x {post.sizes['draw']}; "
@@ -473,9 +484,14 @@ class BayesFit:
         ['(Intercept)', 'Days']
         """
         if prob is not None:
-            return _interval_table(self.draws(self.built.beta), pd.Index(list(self.design.fixed_names)), prob)
+            return _interval_table(self.draws(self.built.beta), pd.Index(list(self._fixed_names)), prob)
         beta = self.idata["posterior"][self.built.beta].mean(_SAMPLE)
-        return pd.Series(beta.to_numpy(), index=list(self.design.fixed_names), name="mean")
+        return pd.Series(beta.to_numpy(), index=list(self._fixed_names), name="mean")
+
+    @property
+    def _fixed_names(self) -> tuple:
+        """The sampled fixed effects' names (a cumulative model has no intercept column)."""
+        return tuple(self.glmm.fixed_names) if self.glmm is not None else tuple(self.design.fixed_names)
 
     def ranef(self, prob: float | None = None) -> dict[str, pd.DataFrame]:
         """Per term, posterior means of the random effects (levels x columns).

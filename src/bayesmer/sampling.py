@@ -207,9 +207,16 @@ def _compile_glmm(built: BuiltModel):
     spec = built.density
     init = built.start
     terms = list(built.sd)
+    if built.strategy == "full":  # the Gaussian model's explicit effects: z, sigma last
+        bs = [init[nm.z_var(t)] @ (init[built.sd[t]][:, None] * init[nm.corr_chol_var(t)]).T for t in terms]
+        dz = np.log([init[built.sigma]])
+        tail = (built.sigma,)
+    else:
+        bs = [init[built.b[t]] for t in terms]
+        dz = init.get("dpars_z")
+        tail = built.dpars
     x0 = spec.initial_x(init[built.beta], [init[built.sd[t]] for t in terms],
-                        [init[nm.corr_chol_var(t)] for t in terms], [init[built.b[t]] for t in terms],
-                        init.get("dpars_z"))
+                        [init[nm.corr_chol_var(t)] for t in terms], bs, dz)
     coords = {k: list(v) for k, v in built.model.coords.items() if k != nm.OBS_DIM}
     names, shapes, dims = [], [], {}
     if spec.p:
@@ -230,9 +237,9 @@ def _compile_glmm(built: BuiltModel):
         shapes.append((int(G), int(k)))
         dims[built.b[t]] = (nm.level_dim(t), nm.effect_dim(t))
     fam = built.family
-    for name in built.dpars:  # the family's parameters, natural scale, last (GlmmSpec's order)
+    for name in tail:  # the family's parameters, natural scale, last (GlmmSpec's order)
         names.append(name)
-        if name == nm.THRESHOLDS and fam.name == "cumulative":
+        if name == nm.THRESHOLDS and fam is not None and fam.name == "cumulative":
             shapes.append((fam.n_thresholds,))
             dims[name] = (nm.THRESHOLD_DIM,)
             coords[nm.THRESHOLD_DIM] = pd.Index(np.arange(1, fam.n_thresholds + 1))  # nutpie: no list of ints
@@ -251,7 +258,7 @@ def _run_nutpie(built, draws, tune, chains, seed, progress, backend, target_acce
     if backend == "engine":
         if built.density is None:
             raise st.SettingsError("backend='engine' samples the marginal model: use strategy='marginal' or 'auto'")
-        compiled = _compile_glmm(built) if built.strategy == "glmm" else _compile_engine(built)
+        compiled = _compile_glmm(built) if built.strategy in ("glmm", "full") else _compile_engine(built)
     elif backend == "pytensor":
         compiled = _compile_pytensor(built)
         # Python-level logp calls hold the GIL: parallel chains would only
@@ -586,11 +593,11 @@ def sample(
     sampler : {"nutpie", "pymc"}
     progress : bool
     backend : {"auto", "engine", "pytensor", "numba"}
-        For nutpie. ``"engine"`` (what ``"auto"`` picks for the marginal
-        model) hands nutpie the engine's numba-compiled collapsed density as a
-        C pointer: compiled once per machine, no compile per data set, no
-        Python call per gradient, chains in parallel. ``"pytensor"`` (what
-        ``"auto"`` picks for ``"full"``) hands nutpie the PyMC model's
+        For nutpie. ``"engine"`` (what ``"auto"`` picks) hands nutpie the
+        engine's numba-compiled density as a C pointer (the collapsed one for
+        the marginal model, the GLMM kernel with the Gaussian family for
+        ``"full"``): compiled once per machine, no compile per data set, no
+        Python call per gradient, chains in parallel. ``"pytensor"`` hands nutpie the PyMC model's
         PyTensor function on the C linker (a Python call per gradient, chains
         one after another); ``"numba"`` is ``nutpie.compile_pymc_model``
         (10-40 s to compile for every new data set).

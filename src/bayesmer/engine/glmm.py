@@ -239,6 +239,8 @@ class GlmmSpec:
             scalar += list(priors.sd_priors(t.name))
         if labels:
             dp = dict(getattr(priors, "dpars", ()))
+            if getattr(priors, "sigma", None) is not None:  # the Gaussian family's sigma: the PriorSet's own
+                dp.setdefault("sigma", priors.sigma)
             for lab in labels:
                 scalar.append(dp[lab] if lab in dp else dp[lab.split("[")[0]])
         codes = np.array([PRIOR_CODES[type(p).__name__] for p in scalar], dtype=np.int64)
