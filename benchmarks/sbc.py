@@ -330,7 +330,8 @@ def main_family(args) -> None:
 
 def report_family(design: Design, family: str) -> None:
     """Uniformity per parameter from every sbc_families/sbc_<family>[.<first>].json; results/sbc_<family>.md."""
-    parts = [json.loads(p.read_text()) for p in sorted(design.results.glob(f"sbc_{family}*.json"))]
+    parts = sorted((json.loads(p.read_text()) for p in design.results.glob(f"sbc_{family}*.json")),
+                   key=lambda p: p["first"])
     if not parts:
         raise SystemExit(f"no sbc_{family}*.json results to report")
     ranks = np.array([r for p in parts for r in p["ranks"]])
@@ -340,7 +341,9 @@ def report_family(design: Design, family: str) -> None:
     first = parts[0]
     lines = [f"# SBC: {design.title}", "",
              f"`python benchmarks/sbc.py --family {family} --reps {first['reps']}`"
-             f"{' (in parts: --first)' if len(parts) > 1 else ''}; seed {first['seed']}; bayesmer's default "
+             + (" then, to make up for the fits that raised, "
+                + "; ".join(f"`--first {p['first']} --reps {p['reps']}`" for p in parts if p["first"])
+                if len(parts) > 1 else "") + f"; seed {first['seed']}; bayesmer's default "
              f"strategy; priors {design.priors}; 2 chains x {first['draws']} draws ({first['tune']} tune) per fit; "
              f"rank of the true value among {THIN_TO} thinned draws, 10 bins; chi-square uniformity test per "
              "parameter (pass: p > 0.01).", "",
