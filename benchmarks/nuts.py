@@ -580,7 +580,8 @@ def run_bayesmer_family(m, draws, tune, chains):
     ess, rhat = {}, {}
     for r in m["ref"]["summary"]:  # the parameters of brms's reference: fixed effects, SDs, family parameters
         a = _family_draws(fit, r["bayesmer"])
-        ess[r["variable"]] = {"bulk": float(azs.ess(a, method="bulk")), "tail": float(azs.ess(a, method="tail", prob=(0.05, 0.95)))}
+        ess[r["variable"]] = {"bulk": float(azs.ess(a, method="bulk")),
+                              "tail": float(azs.ess(a, method="tail", prob=(0.05, 0.95)))}
         rhat[r["variable"]] = float(azs.rhat(a))
     eb, at_b = _min_at({k: v["bulk"] for k, v in ess.items()})
     et, at_t = _min_at({k: v["tail"] for k, v in ess.items()})
@@ -657,8 +658,9 @@ def brms_family_row(m) -> dict:
     eb = min(s, key=lambda r: r["ess_bulk"])
     et = min(s, key=lambda r: r["ess_tail"])
     sec = ref["seconds"]
-    return {"method": "brms (reference run, cores=1)", "strategy_used": "brms (rstan)", "draws": ref["draws_per_chain"],
-            "tune": ref["warmup"], "chains": ref["chains"], "compile_s": sec["total_with_compile"] - sec["warmup_and_sampling"],
+    return {"method": "brms (reference run, cores=1)", "strategy_used": "brms (rstan)",
+            "draws": ref["draws_per_chain"], "tune": ref["warmup"], "chains": ref["chains"],
+            "compile_s": sec["total_with_compile"] - sec["warmup_and_sampling"],
             "sampling_s": sec["warmup_and_sampling"], "total_s": sec["total_with_compile"],
             "min_ess_bulk": eb["ess_bulk"], "min_ess_bulk_at": eb["variable"], "min_ess_tail": et["ess_tail"],
             "min_ess_tail_at": et["variable"], "max_r_hat": max(r["rhat"] for r in s),
@@ -721,7 +723,8 @@ def families(args) -> dict:
 
 def write_families_md(res: dict, env: dict, path: Path) -> None:
     cfg = res["config"]
-    md = ["# NUTS benchmark, response families: bayesmer vs bambi (cores=2) vs brms (`benchmarks/nuts.py --families`)",
+    md = ["# NUTS benchmark, response families: bayesmer vs bambi (cores=2) vs brms "
+          "(`benchmarks/nuts.py --families`)",
           "",
           f"Run {res['when']} (commit {res['commit']}), one process, families and tools one after another. "
           f"Machine: {env['cpus']} CPUs, shared with other jobs: `uptime` before: `{res['uptime_before']}`; after: "

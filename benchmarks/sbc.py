@@ -359,7 +359,8 @@ def report_family(design: Design, family: str) -> None:
         lines.append(f"| {name} | {len(ranks)} | {p:.3f} | {' '.join(map(str, counts))} |")
     ok = all(v["p_value"] > 0.01 for v in per.values())
     if failed:
-        lines += ["", f"Fits that raised (not in the ranks; their data in `sbc_families/failed_{family}_<seed>_<rep>.csv`): "
+        lines += ["", "Fits that raised (not in the ranks; their data in "
+                  f"`sbc_families/failed_{family}_<seed>_<rep>.csv`): "
                   f"{len(failed)}: " + "; ".join(f"rep {f['rep']}: {f['error'][:150]}" for f in failed) + ". "
                   "Leaving them out keeps the ranks uniform: whether a fit raises depends on the data set alone, and "
                   "given the data the true values are draws from the same posterior the sampler draws from."]

@@ -111,6 +111,7 @@ def test_reference_covers_every_parameter(fits, family):
     ref = _ref(family)
     names = {r["bayesmer"][2] for r in ref["summary"] if r["bayesmer"][0] in ("dpar", "threshold")}
     assert names == expected[family]
-    assert [r["bayesmer"][1] for r in ref["summary"] if r["bayesmer"][0] == "sd"] == [ref["formula"].split("| ")[1][:-1]]
+    group = ref["formula"].split("| ")[1][:-1]
+    assert [r["bayesmer"][1] for r in ref["summary"] if r["bayesmer"][0] == "sd"] == [group]
     fixed = {r["bayesmer"][2] for r in ref["summary"] if r["bayesmer"][0] == "fixed"}
     assert fixed == set(fits[family].idata["posterior"]["beta"].coords["fixed"].to_numpy())
