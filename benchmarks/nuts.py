@@ -9,6 +9,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/nuts.py --render             # rewrite nuts.md from nuts.json
     .venv/bin/python benchmarks/nuts.py --quick --out /tmp/x # smoke test, tiny settings
     .venv/bin/python benchmarks/nuts.py --glmm --write       # cbpp and VerbAgg vs bambi and brms
+    .venv/bin/python benchmarks/nuts.py --families --write   # negbinomial, cumulative, beta, student vs bambi, brms
 
 Per model and method: bayesmer's compile and sampling seconds (``fit.timings``),
 the whole ``fit`` call's wall time (data frame to fitted object, compile
@@ -511,6 +512,274 @@ def run_brms_glmm(m, pri, draws, tune, chains, cores, timeout):
             "variables": r["variables"], "prior": r["prior"], "versions": r["versions"]}
 
 
+# -- response families (issue 17, --families): bayesmer vs bambi (cores=2) vs brms ----------------
+
+FAMILIES = ("negbinomial", "cumulative", "beta", "student")
+BAMBI_FAMILY = {"negbinomial": "negativebinomial", "cumulative": "cumulative", "beta": "beta", "student": "t"}
+# brms's (and bayesmer's) name of a family parameter -> bambi's
+BAMBI_DPAR = {"shape": "alpha", "phi": "kappa", "sigma": "sigma", "nu": "nu"}
+
+
+def family_models():
+    """Per family: the data, formula and priors of its brms reference (tests/data/brms_family_<family>.json)."""
+    out = []
+    for fam in FAMILIES:
+        ref = json.loads((DATA / f"brms_family_{fam}.json").read_text())
+        if fam == "negbinomial":
+            d = pd.read_csv(DATA / ref["data"], dtype={"Trt": str, "patient": str, "visit": str})
+        elif fam == "cumulative":
+            d = pd.read_csv(DATA / ref["data"], dtype={"judge": str, "bottle": str})
+            d["rating"] = pd.Categorical(d["rating"], categories=[1, 2, 3, 4, 5], ordered=True)
+        else:
+            d = pd.read_csv(DATA / ref["data"], dtype={"g": str})
+        out.append(dict(name=fam, data=d, formula=ref["formula"], ref=ref,
+                        priors={("fixed" if k == "b" else k): v for k, v in ref["priors"].items()}))
+    return out
+
+
+def _family_draws(fit, key) -> np.ndarray:
+    """(chain, draw) draws of a reference parameter ([kind, group, name]) from a bayesmer fit."""
+    kind, group, name = key
+    post = fit.idata["posterior"]
+    if kind == "fixed":
+        x = post["beta"].sel(fixed=name)
+    elif kind == "sd":
+        x = post[f"sd_{group}"].sel({f"{group}_term": name})
+    elif name in post:
+        x = post[name]
+    else:
+        k = int(name[name.index("[") + 1:-1])
+        x = post["Intercept"]
+        x = x.isel({x.dims[-1]: k - 1})
+    return np.asarray(x.to_numpy(), dtype=float)
+
+
+def run_bayesmer_family(m, draws, tune, chains):
+    import arviz_stats as azs
+
+    priors, note = dict(m["priors"]), None
+    # famkernel's resolve_priors refuses a 'sigma' key where sigma is a family parameter (student); there its
+    # default is the stated prior, HalfStudentT(3, 2.5): checked below, and then left to the default
+    dp = dict(bayesmer.default_priors(m["formula"], m["data"], family=m["name"]).dpars)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fit = bayesmer.fit(m["formula"], m["data"], family=m["name"], priors=priors, draws=draws, tune=tune,
+                               chains=chains, seed=1, progress=False)
+        except bayesmer.priors.PriorError as exc:
+            if "sigma" not in priors or "'sigma' takes no prior" not in str(exc) or str(dp.get("sigma")) != \
+                    "HalfStudentT(3, 2.5)":
+                raise
+            priors.pop("sigma")
+            note = f"sigma's prior left to bayesmer's default {dp['sigma']} (the stated one): {exc}"
+            t0 = time.perf_counter()
+            fit = bayesmer.fit(m["formula"], m["data"], family=m["name"], priors=priors, draws=draws, tune=tune,
+                               chains=chains, seed=1, progress=False)
+    total = time.perf_counter() - t0
+    ess, rhat = {}, {}
+    for r in m["ref"]["summary"]:  # the parameters of brms's reference: fixed effects, SDs, family parameters
+        a = _family_draws(fit, r["bayesmer"])
+        ess[r["variable"]] = {"bulk": float(azs.ess(a, method="bulk")),
+                              "tail": float(azs.ess(a, method="tail", prob=(0.05, 0.95)))}
+        rhat[r["variable"]] = float(azs.rhat(a))
+    eb, at_b = _min_at({k: v["bulk"] for k, v in ess.items()})
+    et, at_t = _min_at({k: v["tail"] for k, v in ess.items()})
+    stats = fit.idata["sample_stats"]
+    return {"strategy_used": fit.strategy, "compile_s": fit.timings.get("compile", float("nan")),
+            "sampling_s": fit.timings["sampling"], "total_s": total, "min_ess_bulk": eb, "min_ess_bulk_at": at_b,
+            "min_ess_tail": et, "min_ess_tail_at": at_t, "max_r_hat": max(rhat.values()),
+            "divergences": int(stats["diverging"].sum()), "n_hyper": len(ess), "note": note}
+
+
+def _bambi_priors(m):
+    import bambi as bmb
+    import pymc as pm
+
+    def parse(text):
+        f, a = text.split("(", 1)
+        return f, [float(v) for v in a.rstrip(")").split(",")]
+
+    p = m["ref"]["priors"]
+    _, (mu, sigma) = parse(p["b"])
+    pri = {"common": bmb.Prior("Normal", mu=mu, sigma=sigma)}
+    if m["name"] != "cumulative":
+        pri["Intercept"] = bmb.Prior("Normal", mu=mu, sigma=sigma)
+    nu, _, s = parse(p["sd"])[1]
+    group = m["formula"].split("|")[1].strip(" )")
+    pri[f"1|{group}"] = bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfStudentT", nu=nu, sigma=s))
+    for cls, text in p.items():
+        if cls in BAMBI_DPAR:
+            f, a = parse(text)
+            pri[BAMBI_DPAR[cls]] = (bmb.Prior("Gamma", alpha=a[0], beta=a[1]) if f == "gamma"
+                                    else bmb.Prior("HalfStudentT", nu=a[0], sigma=a[2]))
+        if cls == "Intercept":  # the thresholds: ordered, each student_t(3, 0, 2.5)
+            k = len(m["data"][m["formula"].split("~")[0].strip()].cat.categories) - 1
+            f, a = parse(text)
+            pri["threshold"] = bmb.Prior("StudentT", nu=a[0], mu=a[1], sigma=a[2],
+                                         transform=pm.distributions.transforms.ordered,
+                                         initval=np.linspace(-2, 2, k))
+    return pri
+
+
+def run_bambi_family(m, draws, tune, chains, cores=2):
+    import arviz_stats as azs
+    import bambi as bmb
+
+    formula = m["formula"].replace("(1 | ", "(1|")  # bambi drops the intercept of an ordinal family itself
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = bmb.Model(formula, m["data"], family=BAMBI_FAMILY[m["name"]], priors=_bambi_priors(m),
+                          center_predictors=False)
+        idata = model.fit(draws=draws, tune=tune, chains=chains, random_seed=1, progressbar=False, cores=cores)
+    total = time.perf_counter() - t0
+    post = idata["posterior"].to_dataset()
+    keep = [v for v in post.data_vars if "|" not in v or v.endswith("_sigma")]
+    keep = [v for v in keep if not v.endswith("_mean") and v not in ("p", "mu")]
+    out = {"strategy_used": "bambi", "compile_s": float("nan"), "formula": formula,
+           "sampling_s": float(idata["posterior"].attrs.get("sampling_time", float("nan"))), "total_s": total}
+    for method in ("bulk", "tail"):
+        ess = azs.ess(post[keep], method=method)
+        v, at = _min_at({k: float(ess[k].min()) for k in keep})
+        out[f"min_ess_{method}"], out[f"min_ess_{method}_at"] = v, at
+    rhat = azs.rhat(post[keep])
+    out.update(max_r_hat=float(max(float(rhat[v].max()) for v in keep)),
+               divergences=int(idata["sample_stats"]["diverging"].sum()),
+               n_hyper=int(sum(int(np.prod(post[v].shape[2:])) for v in keep)), variables=keep)
+    return out
+
+
+def brms_family_row(m) -> dict:
+    """brms's figures from its reference run (tests/data/make_family_brms_refs.R): 4 chains x 2,500 draws
+    (1,000 warm-up), cores = 1 (chains one after another), Stan's compile included in the total."""
+    ref = m["ref"]
+    s = ref["summary"]
+    eb = min(s, key=lambda r: r["ess_bulk"])
+    et = min(s, key=lambda r: r["ess_tail"])
+    sec = ref["seconds"]
+    return {"method": "brms (reference run, cores=1)", "strategy_used": "brms (rstan)",
+            "draws": ref["draws_per_chain"], "tune": ref["warmup"], "chains": ref["chains"],
+            "compile_s": sec["total_with_compile"] - sec["warmup_and_sampling"],
+            "sampling_s": sec["warmup_and_sampling"], "total_s": sec["total_with_compile"],
+            "min_ess_bulk": eb["ess_bulk"], "min_ess_bulk_at": eb["variable"], "min_ess_tail": et["ess_tail"],
+            "min_ess_tail_at": et["variable"], "max_r_hat": max(r["rhat"] for r in s),
+            "divergences": ref["divergences"], "n_hyper": len(s), "load_at_start": ref["load"],
+            "adapt_delta": ref["adapt_delta"]}
+
+
+def families(args) -> dict:
+    cfg = dict(draws=args.draws, tune=args.tune, chains=args.chains)
+    out = {"commit": _git("rev-parse", "--short", "HEAD").strip(), "uptime_before": _uptime(),
+           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "config": cfg,
+           "bayesmer_repeats": args.repeats, "rows": []}
+    methods = args.methods.split(",") if args.methods else ["bayesmer", "bambi2", "brms"]
+    for m in family_models():
+        if args.models and m["name"] not in args.models.split(","):
+            continue
+        base = {"model": m["name"], "rows": len(m["data"]), "formula": m["formula"], **cfg}
+        if "bayesmer" in methods:
+            print(f"{m['name']}: bayesmer {cfg} x{args.repeats}; {_uptime()}", file=sys.stderr, flush=True)
+            load = _load()
+            runs = [run_bayesmer_family(m, **cfg) for _ in range(args.repeats)]
+            r = min(runs, key=lambda x: x["total_s"]) | {"all_total_s": [x["total_s"] for x in runs]}
+            out["rows"].append(base | {"method": "bayesmer", "load_at_start": load, "load_at_end": _load()} | r)
+            print(f"  {out['rows'][-1]}", file=sys.stderr, flush=True)
+        if "bambi2" in methods and not args.skip_bambi:
+            print(f"{m['name']}: {BAMBI2} {cfg}; {_uptime()}", file=sys.stderr, flush=True)
+            load = _load()
+            try:
+                r = run_bambi_family(m, cores=2, **cfg)
+            except Exception as e:  # noqa: BLE001 - a peer's failure is a result
+                r = {"failed": f"{type(e).__name__}: {e}"[:500]}
+            out["rows"].append(base | {"method": BAMBI2, "family": BAMBI_FAMILY[m["name"]], "load_at_start": load,
+                                       "load_at_end": _load()} | r)
+            print(f"  {out['rows'][-1]}", file=sys.stderr, flush=True)
+        if "brms" in methods:
+            out["rows"].append(base | brms_family_row(m))
+            speed = OUT / "brms_families_speed.json"  # Rscript benchmarks/brms_families.R, run just before
+            if speed.exists():
+                sp = json.loads(speed.read_text())
+                r = sp["rows"].get(m["name"])
+                if r:
+                    out["rows"].append(base | {
+                        "method": "brms, cores=2", "strategy_used": "brms (rstan)", "draws": sp["draws"],
+                        "tune": sp["warmup"], "chains": sp["chains"], "sampling_s": r["sampling_s_over_2_workers"],
+                        "total_s": r["total_s"], "min_ess_bulk": r["min_ess_bulk"],
+                        "min_ess_bulk_at": r["min_ess_bulk_at"], "min_ess_tail": r["min_ess_tail"],
+                        "min_ess_tail_at": r["min_ess_tail_at"], "max_r_hat": r["max_r_hat"],
+                        "divergences": int(r["divergences"]), "load_at_start": r["load_at_start"],
+                        "load_at_end": r["load_at_end"], "when": sp["when"],
+                        "note": f"Rscript benchmarks/brms_families.R at {sp['when']} (just before this run); sampling "
+                                "seconds: Stan's chain seconds summed over the 2 workers / 2; total: the brm() call, "
+                                "compile included"})
+    for r in out["rows"]:
+        if "failed" not in r:
+            r["ess_per_sampling_s"] = min(r["min_ess_bulk"], r["min_ess_tail"]) / r["sampling_s"]
+            r["ess_per_total_s"] = min(r["min_ess_bulk"], r["min_ess_tail"]) / r["total_s"]
+    out["uptime_after"] = _uptime()
+    return out
+
+
+def write_families_md(res: dict, env: dict, path: Path) -> None:
+    cfg = res["config"]
+    md = ["# NUTS benchmark, response families: bayesmer vs bambi (cores=2) vs brms "
+          "(`benchmarks/nuts.py --families`)",
+          "",
+          f"Run {res['when']} (commit {res['commit']}), one process, families and tools one after another. "
+          f"Machine: {env['cpus']} CPUs, shared with other jobs: `uptime` before: `{res['uptime_before']}`; after: "
+          f"`{res['uptime_after']}`. Each row states the 1-minute load average at its start (and end).",
+          "",
+          f"Models, data and priors: those of the brms references (`tests/data/brms_family_<family>.json`, "
+          f"every prior stated; bambi given the same ones, `center_predictors=False`, Student's nu without brms's "
+          f"nu >= 1 bound). bayesmer and bambi: {cfg['chains']} chains x {cfg['draws']} draws ({cfg['tune']} tune); "
+          f"bayesmer best of {res['bayesmer_repeats']} fits in this process (compile caches warm). brms: the "
+          "reference run of `tests/data/make_family_brms_refs.R` (4 chains x 2,500 draws, 1,000 warm-up, cores=1: "
+          "chains one after another, so its sampling seconds are the sum over chains; Stan's compile is in the "
+          "total), not re-run here: its load is the one recorded then.",
+          "",
+          "Min ESS: the smallest bulk or tail ESS over the fixed effects, the group SD and the family's "
+          "parameters (thresholds included). ESS/s: that minimum per second of sampling (warm-up included) and "
+          "per second end to end (data frame to fitted object; compile included).",
+          "",
+          "| family | rows | method | draws | min ESS bulk (at) | min ESS tail | sampling s | total s | "
+          "ESS/s sampling | ESS/s total | max R-hat | div. | load |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        if "failed" in r:
+            md.append(f"| {r['model']} | {r['rows']} | {r['method']} | | failed: {r['failed'][:120]} | | | | | | | | "
+                      f"{r.get('load_at_start')} |")
+            continue
+        load = r.get("load_at_start")
+        load = load[0] if isinstance(load, list) else load
+        md.append(f"| {r['model']} | {r['rows']} | {r['method']} | {r['chains']} x {r['draws']} | "
+                  f"{r['min_ess_bulk']:.0f} ({r['min_ess_bulk_at']}) | {r['min_ess_tail']:.0f} | "
+                  f"{r['sampling_s']:.1f} | {r['total_s']:.1f} | {r['ess_per_sampling_s']:.1f} | "
+                  f"{r['ess_per_total_s']:.1f} | {r['max_r_hat']:.3f} | {r['divergences']} | {load} |")
+    notes = [f"- {r['model']}, {r['method']}: {r['note']}" for r in res["rows"] if r.get("note")]
+    if notes:
+        md += ["", "Notes:", ""] + notes
+    md += ["", "Ratios (bayesmer / peer, min ESS per second; issue 17's goals: at least bambi's, 10x brms end to end; "
+           "issue 19's: 2x bambi):", ""]
+    for fam in FAMILIES:
+        rows = {r["method"]: r for r in res["rows"] if r["model"] == fam and "failed" not in r}
+        b = rows.get("bayesmer")
+        if not b:
+            continue
+        parts = []
+        if BAMBI2 in rows:
+            p = rows[BAMBI2]
+            parts.append(f"{b['ess_per_sampling_s'] / p['ess_per_sampling_s']:.1f}x bambi (cores=2) per sampling "
+                         f"second, {b['ess_per_total_s'] / p['ess_per_total_s']:.1f}x end to end")
+        brms_rows = [r for k, r in rows.items() if k.startswith("brms")]
+        if brms_rows:
+            p = rows.get("brms, cores=2", brms_rows[0])
+            parts.append(f"{b['ess_per_sampling_s'] / p['ess_per_sampling_s']:.1f}x {p['method']} per sampling second, "
+                         f"{b['ess_per_total_s'] / p['ess_per_total_s']:.1f}x end to end")
+        md.append(f"- {fam}: " + "; ".join(parts) + ".")
+    path.write_text("\n".join(md) + "\n")
+
+
 def _git(*a) -> str:
     import subprocess
 
@@ -970,6 +1239,9 @@ def main(argv=None):
                     help="with --glmm: brms on VerbAgg with this many draws and as many warm-up (0: as the others)")
     ap.add_argument("--note", default="", help="with --glmm --brms-verbagg-draws: why, for the results file")
     ap.add_argument("--brms-timeout", type=float, default=1500.0, help="with --glmm: seconds before brms is stopped")
+    ap.add_argument("--families", action="store_true",
+                    help="only the response families (negbinomial, cumulative, beta, student) against bambi (cores=2) "
+                         "and brms's reference runs; writes nuts_families.json/.md")
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 chains x 100 draws, 1 repeat")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
@@ -998,6 +1270,17 @@ def main(argv=None):
                                                                 default=float) + "\n")
             write_glmm_md(result, env, args.out / "nuts_glmm.md")
             print((args.out / "nuts_glmm.md").read_text())
+        return
+    if args.families:
+        result = families(args)
+        print(json.dumps(result, indent=1, default=float))
+        if args.write:
+            args.out.mkdir(parents=True, exist_ok=True)
+            env = env_info()
+            (args.out / "nuts_families.json").write_text(json.dumps({"env": env, "families": result}, indent=1,
+                                                                    default=float) + "\n")
+            write_families_md(result, env, args.out / "nuts_families.md")
+            print((args.out / "nuts_families.md").read_text())
         return
     if args.render_glmm:
         saved = json.loads((args.out / "nuts_glmm.json").read_text())

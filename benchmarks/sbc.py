@@ -19,6 +19,12 @@ and sbc_ranks.png. The strategies, or halves of one (``--first``), can run as pa
     python benchmarks/sbc.py --strategies marginal & python benchmarks/sbc.py --strategies full --reps 100
     python benchmarks/sbc.py --strategies full --reps 100 --first 100
     python benchmarks/sbc.py --design crossed --strategies marginal --reps 400 --seed 8808
+
+Response families (issue 17): ``--family negbinomial`` and ``--family cumulative`` (random intercepts,
+bayesmer's default strategy), ranks to ``benchmarks/results/sbc_families/sbc_<family>.json`` and the table to
+``benchmarks/results/sbc_<family>.md``:
+
+    nice -n 10 python benchmarks/sbc.py --family negbinomial --reps 200
 """
 
 from __future__ import annotations
@@ -124,6 +130,66 @@ def ranks_crossed(fit, truth: dict) -> list[int]:
     return ranks_of(draws, values)
 
 
+# -- response families (issue 17): negative binomial and cumulative logit, random intercepts
+FAM_GROUPS, FAM_PER_GROUP = 20, 10
+NB_PRIORS = {"fixed": "Normal(0, 1)", "sd": "HalfNormal(1)", "shape": "Gamma(2, 0.5)"}
+# the thresholds' prior is Normal(0, 2) on each, restricted to increasing ones: the sorted draws of
+# three independent Normal(0, 2)
+CUM_PRIORS = {"fixed": "Normal(0, 1)", "sd": "HalfNormal(1)", "Intercept": "Normal(0, 2)"}
+CUM_K = 4  # categories
+
+
+def _x_and_g(rng):
+    g = np.repeat(np.arange(FAM_GROUPS), FAM_PER_GROUP)
+    return rng.normal(size=g.size), g
+
+
+def draw_truth_nb(rng: np.random.Generator) -> dict:
+    return {"beta": rng.normal(0, 1, 2), "sd": abs(rng.normal(0, 1)), "shape": rng.gamma(2.0, 1 / 0.5)}
+
+
+def simulate_nb(truth: dict, rng: np.random.Generator) -> pd.DataFrame:
+    x, g = _x_and_g(rng)
+    b = rng.normal(0, truth["sd"], FAM_GROUPS)
+    mu = np.exp(truth["beta"][0] + truth["beta"][1] * x + b[g])
+    k = truth["shape"]
+    y = rng.poisson(rng.gamma(k, mu / k))  # Var = mu + mu^2 / shape
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{v}" for v in g]})
+
+
+def draw_truth_cum(rng: np.random.Generator) -> dict:
+    return {"beta": rng.normal(0, 1), "sd": abs(rng.normal(0, 1)),
+            "thresholds": np.sort(rng.normal(0, 2, CUM_K - 1))}
+
+
+def simulate_cum(truth: dict, rng: np.random.Generator) -> pd.DataFrame:
+    """P(Y <= k) = logistic(threshold_k - eta), eta = beta x + b_g (no intercept)."""
+    x, g = _x_and_g(rng)
+    b = rng.normal(0, truth["sd"], FAM_GROUPS)
+    eta = truth["beta"] * x + b[g]
+    latent = eta + rng.logistic(size=x.size)
+    y = 1 + np.searchsorted(truth["thresholds"], latent)  # categories 1..K
+    cat = pd.Categorical(y, categories=list(range(1, CUM_K + 1)), ordered=True)
+    return pd.DataFrame({"y": cat, "x": x, "g": [f"g{v}" for v in g]})
+
+
+def _dpar_draws(fit, name):
+    """A family parameter's draws, (draws,) or (draws, k)."""
+    return _flat(fit, name)
+
+
+def ranks_nb(fit, truth: dict) -> list[int]:
+    beta, sd, shape = _flat(fit, "beta"), _flat(fit, "sd_g")[:, 0], _dpar_draws(fit, "shape")
+    return ranks_of([beta[:, 0], beta[:, 1], sd, shape],
+                    [truth["beta"][0], truth["beta"][1], truth["sd"], truth["shape"]])
+
+
+def ranks_cum(fit, truth: dict) -> list[int]:
+    beta, sd, thr = _flat(fit, "beta")[:, 0], _flat(fit, "sd_g")[:, 0], _dpar_draws(fit, "Intercept")
+    return ranks_of([beta, sd] + [thr[:, k] for k in range(CUM_K - 1)],
+                    [truth["beta"], truth["sd"], *truth["thresholds"]])
+
+
 @dataclasses.dataclass(frozen=True)
 class Design:
     formula: str
@@ -133,6 +199,8 @@ class Design:
     simulate: object
     ranks: object
     results: Path
+    priors: dict = dataclasses.field(default_factory=lambda: PRIORS)
+    family: str = "gaussian"
 
 
 DESIGNS = {
@@ -145,10 +213,21 @@ DESIGNS = {
          "sigma"],
         draw_truth_crossed, simulate_crossed, ranks_crossed, RESULTS / "sbc_crossed",
     ),
+    "negbinomial": Design(
+        "y ~ x + (1 | g)", f"negative binomial `y ~ x + (1 | g)`, {FAM_GROUPS} groups x {FAM_PER_GROUP} rows",
+        ["(Intercept)", "x", "sd_g", "shape"], draw_truth_nb, simulate_nb, ranks_nb, RESULTS / "sbc_families",
+        NB_PRIORS, "negbinomial"),
+    "cumulative": Design(
+        "y ~ x + (1 | g)",
+        f"cumulative logit `y ~ x + (1 | g)`, {CUM_K} categories, {FAM_GROUPS} groups x {FAM_PER_GROUP} rows",
+        ["x", "sd_g"] + [f"Intercept[{k}]" for k in range(1, CUM_K)], draw_truth_cum, simulate_cum, ranks_cum,
+        RESULTS / "sbc_families", CUM_PRIORS, "cumulative"),
 }
+FAMILY_DESIGNS = ("negbinomial", "cumulative")
 
 
-def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0) -> dict:
+def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: int, first: int = 0,
+        checkpoint=None) -> dict:
     out = {"ranks": [], "divergences": [], "seconds": []}
     for rep in range(first, first + reps):
         rng = np.random.default_rng([seed, rep])
@@ -157,15 +236,27 @@ def run(design: Design, strategy: str, reps: int, seed: int, draws: int, tune: i
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = bayesmer.fit(
-                design.formula, data, priors=PRIORS, draws=draws, tune=tune, chains=2,
-                seed=seed * 100_000 + rep, strategy=strategy, progress=False,
-            )
+            kw = {} if design.family == "gaussian" else {"family": design.family}
+            try:
+                fit = bayesmer.fit(
+                    design.formula, data, priors=design.priors, draws=draws, tune=tune, chains=2,
+                    seed=seed * 100_000 + rep, strategy=strategy, progress=False, **kw,
+                )
+            except Exception as exc:  # noqa: BLE001 - a family fit that fails is a result: counted, its data kept
+                if design.family == "gaussian":
+                    raise
+                out.setdefault("failed", []).append({"rep": rep, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                design.results.mkdir(parents=True, exist_ok=True)
+                data.to_csv(design.results / f"failed_{design.family}_{seed}_{rep}.csv", index=False)
+                print(f"  rep {rep} failed: {type(exc).__name__}: {exc}", flush=True)
+                continue
         out["seconds"].append(time.perf_counter() - t0)
         out["ranks"].append(design.ranks(fit, truth))
         out["divergences"].append(int(np.asarray(fit.idata["sample_stats"]["diverging"].values).sum()))
         if (rep - first) % 20 == 19:
             print(f"  {strategy}: {rep - first + 1}/{reps} replications", flush=True)
+            if checkpoint:
+                checkpoint(out)
     return out
 
 
@@ -184,8 +275,12 @@ def main() -> None:
     ap.add_argument("--first", type=int, default=0, help="index of the first replication (to split a run)")
     ap.add_argument("--report-only", action="store_true", help="rebuild sbc.md/png from the sbc_<strategy>.json files")
     ap.add_argument("--design", choices=list(DESIGNS), default="slopes")
+    ap.add_argument("--family", choices=FAMILY_DESIGNS, default=None,
+                    help="a response family's design (the default strategy); results/sbc_<family>.md")
     args = ap.parse_args()
     logging.getLogger("pymc").setLevel(logging.ERROR)
+    if args.family:
+        return main_family(args)
     design = DESIGNS[args.design]
     results = design.results
     results.mkdir(exist_ok=True)
@@ -199,6 +294,81 @@ def main() -> None:
             part = "" if args.first == 0 else f".{args.first}"
             (results / f"sbc_{strategy}{part}.json").write_text(json.dumps(res, indent=1))
     report(design)
+
+
+def _load() -> str:
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def main_family(args) -> None:
+    """``--family``: one design, bayesmer's default strategy, ranks to sbc_families/sbc_<family>[.<first>].json."""
+    import os
+    import subprocess
+
+    design = DESIGNS[args.family]
+    design.results.mkdir(parents=True, exist_ok=True)
+    part = "" if args.first == 0 else f".{args.first}"
+    path = design.results / f"sbc_{args.family}{part}.json"
+    if not args.report_only:
+        load_before = _load()
+        print(f"{args.family}: {args.reps} replications, load {load_before}", flush=True)
+        t0 = time.perf_counter()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=False).stdout.strip()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+        def save(res, done=False):  # every 20 replications too, so that a stopped run keeps what it did
+            res = dict(res, formula=design.formula, family=design.family, priors=design.priors, design=args.family,
+                       reps=args.reps, first=args.first, draws=args.draws, tune=args.tune, chains=2, seed=args.seed,
+                       thinned_to=THIN_TO, load_before=load_before, load_after=_load(), cpus=os.cpu_count(),
+                       wall_s=time.perf_counter() - t0, commit=commit, when=when, complete=done)
+            path.write_text(json.dumps(res, indent=1))
+
+        save(run(design, "auto", args.reps, args.seed, args.draws, args.tune, args.first, checkpoint=save), True)
+    report_family(design, args.family)
+
+
+def report_family(design: Design, family: str) -> None:
+    """Uniformity per parameter from every sbc_families/sbc_<family>[.<first>].json; results/sbc_<family>.md."""
+    parts = sorted((json.loads(p.read_text()) for p in design.results.glob(f"sbc_{family}*.json")),
+                   key=lambda p: p["first"])
+    if not parts:
+        raise SystemExit(f"no sbc_{family}*.json results to report")
+    ranks = np.array([r for p in parts for r in p["ranks"]])
+    failed = [f for p in parts for f in p.get("failed", [])]
+    div = [d for p in parts for d in p["divergences"]]
+    secs = [x for p in parts for x in p["seconds"]]
+    first = parts[0]
+    lines = [f"# SBC: {design.title}", "",
+             f"`python benchmarks/sbc.py --family {family} --reps {first['reps']}`"
+             + (" then, to make up for the fits that raised, "
+                + "; ".join(f"`--first {p['first']} --reps {p['reps']}`" for p in parts if p["first"])
+                if len(parts) > 1 else "") + f"; seed {first['seed']}; bayesmer's default "
+             f"strategy; priors {design.priors}; 2 chains x {first['draws']} draws ({first['tune']} tune) per fit; "
+             f"rank of the true value among {THIN_TO} thinned draws, 10 bins; chi-square uniformity test per "
+             "parameter (pass: p > 0.01).", "",
+             "Run: " + "; ".join(f"{p['when']}, commit {p['commit']}, {len(p['ranks'])} replications"
+                                 f"{'' if p.get('complete', True) else ' (stopped before the end)'} in "
+                                 f"{p['wall_s']:.0f} s, load (1/5/15 min) {p['load_before']} before and "
+                                 f"{p['load_after']} after, {p['cpus']} CPUs" for p in parts) + ".", "",
+             "| parameter | replications | chi2 p-value | bin counts |", "|---|---|---|---|"]
+    per = {}
+    for j, name in enumerate(design.params):
+        counts, p = uniformity(ranks[:, j])
+        per[name] = {"p_value": p, "counts": counts.tolist()}
+        lines.append(f"| {name} | {len(ranks)} | {p:.3f} | {' '.join(map(str, counts))} |")
+    ok = all(v["p_value"] > 0.01 for v in per.values())
+    if failed:
+        lines += ["", "Fits that raised (not in the ranks; their data in "
+                  f"`sbc_families/failed_{family}_<seed>_<rep>.csv`): "
+                  f"{len(failed)}: " + "; ".join(f"rep {f['rep']}: {f['error'][:150]}" for f in failed) + ". "
+                  "Leaving them out keeps the ranks uniform: whether a fit raises depends on the data set alone, and "
+                  "given the data the true values are draws from the same posterior the sampler draws from."]
+    lines += ["", f"Fits with divergences: {sum(d > 0 for d in div)} of {len(div)}; median {np.median(secs):.2f} s "
+              f"per fit (max {np.max(secs):.1f} s).", "",
+              f"Every parameter uniform at p > 0.01: {'yes' if ok else 'NO'}."]
+    (RESULTS / f"sbc_{family}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def report(design: Design) -> None:
