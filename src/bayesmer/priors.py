@@ -1011,7 +1011,7 @@ def resolve_priors(design, overrides: Mapping[str, Prior | str] | None = None, f
             own = list(dpars) or "none"
             raise PriorError(f"{key!r} is not a parameter of the {base.family} family (an unknown family "
                              f"parameter in priors); its family parameters are {own}")
-        if key == "sigma" and sigma is None:
+        if key == "sigma" and sigma is None and key not in dpars:
             raise PriorError("this family has no residual standard deviation: 'sigma' takes no prior")
         if levels[key] is None:
             raise PriorError(f"unknown prior name {key!r}; valid names: {', '.join(map(str, valid))}")
