@@ -340,3 +340,28 @@ def test_lognormal_is_the_gaussian_engine_on_log_y():
     np.testing.assert_allclose(fit.idata["log_likelihood"]["Reaction"].isel(chain=1, draw=3).to_numpy(),
                                st.lognorm.logpdf(y, sigma, scale=np.exp(eta)), rtol=1e-9)
     assert np.all(fit.idata["posterior_predictive"]["Reaction"].to_numpy() > 0)
+
+
+def test_negbinomial_without_overdispersion_samples_from_a_stand_in():
+    """Counts with no overdispersion: glmmTMB's negbinomial shape runs to infinity (R's glmmTMB: false
+    convergence, shape 1.4e7) and the Laplace fit breaks down. The point fit raises a FitError naming the shape;
+    fit() warns, samples from a stand-in start (the reml column NaN) and the posterior shape is large."""
+    d = pd.read_csv(DATA / "family_nb_no_overdispersion.csv", dtype={"g": str})
+    with pytest.raises(bayesmer.FitError, match=r"negbinomial shape runs to infinity.*consider family='poisson'"):
+        bayesmer.glmmtmb("y ~ x + (1 | g)", d, family="negbinomial")
+    with pytest.warns(UserWarning, match=r"shape runs to infinity.*Sampling the posterior anyway"):
+        fit = bayesmer.fit("y ~ x + (1 | g)", d, family="negbinomial", draws=100, tune=150, chains=2, seed=3,
+                           progress=False)
+    point = fit.reml
+    assert point.failed is not None and not point.converged and np.isnan(point.loglik)
+    assert point.fixef["(Intercept)"] == pytest.approx(np.log(d["y"].mean()))  # the stand-in's start
+    assert point.fixef["x"] == 0.0 and np.all(np.isnan(point.se))
+    assert "no estimates: the fit failed" in str(point)
+    s = fit.summary()
+    assert np.all(np.isnan(s["reml"].to_numpy()))  # fixed effects, sd and shape: no start values shown
+    assert s.loc[("fixed", "", "x"), "mean"] < -0.5  # the slope is well determined (about -1.05)
+    shape = fit.draws("shape")
+    # the posterior mean of the shape is 40-60 over seeds (5% quantile about 6-7); overdispersed counts
+    # (the epilepsy fit above) give shapes of a few units
+    assert float(np.mean(shape)) > 20 and float(np.quantile(shape, 0.05)) > 3
+    assert "negbinomial" in str(fit)

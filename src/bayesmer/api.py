@@ -12,7 +12,7 @@ import xarray as xr
 
 from .builder import build_glmm, build_model
 from .checking import CheckError, SweepResult
-from .errors import BayesmerError, LoadError, SettingsError
+from .errors import BayesmerError, FitError, LoadError, SettingsError
 from .sources import build_design
 from .io import read
 from .priors import PriorError, default_priors, parse_prior, resolve_priors, slots_of
@@ -258,15 +258,26 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
     return result
 
 
-def _family_point(fd, offset):
-    """glmmTMB's (clmm's) Laplace fit of a :mod:`bayesmer.families` model: the reference beside the posterior."""
-    from .glmmtmb_fit import glmmtmb
+def _family_point(fd, offset, stacklevel: int = 3):
+    """glmmTMB's (clmm's) Laplace fit of a :mod:`bayesmer.families` model: the reference beside the posterior.
 
-    with warnings.catch_warnings():
-        # family_data stated the order of an ordinal response already
-        warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")
-        return glmmtmb(fd.formula, _frame_rows(fd), family=fd.family, offset=fd.offset_spec if offset is None or
-                       isinstance(offset, str) else fd.frame["(offset)"].to_numpy())
+    Where it fails (a :class:`FitError`: a dpar running off to a boundary,
+    e.g. a negbinomial shape to infinity) the priors still keep the posterior
+    proper: a warning, and the chains run from a stand-in's start
+    (:func:`bayesmer.glmmtmb_fit.failed_fit`); the summary's reml column is NaN.
+    """
+    from .glmmtmb_fit import failed_fit as failed_family_fit, glmmtmb
+
+    try:
+        with warnings.catch_warnings():
+            # family_data stated the order of an ordinal response already
+            warnings.filterwarnings("ignore", message=r"the cumulative response .* (numeric|unordered)")
+            return glmmtmb(fd.formula, _frame_rows(fd), family=fd.family, offset=fd.offset_spec if offset is None or
+                           isinstance(offset, str) else fd.frame["(offset)"].to_numpy())
+    except FitError as exc:
+        warnings.warn(f"{exc}. Sampling the posterior anyway (the priors keep it proper): the reml column is NaN",
+                      UserWarning, stacklevel=stacklevel + 1)
+        return failed_family_fit(fd, exc)
 
 
 def _frame_rows(fd):

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, DesignError
+from .errors import FitError
 from .families import FamilyError, ResponseFamily, get_family
 from .formula import Formula
 from .glmm_design import Response, evaluate_column, frame_design, split_response
-from .engine.laplace import LaplaceModel, fit_laplace
+from .engine.laplace import LaplaceError, LaplaceModel, fit_laplace
 from .engine.numdiff import fd_hessian
 from .engine.profiled import Profiled
 from .engine.theta import theta_to_T, tri_index
@@ -29,7 +30,7 @@ from .protocol import ranef_from_modes, varcorr_from_covs
 from .rprint import coef_table, rformat
 from ._threads import one_blas_thread
 
-__all__ = ["FamilyFit", "glmmtmb"]
+__all__ = ["FamilyFit", "failed_fit", "glmmtmb"]
 
 #: how glmmTMB's summary names the families
 _TMB_NAMES = {
@@ -75,6 +76,9 @@ class FamilyFit:
         Gradient evaluations (each one mode and a solve with H for every row).
     method : str
         ``"Laplace"``, ``"ML"`` or ``"REML"`` (lognormal).
+    failed : str or None
+        Why the Laplace fit failed, for the stand-in :func:`bayesmer.fit`
+        samples from (see :func:`failed_fit`); None for a fit.
 
     Examples
     --------
@@ -118,6 +122,7 @@ class FamilyFit:
     _eta: np.ndarray = field(repr=False, default=None)
     _sigma: float | None = field(repr=False, default=None)
     _ranef_lmer: dict | None = field(repr=False, default=None)
+    failed: str | None = None
 
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -159,6 +164,8 @@ class FamilyFit:
         """The fit laid out as glmmTMB's ``summary()`` (clmm's for ``cumulative``)."""
         fam = self.family
         lines = [f" Family: {_TMB_NAMES.get(fam.name, fam.name)}  ( {fam.link} )", f"Formula:          {self.formula}"]
+        if self.failed is not None:
+            lines.append(f"The Laplace fit failed ({self.failed}): the values below are a stand-in's start values")
         if fam.name.startswith("zero_inflated"):
             lines.append("Zero inflation:            ~1")
         lines.append("")
@@ -190,6 +197,9 @@ class FamilyFit:
             if d.transform not in ("ordered", "logit"):
                 lines += ["", f"{d.name} ({fam.name}): {self.dpars[d.name]:.4g}"]
         lines += ["", "Conditional model:"]
+        if self.failed is not None:
+            lines.append("no estimates: the fit failed")
+            return "\n".join(lines)
         if len(self.fixef):
             lines.extend(coef_table(self.fixef.to_numpy(), self.se.to_numpy(), list(self.fixef.index)))
         if "zi" in self.dpars.index:
@@ -347,7 +357,11 @@ def glmmtmb(
         return np.concatenate([x[: p + nth], _dp_flat(fam, fam.unpack(x[p + nth :]))])
 
     with one_blas_thread(), np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        res = fit_laplace(model, report=(to_x, from_x))
+        try:
+            res = fit_laplace(model, report=(to_x, from_x))
+        except LaplaceError as exc:
+            raise FitError(f"glmmTMB's Laplace fit of {formula_text!r} (family {fam.name!r}) failed: "
+                           f"{_diverged(fam, exc, p + nth)}") from exc
     beta, theta, dp = model.split(res.x)
     # a variance at zero (boundary): glmmTMB's log-SD runs off to -inf there; its row
     # and column leave the Hessian before it is inverted, as a fixed parameter's would
@@ -390,6 +404,81 @@ def glmmtmb(
         df_resid=int(nobs - k_par), nobs=nobs, ngroups=ngroups, converged=res.converged,
         n_evaluations=res.n_evals, n_gradients=res.n_grads, method="Laplace", _vcov=V[:p, :p], _covs=covs,
         _u=res.u, _eta=res.eta,
+    )
+
+
+#: what a dpar running to a boundary means, and the family to use instead
+_BOUNDARY_HINTS = {
+    ("negbinomial", "shape"): "no overdispersion: consider family='poisson'",
+    ("zero_inflated_negbinomial", "shape"): "no overdispersion: consider family='zero_inflated_poisson'",
+    ("student", "nu"): "no heavy tails: consider family='gaussian'",
+    ("zero_inflated_poisson", "zi"): "no zero inflation: consider family='poisson'",
+    ("zero_inflated_negbinomial", "zi"): "no zero inflation: consider family='negbinomial'",
+}
+
+
+def _diverged(fam: ResponseFamily, exc: LaplaceError, head: int) -> str:
+    """The engine's error, and the family parameter that ran off to a boundary where one did.
+
+    A dpar past 9 on its unconstrained scale (shape or nu > 8000, zi < 1e-4)
+    names it; ``head`` is the number of β and θ entries before the dpars in ``exc.x``.
+    """
+    msg = str(exc)
+    if exc.x is None or not fam.dpars:
+        return msg
+    z_all = exc.x[head:]
+    pos = 0
+    for d in fam.dpars:
+        m = fam.dpar_size(d)
+        z = z_all[pos : pos + m]
+        pos += m
+        if d.transform == "ordered" or len(z) != 1 or not np.isfinite(z[0]) or abs(z[0]) <= 9.0:
+            continue
+        value = float(np.asarray(fam.unpack(z_all)[d.name]).reshape(-1)[0])
+        where = "infinity" if z[0] > 0 and d.upper == np.inf else f"{d.upper:g}" if z[0] > 0 else f"{d.lower:g}"
+        hint = _BOUNDARY_HINTS.get((fam.name, d.name), "")
+        return (f"the {fam.name} {d.name} runs to {where} ({value:.3g} where {msg})"
+                f"{'; ' + hint if hint else ''}")
+    return msg
+
+
+def failed_fit(fd, exc: Exception) -> FamilyFit:
+    """A stand-in for a Laplace fit that failed (a dpar running off to a boundary), for :func:`bayesmer.fit`.
+
+    ``fd`` is the model's :class:`bayesmer.familydata.FamilyData`. The
+    posterior with proper priors exists where the likelihood's maximum does
+    not; the chains then start from the response's mean on the link scale
+    (the intercept), zero for the other fixed effects and the random effects,
+    unit SDs and the family's own start for its dpars (``init_dpars``). SEs,
+    log-likelihood, AIC and BIC are NaN, ``converged`` is False and
+    ``failed`` holds the error (the summary's reml column is NaN).
+    """
+    fam, y = fd.family, np.asarray(fd.y, float)
+    X = np.asarray(fd.X, float)
+    off = np.asarray(fd.offset, float) if fd.offset is not None else np.zeros(len(y))
+    names = pd.Index(list(fd.fixed_names))
+    beta = np.zeros(len(names))
+    if "(Intercept)" in names:
+        beta[list(names).index("(Intercept)")] = fam.init_eta(y)
+    dp = fam.init_dpars(y, np.ones(len(y)))
+    dpars = fam.dpar_series(dp)
+    ks = [t.k for t in fd.terms]
+    theta = np.concatenate([np.eye(k)[tri_index(k)] for k in ks]) if ks else np.zeros(0)
+    q = sum(t.n_levels * t.k for t in fd.terms)
+    nan = float("nan")
+    ngroups: dict[str, int] = {}
+    for t in fd.terms:
+        ngroups.setdefault(t.group, t.n_levels)
+    p = len(names)
+    k_par = p + len(theta) + len(dpars)
+    return FamilyFit(
+        formula=fd.formula, family=fam, design=fd.design, terms=fd.terms, y=y,
+        fixef=pd.Series(beta, index=names, name="Estimate"),
+        se=pd.Series(np.full(p, nan), index=names.copy(), name="Std. Error"),
+        dpars=dpars, dpars_se=pd.Series(np.full(len(dpars), nan), index=dpars.index.copy(), name="Std. Error"),
+        theta=theta, loglik=nan, aic=nan, bic=nan, df_resid=int(len(y) - k_par), nobs=len(y), ngroups=ngroups,
+        converged=False, n_evaluations=0, method="Laplace", _vcov=np.full((p, p), nan),
+        _covs={t.name: np.eye(t.k) for t in fd.terms}, _u=np.zeros(q), _eta=X @ beta + off, failed=str(exc),
     )
 
 

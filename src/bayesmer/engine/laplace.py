@@ -34,16 +34,29 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize as sopt
 
+from ..errors import FitError
 from ..families.base import ResponseFamily
 from .blocks import RowBlocks
 from .numdiff import central_grad, fd_hessian, forward_grad, grad_hessian
 from .theta import n_theta, tri_index
 
-__all__ = ["LaplaceModel", "LaplaceResult", "fit_laplace"]
+__all__ = ["LaplaceError", "LaplaceModel", "LaplaceResult", "fit_laplace"]
 
 
 class InnerError(RuntimeError):
     """Newton's method found no conditional mode."""
+
+
+class LaplaceError(FitError):
+    """The Laplace fit broke down (a Hessian that is not finite, no conditional mode at the end).
+
+    ``x`` is where it stopped, (β, θ, dpars unconstrained): the caller names
+    the parameter that ran off (:func:`bayesmer.glmmtmb`).
+    """
+
+    def __init__(self, message: str, x=None):
+        super().__init__(message)
+        self.x = None if x is None else np.asarray(x, float).copy()
 
 
 class LaplaceModel:
@@ -275,7 +288,14 @@ def _damped_newton(f, grad, x, fx, lo, iters=50):
         if not np.all(np.isfinite(g)):
             break
         H = grad_hessian(grad, x, 1e-5)
-        w, V = np.linalg.eigh(H)
+        # NaN where the objective is not finite beside x (a parameter running off to
+        # where the density cannot be evaluated): eigh would fail on it
+        if not np.all(np.isfinite(H)):
+            raise LaplaceError("the difference Hessian of the Laplace objective is not finite", x)
+        try:
+            w, V = np.linalg.eigh(H)
+        except np.linalg.LinAlgError as exc:
+            raise LaplaceError(f"the eigenvalues of the difference Hessian did not converge ({exc})", x) from None
         w = np.maximum(np.abs(w), 1e-8 * max(1.0, np.max(np.abs(w))))
         step = -V @ ((V.T @ g) / w)
         t = 1.0
@@ -387,6 +407,9 @@ def fit_laplace(model: LaplaceModel, x0=None, report=None, analytic: bool | None
     x = np.maximum(to_x(r), lo)
     fx = f(x)
     beta, theta, dp = model.split(x)
-    u, eta, _, _ = model.mode(beta, theta, dp, model.u)
+    try:
+        u, eta, _, _ = model.mode(beta, theta, dp, model.u)
+    except (InnerError, np.linalg.LinAlgError) as exc:
+        raise LaplaceError(f"no conditional mode of the random effects at the optimum ({exc})", x) from None
     converged = bool(np.all(np.isfinite(H))) and bool(np.max(np.abs(g[~on_edge]), initial=0) < 1e-2)
     return LaplaceResult(x, fx, g, H, u, eta, converged, message, model.n_evals, model.n_grads)
