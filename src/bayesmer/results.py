@@ -336,10 +336,12 @@ class BayesFit:
             if nm.THRESHOLD_DIM in v.dims:
                 for k in v.coords[nm.THRESHOLD_DIM].to_numpy():
                     label = nm.threshold_label(k)
-                    add(("dpar", "", label), v.sel({nm.THRESHOLD_DIM: k}), r.dpars.get(label, np.nan),
+                    add(("dpar", "", label), v.sel({nm.THRESHOLD_DIM: k}),
+                        np.nan if failed else r.dpars.get(label, np.nan),
                         r.dpars_se.get(label, np.nan))
             else:
-                add(("dpar", "", name), v, r.dpars.get(name, np.nan), r.dpars_se.get(name, np.nan))
+                add(("dpar", "", name), v, np.nan if failed else r.dpars.get(name, np.nan),
+                    r.dpars_se.get(name, np.nan))
         return keys, xr.Dataset(data), reml_v, reml_se
 
     @property
