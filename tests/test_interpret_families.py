@@ -237,3 +237,20 @@ def test_r2_is_brms_bayes_r2_from_the_draws(zip_, cum, lnorm):
 def test_probs_only_for_cumulative(nb):
     with pytest.raises(bayesmer.interpret.InterpretError, match="probs"):
         nb[1].predictions(kind="probs")
+
+
+def test_hypothesis_on_dpars_by_their_names(nb, cum):
+    fit = nb[1]
+    shape = _flat(fit.idata.posterior, "shape")
+    h = fit.hypothesis(["shape > 5", "shape - 2 * zBase = 0"])
+    np.testing.assert_allclose(h.loc[0, "Estimate"], (shape - 5).mean(), rtol=1e-12)
+    np.testing.assert_allclose(h.loc[0, "Post.Prob"], np.mean(shape > 5), rtol=1e-12)
+    np.testing.assert_allclose(h.loc[0, "reml"], fit.reml.dpars["shape"] - 5, rtol=1e-12)
+    np.testing.assert_allclose(h.loc[0, "reml_se"], fit.reml.dpars_se["shape"], rtol=1e-12)
+    zb = _flat(fit.idata.posterior, "beta")[:, 2]
+    np.testing.assert_allclose(h.loc[1, "Estimate"], (shape - 2 * zb).mean(), rtol=1e-12)
+    assert np.isnan(h.loc[1, "Evid.Ratio"])
+    fit = cum[1]
+    tau = _flat(fit.idata.posterior, "Intercept")
+    h = fit.hypothesis("Intercept[2] - Intercept[1] > 2")
+    np.testing.assert_allclose(h.loc[0, "Estimate"], (tau[:, 1] - tau[:, 0] - 2).mean(), rtol=1e-12)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -370,7 +370,11 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
     fit : BayesFit
     hypotheses : str or list of str
         E.g. ``"Days > 10"``, ``"Intercept + 10 * Days > 350"``,
-        ``"period2 - period3 = 0"`` (see :func:`parse_hypothesis`).
+        ``"period2 - period3 = 0"`` (see :func:`parse_hypothesis`); a
+        :mod:`bayesmer.families` fit's dpars by brms's names too: ``"shape > 1"``,
+        ``"Intercept[2] - Intercept[1] > 2"`` (their REML side: the point
+        estimates and their SEs, taken as uncorrelated with the fixed effects;
+        ``=`` on a dpar has no Savage-Dickey ratio here: NaN).
     alpha : float
         brms's ``alpha``: the interval is the draws' ``alpha/2`` and
         ``1 - alpha/2`` quantiles for ``=``, the ``alpha`` and ``1 - alpha``
@@ -406,9 +410,15 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InterpretError(f"alpha must be between 0 and 1, got {alpha!r}")
     names = _fixed_names(fit)
+    n_fixed = len(names)
     beta = _beta_draws(fit)
     rfix = np.asarray(_reml_beta(fit))
     V = np.asarray(fit.reml.vcov, dtype=float)
+    dnames, ddraws, dest, dse = _dpar_columns(fit)
+    if dnames:
+        names, beta, rfix = names + dnames, np.hstack([beta, ddraws]), np.concatenate([rfix, dest])
+        # the dpars' SEs beside the fixed effects' vcov, their covariances taken as zero
+        V = np.block([[V, np.zeros((n_fixed, len(dnames)))], [np.zeros((len(dnames), n_fixed)), np.diag(dse**2)]])
     rows = []
     for text in hypotheses:
         h = parse_hypothesis(text, names)
@@ -416,7 +426,9 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
         est, err = float(x.mean()), float(x.std(ddof=1))
         if h.sign == "=":
             lo, hi = np.quantile(x, [alpha / 2, 1 - alpha / 2])
-            er = _density_at_zero(x) / _prior_density_at_zero(fit, h)
+            # Savage-Dickey needs the prior's density: the fixed effects' only (NaN on a dpar)
+            er = (_density_at_zero(x) / _prior_density_at_zero(fit, replace(h, coef=h.coef[:n_fixed]))
+                  if not np.any(h.coef[n_fixed:]) else np.nan)
             pp = er / (1 + er)
             star = not (lo <= 0 <= hi)
         else:
@@ -434,6 +446,26 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
                      "Evid.Ratio": er, "Post.Prob": pp, "Star": "*" if star else "",
                      "reml": r, "reml_se": se, "z": z, "p": float(p)})
     return pd.DataFrame(rows)
+
+
+def _dpar_columns(fit):
+    """A family's dpars as hypothesis terms: (names, draws (S, q), the point fit's estimates and SEs).
+
+    brms's names (``shape``, ``zi``, ``Intercept[1]``); none for the other fits (lognormal's sigma
+    is the Gaussian model's, not offered).
+    """
+    fam = _response_family(fit)
+    if fam is None or fit.glmm is None:
+        return [], None, None, None
+    d = _dpars(fit, "post")
+    cols, names = [], []
+    for n in fit.built.dpars:
+        v = np.asarray(d[n], dtype=float)
+        cols.append(v.reshape(len(v), -1))
+        names += [f"{n}[{i + 1}]" for i in range(v.shape[1])] if v.ndim == 2 else [n]
+    draws = np.column_stack(cols)
+    return (names, draws, fit.reml.dpars.reindex(names).to_numpy(float),
+            fit.reml.dpars_se.reindex(names).to_numpy(float))
 
 
 def _reml_beta(fit) -> np.ndarray:
