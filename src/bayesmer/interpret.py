@@ -112,7 +112,8 @@ def _response_family(fit):
     """The :mod:`bayesmer.families` family of the fit (lognormal's too), or None (Gaussian, binomial, Poisson)."""
     from .results import _is_response_family
 
-    fam = fit.glmm.family if fit.glmm is not None else fit.response_family
+    gd = getattr(fit, "glmm", None)  # getattr: a stand-in fit carrying only draws and estimates
+    fam = gd.family if gd is not None else getattr(fit, "response_family", None)
     return fam if fam is not None and _is_response_family(fam) else None
 
 
@@ -455,7 +456,7 @@ def _dpar_columns(fit):
     is the Gaussian model's, not offered).
     """
     fam = _response_family(fit)
-    if fam is None or fit.glmm is None:
+    if fam is None or getattr(fit, "glmm", None) is None:
         return [], None, None, None
     d = _dpars(fit, "post")
     cols, names = [], []
