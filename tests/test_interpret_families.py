@@ -138,6 +138,14 @@ def test_cumulative_mean_is_expected_category_and_probs(cum):
         np.testing.assert_allclose(got["warm"], p[:, warm, k].mean(1).mean(), rtol=1e-10)
         np.testing.assert_allclose(got["cold"], p[:, ~warm, k].mean(1).mean(), rtol=1e-10)
     np.testing.assert_allclose(tp.groupby("temp", observed=True)["reml"].sum(), 1.0, atol=1e-12)
+    # a comparison of probabilities: per category the warm-minus-cold difference, summing to zero
+    cp = fit.comparisons("temp", by=True, kind="probs")
+    assert len(cp) == K
+    np.testing.assert_allclose(cp["mean"].sum(), 0.0, atol=1e-12)
+    eta_w = eta - _flat(post, "beta")[:, [0]] * warm + _flat(post, "beta")[:, [0]]
+    eta_c = eta - _flat(post, "beta")[:, [0]] * warm
+    np.testing.assert_allclose(cp["mean"], (_cum_probs(eta_w, tau) - _cum_probs(eta_c, tau)).mean(1).mean(0),
+                               rtol=1e-10)
     # the point side: the estimated thresholds and fixed effects, the judges' modes
     tau_hat = np.array([fit.reml.dpars[f"Intercept[{k + 1}]"] for k in range(K - 1)])[None]
     eta_hat = (_cum_eta_fixed(d) @ _fixef(fit).to_numpy() + _reml_effects(fit, "judge", d["judge"]))[None]
@@ -184,6 +192,10 @@ def test_lognormal_mean_is_on_the_y_scale(lnorm):
                     + float(fit.reml.sigma) ** 2 / 2)
     np.testing.assert_allclose(t["reml"], expect, rtol=1e-10)
     np.testing.assert_allclose(fit.predictions(kind="link")["mean"], eta.mean(0), rtol=1e-10)
+    # the slope in Days of exp(eta + sigma^2/2) is beta_Days times that mean (central differences)
+    mu = np.exp(eta + s[:, None] ** 2 / 2)
+    sl = fit.slopes("Days", by=True)
+    np.testing.assert_allclose(sl["mean"], (_flat(post, "beta")[:, 1] * mu.mean(1)).mean(), rtol=1e-6)
     # the integrated mean of a lognormal has a closed form: exp(eta + (sd^2 + sigma^2) / 2)
     grid = bayesmer.datagrid(fit, Days=[0, 9])
     ti = fit.predictions(grid, include_random="integrated")

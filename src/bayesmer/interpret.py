@@ -31,6 +31,13 @@ does for ``lmer``): for an average over the observed groups they can be much
 larger than the posterior SD, which also counts how the groups' effects
 co-vary with the fixed effects (sleepstudy's mean fitted reaction: 9.05
 against about 1.9).
+
+The families of :mod:`bayesmer.families` (negative binomial, zero-inflated,
+student, Gamma, lognormal, beta, cumulative) read their dpars (``shape``,
+``zi``, ``sigma``, ``phi``, ``nu``, the thresholds) into the mean: the
+posterior each draw's own, the REML/Laplace side the point fit's estimates,
+held fixed in the delta-method SE. The mean is the family's ``E[y]`` as
+:meth:`BayesFit.predict` computes it (one owner: ``results._family_mean``).
 """
 
 from __future__ import annotations
@@ -128,9 +135,13 @@ def _dpars(fit, side: str) -> dict:
     if fit.glmm is None:  # lognormal: the Gaussian model of log y, whose sigma is the family's
         return {"sigma": np.array([float(fit.reml.sigma)]) if side == "reml" else fit.draws(fit.built.sigma)}
     if side == "reml":
+        from .errors import PredictionError
         from .results import _point_parts
 
-        return _point_parts(fit)[2]
+        try:
+            return _point_parts(fit)[2]
+        except PredictionError:  # the point fit failed: its columns NaN, the posterior's still given
+            return {k: np.full((1, *np.shape(v)[1:]), np.nan) for k, v in _dpars(fit, "post").items()}
     from .sampling import family_draws
 
     return family_draws(fit.idata["posterior"].to_dataset(), fam, fit.built.dpars)
