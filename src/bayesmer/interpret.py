@@ -31,13 +31,20 @@ does for ``lmer``): for an average over the observed groups they can be much
 larger than the posterior SD, which also counts how the groups' effects
 co-vary with the fixed effects (sleepstudy's mean fitted reaction: 9.05
 against about 1.9).
+
+The families of :mod:`bayesmer.families` (negative binomial, zero-inflated,
+student, Gamma, lognormal, beta, cumulative) read their dpars (``shape``,
+``zi``, ``sigma``, ``phi``, ``nu``, the thresholds) into the mean: the
+posterior each draw's own, the REML/Laplace side the point fit's estimates,
+held fixed in the delta-method SE. The mean is the family's ``E[y]`` as
+:meth:`BayesFit.predict` computes it (one owner: ``results._family_mean``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -104,7 +111,40 @@ def _beta_draws(fit) -> np.ndarray:
 
 
 def _fixed_names(fit) -> list[str]:
-    return list((fit.glmm.design if fit.glmm is not None else fit.design).fixed_names)
+    # the model's own fixed effects (a cumulative model has no intercept column: its thresholds stand for it)
+    return list(fit.glmm.fixed_names if fit.glmm is not None else fit.design.fixed_names)
+
+
+def _response_family(fit):
+    """The :mod:`bayesmer.families` family of the fit (lognormal's too), or None (Gaussian, binomial, Poisson)."""
+    from .results import _is_response_family
+
+    gd = getattr(fit, "glmm", None)  # getattr: a stand-in fit carrying only draws and estimates
+    fam = gd.family if gd is not None else getattr(fit, "response_family", None)
+    return fam if fam is not None and _is_response_family(fam) else None
+
+
+def _dpars(fit, side: str) -> dict:
+    """The family's dpars: the point fit's estimates (``(1,)``, thresholds ``(1, K-1)``) or the draws'.
+
+    Empty for the Gaussian, binomial and Poisson fits, whose mean reads no dpar.
+    """
+    fam = _response_family(fit)
+    if fam is None:
+        return {}
+    if fit.glmm is None:  # lognormal: the Gaussian model of log y, whose sigma is the family's
+        return {"sigma": np.array([float(fit.reml.sigma)]) if side == "reml" else fit.draws(fit.built.sigma)}
+    if side == "reml":
+        from .errors import PredictionError
+        from .results import _point_parts
+
+        try:
+            return _point_parts(fit)[2]
+        except PredictionError:  # the point fit failed: its columns NaN, the posterior's still given
+            return {k: np.full((1, *np.shape(v)[1:]), np.nan) for k, v in _dpars(fit, "post").items()}
+    from .sampling import family_draws
+
+    return family_draws(fit.idata["posterior"].to_dataset(), fam, fit.built.dpars)
 
 
 # ---------------------------------------------------------------- hypotheses
@@ -342,7 +382,11 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
     fit : BayesFit
     hypotheses : str or list of str
         E.g. ``"Days > 10"``, ``"Intercept + 10 * Days > 350"``,
-        ``"period2 - period3 = 0"`` (see :func:`parse_hypothesis`).
+        ``"period2 - period3 = 0"`` (see :func:`parse_hypothesis`); a
+        :mod:`bayesmer.families` fit's dpars by brms's names too: ``"shape > 1"``,
+        ``"Intercept[2] - Intercept[1] > 2"`` (their REML side: the point
+        estimates and their SEs, taken as uncorrelated with the fixed effects;
+        ``=`` on a dpar has no Savage-Dickey ratio here: NaN).
     alpha : float
         brms's ``alpha``: the interval is the draws' ``alpha/2`` and
         ``1 - alpha/2`` quantiles for ``=``, the ``alpha`` and ``1 - alpha``
@@ -378,9 +422,15 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
     if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
         raise InterpretError(f"alpha must be between 0 and 1, got {alpha!r}")
     names = _fixed_names(fit)
+    n_fixed = len(names)
     beta = _beta_draws(fit)
     rfix = np.asarray(_reml_beta(fit))
     V = np.asarray(fit.reml.vcov, dtype=float)
+    dnames, ddraws, dest, dse = _dpar_columns(fit)
+    if dnames:
+        names, beta, rfix = names + dnames, np.hstack([beta, ddraws]), np.concatenate([rfix, dest])
+        # the dpars' SEs beside the fixed effects' vcov, their covariances taken as zero
+        V = np.block([[V, np.zeros((n_fixed, len(dnames)))], [np.zeros((len(dnames), n_fixed)), np.diag(dse**2)]])
     rows = []
     for text in hypotheses:
         h = parse_hypothesis(text, names)
@@ -388,7 +438,9 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
         est, err = float(x.mean()), float(x.std(ddof=1))
         if h.sign == "=":
             lo, hi = np.quantile(x, [alpha / 2, 1 - alpha / 2])
-            er = _density_at_zero(x) / _prior_density_at_zero(fit, h)
+            # Savage-Dickey needs the prior's density: the fixed effects' only (NaN on a dpar)
+            er = (_density_at_zero(x) / _prior_density_at_zero(fit, replace(h, coef=h.coef[:n_fixed]))
+                  if not np.any(h.coef[n_fixed:]) else np.nan)
             pp = er / (1 + er)
             star = not (lo <= 0 <= hi)
         else:
@@ -408,6 +460,26 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _dpar_columns(fit):
+    """A family's dpars as hypothesis terms: (names, draws (S, q), the point fit's estimates and SEs).
+
+    brms's names (``shape``, ``zi``, ``Intercept[1]``); none for the other fits (lognormal's sigma
+    is the Gaussian model's, not offered).
+    """
+    fam = _response_family(fit)
+    if fam is None or getattr(fit, "glmm", None) is None:
+        return [], None, None, None
+    d = _dpars(fit, "post")
+    cols, names = [], []
+    for n in fit.built.dpars:
+        v = np.asarray(d[n], dtype=float)
+        cols.append(v.reshape(len(v), -1))
+        names += [f"{n}[{i + 1}]" for i in range(v.shape[1])] if v.ndim == 2 else [n]
+    draws = np.column_stack(cols)
+    return (names, draws, fit.reml.dpars.reindex(names).to_numpy(float),
+            fit.reml.dpars_se.reindex(names).to_numpy(float))
+
+
 def _reml_beta(fit) -> np.ndarray:
     f = fit.reml.fixef
     return np.asarray(f() if callable(f) else f, dtype=float)
@@ -418,12 +490,16 @@ def _fitted_rows(fit):
     """The fitted rows: X, offset, per term (Z, codes), y and trials (1 for Gaussian and Poisson)."""
     if fit.glmm is not None:
         gd = fit.glmm
+        if _response_family(fit) is not None:  # the response as observed (categories 1..K), its mean unscaled
+            return gd.X, gd.offset, [(t.Z, t.codes) for t in gd.terms], gd.y, np.ones(len(gd.y))
         return gd.X, gd.offset, [(t.Z, t.codes) for t in gd.terms], gd.y * gd.weights, gd.weights
     d = fit.design
     if getattr(d, "sums", None) is not None:
         raise InterpretError("R² needs the fitted rows in memory (the data were summarised where they live)")
     off = d.offset if d.offset is not None else np.zeros(d.n)
-    return d.X, off, [(t.Z, t.codes) for t in d.terms], d.y, np.ones(d.n)
+    # lognormal: the engine's response is log y; R² is of y, against E[y]
+    y = np.exp(d.y) if fit.response_family is not None else d.y
+    return d.X, off, [(t.Z, t.codes) for t in d.terms], y, np.ones(d.n)
 
 
 def _r_contrib(Zc, bs):
@@ -436,7 +512,15 @@ def _r_contrib(Zc, bs):
 
 
 def _nakagawa(fit) -> tuple[float, float]:
-    """performance's ``r2_nakagawa`` of the REML/Laplace fit: (conditional, marginal)."""
+    """performance's ``r2_nakagawa`` of the REML/Laplace fit: (conditional, marginal).
+
+    NaN for a :mod:`bayesmer.families` family (lognormal aside, the Gaussian model of log y):
+    its distribution-specific variance is not computed here.
+    """
+    if fit.glmm is not None and _response_family(fit) is not None:
+        # insight's variances for these families (the lognormal approximation of the
+        # negative binomial's, none for the ordinal ones) are not reproduced: NaN, not a guess
+        return float("nan"), float("nan")
     r = fit.reml
     X, off, Zc, _, _ = _fitted_rows(fit)
     beta = _reml_beta(fit)
@@ -478,8 +562,14 @@ def r2(fit, prob: float | None = None) -> pd.DataFrame:
 
     Per draw ``var(mu) / (var(mu) + var(y - mu))`` over the fitted rows, as
     brms's ``bayes_R2``: ``mu`` the expected response (a binomial's expected
-    count ``p * trials`` against the observed count); ``conditional`` with
-    the groups' effects, ``marginal`` without them (brms ``re_formula = NA``).
+    count ``p * trials`` against the observed count; for the families of
+    :mod:`bayesmer.families` their ``E[y]``, as :func:`predictions`'s
+    ``"mean"``: lognormal's ``exp(eta + sigma²/2)`` against y itself, not
+    log y; a cumulative model's expected category number ``sum_k k P(Y = k)``
+    against the observed category number, as brms scores ordinal models);
+    ``conditional`` with the groups' effects, ``marginal`` without them
+    (brms ``re_formula = NA``). The residual variance is the residuals'
+    ``var(y - mu)`` (brms's), not a model-based ``Var(y | mu)``.
 
     Parameters
     ----------
@@ -494,7 +584,11 @@ def r2(fit, prob: float | None = None) -> pd.DataFrame:
         ``r2_nakagawa``: variance of ``X beta``, the mean of ``z' Sigma z``
         per term, the residual variance: sigma², π²/3 for the logit, 1 for the
         probit, ``log(1 + 1/exp(b0))`` for the Poisson, ``b0`` the intercept
-        of the null model ``y ~ 1 + (random terms)``, as insight refits it), then the
+        of the null model ``y ~ 1 + (random terms)``, as insight refits it;
+        for lognormal the Gaussian model's of log y, as of
+        ``lmer(log(y) ~ ...)``; NaN for the other families of
+        :mod:`bayesmer.families`, whose distribution-specific variances
+        insight approximates in ways not reproduced here), then the
         posterior's mean, sd, HDI and bulk ESS.
 
     Examples
@@ -507,9 +601,10 @@ def r2(fit, prob: float | None = None) -> pd.DataFrame:
     terms = fit.glmm.terms if fit.glmm is not None else fit.design.terms
     bs = [fit.draws(fit.built.b[t.name]) for t in terms]
     eta0 = beta @ X.T + off
+    dp = _dpars(fit, "post")
     out = []
     for eta in (eta0 + _r_contrib(Zc, bs), eta0):
-        mu = eta if fit.glmm is None else fit.glmm.family.link.linkinv(eta) * trials
+        mu = _mean(fit, eta, None, "mean", dp) * trials
         vm = mu.var(axis=1, ddof=1)
         ve = (y - mu).var(axis=1, ddof=1)
         out.append(vm / (vm + ve))
@@ -570,7 +665,11 @@ def _rows(fit, df: pd.DataFrame, fitted_offset: bool) -> _Rows:
     else:
         off = nd.offset
     off = np.zeros(len(df)) if off is None else np.asarray(off, dtype=float)
-    return _Rows(nd.X, off, tuple(zip(nd.Z, nd.codes)))
+    X = nd.X
+    keep = getattr(fit.glmm, "_keep", None)  # cumulative: no intercept column (the thresholds stand for it)
+    if keep is not None and X.shape[1] != len(keep):
+        X = np.asarray(X, dtype=float)[:, keep]
+    return _Rows(X, off, tuple(zip(nd.Z, nd.codes)))
 
 
 @dataclass(frozen=True)
@@ -610,18 +709,37 @@ def _post_side(fit, rows: _Rows, mode: str) -> _Side:
     return _Side(np.zeros((S, n)), v)
 
 
-def _mean(fit, eta: np.ndarray, v, kind: str) -> np.ndarray:
-    """The link-scale or mean-scale value of eta (integrated over N(0, v) when v is given)."""
-    if kind == "link" or fit.glmm is None:
+def _mean(fit, eta: np.ndarray, v, kind: str, dp: dict) -> np.ndarray:
+    """The link-scale or mean-scale value of eta (integrated over N(0, v) when v is given).
+
+    ``dp``: the family's dpars, one value per row of ``eta`` (or one for all). ``kind="probs"``
+    gives (m, n, K) category probabilities of a cumulative model.
+    """
+    if kind == "link":
         return eta
-    inv = fit.glmm.family.link.linkinv
+    fam = _response_family(fit)
+    if fam is None:
+        if fit.glmm is None:  # Gaussian: the mean is eta
+            return eta
+        inv = fit.glmm.family.link.linkinv
+    elif kind == "probs":
+        from .results import _category_probs
+
+        def inv(e):
+            return _category_probs(fam, e, dp["Intercept"])
+    else:
+        # one owner of E[y] (predict's): exp(eta) scaled by 1 - zi, exp(eta + sigma^2/2), E[Y] of a cumulative...
+        from .results import _family_mean
+
+        def inv(e):
+            return _family_mean(fam, e, dp)
     if v is None:
         return inv(eta)
     x, w = np.polynomial.hermite_e.hermegauss(_GH_NODES)
     sd = np.sqrt(v)
-    out = np.zeros(np.broadcast_shapes(eta.shape, np.shape(v)))
+    out = 0.0
     for xk, wk in zip(x, w):
-        out += wk * inv(eta + sd * xk)
+        out = out + wk * inv(eta + sd * xk)
     return out / math.sqrt(2 * math.pi)
 
 
@@ -633,11 +751,22 @@ def _check_mode(include_random) -> str:
                              f"not {include_random!r}") from None
 
 
-def _check_kind(kind) -> str:
+def _check_kind(kind, fit) -> str:
+    if kind == "probs" and getattr(_response_family(fit), "name", None) == "cumulative":
+        return kind
     if kind not in ("link", "mean"):
+        more = ", or 'probs' (a cumulative model's category probabilities)"
         raise InterpretError(f"kind must be 'link' (the linear predictor) or 'mean' (the expected response, "
-                             f"a probability or a rate), not {kind!r}")
+                             f"a probability or a rate){more}, not {kind!r}")
     return kind
+
+
+def _agg(u: np.ndarray, A) -> np.ndarray:
+    """Unit values (m, n) averaged by A (g, n); category-major (m, K n) ones category by category."""
+    if A is None:
+        return u
+    K = u.shape[1] // A.shape[1]
+    return u @ (A if K == 1 else np.kron(np.eye(K), A)).T
 
 
 def _groups(df: pd.DataFrame, by) -> tuple[np.ndarray, pd.DataFrame]:
@@ -675,16 +804,20 @@ class _Quantity:
     step: float = 1.0
 
 
-def _evaluate(fit, q: _Quantity, beta: np.ndarray, side: str, kind: str) -> np.ndarray:
-    """Unit values (m, n) for beta (m, p): REML's side with m perturbed betas, or the draws."""
+def _evaluate(fit, q: _Quantity, beta: np.ndarray, side: str, kind: str, dp: dict) -> np.ndarray:
+    """Unit values (m, n) for beta (m, p): REML's side with m perturbed betas, or the draws.
+
+    ``kind="probs"``: (m, K n), category-major (the n rows of category 1, then of category 2...).
+    """
     vals = []
     for rows, reml, post, sign in q.pieces:
         s = reml if side == "reml" else post
         eta = beta @ rows.X.T + rows.offset + s.re
-        vals.append((sign, _mean(fit, eta, s.v, kind)))
-    if q.ratio:
-        return vals[0][1] / vals[1][1]
-    return sum(sign * v for sign, v in vals) / q.step
+        vals.append((sign, _mean(fit, eta, s.v, kind, dp)))
+    out = vals[0][1] / vals[1][1] if q.ratio else sum(sign * v for sign, v in vals) / q.step
+    if out.ndim == 3:
+        out = np.moveaxis(out, 2, 1).reshape(out.shape[0], -1)
+    return out
 
 
 def _table(fit, q: _Quantity, A, kind: str, prob: float) -> pd.DataFrame:
@@ -692,15 +825,15 @@ def _table(fit, q: _Quantity, A, kind: str, prob: float) -> pd.DataFrame:
     b = _reml_beta(fit)
     p = len(b)
     V = np.asarray(fit.reml.vcov, dtype=float)
-    agg = (lambda u: u) if A is None else (lambda u: u @ A.T)
     h = 1e-6 * np.maximum(1.0, np.abs(b))
     B = np.vstack([b[None], b + np.diag(h), b - np.diag(h)])
-    vals = agg(_evaluate(fit, q, B, "reml", kind))
+    # the dpars held at their estimates: the SE varies the fixed effects only
+    vals = _agg(_evaluate(fit, q, B, "reml", kind, _dpars(fit, "reml")), A)
     est = vals[0]
     J = (vals[1 : p + 1] - vals[p + 1 :]) / (2 * h[:, None])  # (p, m)
     se = np.sqrt(np.clip(np.einsum("im,ij,jm->m", J, V, J), 0, None))
     draws = _beta_draws(fit)
-    post = agg(_evaluate(fit, q, draws, "post", kind))
+    post = _agg(_evaluate(fit, q, draws, "post", kind, _dpars(fit, "post")), A)
     table = _posterior_columns(post, _n_chain(fit), prob)
     table.insert(0, "reml_se", se)
     table.insert(0, "reml", est)
@@ -715,9 +848,14 @@ def _base(fit, newdata) -> tuple[pd.DataFrame, bool]:
     return newdata.reset_index(drop=True), False
 
 
-def _with_labels(table: pd.DataFrame, df: pd.DataFrame, A, labels) -> pd.DataFrame:
-    left = df if A is None else labels
-    return pd.concat([left.reset_index(drop=True), table.reset_index(drop=True)], axis=1)
+def _with_labels(table: pd.DataFrame, df: pd.DataFrame, A, labels, fit=None) -> pd.DataFrame:
+    left = (df if A is None else labels).reset_index(drop=True)
+    if len(table) != len(left):  # kind="probs": a block of rows per category, marginaleffects's "group"
+        levels = fit.glmm.levels
+        left = pd.concat([left] * len(levels), ignore_index=True)
+        left.insert(0, "group", pd.Categorical(np.repeat(levels, len(table) // len(levels)), categories=levels,
+                                               ordered=True))
+    return pd.concat([left, table.reset_index(drop=True)], axis=1)
 
 
 def predictions(fit, newdata=None, by=None, include_random=True, kind: str = "mean",
@@ -736,8 +874,19 @@ def predictions(fit, newdata=None, by=None, include_random=True, kind: str = "me
     include_random : {True, "conditional", False, "zero", "integrated", "marginal"}
         See the module's description: the observed groups' effects, none,
         or integrated over ``N(0, Sigma)``.
-    kind : {"mean", "link"}
-        The expected response (a probability, a rate) or the linear predictor.
+    kind : {"mean", "link", "probs"}
+        ``"mean"``: the expected response ``E[y]`` (brms's
+        ``posterior_epred``): a probability, a rate; ``exp(eta)`` (negative
+        binomial, Gamma with the log link), ``(1 - zi) exp(eta)``
+        (zero-inflated), ``mu`` (beta, student), ``exp(eta + sigma²/2)``
+        (lognormal: the mean of y, not of log y); for ``cumulative`` the
+        expected category number ``sum_k k P(Y = k)`` (categories numbered
+        1..K; brms's ``posterior_epred`` gives the K probabilities instead:
+        ``"probs"``). ``"link"``: the linear predictor ``eta`` (log y's mean
+        for lognormal; for ``cumulative`` without the thresholds).
+        ``"probs"`` (``cumulative`` only): ``P(Y = k)``, a block of rows per
+        category labelled by a first column ``group`` (marginaleffects's
+        name), each block the rows (or ``by`` groups) in order.
     prob : float, optional
         HDI probability (default :data:`PROB`).
 
@@ -745,19 +894,21 @@ def predictions(fit, newdata=None, by=None, include_random=True, kind: str = "me
     -------
     DataFrame
         The rows (or the ``by`` groups), then ``reml``, ``reml_se`` (the
-        REML/Laplace estimate and its delta-method SE over the fixed effects),
-        ``mean``, ``sd``, ``hdi_*``, ``ess_bulk`` of the posterior.
+        REML/Laplace estimate and its delta-method SE over the fixed effects;
+        a family's dpars, such as ``shape``, ``zi``, ``sigma`` and the
+        thresholds, held at the point fit's estimates), ``mean``, ``sd``,
+        ``hdi_*``, ``ess_bulk`` of the posterior (each draw with its own dpars).
 
     Examples
     --------
     >>> fit.predictions(by="Days")  # doctest: +SKIP
     """
-    prob, mode, kind = _check_prob(prob), _check_mode(include_random), _check_kind(kind)
+    prob, mode, kind = _check_prob(prob), _check_mode(include_random), _check_kind(kind, fit)
     df, fitted = _base(fit, newdata)
     A, labels = _groups(df, by)
     rows = _rows(fit, df, fitted)
     q = _Quantity(((rows, _reml_side(fit, rows, mode), _post_side(fit, rows, mode), 1.0),))
-    return _with_labels(_table(fit, q, A, kind, prob), df, A, labels)
+    return _with_labels(_table(fit, q, A, kind, prob), df, A, labels, fit)
 
 
 def _is_numeric(col: pd.Series) -> bool:
@@ -850,7 +1001,7 @@ def comparisons(fit, variables=None, newdata=None, by=None, contrast=None, compa
     --------
     >>> fit.comparisons("period", by=True)  # doctest: +SKIP
     """
-    prob, mode, kind = _check_prob(prob), _check_mode(include_random), _check_kind(kind)
+    prob, mode, kind = _check_prob(prob), _check_mode(include_random), _check_kind(kind, fit)
     if comparison not in ("difference", "ratio"):
         raise InterpretError(f"comparison must be 'difference' or 'ratio', not {comparison!r}")
     df, fitted = _base(fit, newdata)
@@ -865,7 +1016,7 @@ def comparisons(fit, variables=None, newdata=None, by=None, contrast=None, compa
                 rows = _rows(fit, d2, fitted)
                 pieces.append((rows, _reml_side(fit, rows, mode), _post_side(fit, rows, mode), sign))
             q = _Quantity(tuple(pieces), ratio=comparison == "ratio")
-            t = _with_labels(_table(fit, q, A, kind, prob), df, A, labels)
+            t = _with_labels(_table(fit, q, A, kind, prob), df, A, labels, fit)
             t.insert(0, "contrast", label)
             t.insert(0, "term", var)
             out.append(t)
@@ -899,7 +1050,7 @@ def slopes(fit, variables=None, newdata=None, by=None, include_random=True, kind
     --------
     >>> fit.slopes("Days", by=True)  # doctest: +SKIP
     """
-    prob, mode, kind = _check_prob(prob), _check_mode(include_random), _check_kind(kind)
+    prob, mode, kind = _check_prob(prob), _check_mode(include_random), _check_kind(kind, fit)
     df, fitted = _base(fit, newdata)
     A, labels = _groups(df, by)
     out = []
@@ -914,7 +1065,7 @@ def slopes(fit, variables=None, newdata=None, by=None, include_random=True, kind
             d2[var] = df[var].astype(float) + shift
             rows = _rows(fit, d2, fitted)
             pieces.append((rows, _reml_side(fit, rows, mode), _post_side(fit, rows, mode), sign))
-        t = _with_labels(_table(fit, _Quantity(tuple(pieces), step=e), A, kind, prob), df, A, labels)
+        t = _with_labels(_table(fit, _Quantity(tuple(pieces), step=e), A, kind, prob), df, A, labels, fit)
         t.insert(0, "term", var)
         out.append(t)
     return pd.concat(out, ignore_index=True)
