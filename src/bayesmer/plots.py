@@ -607,7 +607,8 @@ def plot_ppc(data, kind: str = "dens", group: str = "posterior_predictive", by: 
         ``"bars"``: counts and ordinal categories (bayesplot's ``ppc_bars``):
         the observed frequency of each value as bars, the replications'
         median frequency and ``prob`` equal-tailed interval as points with
-        error bars; for an integer-valued response.
+        error bars; for an integer-valued response. The earlier spellings
+        ``"posterior"`` and ``"prior"`` still mean ``"dens"`` of that group.
     group : {"posterior_predictive", "prior_predictive"}
         Which replications; with ``"prior_predictive"`` the observed data
         are drawn too, for scale.
@@ -648,10 +649,10 @@ def plot_ppc(data, kind: str = "dens", group: str = "posterior_predictive", by: 
     """
     import arviz_plots as azp
 
+    if kind in ("posterior", "prior"):  # the earlier spelling of group=, kept so existing calls keep working
+        kind, group = "dens", f"{kind}_predictive"
     if kind not in PPC_KINDS:
-        hint = " (the group is group='posterior_predictive' or 'prior_predictive')" if kind in ("posterior", "prior") \
-            else ""
-        raise ValueError(f"kind must be one of {', '.join(PPC_KINDS)}, not {kind!r}{hint}")
+        raise ValueError(f"kind must be one of {', '.join(PPC_KINDS)}, not {kind!r}")
     tree, name = _ppc_tree(data, group, seed)
     has_obs = "observed_data" in tree.children and name in tree["observed_data"].data_vars
     discrete = _integer_valued(tree, group, name)
