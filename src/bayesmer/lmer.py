@@ -385,7 +385,7 @@ class RemlFit:
             parameters, as lme4); ``"profile"``: lme4's likelihood-profile
             intervals, on the ML fit (a REML fit is refitted by ML, as lme4
             does); ``"boot"``: percentile intervals of a parametric bootstrap.
-        parm : None, "theta_", "beta_" or list of str
+        parm : None, ``"theta_"``, ``"beta_"`` or list of str
             All rows, the variance parameters, the fixed effects, or those named.
         old_names : bool
             ``.sig01``, ..., ``.sigma`` (lme4's ``oldNames = TRUE``) or
@@ -709,7 +709,7 @@ def confint(fit, level: float = 0.95, method: str = "Wald", parm=None, old_names
         The confidence level.
     method : {"Wald", "profile", "boot"}
         ``"profile"`` and ``"boot"`` for a :class:`RemlFit` only.
-    parm : None, "theta_", "beta_" or list of str
+    parm : None, ``"theta_"``, ``"beta_"`` or list of str
         The rows: all (default), the variance parameters, the fixed effects,
         or those named (lme4's old or new names of the variance parameters,
         the fixed effects' names). Only these are profiled.

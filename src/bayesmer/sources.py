@@ -898,6 +898,19 @@ def build_design(formula: str | Formula, data) -> Design:
     :func:`build_source_design`: a design without rows, its statistics computed
     where the data live.
 
+    Parameters
+    ----------
+    formula : str or Formula
+        An lme4 formula.
+    data : DataFrame or data source
+        The rows in memory, or where they live (see above).
+
+    Returns
+    -------
+    Design
+        X, and per random-effect term its grouping codes and raw columns (no
+        rows for data not in memory: their sufficient statistics instead).
+
     Raises
     ------
     FormulaError, DesignError
