@@ -266,3 +266,19 @@ def test_hypothesis_on_dpars_by_their_names(nb, cum):
     tau = _flat(fit.idata.posterior, "Intercept")
     h = fit.hypothesis("Intercept[2] - Intercept[1] > 2")
     np.testing.assert_allclose(h.loc[0, "Estimate"], (tau[:, 1] - tau[:, 0] - 2).mean(), rtol=1e-12)
+
+
+def test_cumulative_reml_se_is_emmeans_delta_method(cum):
+    # emmeans 1.8.4-1, mode = "mean.class" on ordinal::clmm (tests/data/make_emmeans_clmm_refs.R): the SE of
+    # E[Y] varies the thresholds with beta; at temp=cold, contact=no (eta = 0) it is the thresholds' alone
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "emmeans_clmm_wine.json").read_text())
+    _, fit = cum
+    grid = pd.DataFrame({"temp": ref["temp"], "contact": ref["contact"]})
+    table = fit.predictions(bayesmer.datagrid(fit, temp=["cold", "warm"], contact=["no", "yes"]),
+                            include_random=False)
+    got = grid.merge(table, on=["temp", "contact"], how="left")
+    np.testing.assert_allclose(got["reml"], ref["mean_class"], rtol=1e-4)
+    np.testing.assert_allclose(got["reml_se"], ref["SE"], rtol=1e-4)

@@ -123,6 +123,9 @@ class FamilyFit:
     _sigma: float | None = field(repr=False, default=None)
     _ranef_lmer: dict | None = field(repr=False, default=None)
     failed: str | None = None
+    #: the joint covariance of (fixed effects, dpars in :meth:`ResponseFamily.dpar_series` order), from the
+    #: same inverse Hessian: the delta method of the after-fit tools reads it (thresholds move E[Y] too)
+    _vcov_dpars: np.ndarray | None = field(repr=False, default=None)
 
     @functools.cached_property
     def vcov(self) -> pd.DataFrame:
@@ -384,6 +387,7 @@ def glmmtmb(
         sd_all = np.sqrt(np.where(np.diag(V) > 0, np.diag(V), np.nan))
     dpars = fam.dpar_series(dp)
     dpars_se = pd.Series(sd_all[p + nth :], index=dpars.index.copy(), name="Std. Error")
+    bd = np.r_[np.arange(p), np.arange(p + nth, len(res.x))]  # fixed effects and dpars, without theta
     k_par = p + nth + len(dpars)
     nobs = len(y)
     ll = -res.fun
@@ -403,6 +407,7 @@ def glmmtmb(
         aic=float(-2 * ll + 2 * k_par), bic=float(-2 * ll + math.log(nobs) * k_par),
         df_resid=int(nobs - k_par), nobs=nobs, ngroups=ngroups, converged=res.converged,
         n_evaluations=res.n_evals, n_gradients=res.n_grads, method="Laplace", _vcov=V[:p, :p], _covs=covs,
+        _vcov_dpars=V[np.ix_(bd, bd)],
         _u=res.u, _eta=res.eta,
     )
 

@@ -25,8 +25,9 @@ The three meanings of "the random effects" (``include_random``):
     (``plogis(X beta)``, the "typical group"); on cbpp the period-1 incidence
     is 0.198 at zero, 0.216 integrated, 0.215 averaged over the observed herds.
 
-The REML side's standard errors vary the fixed effects only, holding the
-conditional modes and the covariances at their estimates (as marginaleffects
+The REML side's standard errors vary the fixed effects (and a family's dpars,
+from the point fit's joint covariance: a cumulative model's thresholds), holding
+the conditional modes and the covariances at their estimates (as marginaleffects
 does for ``lmer``): for an average over the observed groups they can be much
 larger than the posterior SD, which also counts how the groups' effects
 co-vary with the fixed effects (sleepstudy's mean fitted reaction: 9.05
@@ -824,13 +825,31 @@ def _table(fit, q: _Quantity, A, kind: str, prob: float) -> pd.DataFrame:
     """REML estimate and delta-method SE (numerical Jacobian over beta, vcov) beside the posterior."""
     b = _reml_beta(fit)
     p = len(b)
-    V = np.asarray(fit.reml.vcov, dtype=float)
-    h = 1e-6 * np.maximum(1.0, np.abs(b))
-    B = np.vstack([b[None], b + np.diag(h), b - np.diag(h)])
-    # the dpars held at their estimates: the SE varies the fixed effects only
-    vals = _agg(_evaluate(fit, q, B, "reml", kind, _dpars(fit, "reml")), A)
+    dp = _dpars(fit, "reml")
+    Vj = getattr(fit.reml, "_vcov_dpars", None)
+    if Vj is None or not dp:
+        # the dpars held at their estimates (none, or no joint covariance): the SE varies β only
+        V, x0, dp_shapes = np.asarray(fit.reml.vcov, dtype=float), b, []
+    else:
+        # β and the dpars together, from the point fit's joint covariance: a cumulative model's
+        # thresholds move E[Y] as much as β does (emmeans's delta method for clmm does the same)
+        V = np.asarray(Vj, dtype=float)
+        dp_shapes = [(k, np.shape(v)[1:]) for k, v in dp.items()]
+        x0 = np.concatenate([b] + [np.asarray(v, dtype=float).reshape(-1) for v in dp.values()])
+    m = len(x0)
+    h = 1e-6 * np.maximum(1.0, np.abs(x0))
+    Xs = np.vstack([x0[None], x0 + np.diag(h), x0 - np.diag(h)])
+    if dp_shapes:
+        pos, dps = p, {}
+        for k, shape in dp_shapes:
+            size = int(np.prod(shape)) if shape else 1
+            dps[k] = Xs[:, pos : pos + size].reshape((len(Xs), *shape))
+            pos += size
+    else:
+        dps = dp
+    vals = _agg(_evaluate(fit, q, Xs[:, :p], "reml", kind, dps), A)
     est = vals[0]
-    J = (vals[1 : p + 1] - vals[p + 1 :]) / (2 * h[:, None])  # (p, m)
+    J = (vals[1 : m + 1] - vals[m + 1 :]) / (2 * h[:, None])  # (m, rows)
     se = np.sqrt(np.clip(np.einsum("im,ij,jm->m", J, V, J), 0, None))
     draws = _beta_draws(fit)
     post = _agg(_evaluate(fit, q, draws, "post", kind, _dpars(fit, "post")), A)
@@ -894,9 +913,10 @@ def predictions(fit, newdata=None, by=None, include_random=True, kind: str = "me
     -------
     DataFrame
         The rows (or the ``by`` groups), then ``reml``, ``reml_se`` (the
-        REML/Laplace estimate and its delta-method SE over the fixed effects;
-        a family's dpars, such as ``shape``, ``zi``, ``sigma`` and the
-        thresholds, held at the point fit's estimates), ``mean``, ``sd``,
+        REML/Laplace estimate and its delta-method SE over the fixed effects
+        and, for a family of :mod:`bayesmer.families`, its dpars (``zi``, the
+        thresholds...) with their joint covariance, as emmeans does for
+        ``clmm``), ``mean``, ``sd``,
         ``hdi_*``, ``ess_bulk`` of the posterior (each draw with its own dpars).
 
     Examples
