@@ -430,8 +430,12 @@ def hypothesis(fit, hypotheses, alpha: float = 0.05) -> pd.DataFrame:
     dnames, ddraws, dest, dse = _dpar_columns(fit)
     if dnames:
         names, beta, rfix = names + dnames, np.hstack([beta, ddraws]), np.concatenate([rfix, dest])
-        # the dpars' SEs beside the fixed effects' vcov, their covariances taken as zero
-        V = np.block([[V, np.zeros((n_fixed, len(dnames)))], [np.zeros((len(dnames), n_fixed)), np.diag(dse**2)]])
+        Vj = getattr(fit.reml, "_vcov_dpars", None)
+        if Vj is not None and list(fit.reml.dpars.index) == dnames and Vj.shape == (len(names),) * 2:
+            V = np.asarray(Vj, dtype=float)  # the point fit's joint covariance of beta and the dpars
+        else:  # no joint covariance (a stand-in fit): the dpars' SEs beside beta's, covariances zero
+            V = np.block([[V, np.zeros((n_fixed, len(dnames)))], [np.zeros((len(dnames), n_fixed)),
+                                                                   np.diag(dse**2)]])
     rows = []
     for text in hypotheses:
         h = parse_hypothesis(text, names)
