@@ -241,6 +241,11 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
     gd = glmm_design(formula, data, fam, weights=weights, offset=offset)
     point = _point_glmm(gd, stacklevel=4)
     prior_set = resolve_priors(gd, priors, family=fam)
+    return _sample_glmm_fit(gd, point, prior_set, settings, run)
+
+
+def _sample_glmm_fit(gd, point, prior_set, settings, run) -> BayesFit:
+    """The posterior of a model with explicit random effects (any non-Gaussian family), beside its point fit."""
     built = build_glmm(gd, prior_set, start=point)
     sampled = sample_glmm(built, gd, **run)
     result = BayesFit(
@@ -254,7 +259,7 @@ def _fit_glmm(formula, data, priors, settings, weights, offset, run) -> BayesFit
         settings=settings.to_dict(),
         glmm=gd,
     )
-    diagnose(result, stacklevel=4)
+    diagnose(result, stacklevel=5)
     return result
 
 
@@ -303,21 +308,7 @@ def _fit_family(formula, data, priors, settings, weights, offset, run) -> BayesF
         return _fit_lognormal(fd, priors, settings, offset, run)
     prior_set = resolve_priors(fd, priors, family=fd.family)  # a bad prior name fails before the point fit
     point = _family_point(fd, offset)
-    built = build_glmm(fd, prior_set, start=point)
-    sampled = sample_glmm(built, fd, **run)
-    result = BayesFit(
-        design=fd.design,
-        reml=point,
-        priors=prior_set,
-        built=built,
-        idata=sampled.idata,
-        timings=sampled.timings,
-        strategy=built.strategy,
-        settings=settings.to_dict(),
-        glmm=fd,
-    )
-    diagnose(result, stacklevel=4)
-    return result
+    return _sample_glmm_fit(fd, point, prior_set, settings, run)
 
 
 def _log_design(fd):
