@@ -3,7 +3,7 @@
 :func:`family_data` reads the response as :func:`bayesmer.glmmtmb` does (the
 same design, rows and checks, so a bad response is refused before any fit with
 the family's message naming the rows) and holds what the posterior needs, in
-the shape of :class:`bayesmer.glmer_fit.GlmmData` (the binomial's and Poisson's).
+the shape of :class:`bayesmer.glmm_design.GlmmData` (the binomial's and Poisson's), which it extends.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .design import Design, DesignError, plain_frame
+from .design import DesignError, plain_frame
 from .families import FamilyError, ResponseFamily, get_family
-from .glmm_design import Response, evaluate_column, frame_design, split_response
+from .glmm_design import GlmmData, Response, evaluate_column, frame_design, split_response
 
 __all__ = ["FamilyData", "family_data"]
 
 
 @dataclass(frozen=True, eq=False)
-class FamilyData:
-    """A family model's design and response.
+class FamilyData(GlmmData):
+    """A family model's design and response: :class:`~bayesmer.glmm_design.GlmmData`'s fields, its family a
+    :class:`~bayesmer.families.ResponseFamily`.
 
     Attributes
     ----------
@@ -42,18 +43,6 @@ class FamilyData:
     """
 
     family: ResponseFamily
-    design: Design
-    terms: tuple
-    y: np.ndarray
-    weights: np.ndarray
-    offset: np.ndarray
-    label: str
-    formula: str = ""
-    frame: pd.DataFrame | None = None
-    weights_spec: str | None = None
-    offset_spec: str | None = None
-
-    sums = None  # rows in memory (what default_priors and design.moments read)
 
     @property
     def _keep(self) -> list[int]:
