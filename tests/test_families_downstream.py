@@ -22,7 +22,7 @@ from bayesmer import cli
 from bayesmer.errors import PredictionError
 from bayesmer.families import FAMILIES, get_family
 from bayesmer.modelfile import ModelFileError, check_priors, load_data, load_model_file
-from bayesmer.results import _category_probs, _family_mean
+from bayesmer.results import _family_mean
 from bayesmer.simulation import SimulationError
 
 ROOT = Path(__file__).parents[1]
@@ -293,7 +293,7 @@ def test_category_probabilities_are_clmms():
     """P(Y = k) from clmm's thresholds and linear predictor: clmm's fitted() and the whole matrix; rows sum to one."""
     ref = R_PRED["wine"]
     tau = np.array(list(json.loads((DATA / "family_cumulative.json").read_text())["thresholds"].values()))
-    probs = _category_probs(get_family("cumulative"), np.array(ref["eta"])[None, :], tau[None, :])[0]
+    probs = get_family("cumulative").probs(np.array(ref["eta"])[None, :], {"Intercept": tau[None, :]})[0]
     np.testing.assert_allclose(probs, ref["probs"], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-14)
     observed = bayesmer.datasets.load("wine")["rating"].cat.codes.to_numpy()
@@ -302,7 +302,7 @@ def test_category_probabilities_are_clmms():
     mean = _family_mean(get_family("cumulative"), np.array(ref["eta"])[None, :], {"Intercept": tau[None, :]})
     np.testing.assert_allclose(mean[0], np.array(ref["probs"]) @ np.arange(1, 6), rtol=1e-12)
     # the probit link: the normal CDF
-    pp = _category_probs(get_family("cumulative").with_link("probit"), np.array([[0.3]]), np.array([[-1.0, 0.5]]))
+    pp = get_family("cumulative").with_link("probit").probs(np.array([[0.3]]), {"Intercept": np.array([[-1.0, 0.5]])})
     np.testing.assert_allclose(pp[0, 0], np.diff(sc.ndtr(np.array([-np.inf, -1.3, 0.2, np.inf]))), rtol=1e-13)
 
 
@@ -351,7 +351,7 @@ def test_simulate_cumulative_categories(sleep):
     rows = sleep["Days"].to_numpy() == 5
     codes = np.stack([sims[c].cat.codes.to_numpy()[rows] for c in sims]).ravel()
     freq = np.bincount(codes, minlength=4) / codes.size
-    p = _category_probs(get_family("cumulative"), np.array([[1.0]]), np.array([tau]))[0, 0]
+    p = get_family("cumulative").probs(np.array([[1.0]]), {"Intercept": np.array([tau])})[0, 0]
     assert np.all(np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / codes.size)), (freq, p)
     # the categories of the data's ordered response, and thresholds by brms's names
     wine = bayesmer.datasets.load("wine")

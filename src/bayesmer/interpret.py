@@ -728,10 +728,8 @@ def _mean(fit, eta: np.ndarray, v, kind: str, dp: dict) -> np.ndarray:
             return eta
         inv = fit.glmm.family.link.linkinv
     elif kind == "probs":
-        from .results import _category_probs
-
         def inv(e):
-            return _category_probs(fam, e, dp["Intercept"])
+            return fam.probs(e, dp)
     else:
         # one owner of E[y] (predict's): exp(eta) scaled by 1 - zi, exp(eta + sigma^2/2), E[Y] of a cumulative...
         from .results import _family_mean

@@ -22,7 +22,7 @@ from .design import Design, build_design, new_data
 from .errors import PredictionError
 from .priors import PriorSet
 from .protocol import varcorr_table, variance_shares
-from .sampling import constant_data, group_attrs, linear_predictor
+from .sampling import _family_rows, constant_data, group_attrs, linear_predictor
 
 __all__ = ["BayesFit", "diagnose", "PREDICTION_KINDS"]
 
@@ -1281,7 +1281,7 @@ def _update_arguments(fit: BayesFit, formula, priors, data, settings: dict) -> t
 def _family_predictive(fit: BayesFit, seed) -> xr.Dataset:
     """New observations on the fitted rows of a :mod:`bayesmer.families` model, one per draw (``rvs``);
     an ordinal model's are the categories 1..K, their labels the ``category`` coordinate."""
-    from .sampling import _family_rows, _glmm_rows, family_draws
+    from .sampling import _glmm_rows, family_draws
 
     gd, m = fit.glmm, fit.built
     post = fit.idata["posterior"].to_dataset()
@@ -1292,7 +1292,7 @@ def _family_predictive(fit: BayesFit, seed) -> xr.Dataset:
     dp = family_draws(post, gd.family, m.dpars)
     rng = np.random.default_rng(seed)
     fam = gd.family
-    yrep = _family_rows(fam, gd.y, eta, dp, gd.weights, lambda y, e, dd, w: fam.rvs(e, dd, w, rng))
+    yrep = _family_rows(eta, dp, lambda e, dd: fam.rvs(e, dd, gd.weights, rng))
     n = len(gd.y)
     pp = xr.Dataset({m.response: ((*_SAMPLE, nm.OBS_DIM), yrep.reshape(c, d, n))},
                     coords={"chain": post.coords["chain"], "draw": post.coords["draw"], nm.OBS_DIM: np.arange(n)})
@@ -1404,31 +1404,11 @@ def _point_parts(fit: BayesFit):
     return beta, bs, dp
 
 
-def _category_probs(fam, eta: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """P(Y = k), k = 1..K, of a cumulative model: ``F(tau_k - eta) - F(tau_{k-1} - eta)``, shape (S, n, K).
-
-    ``eta`` (S, n), ``tau`` (S, K-1) the draws' thresholds; ``F`` the inverse link (logistic or normal).
-    """
-    cdf = fam.linkinv(tau[:, None, :] - eta[:, :, None])
-    S, n, _ = cdf.shape
-    cdf = np.concatenate([np.zeros((S, n, 1)), cdf, np.ones((S, n, 1))], axis=2)
-    return np.clip(np.diff(cdf, axis=2), 0.0, 1.0)
-
-
 def _family_mean(fam, eta: np.ndarray, dp: dict) -> np.ndarray:
     """E[y] per draw and row (S, n) from the family's ``mean``, the draws' dpars broadcast over rows."""
-    if fam.name == "cumulative":
-        probs = _category_probs(fam, eta, dp["Intercept"])
-        return probs @ np.arange(1, probs.shape[2] + 1, dtype=float)
+    if fam.name == "cumulative":  # its thresholds are per draw (S, K-1), not broadcast over rows
+        return np.asarray(fam.mean(eta, dp), dtype=float)
     return np.asarray(fam.mean(eta, {k: np.asarray(v)[:, None] for k, v in dp.items()}), dtype=float)
-
-
-def _family_response(fam, eta: np.ndarray, dp: dict, rng) -> np.ndarray:
-    """New responses drawn from the family (its ``rvs``), draw by draw: (S, n)."""
-    out = np.empty_like(eta)
-    for s in range(eta.shape[0]):
-        out[s] = fam.rvs(eta[s], {k: v[s] for k, v in dp.items()}, None, rng)
-    return out
 
 
 def _point_result(values: np.ndarray, df: pd.DataFrame, kind: str, name: str, levels=()):
@@ -1529,9 +1509,9 @@ def _predict_glmm(fit: BayesFit, newdata, kind, include_random, sample_new_group
         if kind == "mean":
             eta = _family_mean(fam, eta, dp)
         elif kind == "probs":
-            eta = _category_probs(fam, eta, dp["Intercept"])
+            eta = fam.probs(eta, dp)
         elif kind == "response":
-            eta = _family_response(fam, eta, dp, rng)
+            eta = _family_rows(eta, dp, lambda e, d: fam.rvs(e, d, None, rng))
     else:
         if kind != "link":
             eta = gd.family.link.linkinv(eta)

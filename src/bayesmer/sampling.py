@@ -758,12 +758,11 @@ def family_draws(post: xr.Dataset, fam, names) -> dict:
     return out
 
 
-def _family_rows(fam, y, eta, dp, wt, fn, chunk=200) -> np.ndarray:
-    """``fn(y, eta_s, dp_s, wt)`` per draw s (row by row of draws, the dpars broadcast), ``(S, n)``."""
-    S = eta.shape[0]
+def _family_rows(eta, dp, fn) -> np.ndarray:
+    """``fn(eta_s, dp_s)`` per draw s (the draws' rows of eta, each with its own dpars), ``(S, n)``."""
     out = np.empty_like(eta)
-    for s in range(S):
-        out[s] = fn(y, eta[s], {k: v[s] for k, v in dp.items()}, wt)
+    for s in range(eta.shape[0]):
+        out[s] = fn(eta[s], {k: v[s] for k, v in dp.items()})
     return out
 
 
@@ -817,7 +816,7 @@ def sample_glmm(
     y = np.asarray(data.y, dtype=float)
     if want_ll:
         if family_fit:  # the family's own density, every constant included
-            ll = _family_rows(fam, y, mu, dp, data.weights, lambda y_, e, d, w: w * fam.logpdf(y_, e, d, w))
+            ll = _family_rows(mu, dp, lambda e, d: data.weights * fam.logpdf(y, e, d, data.weights))
         else:
             ll = fam.loglik(data.y[None, :], mu, data.weights[None, :])
         groups["log_likelihood"] = xr.Dataset({name: (("chain", "draw", "obs"), ll.reshape(n_chain, n_draw, n))},
@@ -831,7 +830,7 @@ def sample_glmm(
     groups["constant_data"] = constant_data(data.design, data.frame)
     if sample_posterior_predictive:
         if family_fit:
-            yrep = _family_rows(fam, y, mu, dp, data.weights, lambda y_, e, d, w: fam.rvs(e, d, w, rng))
+            yrep = _family_rows(mu, dp, lambda e, d: fam.rvs(e, d, data.weights, rng))
         else:
             yrep = _draw_counts(fam, mu, data.weights, rng)
         pp = xr.Dataset({name: (("chain", "draw", "obs"), yrep.reshape(n_chain, n_draw, n))}, coords=sample_coords)

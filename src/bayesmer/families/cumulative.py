@@ -90,26 +90,27 @@ class Cumulative(ResponseFamily):
         return self._parts(y, eta, dp)[1:]
 
     def mean(self, eta, dp):
-        """E[Y] on the 1..K scale."""
-        tau = np.asarray(dp["Intercept"], dtype=float)
-        F = _cdf_pdf_dpdf(self.link, tau[None, :] - np.asarray(eta)[:, None])[0]
-        cdf = np.concatenate([F, np.ones((len(F), 1))], axis=1)
-        probs = np.diff(np.concatenate([np.zeros((len(F), 1)), cdf], axis=1), axis=1)
-        return probs @ np.arange(1, len(tau) + 2)
+        """E[Y] on the 1..K scale (shapes as :meth:`probs`, without its last axis)."""
+        p = self.probs(eta, dp)
+        return p @ np.arange(1, p.shape[-1] + 1)
 
     def probs(self, eta, dp) -> np.ndarray:
-        """P(Y = k | eta), rows x K categories."""
+        """P(Y = k | eta), k = 1..K on a new last axis.
+
+        ``eta`` (..., n) with thresholds (K-1,), or per draw: ``eta`` (S, n)
+        with thresholds (S, K-1), giving (S, n, K).
+        """
         tau = np.asarray(dp["Intercept"], dtype=float)
-        F = _cdf_pdf_dpdf(self.link, tau[None, :] - np.asarray(eta, dtype=float).reshape(-1, 1))[0]
-        cdf = np.concatenate([np.zeros((len(F), 1)), F, np.ones((len(F), 1))], axis=1)
-        return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
+        F = self.linkinv(np.expand_dims(tau, -2) - np.asarray(eta, dtype=float)[..., None])
+        edge = np.zeros((*F.shape[:-1], 1))
+        return np.clip(np.diff(np.concatenate([edge, F, edge + 1.0], axis=-1), axis=-1), 0.0, 1.0)
 
     def rvs(self, eta, dp, wt=None, rng=None):
         """Categories 1..K (their labels are :attr:`levels`)."""
         rng = np.random.default_rng(rng)
         tau = np.asarray(dp["Intercept"], dtype=float)
         eta = np.asarray(eta, dtype=float)
-        F = _cdf_pdf_dpdf(self.link, tau[None, :] - eta.reshape(-1, 1))[0]
+        F = self.linkinv(tau[None, :] - eta.reshape(-1, 1))
         u = rng.random((eta.size, 1))
         return (1.0 + np.sum(u > F, axis=1)).reshape(eta.shape)
 
